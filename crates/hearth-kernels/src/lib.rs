@@ -1,0 +1,29 @@
+//! Pure functions over slices: GGUF block types, dequantize / quantize / vec_dot
+//! for every weight type, and the float kernels of the forward pass.
+//!
+//! Every quantized type is a `#[repr(C)]` block struct, bit-compatible with GGUF, that
+//! implements [`Quantize`]; weight types also implement [`WeightBlock`], which names the
+//! activation format their dot product pairs with (as ggml's `vec_dot_type` does).
+//! This crate is a leaf: it knows nothing about files, models or requests.
+
+pub mod quants;
+
+pub use quants::*;
+
+/// A block of `QK` values stored in a GGUF-compatible layout.
+pub trait Quantize: bytemuck::Pod + Send + Sync {
+    /// Values per block (32 for legacy quants, 256 for K-quants, 1 for plain floats).
+    const QK: usize;
+    /// Reference (scalar) quantization of `x` into `y`; `x.len() == y.len() * QK`.
+    fn quantize_row(x: &[f32], y: &mut [Self]);
+    /// Dequantization of `x` into `y`; `y.len() == x.len() * QK`.
+    fn dequantize_row(x: &[Self], y: &mut [f32]);
+}
+
+/// A weight format: a row of `Self` blocks is dotted with a row of `Self::Act` blocks,
+/// the activation format the input is quantized to once per matrix product.
+pub trait WeightBlock: Quantize {
+    type Act: Quantize;
+    /// `sum_i w[i] * a[i]` over one row; `w.len() * Self::QK == a.len() * Self::Act::QK`.
+    fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32;
+}
