@@ -1,1 +1,137 @@
-//! (in progress)
+//! 8-bit blocks of 32: `Q8_0` (a weight type, and the activation format of Q4_0, Q5_0
+//! and Q8_0) and `Q8_1` (the activation format of Q4_1 and Q5_1).
+//!
+//! Quantization is ggml's `quantize_row_q8_0_ref` / `quantize_row_q8_1_ref`, bit for bit:
+//! `d = amax / 127`, `q = round(x / d)` (halves away from zero), `d` stored as f16.
+
+use half::f16;
+
+use super::float::{fp16_to_fp32, fp32_to_fp16};
+use crate::{Quantize, WeightBlock};
+
+/// Values per Q8_0 block.
+pub const QK8_0: usize = 32;
+/// Values per Q8_1 block.
+pub const QK8_1: usize = 32;
+
+/// ggml `block_q8_0`: value `j` is `d * qs[j]`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8_0 {
+    /// Scale.
+    pub d: f16,
+    /// Quants.
+    pub qs: [i8; QK8_0],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
+
+/// ggml `block_q8_1`: value `j` is `d * qs[j]`; `s` caches `d * sum(qs)` (computed with
+/// the f32 scale before it is rounded to f16), used by the Q4_1/Q5_1 dot products.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8_1 {
+    /// Scale.
+    pub d: f16,
+    /// `d * sum(qs)`.
+    pub s: f16,
+    /// Quants.
+    pub qs: [i8; QK8_1],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8_1>() == 36);
+
+/// Shared by Q8_0 and Q8_1: quantizes 32 values into `qs`, returns the f32 scale `d`.
+#[inline(always)]
+fn quantize_block_q8(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
+    // ggml: amax = MAX(amax, fabsf(v)), i.e. `amax > |v| ? amax : |v|`.
+    let mut amax = 0.0f32;
+    for &v in x {
+        let a = v.abs();
+        amax = if amax > a { amax } else { a };
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(x) {
+        // roundf: halves away from zero; |v * id| <= 127 (up to rounding) fits i8.
+        *q = (v * id).round() as i8;
+    }
+    d
+}
+
+/// `sum_j a[j] * b[j]` over 32 signed bytes, exact in i32.
+#[inline(always)]
+pub(crate) fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+    let mut sumi = 0i32;
+    for (&x, &y) in a.iter().zip(b) {
+        sumi += i32::from(x) * i32::from(y);
+    }
+    sumi
+}
+
+impl Quantize for BlockQ8_0 {
+    const QK: usize = QK8_0;
+
+    /// ggml's `quantize_row_q8_0_ref`.
+    fn quantize_row(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK8_0, "quantize_row q8_0: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
+            let xb: &[f32; QK8_0] = xb.try_into().unwrap();
+            let d = quantize_block_q8(xb, &mut yb.qs);
+            yb.d = fp32_to_fp16(d);
+        }
+    }
+
+    /// ggml's `dequantize_row_q8_0`: `y = qs * d`.
+    fn dequantize_row(x: &[Self], y: &mut [f32]) {
+        assert_eq!(y.len(), x.len() * QK8_0, "dequantize_row q8_0: length mismatch");
+        for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK8_0)) {
+            let d = fp16_to_fp32(xb.d);
+            for (o, &q) in yb.iter_mut().zip(&xb.qs) {
+                *o = f32::from(q) * d;
+            }
+        }
+    }
+}
+
+impl WeightBlock for BlockQ8_0 {
+    type Act = BlockQ8_0;
+
+    /// ggml's `ggml_vec_dot_q8_0_q8_0_generic`: per block `sumi * (d_w * d_a)` in f32.
+    fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
+        assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
+        let mut sumf = 0.0f32;
+        for (bw, ba) in w.iter().zip(a) {
+            let sumi = dot_i8_32(&bw.qs, &ba.qs);
+            sumf += sumi as f32 * (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d));
+        }
+        sumf
+    }
+}
+
+impl Quantize for BlockQ8_1 {
+    const QK: usize = QK8_1;
+
+    /// ggml's `quantize_row_q8_1_ref`; `s = f16(sum(qs) * d)` with the f32 `d`.
+    fn quantize_row(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK8_1, "quantize_row q8_1: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
+            let xb: &[f32; QK8_1] = xb.try_into().unwrap();
+            let d = quantize_block_q8(xb, &mut yb.qs);
+            let sum: i32 = yb.qs.iter().map(|&q| i32::from(q)).sum();
+            yb.d = fp32_to_fp16(d);
+            yb.s = fp32_to_fp16(sum as f32 * d);
+        }
+    }
+
+    /// `y = qs * d` (`s` is not needed).
+    fn dequantize_row(x: &[Self], y: &mut [f32]) {
+        assert_eq!(y.len(), x.len() * QK8_1, "dequantize_row q8_1: length mismatch");
+        for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK8_1)) {
+            let d = fp16_to_fp32(xb.d);
+            for (o, &q) in yb.iter_mut().zip(&xb.qs) {
+                *o = f32::from(q) * d;
+            }
+        }
+    }
+}
