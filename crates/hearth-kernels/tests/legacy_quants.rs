@@ -1,6 +1,8 @@
 //! Tests of the float and legacy block types (F32, F16, BF16, Q8_0, Q8_1, Q4_0, Q4_1,
 //! Q5_0, Q5_1): ggml's test-quantize-fns method, fixed points, hand-computed bytes and
 //! property tests of `vec_dot` against "dequantize, then dot".
+// Known-byte expectations spell out both nibbles, zeros included.
+#![allow(clippy::identity_op)]
 
 mod common;
 
@@ -17,16 +19,25 @@ fn block_sizes_match_ggml() {
     use core::mem::{align_of, size_of};
     assert_eq!(size_of::<BlockQ8_0>(), 34);
     assert_eq!(size_of::<BlockQ8_1>(), 36);
+    assert_eq!(size_of::<BlockQ4_0>(), 18);
     assert_eq!(size_of::<BlockQ4_1>(), 20);
+    assert_eq!(size_of::<BlockQ5_0>(), 22);
+    assert_eq!(size_of::<BlockQ5_1>(), 24);
     assert_eq!(size_of::<f16>(), 2);
     assert_eq!(size_of::<bf16>(), 2);
     // f16 fields: blocks are 2-aligned, like ggml's (packed arrays of blocks have no gaps).
     assert_eq!(align_of::<BlockQ8_0>(), 2);
     assert_eq!(align_of::<BlockQ8_1>(), 2);
+    assert_eq!(align_of::<BlockQ4_0>(), 2);
     assert_eq!(align_of::<BlockQ4_1>(), 2);
+    assert_eq!(align_of::<BlockQ5_0>(), 2);
+    assert_eq!(align_of::<BlockQ5_1>(), 2);
     assert_eq!(<BlockQ8_0 as Quantize>::QK, 32);
     assert_eq!(<BlockQ8_1 as Quantize>::QK, 32);
+    assert_eq!(<BlockQ4_0 as Quantize>::QK, 32);
     assert_eq!(<BlockQ4_1 as Quantize>::QK, 32);
+    assert_eq!(<BlockQ5_0 as Quantize>::QK, 32);
+    assert_eq!(<BlockQ5_1 as Quantize>::QK, 32);
     assert_eq!(<f32 as Quantize>::QK, 1);
     assert_eq!(<f16 as Quantize>::QK, 1);
     assert_eq!(<bf16 as Quantize>::QK, 1);
@@ -83,8 +94,23 @@ fn q8_1_quantization_error() {
 }
 
 #[test]
+fn q4_0_quantize_fns() {
+    check_type::<BlockQ4_0>("q4_0", MAX_QUANTIZATION_TOTAL_ERROR, MAX_DOT_PRODUCT_ERROR);
+}
+
+#[test]
 fn q4_1_quantize_fns() {
     check_type::<BlockQ4_1>("q4_1", MAX_QUANTIZATION_TOTAL_ERROR, MAX_DOT_PRODUCT_ERROR);
+}
+
+#[test]
+fn q5_0_quantize_fns() {
+    check_type::<BlockQ5_0>("q5_0", MAX_QUANTIZATION_TOTAL_ERROR, MAX_DOT_PRODUCT_ERROR);
+}
+
+#[test]
+fn q5_1_quantize_fns() {
+    check_type::<BlockQ5_1>("q5_1", MAX_QUANTIZATION_TOTAL_ERROR, MAX_DOT_PRODUCT_ERROR);
 }
 
 /// Tighter than ggml's loose metric: the true RMS error relative to the data's RMS,
@@ -95,7 +121,10 @@ fn relative_rms_errors_are_plausible() {
     let rms = rms_diff(&x, &vec![0.0; x.len()]);
     let rel = |e: f32| e / rms;
     // synth data spans about [-1.9, 2.1] per block: steps ~4/15, ~2.1/127, ...
+    assert!(rel(rms_diff(&x, &round_trip::<BlockQ4_0>(&x))) < 0.08);
     assert!(rel(rms_diff(&x, &round_trip::<BlockQ4_1>(&x))) < 0.06);
+    assert!(rel(rms_diff(&x, &round_trip::<BlockQ5_0>(&x))) < 0.04);
+    assert!(rel(rms_diff(&x, &round_trip::<BlockQ5_1>(&x))) < 0.03);
     assert!(rel(rms_diff(&x, &round_trip::<BlockQ8_0>(&x))) < 0.006);
     assert!(rel(rms_diff(&x, &round_trip::<BlockQ8_1>(&x))) < 0.006);
     assert!(rel(rms_diff(&x, &round_trip::<f16>(&x))) < 3e-4);
@@ -118,7 +147,10 @@ fn dequantized_values_are_fixed_points() {
         assert_fixed_point::<bf16>(&format!("bf16 {kind}"), &x);
         assert_fixed_point::<BlockQ8_0>(&format!("q8_0 {kind}"), &x);
         assert_fixed_point::<BlockQ8_1>(&format!("q8_1 {kind}"), &x);
+        assert_fixed_point::<BlockQ4_0>(&format!("q4_0 {kind}"), &x);
         assert_fixed_point::<BlockQ4_1>(&format!("q4_1 {kind}"), &x);
+        assert_fixed_point::<BlockQ5_0>(&format!("q5_0 {kind}"), &x);
+        assert_fixed_point::<BlockQ5_1>(&format!("q5_1 {kind}"), &x);
     }
 }
 
@@ -401,6 +433,91 @@ proptest! {
     }
 
     #[test]
+    fn q4_0_vec_dot_matches_reference((w, a) in row(1..9)) {
+        assert_dot_consistent_f32::<BlockQ4_0>(&w, &a, 1e-5);
+    }
+
+    #[test]
+    fn q5_0_vec_dot_matches_reference((w, a) in row(1..9)) {
+        assert_dot_consistent_f32::<BlockQ5_0>(&w, &a, 1e-5);
+    }
+
+    #[test]
+    fn q5_1_vec_dot_matches_reference((w, a) in row(1..9)) {
+        let wq = quantize::<BlockQ5_1>(&w);
+        let aq = quantize::<BlockQ8_1>(&a);
+        let got = BlockQ5_1::vec_dot(&wq, &aq);
+        let (want, scale) = dot_with_s(&wq, &aq, |b| b.m.to_f32());
+        prop_assert!((f64::from(got) - want).abs() <= 1e-5 * scale + 1e-6, "{} vs {}", got, want);
+    }
+
+    /// Arbitrary block bytes (not only what the quantizer produces): every nibble and
+    /// fifth-bit pattern, finite f16 scales.
+    #[test]
+    fn legacy_vec_dot_arbitrary_blocks(
+        nb in 1usize..5,
+        seed in any::<u64>(),
+    ) {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut bytes = |n: usize| (0..n).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>();
+        let a0: Vec<BlockQ8_0> = (0..nb)
+            .map(|_| {
+                let mut b: BlockQ8_0 = bytemuck::pod_read_unaligned(&bytes(34));
+                b.d = f16::from_f32(0.01);
+                b
+            })
+            .collect();
+        let a1: Vec<BlockQ8_1> = a0
+            .iter()
+            .map(|b| {
+                let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+                BlockQ8_1 { d: b.d, s: f16::from_f32(sum as f32 * b.d.to_f32()), qs: b.qs }
+            })
+            .collect();
+        let q40: Vec<BlockQ4_0> = (0..nb)
+            .map(|_| {
+                let mut b: BlockQ4_0 = bytemuck::pod_read_unaligned(&bytes(18));
+                b.d = f16::from_f32(0.5);
+                b
+            })
+            .collect();
+        let q50: Vec<BlockQ5_0> = (0..nb)
+            .map(|_| {
+                let mut b: BlockQ5_0 = bytemuck::pod_read_unaligned(&bytes(22));
+                b.d = f16::from_f32(-0.25);
+                b
+            })
+            .collect();
+        let q41: Vec<BlockQ4_1> = (0..nb)
+            .map(|_| {
+                let mut b: BlockQ4_1 = bytemuck::pod_read_unaligned(&bytes(20));
+                b.d = f16::from_f32(0.125);
+                b.m = f16::from_f32(-1.0);
+                b
+            })
+            .collect();
+        let q51: Vec<BlockQ5_1> = (0..nb)
+            .map(|_| {
+                let mut b: BlockQ5_1 = bytemuck::pod_read_unaligned(&bytes(24));
+                b.d = f16::from_f32(0.0625);
+                b.m = f16::from_f32(-1.0);
+                b
+            })
+            .collect();
+        let q80: Vec<BlockQ8_0> = a0.iter().rev().copied().collect();
+        assert_dot_consistent::<BlockQ4_0>(&q40, &a0, 1e-6);
+        assert_dot_consistent::<BlockQ5_0>(&q50, &a0, 1e-6);
+        assert_dot_consistent::<BlockQ8_0>(&q80, &a0, 1e-6);
+        let (want, scale) = dot_with_s(&q41, &a1, |b| b.m.to_f32());
+        let got = BlockQ4_1::vec_dot(&q41, &a1);
+        prop_assert!((f64::from(got) - want).abs() <= 1e-6 * scale + 1e-6, "q4_1 {} vs {}", got, want);
+        let (want, scale) = dot_with_s(&q51, &a1, |b| b.m.to_f32());
+        let got = BlockQ5_1::vec_dot(&q51, &a1);
+        prop_assert!((f64::from(got) - want).abs() <= 1e-6 * scale + 1e-6, "q5_1 {} vs {}", got, want);
+    }
+
+    #[test]
     fn q4_1_vec_dot_matches_reference((w, a) in row(1..9)) {
         let wq = quantize::<BlockQ4_1>(&w);
         let aq = quantize::<BlockQ8_1>(&a);
@@ -426,7 +543,10 @@ proptest! {
 fn empty_rows() {
     assert_eq!(f32::vec_dot(&[], &[]), 0.0);
     assert_eq!(BlockQ8_0::vec_dot(&[], &[]), 0.0);
+    assert_eq!(BlockQ4_0::vec_dot(&[], &[]), 0.0);
     assert_eq!(BlockQ4_1::vec_dot(&[], &[]), 0.0);
+    assert_eq!(BlockQ5_0::vec_dot(&[], &[]), 0.0);
+    assert_eq!(BlockQ5_1::vec_dot(&[], &[]), 0.0);
     assert!(quantize::<BlockQ4_1>(&[]).is_empty());
 }
 
@@ -436,4 +556,318 @@ fn mismatched_row_lengths_panic() {
     let w = quantize::<BlockQ8_0>(&[1.0; 64]);
     let a = quantize::<BlockQ8_0>(&[1.0; 32]);
     BlockQ8_0::vec_dot(&w, &a);
+}
+
+// ---------------------------------------------------------------------------------------
+// Known bytes of Q4_0, Q5_0 and Q5_1.
+
+#[test]
+fn q4_0_known_bytes() {
+    // d = 0.5, qs[j] = nibbles j (element j) and 15 - j (element j + 16).
+    let mut bytes = Vec::from(f16_le(0.5));
+    bytes.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let b: BlockQ4_0 = block_from_bytes(&bytes);
+    let y = dequantize(&[b]);
+    for j in 0..16 {
+        assert_eq!(y[j], (j as f32 - 8.0) * 0.5, "element {j}");
+        assert_eq!(y[j + 16], (7.0 - j as f32) * 0.5, "element {}", j + 16);
+    }
+    assert_eq!(bytemuck::bytes_of(&b), &bytes[..]);
+}
+
+#[test]
+fn q4_0_quantize_known_bytes() {
+    // Signed max -8: d = 1, q = min(15, trunc(x + 8.5)).
+    let mut x = [0.0f32; 32];
+    x[0] = -8.0; // q 0
+    x[1] = 7.0; // 15
+    x[2] = 7.6; // 16 -> clamped to 15
+    x[3] = 0.5; // 9 (halves go up)
+    x[4] = -0.5; // 8
+    x[16] = -3.2; // 5, high nibble of qs[0]
+    let b = quantize::<BlockQ4_0>(&x)[0];
+    assert_eq!(b.d.to_bits(), 0x3c00);
+    assert_eq!(b.qs[0], 0x0 | (5 << 4));
+    assert_eq!(b.qs[1], 15 | (8 << 4)); // element 17 is 0.0 -> 8
+    assert_eq!(b.qs[2], 15 | (8 << 4));
+    assert_eq!(b.qs[3], 9 | (8 << 4));
+    assert_eq!(b.qs[4], 8 | (8 << 4));
+
+    // Ties in magnitude keep the first value; a positive max gives a negative d, and the
+    // opposite extreme clamps (-8 -> q 16 -> 15 -> dequantized -7).
+    let mut x = [0.0f32; 32];
+    x[0] = 8.0;
+    x[1] = -8.0;
+    let b = quantize::<BlockQ4_0>(&x)[0];
+    assert_eq!(b.d.to_f32(), -1.0);
+    assert_eq!(b.qs[0] & 0x0f, 0);
+    assert_eq!(b.qs[1] & 0x0f, 15);
+    let y = dequantize(&[b]);
+    assert_eq!((y[0], y[1], y[2]), (8.0, -7.0, 0.0));
+
+    // All zeros: d = 0 / -8 = -0.0 (f16 0x8000, as ggml stores it), every quant 8
+    // (0x88 bytes), dequantizing to (signed) zeros.
+    let b = quantize::<BlockQ4_0>(&[0.0; 32])[0];
+    assert_eq!(b.d.to_bits(), 0x8000);
+    assert_eq!(b.qs, [0x88; 16]);
+    assert_eq!(dequantize(&[b]), [0.0; 32]);
+}
+
+/// qh = 0x0100ffaa (bytes aa ff 00 01): fifth bits set for elements 1,3,5,7, 8..=15, 24.
+const QH_BYTES: [u8; 4] = [0xaa, 0xff, 0x00, 0x01];
+const QH_SET: [usize; 13] = [1, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 24];
+
+/// The 5-bit quants encoded by `QH_BYTES` and nibbles `j` / `15 - j`.
+fn q5_expected_quants() -> [i32; 32] {
+    let mut q = [0i32; 32];
+    for j in 0..16 {
+        q[j] = j as i32;
+        q[j + 16] = 15 - j as i32;
+    }
+    for &k in &QH_SET {
+        q[k] += 16;
+    }
+    q
+}
+
+#[test]
+fn q5_0_known_bytes() {
+    let mut bytes = Vec::from(f16_le(0.25));
+    bytes.extend(QH_BYTES);
+    bytes.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let b: BlockQ5_0 = block_from_bytes(&bytes);
+    let y = dequantize(&[b]);
+    let want: Vec<f32> = q5_expected_quants().iter().map(|&q| (q - 16) as f32 * 0.25).collect();
+    assert_eq!(y, want);
+    // Spot checks by hand: element 0 = (0 - 16)/4, 1 = (17 - 16)/4, 16 = (15 - 16)/4,
+    // 24 = (7 + 16 - 16)/4, 31 = (0 - 16)/4.
+    assert_eq!((y[0], y[1], y[16], y[24], y[31]), (-4.0, 0.25, -0.25, 1.75, -4.0));
+    assert_eq!(bytemuck::bytes_of(&b), &bytes[..]);
+}
+
+#[test]
+fn q5_1_known_bytes() {
+    let mut bytes = Vec::from(f16_le(0.5));
+    bytes.extend(f16_le(1.0));
+    bytes.extend(QH_BYTES);
+    bytes.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let b: BlockQ5_1 = block_from_bytes(&bytes);
+    let y = dequantize(&[b]);
+    let want: Vec<f32> = q5_expected_quants().iter().map(|&q| q as f32 * 0.5 + 1.0).collect();
+    assert_eq!(y, want);
+    assert_eq!((y[0], y[1], y[16], y[24], y[31]), (1.0, 9.5, 8.5, 12.5, 1.0));
+    assert_eq!(bytemuck::bytes_of(&b), &bytes[..]);
+}
+
+#[test]
+fn q5_quantize_known_bytes() {
+    // Q5_0: signed max -16, d = 1, q = min(31, trunc(x + 16.5)).
+    let mut x = [0.0f32; 32];
+    x[0] = -16.0; // q 0
+    x[1] = 15.0; // 31
+    x[2] = 15.6; // 32 -> 31
+    x[17] = -0.5; // 16: high nibble 0, fifth bit 17
+    let b = quantize::<BlockQ5_0>(&x)[0];
+    assert_eq!(b.d.to_bits(), 0x3c00);
+    // Fifth bits: every element except 0 has q >= 16.
+    assert_eq!(u32::from_le_bytes(b.qh), !1u32);
+    assert_eq!(b.qs[0], 0x0 | (0x0 << 4)); // elements 0 (q 0) and 16 (q 16)
+    assert_eq!(b.qs[1], 0xf | (0x0 << 4)); // elements 1 (q 31) and 17 (q 16)
+    assert_eq!(b.qs[2], 0xf);
+
+    // Q5_1: min -1, max 30: d = 1, q = trunc(x + 1 + 0.5).
+    let mut x = [0.0f32; 32];
+    x[0] = -1.0;
+    x[31] = 30.0;
+    x[5] = 14.5; // 16
+    x[6] = 14.49; // 15
+    let b = quantize::<BlockQ5_1>(&x)[0];
+    assert_eq!((b.d.to_f32(), b.m.to_f32()), (1.0, -1.0));
+    let qh = u32::from_le_bytes(b.qh);
+    assert_eq!(qh, 1 << 5 | 1 << 31);
+    assert_eq!(b.qs[5] & 0x0f, 0);
+    assert_eq!(b.qs[6] & 0x0f, 15);
+    assert_eq!(b.qs[15] >> 4, 15); // element 31: 31 = 0x1f
+    assert_eq!(b.qs[1], 1 | (1 << 4)); // zeros -> q 1
+}
+
+proptest! {
+    #[test]
+    fn q4_0_q5_0_exact_values_round_trip(
+        k in 1u32..200,
+        neg in prop::bool::ANY,
+        qs in proptest::collection::vec(0i32..32, 32),
+    ) {
+        // Q4_0: x = d * (q - 8) with one q = 0 (the signed max, magnitude 8|d|).
+        let d = if neg { -(k as f32) } else { k as f32 } / 64.0;
+        let mut q4: Vec<i32> = qs.iter().map(|&q| q % 16).collect();
+        q4[9] = 0;
+        let x: Vec<f32> = q4.iter().map(|&q| (q - 8) as f32 * d).collect();
+        let b = quantize::<BlockQ4_0>(&x);
+        prop_assert_eq!(b[0].d.to_f32(), d);
+        prop_assert_eq!(dequantize(&b), x);
+        // Q5_0: x = d * (q - 16) with one q = 0.
+        let mut q5 = qs.clone();
+        q5[30] = 0;
+        let x: Vec<f32> = q5.iter().map(|&q| (q - 16) as f32 * d).collect();
+        let b = quantize::<BlockQ5_0>(&x);
+        prop_assert_eq!(b[0].d.to_f32(), d);
+        prop_assert_eq!(dequantize(&b), x);
+    }
+
+    #[test]
+    fn q5_1_exact_values_round_trip(
+        k in 1u32..64,
+        mi in -256i32..256,
+        qs in proptest::collection::vec(0u32..32, 32),
+    ) {
+        let d = k as f32 / 8.0;
+        let m = mi as f32 / 8.0;
+        let mut q = qs.clone();
+        q[0] = 31;
+        q[31] = 0;
+        let x: Vec<f32> = q.iter().map(|&v| v as f32 * d + m).collect();
+        let b = quantize::<BlockQ5_1>(&x);
+        prop_assert_eq!(b[0].d.to_f32(), d);
+        prop_assert_eq!(b[0].m.to_f32(), m);
+        prop_assert_eq!(dequantize(&b), x);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Golden hashes from ggml itself.
+//
+// The expected values were produced by compiling ggml's own reference functions
+// (`quantize_row_*_ref`, `dequantize_row_*`, `ggml_vec_dot_*_generic` and the fp16/bf16
+// conversions from ggml-impl.h, ggml-org/ggml at d99724f) with gcc -O2
+// -ffp-contract=off, on inputs from the generator below (integer-only, so the inputs are
+// bit-identical on any platform). Each hash is FNV-1a 64 of the little-endian bytes:
+// the quantized blocks, the dequantized f32s, and the vec_dot results of 32 rows of 256
+// against the activations quantized to the type's `Act`.
+
+/// 64-bit LCG; 24 random bits per value, mapped to [0, 1) exactly.
+struct Lcg(u64);
+
+impl Lcg {
+    fn unif(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 40) as u32 as f32 / 16_777_216.0
+    }
+}
+
+/// Blocks of varied character: power-of-two scales from 2^-5 to 2^5; uniform, shifted
+/// positive, constant, quarter-integer (rounding ties) and all-zero blocks.
+fn golden_data(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Lcg(seed);
+    let mut x = vec![0.0f32; n];
+    for (b, xb) in x.chunks_exact_mut(32).enumerate() {
+        let scale = 2f32.powi((b % 11) as i32 - 5);
+        for v in xb.iter_mut() {
+            let u = rng.unif();
+            *v = if b % 13 == 12 {
+                0.0
+            } else {
+                match b % 8 {
+                    5 => (u * 2.0 - 1.0) * scale + 3.0 * scale,
+                    6 => 0.75 * scale,
+                    7 => ((u * 16.0).floor() - 8.0) * scale * 0.25,
+                    _ => (u * 2.0 - 1.0) * scale,
+                }
+            };
+        }
+    }
+    x
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn f32_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+const GOLDEN_N: usize = 8192;
+const GOLDEN_ROW: usize = 256;
+
+/// `(quant, dequant, dot)` hashes of type `W` on the golden data.
+fn golden_hashes<W: WeightBlock>() -> (u64, u64, u64) {
+    let w = golden_data(GOLDEN_N, 1);
+    let a = golden_data(GOLDEN_N, 2);
+    let wq = quantize::<W>(&w);
+    let aq = quantize::<W::Act>(&a);
+    let hq = fnv1a(bytemuck::cast_slice(&wq));
+    let hd = fnv1a(&f32_bytes(&dequantize(&wq)));
+    let bw = GOLDEN_ROW / W::QK;
+    let ba = GOLDEN_ROW / <W::Act as Quantize>::QK;
+    let dots: Vec<f32> = wq
+        .chunks_exact(bw)
+        .zip(aq.chunks_exact(ba))
+        .map(|(rw, ra)| W::vec_dot(rw, ra))
+        .collect();
+    (hq, hd, fnv1a(&f32_bytes(&dots)))
+}
+
+#[test]
+fn golden_inputs_match_generator() {
+    assert_eq!(fnv1a(&f32_bytes(&golden_data(GOLDEN_N, 1))), 0xd01f49b25434a2bc);
+    assert_eq!(fnv1a(&f32_bytes(&golden_data(GOLDEN_N, 2))), 0x1110f94510771d47);
+}
+
+#[test]
+fn golden_q8_0() {
+    assert_eq!(
+        golden_hashes::<BlockQ8_0>(),
+        (0x51b24a3fda8366b4, 0x03d784285cbaa81b, 0x5f353bbe73e6c502)
+    );
+}
+
+#[test]
+fn golden_q8_1() {
+    let q = quantize::<BlockQ8_1>(&golden_data(GOLDEN_N, 1));
+    assert_eq!(fnv1a(bytemuck::cast_slice(&q)), 0xd76f3a6bf9b2f3ec);
+}
+
+#[test]
+fn golden_f16_bf16() {
+    let w = golden_data(GOLDEN_N, 1);
+    assert_eq!(fnv1a(bytemuck::cast_slice(&quantize::<f16>(&w))), 0xaab25554965cbccd);
+    assert_eq!(fnv1a(bytemuck::cast_slice(&quantize::<bf16>(&w))), 0x22dd20cd72195a67);
+}
+
+#[test]
+fn golden_q4_0() {
+    assert_eq!(
+        golden_hashes::<BlockQ4_0>(),
+        (0x3ad2cc858a090605, 0xdf60f7debbc018e7, 0x44ae990e022b7b5c)
+    );
+}
+
+#[test]
+fn golden_q4_1() {
+    assert_eq!(
+        golden_hashes::<BlockQ4_1>(),
+        (0xaec47bcd7f99e6c2, 0x6625532d5741eb20, 0xd33980ea24c9f881)
+    );
+}
+
+#[test]
+fn golden_q5_0() {
+    assert_eq!(
+        golden_hashes::<BlockQ5_0>(),
+        (0x320c7faf67bb0150, 0xe2b1ef68749c390e, 0x10db123c10ee660a)
+    );
+}
+
+#[test]
+fn golden_q5_1() {
+    assert_eq!(
+        golden_hashes::<BlockQ5_1>(),
+        (0xa34e35ae4c1372e1, 0xbd36ecbd5a5c376a, 0xd5feaebd7cf0bd36)
+    );
 }

@@ -72,21 +72,30 @@ pub fn fp32_to_bf16(x: f32) -> bf16 {
 const LANES: usize = 16;
 
 /// `sum_i cvt(x[i]) * cvt(y[i])` with `LANES` f32 accumulators: element `i` goes to lane
-/// `i % LANES`, lanes are summed pairwise at the end.
+/// `i % LANES`, lanes are summed pairwise at the end. A partial last chunk is padded
+/// with `zero` (adding `0 * 0` leaves a lane's sum unchanged).
 #[inline(always)]
-fn dot_lanes<T: Copy>(x: &[T], y: &[T], cvt: impl Fn(T) -> f32) -> f32 {
+fn dot_lanes<T: Copy>(x: &[T], y: &[T], zero: T, cvt: impl Fn(T) -> f32 + Copy) -> f32 {
     assert_eq!(x.len(), y.len(), "vec_dot: row lengths differ");
+    #[inline(always)]
+    fn step<T: Copy>(acc: &mut [f32; LANES], x: &[T; LANES], y: &[T; LANES], cvt: impl Fn(T) -> f32) {
+        for ((a, &u), &v) in acc.iter_mut().zip(x).zip(y) {
+            *a += cvt(u) * cvt(v);
+        }
+    }
     let mut acc = [0.0f32; LANES];
     let xs = x.chunks_exact(LANES);
     let ys = y.chunks_exact(LANES);
     let (xr, yr) = (xs.remainder(), ys.remainder());
     for (xc, yc) in xs.zip(ys) {
-        for ((a, &u), &v) in acc.iter_mut().zip(xc).zip(yc) {
-            *a += cvt(u) * cvt(v);
-        }
+        step(&mut acc, xc.try_into().unwrap(), yc.try_into().unwrap(), cvt);
     }
-    for ((a, &u), &v) in acc.iter_mut().zip(xr).zip(yr) {
-        *a += cvt(u) * cvt(v);
+    if !xr.is_empty() {
+        let mut xp = [zero; LANES];
+        let mut yp = [zero; LANES];
+        xp[..xr.len()].copy_from_slice(xr);
+        yp[..yr.len()].copy_from_slice(yr);
+        step(&mut acc, &xp, &yp, cvt);
     }
     reduce_lanes(acc)
 }
@@ -122,7 +131,7 @@ impl WeightBlock for f32 {
     type Act = f32;
 
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        dot_lanes(w, a, |v| v)
+        dot_lanes(w, a, 0.0, |v| v)
     }
 }
 
@@ -150,7 +159,7 @@ impl WeightBlock for f16 {
     type Act = f16;
 
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        dot_lanes(w, a, fp16_to_fp32)
+        dot_lanes(w, a, f16::ZERO, fp16_to_fp32)
     }
 }
 
@@ -178,7 +187,7 @@ impl WeightBlock for bf16 {
     type Act = bf16;
 
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        dot_lanes(w, a, bf16_to_fp32)
+        dot_lanes(w, a, bf16::ZERO, bf16_to_fp32)
     }
 }
 
@@ -228,7 +237,7 @@ mod tests {
     #[test]
     fn fp32_to_bf16_matches_rounding_rule() {
         let samples = [
-            0.0f32, -0.0, 1.0, -1.0, 3.1415927, 1e-40, -1e-40, f32::MAX, f32::MIN,
+            0.0f32, -0.0, 1.0, -1.0, 2.718_281_7, 1e-40, -1e-40, f32::MAX, f32::MIN,
             f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::from_bits(0x7f80_0001),
             f32::from_bits(0x3f80_8000), f32::from_bits(0x3f81_8000), f32::from_bits(0x3f80_8001),
             f32::from_bits(0x7f7f_8000),

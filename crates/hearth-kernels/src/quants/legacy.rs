@@ -12,11 +12,29 @@
 use half::f16;
 
 use super::float::{fp16_to_fp32, fp32_to_fp16};
-use super::q8::BlockQ8_1;
+use super::q8::{dot_i8_32, BlockQ8_0, BlockQ8_1};
 use crate::{Quantize, WeightBlock};
 
+/// Values per Q4_0 block.
+pub const QK4_0: usize = 32;
 /// Values per Q4_1 block.
 pub const QK4_1: usize = 32;
+/// Values per Q5_0 block.
+pub const QK5_0: usize = 32;
+/// Values per Q5_1 block.
+pub const QK5_1: usize = 32;
+
+/// ggml `block_q4_0`: value `j` is `d * (q_j - 8)` with 4-bit `q_j`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ4_0 {
+    /// Scale.
+    pub d: f16,
+    /// Nibbles: element `j` low, element `j + 16` high.
+    pub qs: [u8; QK4_0 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
 
 /// ggml `block_q4_1`: value `j` is `d * q_j + m` with 4-bit `q_j`.
 #[allow(non_camel_case_types)]
@@ -31,6 +49,52 @@ pub struct BlockQ4_1 {
     pub qs: [u8; QK4_1 / 2],
 }
 const _: () = assert!(core::mem::size_of::<BlockQ4_1>() == 20);
+
+/// ggml `block_q5_0`: value `j` is `d * (q_j - 16)` with 5-bit `q_j`: low four bits in
+/// `qs` (as Q4_0), the fifth in bit `j` of `qh` (a little-endian `u32`).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ5_0 {
+    /// Scale.
+    pub d: f16,
+    /// Fifth bits, little-endian `u32`: bit `j` belongs to element `j`.
+    pub qh: [u8; 4],
+    /// Low nibbles: element `j` low, element `j + 16` high.
+    pub qs: [u8; QK5_0 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_0>() == 22);
+
+/// ggml `block_q5_1`: value `j` is `d * q_j + m` with 5-bit `q_j` (bits as in Q5_0).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ5_1 {
+    /// Scale.
+    pub d: f16,
+    /// Minimum (offset).
+    pub m: f16,
+    /// Fifth bits, little-endian `u32`: bit `j` belongs to element `j`.
+    pub qh: [u8; 4],
+    /// Low nibbles: element `j` low, element `j + 16` high.
+    pub qs: [u8; QK5_1 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
+
+/// ggml's signed max-abs scan for Q4_0/Q5_0: the first value with the largest magnitude,
+/// sign kept (`amax < |v|` strictly, so ties keep the earlier value).
+#[inline(always)]
+fn signed_absmax(x: &[f32; 32]) -> f32 {
+    let mut amax = 0.0f32;
+    let mut max = 0.0f32;
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
 
 /// ggml's min/max scan: `min` starts at `f32::MAX`, `max` at `-f32::MAX`.
 #[inline(always)]
@@ -48,15 +112,123 @@ fn min_max(x: &[f32; 32]) -> (f32, f32) {
     (min, max)
 }
 
-/// `sum_j q_j * a_j` where `q_j` are the 32 unsigned nibbles of `qs` (ggml order).
-#[inline(always)]
-fn dot_u4_i8(qs: &[u8; 16], a: &[i8; 32]) -> i32 {
-    let (lo, hi) = a.split_at(16);
-    let mut sumi = 0i32;
-    for ((&q, &l), &h) in qs.iter().zip(lo).zip(hi) {
-        sumi += i32::from(q & 0x0f) * i32::from(l) + i32::from(q >> 4) * i32::from(h);
+/// Spreads the eight bits of a byte `b` over eight bytes: byte `k` is `set` if bit `k`
+/// of `b` is set, else `clear`.
+const fn spread_table(set: u8, clear: u8) -> [[u8; 8]; 256] {
+    let mut t = [[0u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut k = 0;
+        while k < 8 {
+            t[b][k] = if b & (1 << k) != 0 { set } else { clear };
+            k += 1;
+        }
+        b += 1;
     }
-    sumi
+    t
+}
+
+/// Q5_1 fifth bits as byte values: `0x10` where set. OR-ed onto a low nibble `n` this
+/// gives the quant `n + 16 * bit`.
+const QH_SPREAD_Q5_1: [[u8; 8]; 256] = spread_table(0x10, 0x00);
+/// Q5_0 fifth bits: `0x00` where set, `0xF0` where clear. OR-ed onto a low nibble `n`
+/// this gives the byte of the signed value `n + 16 * bit - 16` (0xF0 | n is n - 16).
+const QH_SPREAD_Q5_0: [[u8; 8]; 256] = spread_table(0x00, 0xf0);
+
+/// The 32 four-bit quants of `qs` in element order, plus `off` (-8 for Q4_0, 0 for Q4_1).
+#[inline(always)]
+fn unpack_q4(qs: &[u8; 16], off: i8) -> [i8; 32] {
+    let mut v = [0i8; 32];
+    let (lo, hi) = v.split_at_mut(16);
+    for ((&q, l), h) in qs.iter().zip(lo).zip(hi) {
+        *l = (q & 0x0f) as i8 + off;
+        *h = (q >> 4) as i8 + off;
+    }
+    v
+}
+
+/// The 32 five-bit quants in element order as i8 (low nibbles from `qs`, bit `j` of the
+/// little-endian `qh` as bit 4 of element `j`), with `table` supplying the fifth bits
+/// (and the offset): [`QH_SPREAD_Q5_0`] gives `q - 16`, [`QH_SPREAD_Q5_1`] gives `q`.
+/// The table replaces per-element bit tests (which LLVM scalarizes on baseline x86-64)
+/// with four 8-byte loads; the rest is masks and ORs over 16-byte rows, as in Q4.
+#[inline(always)]
+fn unpack_q5(qs: &[u8; 16], qh: &[u8; 4], table: &[[u8; 8]; 256]) -> [i8; 32] {
+    let mut h = [0u8; 32];
+    for (c, &b) in h.chunks_exact_mut(8).zip(qh) {
+        c.copy_from_slice(&table[usize::from(b)]);
+    }
+    let (h_lo, h_hi) = h.split_at(16);
+    let mut v = [0i8; 32];
+    let (lo, hi) = v.split_at_mut(16);
+    for ((((&q, &b0), &b1), l), u) in qs.iter().zip(h_lo).zip(h_hi).zip(lo).zip(hi) {
+        *l = ((q & 0x0f) | b0) as i8;
+        *u = ((q >> 4) | b1) as i8;
+    }
+    v
+}
+
+/// Packs 5-bit quants (ggml order) into `qs` and `qh`.
+#[inline(always)]
+fn pack_q5(q: &[u8; 32], qs: &mut [u8; 16], qh: &mut [u8; 4]) {
+    let mut h = 0u32;
+    for (j, &v) in q.iter().enumerate() {
+        h |= u32::from((v & 0x10) >> 4) << j;
+    }
+    let (lo, hi) = q.split_at(16);
+    for ((o, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
+        *o = (a & 0x0f) | ((b & 0x0f) << 4);
+    }
+    *qh = h.to_le_bytes();
+}
+
+impl Quantize for BlockQ4_0 {
+    const QK: usize = QK4_0;
+
+    /// ggml's `quantize_row_q4_0_ref`: `max` is the signed value of largest magnitude,
+    /// `d = max / -8`, `q = min(15, trunc(x / d + 8.5))`.
+    fn quantize_row(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK4_0, "quantize_row q4_0: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK4_0).zip(y.iter_mut()) {
+            let xb: &[f32; QK4_0] = xb.try_into().unwrap();
+            let max = signed_absmax(xb);
+            let d = max / -8.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            yb.d = fp32_to_fp16(d);
+            let (lo, hi) = xb.split_at(QK4_0 / 2);
+            for ((q, &v0), &v1) in yb.qs.iter_mut().zip(lo).zip(hi) {
+                let q0 = ((v0 * id + 8.5) as i8).min(15) as u8;
+                let q1 = ((v1 * id + 8.5) as i8).min(15) as u8;
+                *q = q0 | (q1 << 4);
+            }
+        }
+    }
+
+    /// ggml's `dequantize_row_q4_0`: `y = (q - 8) * d`.
+    fn dequantize_row(x: &[Self], y: &mut [f32]) {
+        assert_eq!(y.len(), x.len() * QK4_0, "dequantize_row q4_0: length mismatch");
+        for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK4_0)) {
+            let d = fp16_to_fp32(xb.d);
+            for (o, &q) in yb.iter_mut().zip(&unpack_q4(&xb.qs, -8)) {
+                *o = f32::from(q) * d;
+            }
+        }
+    }
+}
+
+impl WeightBlock for BlockQ4_0 {
+    type Act = BlockQ8_0;
+
+    /// ggml's `ggml_vec_dot_q4_0_q8_0_generic`: per block `sumi * d_w * d_a` in f32.
+    fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
+        assert_eq!(w.len(), a.len(), "vec_dot q4_0: row lengths differ");
+        let mut sumf = 0.0f32;
+        for (bw, ba) in w.iter().zip(a) {
+            let sumi = dot_i8_32(&unpack_q4(&bw.qs, -8), &ba.qs);
+            sumf += sumi as f32 * fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        }
+        sumf
+    }
 }
 
 impl Quantize for BlockQ4_1 {
@@ -90,10 +262,8 @@ impl Quantize for BlockQ4_1 {
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK4_1)) {
             let d = fp16_to_fp32(xb.d);
             let m = fp16_to_fp32(xb.m);
-            let (lo, hi) = yb.split_at_mut(QK4_1 / 2);
-            for ((&q, o0), o1) in xb.qs.iter().zip(lo).zip(hi) {
-                *o0 = f32::from(q & 0x0f) * d + m;
-                *o1 = f32::from(q >> 4) * d + m;
+            for (o, &q) in yb.iter_mut().zip(&unpack_q4(&xb.qs, 0)) {
+                *o = f32::from(q) * d + m;
             }
         }
     }
@@ -108,7 +278,107 @@ impl WeightBlock for BlockQ4_1 {
         assert_eq!(w.len(), a.len(), "vec_dot q4_1: row lengths differ");
         let mut sumf = 0.0f32;
         for (bw, ba) in w.iter().zip(a) {
-            let sumi = dot_u4_i8(&bw.qs, &ba.qs);
+            let sumi = dot_i8_32(&unpack_q4(&bw.qs, 0), &ba.qs);
+            sumf += (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)) * sumi as f32
+                + fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
+        }
+        sumf
+    }
+}
+
+impl Quantize for BlockQ5_0 {
+    const QK: usize = QK5_0;
+
+    /// ggml's `quantize_row_q5_0_ref`: `d = max / -16` (signed max-abs value),
+    /// `q = min(31, trunc(x / d + 16.5))`.
+    fn quantize_row(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK5_0, "quantize_row q5_0: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK5_0).zip(y.iter_mut()) {
+            let xb: &[f32; QK5_0] = xb.try_into().unwrap();
+            let max = signed_absmax(xb);
+            let d = max / -16.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            yb.d = fp32_to_fp16(d);
+            let mut q = [0u8; QK5_0];
+            for (q, &v) in q.iter_mut().zip(xb) {
+                *q = ((v * id + 16.5) as i8).min(31) as u8;
+            }
+            pack_q5(&q, &mut yb.qs, &mut yb.qh);
+        }
+    }
+
+    /// ggml's `dequantize_row_q5_0`: `y = (q - 16) * d`.
+    fn dequantize_row(x: &[Self], y: &mut [f32]) {
+        assert_eq!(y.len(), x.len() * QK5_0, "dequantize_row q5_0: length mismatch");
+        for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK5_0)) {
+            let d = fp16_to_fp32(xb.d);
+            for (o, &q) in yb.iter_mut().zip(&unpack_q5(&xb.qs, &xb.qh, &QH_SPREAD_Q5_0)) {
+                *o = f32::from(q) * d;
+            }
+        }
+    }
+}
+
+impl WeightBlock for BlockQ5_0 {
+    type Act = BlockQ8_0;
+
+    /// ggml's `ggml_vec_dot_q5_0_q8_0_generic`: per block `(d_w * d_a) * sumi` in f32.
+    fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
+        assert_eq!(w.len(), a.len(), "vec_dot q5_0: row lengths differ");
+        let mut sumf = 0.0f32;
+        for (bw, ba) in w.iter().zip(a) {
+            let sumi = dot_i8_32(&unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_0), &ba.qs);
+            sumf += (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)) * sumi as f32;
+        }
+        sumf
+    }
+}
+
+impl Quantize for BlockQ5_1 {
+    const QK: usize = QK5_1;
+
+    /// ggml's `quantize_row_q5_1_ref`: `d = (max - min) / 31`, `m = min`,
+    /// `q = trunc((x - min) / d + 0.5)` (no clamp, as ggml: it cannot exceed 31).
+    fn quantize_row(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK5_1, "quantize_row q5_1: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK5_1).zip(y.iter_mut()) {
+            let xb: &[f32; QK5_1] = xb.try_into().unwrap();
+            let (min, max) = min_max(xb);
+            let d = (max - min) / 31.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            yb.d = fp32_to_fp16(d);
+            yb.m = fp32_to_fp16(min);
+            let mut q = [0u8; QK5_1];
+            for (q, &v) in q.iter_mut().zip(xb) {
+                *q = ((v - min) * id + 0.5) as u8;
+            }
+            pack_q5(&q, &mut yb.qs, &mut yb.qh);
+        }
+    }
+
+    /// ggml's `dequantize_row_q5_1`: `y = q * d + m`.
+    fn dequantize_row(x: &[Self], y: &mut [f32]) {
+        assert_eq!(y.len(), x.len() * QK5_1, "dequantize_row q5_1: length mismatch");
+        for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK5_1)) {
+            let d = fp16_to_fp32(xb.d);
+            let m = fp16_to_fp32(xb.m);
+            for (o, &q) in yb.iter_mut().zip(&unpack_q5(&xb.qs, &xb.qh, &QH_SPREAD_Q5_1)) {
+                *o = f32::from(q) * d + m;
+            }
+        }
+    }
+}
+
+impl WeightBlock for BlockQ5_1 {
+    type Act = BlockQ8_1;
+
+    /// ggml's `ggml_vec_dot_q5_1_q8_1_generic`: per block
+    /// `(d_w * d_a) * sumi + m_w * s_a` in f32.
+    fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
+        assert_eq!(w.len(), a.len(), "vec_dot q5_1: row lengths differ");
+        let mut sumf = 0.0f32;
+        for (bw, ba) in w.iter().zip(a) {
+            let sumi = dot_i8_32(&unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_1), &ba.qs);
             sumf += (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)) * sumi as f32
                 + fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
         }

@@ -104,7 +104,10 @@ pub fn ggml_rmse(a: &[f32], b: &[f32]) -> f32 {
 /// Largest absolute elementwise difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Dot product accumulated in f64, returned as f32 (ggml's test reference).
@@ -115,18 +118,30 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// Dot product accumulated in f64.
 pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
 }
 
 /// `sum |a_i * b_i|` in f64: the scale for rounding tolerances of a dot product.
 pub fn dot_abs_f64(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs()).sum()
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs())
+        .sum()
 }
 
 /// Quantize `x` (length a multiple of `Q::QK`) into a new vector of blocks.
 pub fn quantize<Q: Quantize>(x: &[f32]) -> Vec<Q> {
-    assert_eq!(x.len() % Q::QK, 0, "length {} not a multiple of QK={}", x.len(), Q::QK);
+    assert_eq!(
+        x.len() % Q::QK,
+        0,
+        "length {} not a multiple of QK={}",
+        x.len(),
+        Q::QK
+    );
     let mut y = vec![<Q as bytemuck::Zeroable>::zeroed(); x.len() / Q::QK];
     Q::quantize_row(x, &mut y);
     y
@@ -195,7 +210,11 @@ pub fn assert_fixed_point<Q: Quantize>(name: &str, x: &[f32]) {
     let y1 = round_trip::<Q>(x);
     let y2 = round_trip::<Q>(&y1);
     for (i, (a, b)) in y1.iter().zip(&y2).enumerate() {
-        assert_eq!(a.to_bits(), b.to_bits(), "{name}: not a fixed point at {i}: {a} then {b}");
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "{name}: not a fixed point at {i}: {a} then {b}"
+        );
     }
 }
 
@@ -210,7 +229,11 @@ pub fn assert_fixed_point<Q: Quantize>(name: &str, x: &[f32]) {
 pub fn check_type<W: WeightBlock>(name: &str, max_quant_err: f32, max_dot_err: f32) {
     let inputs = [
         ("synth", synth(TEST_SIZE, 0.0), synth(TEST_SIZE, 1.0)),
-        ("random", random(TEST_SIZE, 0x5eed_0001), random(TEST_SIZE, 0x5eed_0002)),
+        (
+            "random",
+            random(TEST_SIZE, 0x5eed_0001),
+            random(TEST_SIZE, 0x5eed_0002),
+        ),
     ];
     for (kind, w, a) in &inputs {
         let qerr = quantization_error::<W>(w);
@@ -219,7 +242,10 @@ pub fn check_type<W: WeightBlock>(name: &str, max_quant_err: f32, max_dot_err: f
             "{name} ({kind}): quantization error {qerr} >= {max_quant_err}"
         );
         let derr = dot_error::<W>(w, a);
-        assert!(derr < max_dot_err, "{name} ({kind}): dot product error {derr} >= {max_dot_err}");
+        assert!(
+            derr < max_dot_err,
+            "{name} ({kind}): dot product error {derr} >= {max_dot_err}"
+        );
         assert_dot_consistent_f32::<W>(w, a, CHECK_TYPE_DOT_REL_TOL);
     }
 }
