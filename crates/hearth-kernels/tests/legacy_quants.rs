@@ -171,13 +171,22 @@ fn f16_bf16_known_bits() {
     let x = [1.0f32, -2.0, 65504.0, 2f32.powi(-24), 0.0, -0.0, 3.140625];
     let h = quantize::<f16>(&x);
     let bits: Vec<u16> = h.iter().map(|v| v.to_bits()).collect();
-    assert_eq!(bits, [0x3c00, 0xc000, 0x7bff, 0x0001, 0x0000, 0x8000, 0x4248]);
+    assert_eq!(
+        bits,
+        [0x3c00, 0xc000, 0x7bff, 0x0001, 0x0000, 0x8000, 0x4248]
+    );
     assert_eq!(dequantize(&h), x);
 
     let b = quantize::<bf16>(&x[..2]);
-    assert_eq!(b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0x3f80, 0xc000]);
+    assert_eq!(
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        [0x3f80, 0xc000]
+    );
     let b = quantize::<bf16>(&[3.140625, 65504.0, f32::from_bits(0x3f80_8000)]);
-    assert_eq!(b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0x4049, 0x4780, 0x3f80]);
+    assert_eq!(
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        [0x4049, 0x4780, 0x3f80]
+    );
     assert_eq!(dequantize(&b), [3.140625, 65536.0, 1.0]);
 }
 
@@ -190,7 +199,13 @@ fn q8_0_known_bytes() {
         let q = match j {
             30 => 127,
             31 => -128,
-            _ => if j % 2 == 1 { (j + 1) / 2 } else { -(j / 2) },
+            _ => {
+                if j % 2 == 1 {
+                    (j + 1) / 2
+                } else {
+                    -(j / 2)
+                }
+            }
         };
         bytes.push(q as i8 as u8);
         want.push(q as f32 * 0.5);
@@ -318,23 +333,41 @@ fn q4_1_q8_1_vec_dot_known_value() {
     bytes.extend(f16_le(-2.0));
     bytes.extend((0..16u8).map(|j| j * 0x11));
     let w: BlockQ4_1 = block_from_bytes(&bytes);
-    let a = BlockQ8_1 { d: f16::from_f32(1.0), s: f16::from_f32(32.0), qs: [1; 32] };
+    let a = BlockQ8_1 {
+        d: f16::from_f32(1.0),
+        s: f16::from_f32(32.0),
+        qs: [1; 32],
+    };
     // sum_j (0.5 * (j % 16) - 2) = 0.5 * 240 - 64 = 56
     assert_eq!(BlockQ4_1::vec_dot(&[w], &[a]), 56.0);
 }
 
 #[test]
 fn q8_0_vec_dot_known_value() {
-    let mut w = BlockQ8_0 { d: f16::from_f32(0.25), qs: [0; 32] };
-    let mut a = BlockQ8_0 { d: f16::from_f32(2.0), qs: [0; 32] };
+    let mut w = BlockQ8_0 {
+        d: f16::from_f32(0.25),
+        qs: [0; 32],
+    };
+    let mut a = BlockQ8_0 {
+        d: f16::from_f32(2.0),
+        qs: [0; 32],
+    };
     for j in 0..32 {
         w.qs[j] = j as i8 - 16;
         a.qs[j] = if j % 2 == 0 { 3 } else { -1 };
     }
-    let sumi: i32 = (0..32).map(|j| (j - 16) * if j % 2 == 0 { 3 } else { -1 }).sum();
-    assert_eq!(BlockQ8_0::vec_dot(&[w, w], &[a, a]), 2.0 * sumi as f32 * 0.5);
+    let sumi: i32 = (0..32)
+        .map(|j| (j - 16) * if j % 2 == 0 { 3 } else { -1 })
+        .sum();
+    assert_eq!(
+        BlockQ8_0::vec_dot(&[w, w], &[a, a]),
+        2.0 * sumi as f32 * 0.5
+    );
     // Extremes do not overflow: 32 * 128 * 128 fits in i32.
-    let w = BlockQ8_0 { d: f16::from_f32(1.0), qs: [-128; 32] };
+    let w = BlockQ8_0 {
+        d: f16::from_f32(1.0),
+        qs: [-128; 32],
+    };
     assert_eq!(BlockQ8_0::vec_dot(&[w], &[w]), 32.0 * 16384.0);
 }
 
@@ -396,16 +429,24 @@ fn row(blocks: std::ops::Range<usize>) -> impl Strategy<Value = (Vec<f32>, Vec<f
 
 /// Reference for Q4_1/Q5_1 × Q8_1: the dequantized dot, with the `m * sum(a)` part
 /// taken from Q8_1's stored `s` (which carries its own f16 rounding), as the kernel does.
-fn dot_with_s<W: WeightBlock<Act = BlockQ8_1>>(w: &[W], a: &[BlockQ8_1], m: impl Fn(&W) -> f32) -> (f64, f64) {
+fn dot_with_s<W: WeightBlock<Act = BlockQ8_1>>(
+    w: &[W],
+    a: &[BlockQ8_1],
+    m: impl Fn(&W) -> f32,
+) -> (f64, f64) {
     let wd = dequantize(w);
     let ad = dequantize(a);
     let mut want = dot_f64(&wd, &ad);
     for (bw, ba) in w.iter().zip(a) {
-        let sum_a: f64 = ba.qs.iter().map(|&q| f64::from(q)).sum::<f64>() * f64::from(ba.d.to_f32());
+        let sum_a: f64 =
+            ba.qs.iter().map(|&q| f64::from(q)).sum::<f64>() * f64::from(ba.d.to_f32());
         want += f64::from(m(bw)) * (f64::from(ba.s.to_f32()) - sum_a);
     }
     let scale = dot_abs_f64(&wd, &ad)
-        + w.iter().zip(a).map(|(bw, ba)| f64::from((m(bw) * ba.s.to_f32()).abs())).sum::<f64>();
+        + w.iter()
+            .zip(a)
+            .map(|(bw, ba)| f64::from((m(bw) * ba.s.to_f32()).abs()))
+            .sum::<f64>();
     (want, scale)
 }
 
@@ -637,11 +678,17 @@ fn q5_0_known_bytes() {
     bytes.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
     let b: BlockQ5_0 = block_from_bytes(&bytes);
     let y = dequantize(&[b]);
-    let want: Vec<f32> = q5_expected_quants().iter().map(|&q| (q - 16) as f32 * 0.25).collect();
+    let want: Vec<f32> = q5_expected_quants()
+        .iter()
+        .map(|&q| (q - 16) as f32 * 0.25)
+        .collect();
     assert_eq!(y, want);
     // Spot checks by hand: element 0 = (0 - 16)/4, 1 = (17 - 16)/4, 16 = (15 - 16)/4,
     // 24 = (7 + 16 - 16)/4, 31 = (0 - 16)/4.
-    assert_eq!((y[0], y[1], y[16], y[24], y[31]), (-4.0, 0.25, -0.25, 1.75, -4.0));
+    assert_eq!(
+        (y[0], y[1], y[16], y[24], y[31]),
+        (-4.0, 0.25, -0.25, 1.75, -4.0)
+    );
     assert_eq!(bytemuck::bytes_of(&b), &bytes[..]);
 }
 
@@ -653,9 +700,15 @@ fn q5_1_known_bytes() {
     bytes.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
     let b: BlockQ5_1 = block_from_bytes(&bytes);
     let y = dequantize(&[b]);
-    let want: Vec<f32> = q5_expected_quants().iter().map(|&q| q as f32 * 0.5 + 1.0).collect();
+    let want: Vec<f32> = q5_expected_quants()
+        .iter()
+        .map(|&q| q as f32 * 0.5 + 1.0)
+        .collect();
     assert_eq!(y, want);
-    assert_eq!((y[0], y[1], y[16], y[24], y[31]), (1.0, 9.5, 8.5, 12.5, 1.0));
+    assert_eq!(
+        (y[0], y[1], y[16], y[24], y[31]),
+        (1.0, 9.5, 8.5, 12.5, 1.0)
+    );
     assert_eq!(bytemuck::bytes_of(&b), &bytes[..]);
 }
 
@@ -750,7 +803,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn unif(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 40) as u32 as f32 / 16_777_216.0
     }
 }
@@ -815,8 +871,14 @@ fn golden_hashes<W: WeightBlock>() -> (u64, u64, u64) {
 
 #[test]
 fn golden_inputs_match_generator() {
-    assert_eq!(fnv1a(&f32_bytes(&golden_data(GOLDEN_N, 1))), 0xd01f49b25434a2bc);
-    assert_eq!(fnv1a(&f32_bytes(&golden_data(GOLDEN_N, 2))), 0x1110f94510771d47);
+    assert_eq!(
+        fnv1a(&f32_bytes(&golden_data(GOLDEN_N, 1))),
+        0xd01f49b25434a2bc
+    );
+    assert_eq!(
+        fnv1a(&f32_bytes(&golden_data(GOLDEN_N, 2))),
+        0x1110f94510771d47
+    );
 }
 
 #[test]
@@ -836,8 +898,14 @@ fn golden_q8_1() {
 #[test]
 fn golden_f16_bf16() {
     let w = golden_data(GOLDEN_N, 1);
-    assert_eq!(fnv1a(bytemuck::cast_slice(&quantize::<f16>(&w))), 0xaab25554965cbccd);
-    assert_eq!(fnv1a(bytemuck::cast_slice(&quantize::<bf16>(&w))), 0x22dd20cd72195a67);
+    assert_eq!(
+        fnv1a(bytemuck::cast_slice(&quantize::<f16>(&w))),
+        0xaab25554965cbccd
+    );
+    assert_eq!(
+        fnv1a(bytemuck::cast_slice(&quantize::<bf16>(&w))),
+        0x22dd20cd72195a67
+    );
 }
 
 #[test]

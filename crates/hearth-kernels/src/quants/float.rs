@@ -78,7 +78,12 @@ const LANES: usize = 16;
 fn dot_lanes<T: Copy>(x: &[T], y: &[T], zero: T, cvt: impl Fn(T) -> f32 + Copy) -> f32 {
     assert_eq!(x.len(), y.len(), "vec_dot: row lengths differ");
     #[inline(always)]
-    fn step<T: Copy>(acc: &mut [f32; LANES], x: &[T; LANES], y: &[T; LANES], cvt: impl Fn(T) -> f32) {
+    fn step<T: Copy>(
+        acc: &mut [f32; LANES],
+        x: &[T; LANES],
+        y: &[T; LANES],
+        cvt: impl Fn(T) -> f32,
+    ) {
         for ((a, &u), &v) in acc.iter_mut().zip(x).zip(y) {
             *a += cvt(u) * cvt(v);
         }
@@ -88,7 +93,12 @@ fn dot_lanes<T: Copy>(x: &[T], y: &[T], zero: T, cvt: impl Fn(T) -> f32 + Copy) 
     let ys = y.chunks_exact(LANES);
     let (xr, yr) = (xs.remainder(), ys.remainder());
     for (xc, yc) in xs.zip(ys) {
-        step(&mut acc, xc.try_into().unwrap(), yc.try_into().unwrap(), cvt);
+        step(
+            &mut acc,
+            xc.try_into().unwrap(),
+            yc.try_into().unwrap(),
+            cvt,
+        );
     }
     if !xr.is_empty() {
         let mut xp = [zero; LANES];
@@ -203,7 +213,11 @@ mod tests {
             let want = h.to_f32();
             if want.is_nan() {
                 assert!(got.is_nan(), "{bits:#06x}");
-                assert_eq!(got.is_sign_negative(), want.is_sign_negative(), "{bits:#06x}");
+                assert_eq!(
+                    got.is_sign_negative(),
+                    want.is_sign_negative(),
+                    "{bits:#06x}"
+                );
             } else {
                 assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}");
             }
@@ -237,19 +251,42 @@ mod tests {
     #[test]
     fn fp32_to_bf16_matches_rounding_rule() {
         let samples = [
-            0.0f32, -0.0, 1.0, -1.0, 2.718_281_7, 1e-40, -1e-40, f32::MAX, f32::MIN,
-            f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::from_bits(0x7f80_0001),
-            f32::from_bits(0x3f80_8000), f32::from_bits(0x3f81_8000), f32::from_bits(0x3f80_8001),
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            2.718_281_7,
+            1e-40,
+            -1e-40,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0x3f80_8000),
+            f32::from_bits(0x3f81_8000),
+            f32::from_bits(0x3f80_8001),
             f32::from_bits(0x7f7f_8000),
         ];
         for &x in &samples {
-            assert_eq!(fp32_to_bf16(x).to_bits(), bf16_reference(x), "{x:e} ({:#010x})", x.to_bits());
+            assert_eq!(
+                fp32_to_bf16(x).to_bits(),
+                bf16_reference(x),
+                "{x:e} ({:#010x})",
+                x.to_bits()
+            );
         }
         // A sweep of bit patterns.
         let mut u = 1u32;
         while u != 0 {
             let x = f32::from_bits(u.wrapping_mul(2_654_435_761));
-            assert_eq!(fp32_to_bf16(x).to_bits(), bf16_reference(x), "{:#010x}", x.to_bits());
+            assert_eq!(
+                fp32_to_bf16(x).to_bits(),
+                bf16_reference(x),
+                "{:#010x}",
+                x.to_bits()
+            );
             u = u.wrapping_add(65_537);
             if u < 65_537 {
                 break;
@@ -257,7 +294,8 @@ mod tests {
         }
         assert_eq!(fp32_to_bf16(f32::from_bits(0x3f80_8000)).to_bits(), 0x3f80); // tie, even
         assert_eq!(fp32_to_bf16(f32::from_bits(0x3f81_8000)).to_bits(), 0x3f82); // tie, odd up
-        assert_eq!(fp32_to_bf16(f32::from_bits(0x7f7f_8000)).to_bits(), 0x7f80); // to +inf
+        assert_eq!(fp32_to_bf16(f32::from_bits(0x7f7f_8000)).to_bits(), 0x7f80);
+        // to +inf
     }
 
     #[test]

@@ -188,7 +188,11 @@ impl Quantize for BlockQ4_0 {
     /// ggml's `quantize_row_q4_0_ref`: `max` is the signed value of largest magnitude,
     /// `d = max / -8`, `q = min(15, trunc(x / d + 8.5))`.
     fn quantize_row(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK4_0, "quantize_row q4_0: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK4_0,
+            "quantize_row q4_0: length mismatch"
+        );
         for (xb, yb) in x.chunks_exact(QK4_0).zip(y.iter_mut()) {
             let xb: &[f32; QK4_0] = xb.try_into().unwrap();
             let max = signed_absmax(xb);
@@ -206,7 +210,11 @@ impl Quantize for BlockQ4_0 {
 
     /// ggml's `dequantize_row_q4_0`: `y = (q - 8) * d`.
     fn dequantize_row(x: &[Self], y: &mut [f32]) {
-        assert_eq!(y.len(), x.len() * QK4_0, "dequantize_row q4_0: length mismatch");
+        assert_eq!(
+            y.len(),
+            x.len() * QK4_0,
+            "dequantize_row q4_0: length mismatch"
+        );
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK4_0)) {
             let d = fp16_to_fp32(xb.d);
             for (o, &q) in yb.iter_mut().zip(&unpack_q4(&xb.qs, -8)) {
@@ -237,7 +245,11 @@ impl Quantize for BlockQ4_1 {
     /// ggml's `quantize_row_q4_1_ref`: `d = (max - min) / 15`, `m = min`,
     /// `q = min(15, trunc((x - min) / d + 0.5))`.
     fn quantize_row(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK4_1, "quantize_row q4_1: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK4_1,
+            "quantize_row q4_1: length mismatch"
+        );
         for (xb, yb) in x.chunks_exact(QK4_1).zip(y.iter_mut()) {
             let xb: &[f32; QK4_1] = xb.try_into().unwrap();
             let (min, max) = min_max(xb);
@@ -258,7 +270,11 @@ impl Quantize for BlockQ4_1 {
 
     /// ggml's `dequantize_row_q4_1`: `y = q * d + m`.
     fn dequantize_row(x: &[Self], y: &mut [f32]) {
-        assert_eq!(y.len(), x.len() * QK4_1, "dequantize_row q4_1: length mismatch");
+        assert_eq!(
+            y.len(),
+            x.len() * QK4_1,
+            "dequantize_row q4_1: length mismatch"
+        );
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK4_1)) {
             let d = fp16_to_fp32(xb.d);
             let m = fp16_to_fp32(xb.m);
@@ -292,7 +308,11 @@ impl Quantize for BlockQ5_0 {
     /// ggml's `quantize_row_q5_0_ref`: `d = max / -16` (signed max-abs value),
     /// `q = min(31, trunc(x / d + 16.5))`.
     fn quantize_row(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK5_0, "quantize_row q5_0: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK5_0,
+            "quantize_row q5_0: length mismatch"
+        );
         for (xb, yb) in x.chunks_exact(QK5_0).zip(y.iter_mut()) {
             let xb: &[f32; QK5_0] = xb.try_into().unwrap();
             let max = signed_absmax(xb);
@@ -309,10 +329,17 @@ impl Quantize for BlockQ5_0 {
 
     /// ggml's `dequantize_row_q5_0`: `y = (q - 16) * d`.
     fn dequantize_row(x: &[Self], y: &mut [f32]) {
-        assert_eq!(y.len(), x.len() * QK5_0, "dequantize_row q5_0: length mismatch");
+        assert_eq!(
+            y.len(),
+            x.len() * QK5_0,
+            "dequantize_row q5_0: length mismatch"
+        );
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK5_0)) {
             let d = fp16_to_fp32(xb.d);
-            for (o, &q) in yb.iter_mut().zip(&unpack_q5(&xb.qs, &xb.qh, &QH_SPREAD_Q5_0)) {
+            for (o, &q) in yb
+                .iter_mut()
+                .zip(&unpack_q5(&xb.qs, &xb.qh, &QH_SPREAD_Q5_0))
+            {
                 *o = f32::from(q) * d;
             }
         }
@@ -340,7 +367,11 @@ impl Quantize for BlockQ5_1 {
     /// ggml's `quantize_row_q5_1_ref`: `d = (max - min) / 31`, `m = min`,
     /// `q = trunc((x - min) / d + 0.5)` (no clamp, as ggml: it cannot exceed 31).
     fn quantize_row(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK5_1, "quantize_row q5_1: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK5_1,
+            "quantize_row q5_1: length mismatch"
+        );
         for (xb, yb) in x.chunks_exact(QK5_1).zip(y.iter_mut()) {
             let xb: &[f32; QK5_1] = xb.try_into().unwrap();
             let (min, max) = min_max(xb);
@@ -358,11 +389,18 @@ impl Quantize for BlockQ5_1 {
 
     /// ggml's `dequantize_row_q5_1`: `y = q * d + m`.
     fn dequantize_row(x: &[Self], y: &mut [f32]) {
-        assert_eq!(y.len(), x.len() * QK5_1, "dequantize_row q5_1: length mismatch");
+        assert_eq!(
+            y.len(),
+            x.len() * QK5_1,
+            "dequantize_row q5_1: length mismatch"
+        );
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK5_1)) {
             let d = fp16_to_fp32(xb.d);
             let m = fp16_to_fp32(xb.m);
-            for (o, &q) in yb.iter_mut().zip(&unpack_q5(&xb.qs, &xb.qh, &QH_SPREAD_Q5_1)) {
+            for (o, &q) in yb
+                .iter_mut()
+                .zip(&unpack_q5(&xb.qs, &xb.qh, &QH_SPREAD_Q5_1))
+            {
                 *o = f32::from(q) * d + m;
             }
         }

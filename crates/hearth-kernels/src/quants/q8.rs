@@ -74,7 +74,11 @@ impl Quantize for BlockQ8_0 {
 
     /// ggml's `quantize_row_q8_0_ref`.
     fn quantize_row(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK8_0, "quantize_row q8_0: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK8_0,
+            "quantize_row q8_0: length mismatch"
+        );
         for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
             let xb: &[f32; QK8_0] = xb.try_into().unwrap();
             let d = quantize_block_q8(xb, &mut yb.qs);
@@ -84,7 +88,11 @@ impl Quantize for BlockQ8_0 {
 
     /// ggml's `dequantize_row_q8_0`: `y = qs * d`.
     fn dequantize_row(x: &[Self], y: &mut [f32]) {
-        assert_eq!(y.len(), x.len() * QK8_0, "dequantize_row q8_0: length mismatch");
+        assert_eq!(
+            y.len(),
+            x.len() * QK8_0,
+            "dequantize_row q8_0: length mismatch"
+        );
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK8_0)) {
             let d = fp16_to_fp32(xb.d);
             for (o, &q) in yb.iter_mut().zip(&xb.qs) {
@@ -114,7 +122,11 @@ impl Quantize for BlockQ8_1 {
 
     /// ggml's `quantize_row_q8_1_ref`; `s = f16(sum(qs) * d)` with the f32 `d`.
     fn quantize_row(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK8_1, "quantize_row q8_1: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK8_1,
+            "quantize_row q8_1: length mismatch"
+        );
         for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
             let xb: &[f32; QK8_1] = xb.try_into().unwrap();
             let d = quantize_block_q8(xb, &mut yb.qs);
@@ -126,7 +138,11 @@ impl Quantize for BlockQ8_1 {
 
     /// `y = qs * d` (`s` is not needed).
     fn dequantize_row(x: &[Self], y: &mut [f32]) {
-        assert_eq!(y.len(), x.len() * QK8_1, "dequantize_row q8_1: length mismatch");
+        assert_eq!(
+            y.len(),
+            x.len() * QK8_1,
+            "dequantize_row q8_1: length mismatch"
+        );
         for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK8_1)) {
             let d = fp16_to_fp32(xb.d);
             for (o, &q) in yb.iter_mut().zip(&xb.qs) {
