@@ -6,6 +6,7 @@
 //! activation format their dot product pairs with (as ggml's `vec_dot_type` does).
 //! This crate is a leaf: it knows nothing about files, models or requests.
 
+pub mod ops;
 pub mod quants;
 
 pub use quants::*;

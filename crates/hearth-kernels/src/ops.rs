@@ -1,0 +1,148 @@
+//! Float kernels of the forward pass: RMSNorm, RoPE, softmax, SwiGLU, attention dots.
+//! Each is the scalar reference; SIMD twins come beside them.
+
+/// `y = x / sqrt(mean(x^2) + eps) * w`, row by row over `x.len() / w.len()` rows.
+/// The sum of squares is accumulated in f64, as ggml does.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
+    let n = w.len();
+    debug_assert_eq!(x.len(), y.len());
+    for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let sum: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((yv, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
+            *yv = xv * scale * wv;
+        }
+    }
+}
+
+/// Rotary position embedding, "normal" (GPT-J) style: adjacent pairs `(x[2i], x[2i+1])`
+/// of each head are rotated by `pos * theta^(-2i / n_rot)`. `x` is `[n_head][head_dim]`;
+/// only the first `n_rot` dims of each head rotate.
+pub fn rope_norm(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_base: f32) {
+    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    for head in x.chunks_exact_mut(head_dim) {
+        let mut theta = pos as f32;
+        for pair in head[..n_rot].chunks_exact_mut(2) {
+            let (sin, cos) = theta.sin_cos();
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0 * cos - x1 * sin;
+            pair[1] = x0 * sin + x1 * cos;
+            theta *= theta_scale;
+        }
+    }
+}
+
+/// Rotary position embedding, NeoX style: pairs `(x[i], x[i + n_rot/2])` rotate.
+pub fn rope_neox(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_base: f32) {
+    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    let half = n_rot / 2;
+    for head in x.chunks_exact_mut(head_dim) {
+        let mut theta = pos as f32;
+        for i in 0..half {
+            let (sin, cos) = theta.sin_cos();
+            let (x0, x1) = (head[i], head[i + half]);
+            head[i] = x0 * cos - x1 * sin;
+            head[i + half] = x0 * sin + x1 * cos;
+            theta *= theta_scale;
+        }
+    }
+}
+
+/// In-place numerically stable softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// Plain f32 dot product with 8 independent accumulators (auto-vectorizes).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += a * x`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// Log-softmax of one value given the row: `x[i] - logsumexp(x)`.
+pub fn log_sum_exp(x: &[f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = x.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_unit_weight_gives_unit_rms() {
+        let x = [1.0, -2.0, 3.0, -4.0];
+        let mut y = [0.0; 4];
+        rms_norm(&x, &[1.0; 4], 0.0, &mut y);
+        let rms = (y.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let mut x: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
+        let orig = x.clone();
+        rope_norm(&mut x, 64, 64, 0, 10000.0);
+        assert_eq!(x, orig);
+        rope_norm(&mut x, 64, 64, 17, 10000.0);
+        let n0: f32 = orig.iter().map(|v| v * v).sum();
+        let n1: f32 = x.iter().map(|v| v * v).sum();
+        assert!((n0 - n1).abs() < 1e-3);
+        // the first pair rotates by exactly `pos` radians
+        let (s, c) = 17f32.sin_cos();
+        assert!((x[0] - (orig[0] * c - orig[1] * s)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_values() {
+        let mut x = [1000.0, 1001.0, 999.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn dot_matches_naive_sum() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot_f32(&a, &b) - naive).abs() < 1e-3);
+    }
+}
