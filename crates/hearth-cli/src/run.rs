@@ -1,0 +1,250 @@
+//! `hearth run`: one prompt, piped stdin, or an interactive chat.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hearth_engine::{GenerateRequest, Generation, SamplingParams, Session};
+use hearth_model::{ChatMessage, KvType, Model};
+
+use crate::{models, Common};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Model name or GGUF path [default: smollm2-135m-instruct, pulled on first use].
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// The prompt; read from stdin when piped; an interactive chat when absent on a terminal.
+    pub prompt: Option<String>,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Keep only the K most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Random seed, for reproducible sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop when the output contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Context size in tokens [default: the model's, at most 4096].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
+    /// Threads for the kernels [default: all cores].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// KV cache element type: f16 or f32.
+    #[arg(long, default_value = "f16")]
+    pub kv_cache_type: KvType,
+    /// Send the prompt as is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// System message for the chat template.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Print timing statistics after the answer.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Print one JSON object (ids, text, finish reason, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl RunArgs {
+    fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: Vec::new(),
+            seed: self.seed,
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    init_threads_checked(a.threads)?;
+    let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
+    let t_load = Instant::now();
+    let model = Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+    let load_duration = t_load.elapsed();
+    let sampling = a.sampling();
+    sampling.validate(model.config.n_vocab).map_err(anyhow::Error::msg)?;
+    let n_ctx = a.ctx_size.unwrap_or_else(|| model.config.n_ctx_train.min(4096));
+    if n_ctx == 0 {
+        bail!("--ctx-size must be at least 1");
+    }
+    let mut session = Session::new(&model, n_ctx, a.kv_cache_type);
+
+    let prompt = match &a.prompt {
+        Some(p) => Some(p.clone()),
+        None if !std::io::stdin().is_terminal() => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("cannot read the prompt from stdin")?;
+            Some(s)
+        }
+        None => None,
+    };
+    match prompt {
+        Some(p) => {
+            let messages = system_messages(&a, p);
+            let ids = prompt_ids(&model, &a, &messages)?;
+            let g = generate(&model, &mut session, &a, ids.clone(), sampling)?;
+            report(&a, &ids, &g, load_duration);
+        }
+        None => chat(&model, &mut session, &a, sampling, load_duration)?,
+    }
+    Ok(())
+}
+
+fn init_threads_checked(threads: Option<usize>) -> Result<()> {
+    crate::init_threads(threads).map(|_| ())
+}
+
+fn system_messages(a: &RunArgs, user: String) -> Vec<ChatMessage> {
+    let mut m = Vec::new();
+    if let Some(s) = &a.system {
+        m.push(ChatMessage::new("system", s.clone()));
+    }
+    m.push(ChatMessage::new("user", user));
+    m
+}
+
+/// The prompt's token ids: the chat template applied to `messages`, or with `--raw` (or a
+/// model without a template) the last message's text as is.
+fn prompt_ids(model: &Model, a: &RunArgs, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+    let text = match (&model.chat_template, a.raw) {
+        (Some(t), false) => t.render(messages, true)?,
+        _ => messages.last().map(|m| m.content.clone()).unwrap_or_default(),
+    };
+    let ids = model.tokenizer.encode(&text, true, true);
+    if ids.is_empty() {
+        bail!("the prompt is empty");
+    }
+    Ok(ids)
+}
+
+fn generate(model: &Model, session: &mut Session, a: &RunArgs, ids: Vec<u32>, sampling: SamplingParams) -> Result<Generation> {
+    let req = GenerateRequest { prompt_ids: ids, max_tokens: a.max_tokens, sampling, stop: a.stop.clone(), ignore_eos: a.ignore_eos };
+    let mut out = std::io::stdout().lock();
+    let stream = !a.json;
+    let g = session.generate(model, &req, |t| {
+        if stream {
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+        }
+    })?;
+    if stream {
+        let _ = writeln!(out);
+    }
+    Ok(g)
+}
+
+fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
+    let t = &g.timings;
+    if a.json {
+        let v = serde_json::json!({
+            "prompt_ids": prompt_ids,
+            "generated_ids": g.generated_ids,
+            "text": g.text,
+            "finish_reason": g.finish_reason.as_str(),
+            "timings": {
+                "load_ms": ms(load),
+                "prompt_n": t.prompt_eval_count,
+                "prompt_cached_n": t.prompt_cached_count,
+                "prompt_ms": ms(t.prompt_eval_duration),
+                "prompt_per_second": t.prompt_tokens_per_second(),
+                "predicted_n": t.eval_count,
+                "predicted_ms": ms(t.eval_duration),
+                "predicted_per_second": t.eval_tokens_per_second(),
+                "ttft_ms": ms(t.time_to_first_token),
+                "total_ms": ms(t.total_duration + load),
+            }
+        });
+        println!("{v}");
+    }
+    if a.verbose {
+        eprintln!();
+        eprintln!("total duration:       {:?}", t.total_duration + load);
+        eprintln!("load duration:        {load:?}");
+        eprintln!("prompt eval count:    {} token(s)", t.prompt_eval_count);
+        if t.prompt_cached_count > 0 {
+            eprintln!("prompt cached count:  {} token(s)", t.prompt_cached_count);
+        }
+        eprintln!("prompt eval duration: {:?}", t.prompt_eval_duration);
+        eprintln!("prompt eval rate:     {:.2} tokens/s", t.prompt_tokens_per_second());
+        eprintln!("eval count:           {} token(s)", t.eval_count);
+        eprintln!("eval duration:        {:?}", t.eval_duration);
+        eprintln!("eval rate:            {:.2} tokens/s", t.eval_tokens_per_second());
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Multi-turn chat on a terminal. The session keeps the conversation's KV cache, so each
+/// turn only runs its new tokens. `/clear` starts over, `/bye` (or Ctrl-D) quits.
+fn chat(model: &Model, session: &mut Session, a: &RunArgs, sampling: SamplingParams, load: Duration) -> Result<()> {
+    let mut messages: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new("system", s.clone())).collect();
+    let base = messages.clone();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    eprintln!("Chatting with {} (/clear to start over, /bye or Ctrl-D to quit)", model.config.name.as_deref().unwrap_or("the model"));
+    loop {
+        eprint!(">>> ");
+        let _ = std::io::stderr().flush();
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        match line.trim() {
+            "" => continue,
+            "/bye" | "/exit" | "/quit" => break,
+            "/clear" => {
+                messages = base.clone();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(ChatMessage::new("user", line));
+        let ids = prompt_ids(model, a, &messages)?;
+        match generate(model, session, a, ids.clone(), sampling.clone()) {
+            Ok(g) => {
+                report(a, &ids, &g, load);
+                messages.push(ChatMessage::new("assistant", g.text));
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                messages.pop();
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The `hearth` binary end to end on the real default model: greedy output, JSON,
+//! tokenize, perplexity against the reference engine, and one-line errors on bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEARTH_TEST_MODEL") {
+        return PathBuf::from(p);
+    }
+    let dir = std::env::var_os("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/hearth/models"));
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.is_file(), "default model missing at {}: run `hearth pull` first", p.display());
+    p
+}
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name)
+}
+
+fn hearth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure must be a clear one-line `error:` message, a non-zero exit, no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "message {:?} lacks {needle:?}", lines[0]);
+}
+
+#[test]
+fn run_json_greedy_matches_reference_case() {
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(data("greedy_q4_1.json")).unwrap()).unwrap();
+    let case = &golden["cases"][0];
+    let m = model_path();
+    let o = hearth(&["run", "-m", m.to_str().unwrap(), "--raw", "--temp", "0", "-n", "64", "--json", "-t", "2", case["prompt_text"].as_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["prompt_ids"], case["prompt_ids"]);
+    assert_eq!(v["generated_ids"], case["generated_ids"]);
+    assert_eq!(v["text"], case["generated_text"]);
+    assert_eq!(v["finish_reason"], "length");
+    assert!(v["timings"]["predicted_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_streams_chat_answer_and_verbose_stats() {
+    let m = model_path();
+    let o = hearth(&["run", "-m", m.to_str().unwrap(), "--temp", "0", "-n", "16", "--verbose", "What is the capital of France?"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Paris"), "answer: {out}");
+    let err = stderr(&o);
+    for key in ["total duration:", "load duration:", "prompt eval count:", "prompt eval rate:", "eval count:", "eval rate:"] {
+        assert!(err.contains(key), "verbose output lacks {key}: {err}");
+    }
+}
+
+#[test]
+fn run_reads_piped_stdin_and_stops_on_stop_string() {
+    use std::io::Write;
+    let m = model_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["run", "-m", m.to_str().unwrap(), "--raw", "--temp", "0", "-n", "64", "--stop", "United", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"The capital of France is").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["text"], " Paris.\n\nThe ");
+    assert_eq!(v["finish_reason"], "stop");
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let m = model_path();
+    let args = ["run", "-m", m.to_str().unwrap(), "--temp", "1.0", "--seed", "42", "-n", "24", "--json", "Tell me a story."];
+    let a: Value = serde_json::from_slice(&hearth(&args).stdout).unwrap();
+    let b: Value = serde_json::from_slice(&hearth(&args).stdout).unwrap();
+    assert_eq!(a["generated_ids"], b["generated_ids"]);
+}
+
+#[test]
+fn tokenize_parses_special_tokens_unless_told_not_to() {
+    let m = model_path();
+    let o = hearth(&["tokenize", "-m", m.to_str().unwrap(), "--json", "<|im_start|>user"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ids"][0], 1);
+    let o = hearth(&["tokenize", "-m", m.to_str().unwrap(), "--json", "--no-parse-special", "<|im_start|>user"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(v["ids"][0], 1);
+}
+
+#[test]
+fn perplexity_within_one_percent_of_reference() {
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(data("perplexity.json")).unwrap()).unwrap();
+    let want = reference["primary"]["Q4_1"]["ppl"].as_f64().unwrap();
+    let m = model_path();
+    let o = hearth(&["perplexity", "-m", m.to_str().unwrap(), "-f", data("gpl-3.txt").to_str().unwrap(), "-c", "256", "-t", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().last().unwrap();
+    assert!(line.starts_with("PPL = ") && line.contains("+/-"), "{line}");
+    let ppl: f64 = line["PPL = ".len()..].split_whitespace().next().unwrap().parse().unwrap();
+    let rel = (ppl - want).abs() / want;
+    eprintln!("PPL {ppl} vs reference {want}: {:.3}%", rel * 100.0);
+    assert!(rel < 0.01, "PPL {ppl} is {:.2}% from the reference {want}", rel * 100.0);
+}
+
+#[test]
+fn missing_and_unknown_models_are_clean_errors() {
+    assert_clean_error(&hearth(&["run", "-m", "/nonexistent/model.gguf", "hi"]), "does not exist");
+    assert_clean_error(&hearth(&["run", "-m", "no-such-model", "hi"]), "unknown model");
+}
+
+#[test]
+fn corrupt_and_truncated_model_files_are_clean_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"this is not a gguf file at all").unwrap();
+    assert_clean_error(&hearth(&["run", "-m", junk.to_str().unwrap(), "hi"]), "magic");
+
+    let real = std::fs::read(model_path()).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &real[..real.len() / 2]).unwrap();
+    assert_clean_error(&hearth(&["run", "-m", cut.to_str().unwrap(), "hi"]), "cannot load model");
+    std::fs::write(&cut, &real[..1000]).unwrap();
+    assert_clean_error(&hearth(&["run", "-m", cut.to_str().unwrap(), "hi"]), "cannot load model");
+}
+
+#[test]
+fn unknown_architecture_is_a_clean_error() {
+    use hearth_gguf::{GgufFile, GgufWriter, Value as V};
+    let src = GgufFile::open(model_path()).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata() {
+        let v = if k == "general.architecture" { V::String("mamba9".into()) } else { v.clone() };
+        w.add_kv(k, v);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("arch.gguf");
+    w.write_file(&p).unwrap();
+    assert_clean_error(&hearth(&["run", "-m", p.to_str().unwrap(), "hi"]), "unknown model architecture 'mamba9'");
+}
+
+#[test]
+fn prompt_longer_than_context_is_a_clean_error() {
+    let m = model_path();
+    let long = "word ".repeat(200);
+    assert_clean_error(&hearth(&["run", "-m", m.to_str().unwrap(), "-c", "64", "--raw", &long]), "context");
+}
+
+#[test]
+fn out_of_range_sampling_parameters_are_clean_errors() {
+    let m = model_path();
+    assert_clean_error(&hearth(&["run", "-m", m.to_str().unwrap(), "--top-p", "1.5", "hi"]), "top_p");
+    assert_clean_error(&hearth(&["run", "-m", m.to_str().unwrap(), "--temp", "-1", "hi"]), "temperature");
+}

@@ -1,0 +1,292 @@
+//! Logits → next token: logit bias, repetition / presence / frequency penalties, top-k,
+//! top-p, min-p, temperature, then a seeded draw (or argmax when greedy).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Sampling settings of one request. `temperature <= 0` means greedy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    /// Keep the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches `top_p`; 1 keeps all.
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one; 0 keeps all.
+    pub min_p: f32,
+    /// Multiplicative penalty on tokens among the last `repeat_last_n` (1 = off).
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    /// Subtracted once from the logit of every token already present (0 = off).
+    pub presence_penalty: f32,
+    /// Subtracted per occurrence from the logit of tokens already present (0 = off).
+    pub frequency_penalty: f32,
+    /// Added to the logits of the given tokens before anything else.
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Seed of the random draw; `None` takes one from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding with no penalties.
+    pub fn greedy() -> SamplingParams {
+        SamplingParams { temperature: 0.0, top_k: 1, top_p: 1.0, min_p: 0.0, ..Default::default() }
+    }
+
+    /// Checks every field is in range; `n_vocab` bounds the logit-bias ids.
+    pub fn validate(&self, n_vocab: usize) -> Result<(), String> {
+        let finite = |name: &str, v: f32| if v.is_finite() { Ok(()) } else { Err(format!("{name} must be a finite number")) };
+        finite("temperature", self.temperature)?;
+        finite("top_p", self.top_p)?;
+        finite("min_p", self.min_p)?;
+        finite("repeat_penalty", self.repeat_penalty)?;
+        finite("presence_penalty", self.presence_penalty)?;
+        finite("frequency_penalty", self.frequency_penalty)?;
+        if self.temperature < 0.0 {
+            return Err(format!("temperature must be >= 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(format!("min_p must be in [0, 1], got {}", self.min_p));
+        }
+        if self.repeat_penalty <= 0.0 {
+            return Err(format!("repeat_penalty must be > 0, got {}", self.repeat_penalty));
+        }
+        if !(-2.0..=2.0).contains(&self.presence_penalty) || !(-2.0..=2.0).contains(&self.frequency_penalty) {
+            return Err("presence_penalty and frequency_penalty must be in [-2, 2]".into());
+        }
+        for &(id, bias) in &self.logit_bias {
+            if id as usize >= n_vocab {
+                return Err(format!("logit_bias names token {id}, outside the vocabulary ({n_vocab})"));
+            }
+            if !bias.is_finite() && bias != f32::NEG_INFINITY {
+                return Err(format!("logit_bias for token {id} must be a number"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || self.top_k == 1
+    }
+}
+
+/// A sampler with its own random state; one per sequence.
+pub struct Sampler {
+    params: SamplingParams,
+    rng: StdRng,
+    /// Scratch: `(token, logit)` candidates.
+    cand: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Sampler {
+        let rng = match params.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_entropy(),
+        };
+        Sampler { params, rng, cand: Vec::new() }
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Picks the next token from `logits` given the tokens so far (`history`, prompt and
+    /// generated, used by the penalties).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let p = &self.params;
+        let mut logits_adj;
+        let mut logits = logits;
+        if !p.logit_bias.is_empty() || self.has_penalties() {
+            logits_adj = logits.to_vec();
+            for &(id, b) in &p.logit_bias {
+                logits_adj[id as usize] += b;
+            }
+            self.apply_penalties(&mut logits_adj, history);
+            logits = &logits_adj;
+        }
+        if p.is_greedy() {
+            return argmax(logits);
+        }
+
+        // Candidates sorted by logit, descending, cut by top-k.
+        self.cand.clear();
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let k = if p.top_k == 0 { self.cand.len() } else { p.top_k.min(self.cand.len()) };
+        if k < self.cand.len() {
+            self.cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            self.cand.truncate(k);
+        }
+        self.cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+        // Probabilities at temperature 1 for top-p and min-p (as llama.cpp orders them).
+        let max = self.cand[0].1;
+        let mut probs: Vec<f32> = self.cand.iter().map(|c| (c.1 - max).exp()).collect();
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|v| *v /= sum);
+        if p.top_p < 1.0 {
+            let mut cum = 0.0;
+            let mut keep = probs.len();
+            for (i, &pr) in probs.iter().enumerate() {
+                cum += pr;
+                if cum >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            self.cand.truncate(keep);
+        }
+        if p.min_p > 0.0 {
+            let floor = probs[0] * p.min_p;
+            let keep = probs.iter().take(self.cand.len()).take_while(|&&pr| pr >= floor).count().max(1);
+            self.cand.truncate(keep);
+        }
+
+        // Temperature, then a draw.
+        let t = p.temperature;
+        let mut weights: Vec<f64> = self.cand.iter().map(|c| (((c.1 - max) / t) as f64).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let mut r = self.rng.gen::<f64>() * total;
+        for (i, w) in weights.iter_mut().enumerate() {
+            if r < *w {
+                return self.cand[i].0;
+            }
+            r -= *w;
+        }
+        self.cand[self.cand.len() - 1].0
+    }
+
+    fn has_penalties(&self) -> bool {
+        let p = &self.params;
+        p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+        let p = &self.params;
+        if !self.has_penalties() || p.repeat_last_n == 0 {
+            return;
+        }
+        let window = &history[history.len().saturating_sub(p.repeat_last_n)..];
+        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for &t in window {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&t, &n) in &counts {
+            let Some(l) = logits.get_mut(t as usize) else { continue };
+            if p.repeat_penalty != 1.0 {
+                *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+            }
+            *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+}
+
+/// Index of the largest logit (the first one on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        vec![1.0, 3.0, 2.0, 0.5, 2.9]
+    }
+
+    #[test]
+    fn greedy_is_argmax() {
+        let mut s = Sampler::new(SamplingParams::greedy());
+        assert_eq!(s.sample(&logits(), &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_draws_and_different_seeds_differ() {
+        let p = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: Some(7), ..Default::default() };
+        let draw = |p: &SamplingParams| {
+            let mut s = Sampler::new(p.clone());
+            (0..200).map(|_| s.sample(&logits(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(&p), draw(&p));
+        let other = SamplingParams { seed: Some(8), ..p.clone() };
+        assert_ne!(draw(&p), draw(&other));
+    }
+
+    #[test]
+    fn top_k_limits_the_support() {
+        let p = SamplingParams { temperature: 5.0, top_k: 2, top_p: 1.0, min_p: 0.0, seed: Some(1), ..Default::default() };
+        let mut s = Sampler::new(p);
+        for _ in 0..500 {
+            let t = s.sample(&logits(), &[]);
+            assert!(t == 1 || t == 4, "token {t} outside top-2");
+        }
+    }
+
+    #[test]
+    fn top_p_and_min_p_cut_the_tail() {
+        let l = vec![10.0, 9.0, 0.0, -5.0];
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5, min_p: 0.0, seed: Some(3), ..Default::default() };
+        let mut s = Sampler::new(p);
+        assert!((0..300).all(|_| s.sample(&l, &[]) == 0));
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.2, seed: Some(3), ..Default::default() };
+        let mut s = Sampler::new(p);
+        let seen: std::collections::HashSet<u32> = (0..500).map(|_| s.sample(&l, &[])).collect();
+        assert_eq!(seen, [0u32, 1].into_iter().collect());
+    }
+
+    #[test]
+    fn penalties_and_bias_change_the_greedy_choice() {
+        let p = SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy() };
+        let mut s = Sampler::new(p);
+        assert_eq!(s.sample(&logits(), &[1]), 4); // 3.0/2 < 2.9
+        let p = SamplingParams { presence_penalty: 1.0, ..SamplingParams::greedy() };
+        assert_eq!(Sampler::new(p).sample(&logits(), &[1, 4]), 2);
+        let p = SamplingParams { logit_bias: vec![(0, 10.0)], ..SamplingParams::greedy() };
+        assert_eq!(Sampler::new(p).sample(&logits(), &[]), 0);
+        let p = SamplingParams { logit_bias: vec![(1, f32::NEG_INFINITY)], ..SamplingParams::greedy() };
+        assert_eq!(Sampler::new(p).sample(&logits(), &[]), 4);
+    }
+
+    #[test]
+    fn validation_rejects_out_of_range() {
+        let ok = SamplingParams::default();
+        assert!(ok.validate(10).is_ok());
+        for bad in [
+            SamplingParams { temperature: -1.0, ..ok.clone() },
+            SamplingParams { top_p: 0.0, ..ok.clone() },
+            SamplingParams { top_p: 1.5, ..ok.clone() },
+            SamplingParams { min_p: 2.0, ..ok.clone() },
+            SamplingParams { temperature: f32::NAN, ..ok.clone() },
+            SamplingParams { logit_bias: vec![(10, 1.0)], ..ok.clone() },
+            SamplingParams { repeat_penalty: 0.0, ..ok.clone() },
+        ] {
+            assert!(bad.validate(10).is_err(), "{bad:?}");
+        }
+    }
+}

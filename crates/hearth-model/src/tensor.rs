@@ -1,0 +1,167 @@
+//! Weight tensors used in place from the mmap, and the threaded matrix product over them.
+
+use std::sync::Arc;
+
+use bytemuck::Zeroable;
+use half::{bf16, f16};
+use hearth_gguf::{GgmlType, GgufFile};
+use hearth_kernels::*;
+use rayon::prelude::*;
+
+use crate::error::{ModelError, Result};
+
+/// Calls `$f::<BlockType>($args)` for the block type that matches a `GgmlType`.
+/// Only types listed here can be computed with; [`QTensor::load`] rejects the rest.
+macro_rules! with_block_type {
+    ($t:expr, $f:ident ( $($arg:expr),* )) => {
+        match $t {
+            GgmlType::F32 => $f::<f32>($($arg),*),
+            GgmlType::F16 => $f::<f16>($($arg),*),
+            GgmlType::BF16 => $f::<bf16>($($arg),*),
+            GgmlType::Q4_0 => $f::<BlockQ4_0>($($arg),*),
+            GgmlType::Q4_1 => $f::<BlockQ4_1>($($arg),*),
+            GgmlType::Q5_0 => $f::<BlockQ5_0>($($arg),*),
+            GgmlType::Q5_1 => $f::<BlockQ5_1>($($arg),*),
+            GgmlType::Q8_0 => $f::<BlockQ8_0>($($arg),*),
+            GgmlType::Q2_K => $f::<BlockQ2_K>($($arg),*),
+            GgmlType::Q3_K => $f::<BlockQ3_K>($($arg),*),
+            GgmlType::Q4_K => $f::<BlockQ4_K>($($arg),*),
+            GgmlType::Q5_K => $f::<BlockQ5_K>($($arg),*),
+            GgmlType::Q6_K => $f::<BlockQ6_K>($($arg),*),
+            other => unreachable!("QTensor::load admitted unsupported type {other}"),
+        }
+    };
+}
+
+/// Whether Hearth has kernels for weights of this type.
+pub fn is_supported(t: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        t,
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+    )
+}
+
+/// A 2-D weight matrix `[ne1 rows][ne0 columns]` in any supported GGUF type, read in place
+/// from the memory-mapped file (never copied).
+#[derive(Clone)]
+pub struct QTensor {
+    file: Arc<GgufFile>,
+    pub name: String,
+    pub ggml_type: GgmlType,
+    /// `[ne0, ne1]`: row length (contiguous) and number of rows.
+    pub ne: [usize; 2],
+    /// Byte range of the data within the file.
+    start: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for QTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QTensor({} {} {:?})", self.name, self.ggml_type, self.ne)
+    }
+}
+
+impl QTensor {
+    /// Looks up tensor `name`, checks it is `[ne0, ne1]` (a 1-D tensor is `[ne0, 1]`) of a
+    /// supported type, and returns a view of it.
+    pub fn load(file: &Arc<GgufFile>, name: &str, ne: [usize; 2]) -> Result<QTensor> {
+        let info = file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        let mut shape: Vec<u64> = info.shape.clone();
+        while shape.len() > 1 && shape.last() == Some(&1) {
+            shape.pop();
+        }
+        let expected: Vec<u64> = if ne[1] == 1 { vec![ne[0] as u64] } else { vec![ne[0] as u64, ne[1] as u64] };
+        if shape != expected {
+            return Err(ModelError::BadShape { name: name.into(), got: info.shape.clone(), expected });
+        }
+        if !is_supported(info.ggml_type) {
+            return Err(ModelError::UnsupportedType { name: name.into(), ggml_type: info.ggml_type });
+        }
+        let start = (file.data_offset() + info.offset) as usize;
+        let len = info.n_bytes as usize;
+        let t = QTensor { file: file.clone(), name: name.into(), ggml_type: info.ggml_type, ne, start, len };
+        // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
+        if t.bytes().as_ptr() as usize % 4 != 0 {
+            return Err(ModelError::Misaligned(name.into()));
+        }
+        Ok(t)
+    }
+
+    /// The raw bytes of the tensor.
+    pub fn bytes(&self) -> &[u8] {
+        &self.file.bytes()[self.start..self.start + self.len]
+    }
+
+    /// Dequantizes the whole tensor to f32 (for small tensors such as norms, and the oracle).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.ne[0] * self.ne[1]];
+        with_block_type!(self.ggml_type, dequantize_bytes(self.bytes(), &mut out));
+        out
+    }
+
+    /// Dequantizes row `row` into `out` (`out.len() == ne0`); an embedding lookup.
+    pub fn dequantize_row(&self, row: usize, out: &mut [f32]) {
+        let row_bytes = self.len / self.ne[1];
+        let bytes = &self.bytes()[row * row_bytes..(row + 1) * row_bytes];
+        with_block_type!(self.ggml_type, dequantize_bytes(bytes, out));
+    }
+
+    /// `out[t][r] = dot(row r, x[t])` for `n_tokens` inputs `x: [n_tokens][ne0]`,
+    /// `out: [n_tokens][ne1]`, on the current rayon pool. Each input row is quantized once
+    /// to the weight type's activation format. A row's arithmetic does not depend on the
+    /// number of tokens or on its neighbours, so results are batch-invariant.
+    pub fn matmul(&self, x: &[f32], out: &mut [f32]) {
+        let n_tokens = x.len() / self.ne[0];
+        assert_eq!(x.len(), n_tokens * self.ne[0]);
+        assert_eq!(out.len(), n_tokens * self.ne[1]);
+        with_block_type!(self.ggml_type, matmul_typed(self.bytes(), self.ne, x, n_tokens, out));
+    }
+}
+
+fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
+    W::dequantize_row(bytemuck::cast_slice(bytes), out);
+}
+
+/// A raw output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes a disjoint set of indices (its own rows), and the pointer
+// outlives the parallel section (it borrows `out` for the whole call).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_tokens: usize, out: &mut [f32]) {
+    let [ne0, ne1] = ne;
+    let w: &[W] = bytemuck::cast_slice(bytes);
+    let w_per_row = ne0 / W::QK;
+    let a_per_row = ne0 / <W::Act as Quantize>::QK;
+
+    let mut xq = vec![W::Act::zeroed(); a_per_row * n_tokens];
+    for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
+        W::Act::quantize_row(xr, qr);
+    }
+
+    // Rows are split in chunks small enough to balance across threads; within a chunk a
+    // weight row stays in L1 while it meets every input.
+    let n_threads = rayon::current_num_threads().max(1);
+    let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 64);
+    let n_tasks = ne1.div_ceil(rows_per_task);
+    let dst = SharedOut(out.as_mut_ptr());
+    (0..n_tasks).into_par_iter().for_each(|task| {
+        let dst = dst;
+        let r0 = task * rows_per_task;
+        let r1 = (r0 + rows_per_task).min(ne1);
+        for r in r0..r1 {
+            let wr = &w[r * w_per_row..(r + 1) * w_per_row];
+            for (t, qr) in xq.chunks_exact(a_per_row).enumerate() {
+                let v = W::vec_dot(wr, qr);
+                // SAFETY: index t*ne1 + r < n_tokens*ne1 == out.len(), and row r belongs to
+                // this task alone.
+                unsafe { *dst.0.add(t * ne1 + r) = v };
+            }
+        }
+    });
+}

@@ -1,0 +1,56 @@
+//! The fast forward pass against the naive f32 oracle, and batch invariance: a prompt
+//! prefilled in one batch gives exactly the logits of feeding it token by token.
+
+mod common;
+
+use hearth_model::reference::ReferenceLlama;
+use hearth_model::{Batch, KvType, Model};
+
+fn softmax(l: &[f32]) -> Vec<f64> {
+    let m = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = l.iter().map(|&v| ((v - m) as f64).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+#[test]
+fn fast_forward_matches_naive_f32_oracle() {
+    let model = Model::load(common::model_path()).unwrap();
+    let mut oracle = ReferenceLlama::load(&model).unwrap();
+    let tokens = model.tokenizer.encode("The quick brown fox jumps over the lazy dog because", true, true);
+    let mut kv = model.new_kv_cache(64, KvType::F32);
+    let fast = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();
+    let mut worst = 0.0f64;
+    for (i, &t) in tokens.iter().enumerate() {
+        let slow = oracle.step(t);
+        let (pf, ps) = (softmax(fast.row(i)), softmax(&slow));
+        let diff = pf.iter().zip(&ps).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        worst = worst.max(diff);
+        // The fast path quantizes activations to 8 bits (as the reference engine does);
+        // the oracle keeps them in f32. The difference stays well inside this bound.
+        assert!(diff < 0.02, "position {i}: max probability difference {diff}");
+    }
+    eprintln!("largest probability difference fast vs oracle: {worst:.5}");
+}
+
+#[test]
+fn prefill_in_one_batch_equals_token_by_token() {
+    let model = Model::load(common::model_path()).unwrap();
+    let tokens = model.tokenizer.encode("Batch invariance means the same arithmetic per row.", true, true);
+    let mut kv = model.new_kv_cache(64, KvType::F16);
+    let batched = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();
+    let mut kv2 = model.new_kv_cache(64, KvType::F16);
+    for (i, &t) in tokens.iter().enumerate() {
+        let one = model.forward(&Batch::contiguous(&[t], i, false), &mut kv2).unwrap();
+        assert_eq!(one.last(), batched.row(i), "position {i} differs");
+    }
+}
+
+#[test]
+fn bad_batches_are_errors() {
+    let model = Model::load(common::model_path()).unwrap();
+    let mut kv = model.new_kv_cache(4, KvType::F16);
+    assert!(model.forward(&Batch::contiguous(&[], 0, false), &mut kv).is_err());
+    assert!(model.forward(&Batch::contiguous(&[1, 2, 3, 4, 5], 0, false), &mut kv).is_err());
+    assert!(model.forward(&Batch::contiguous(&[u32::MAX], 0, false), &mut kv).is_err());
+}
