@@ -265,7 +265,7 @@ mod tests {
         let p = SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy() };
         let mut s = Sampler::new(p);
         assert_eq!(s.sample(&logits(), &[1]), 4); // 3.0/2 < 2.9
-        let p = SamplingParams { presence_penalty: 1.0, ..SamplingParams::greedy() };
+        let p = SamplingParams { presence_penalty: 1.5, ..SamplingParams::greedy() };
         assert_eq!(Sampler::new(p).sample(&logits(), &[1, 4]), 2);
         let p = SamplingParams { logit_bias: vec![(0, 10.0)], ..SamplingParams::greedy() };
         assert_eq!(Sampler::new(p).sample(&logits(), &[]), 0);

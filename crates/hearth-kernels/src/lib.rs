@@ -6,9 +6,11 @@
 //! activation format their dot product pairs with (as ggml's `vec_dot_type` does).
 //! This crate is a leaf: it knows nothing about files, models or requests.
 
+pub mod dispatch;
 pub mod ops;
 pub mod quants;
 
+pub use dispatch::{isa, with_isa, Isa};
 pub use quants::*;
 
 /// A block of `QK` values stored in a GGUF-compatible layout.

@@ -3,6 +3,7 @@
 
 /// `y = x / sqrt(mean(x^2) + eps) * w`, row by row over `x.len() / w.len()` rows.
 /// The sum of squares is accumulated in f64, as ggml does.
+#[inline]
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
     let n = w.len();
     debug_assert_eq!(x.len(), y.len());
@@ -50,6 +51,7 @@ pub fn rope_neox(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_ba
 }
 
 /// In-place numerically stable softmax.
+#[inline]
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f64;
@@ -64,6 +66,7 @@ pub fn softmax(x: &mut [f32]) {
 }
 
 /// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`.
+#[inline]
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
@@ -71,6 +74,7 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 }
 
 /// Plain f32 dot product with 8 independent accumulators (auto-vectorizes).
+#[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; 8];
@@ -89,6 +93,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += a * x`.
+#[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yv, &xv) in y.iter_mut().zip(x) {
         *yv += a * xv;

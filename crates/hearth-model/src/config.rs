@@ -34,6 +34,9 @@ impl ModelConfig {
             .get_str("general.architecture")
             .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?
             .to_string();
+        if !crate::arch::SUPPORTED.contains(&arch.as_str()) {
+            return Err(ModelError::UnknownArchitecture(arch));
+        }
         let key = |k: &str| format!("{arch}.{k}");
         let req = |k: &str| -> Result<usize> {
             file.get_u64(&key(k))

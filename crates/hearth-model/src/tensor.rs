@@ -154,14 +154,16 @@ fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_token
         let dst = dst;
         let r0 = task * rows_per_task;
         let r1 = (r0 + rows_per_task).min(ne1);
-        for r in r0..r1 {
-            let wr = &w[r * w_per_row..(r + 1) * w_per_row];
-            for (t, qr) in xq.chunks_exact(a_per_row).enumerate() {
-                let v = W::vec_dot(wr, qr);
-                // SAFETY: index t*ne1 + r < n_tokens*ne1 == out.len(), and row r belongs to
-                // this task alone.
-                unsafe { *dst.0.add(t * ne1 + r) = v };
+        with_isa(|| {
+            for r in r0..r1 {
+                let wr = &w[r * w_per_row..(r + 1) * w_per_row];
+                for (t, qr) in xq.chunks_exact(a_per_row).enumerate() {
+                    let v = W::vec_dot(wr, qr);
+                    // SAFETY: index t*ne1 + r < n_tokens*ne1 == out.len(), and row r belongs
+                    // to this task alone.
+                    unsafe { *dst.0.add(t * ne1 + r) = v };
+                }
             }
-        }
+        })
     });
 }

@@ -140,6 +140,7 @@ impl Quantize for f32 {
 impl WeightBlock for f32 {
     type Act = f32;
 
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         dot_lanes(w, a, 0.0, |v| v)
     }
@@ -168,6 +169,7 @@ impl WeightBlock for f16 {
     /// ggml's `vec_dot_type` for F16 is F16: activations are converted to f16.
     type Act = f16;
 
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         dot_lanes(w, a, f16::ZERO, fp16_to_fp32)
     }
@@ -196,6 +198,7 @@ impl WeightBlock for bf16 {
     /// ggml's `vec_dot_type` for BF16 is BF16: activations are converted to bf16.
     type Act = bf16;
 
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         dot_lanes(w, a, bf16::ZERO, bf16_to_fp32)
     }

@@ -701,6 +701,7 @@ impl WeightBlock for BlockQ2_K {
 
     /// ggml's `ggml_vec_dot_q2_K_q8_K_generic`: per block,
     /// `sum += (a.d * d) * isum - (a.d * dmin) * sum_j bsums[j] * min[j]`.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q2_K vec_dot: block counts differ");
         let mut sumf = 0.0f32;
@@ -831,6 +832,7 @@ impl WeightBlock for BlockQ3_K {
 
     /// ggml's `ggml_vec_dot_q3_K_q8_K_generic`: eight f32 lanes, each accumulating
     /// `(d * a.d) * lane_isum` over the blocks, summed at the end.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q3_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
@@ -1023,6 +1025,7 @@ impl WeightBlock for BlockQ4_K {
     /// ggml's `ggml_vec_dot_q4_K_q8_K_generic`: eight f32 lanes of
     /// `(d * a.d) * lane_isum`, a running `-(dmin * a.d) * sum(bsums * mins)`, and the
     /// lanes added to it at the end.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q4_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
@@ -1138,6 +1141,7 @@ impl WeightBlock for BlockQ5_K {
     type Act = BlockQ8_K;
 
     /// ggml's `ggml_vec_dot_q5_K_q8_K_generic` (same accumulation as Q4_K).
+    #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q5_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
@@ -1270,6 +1274,7 @@ impl WeightBlock for BlockQ6_K {
     type Act = BlockQ8_K;
 
     /// ggml's `ggml_vec_dot_q6_K_q8_K_generic` (same accumulation as Q3_K).
+    #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q6_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];

@@ -228,6 +228,7 @@ impl WeightBlock for BlockQ4_0 {
     type Act = BlockQ8_0;
 
     /// ggml's `ggml_vec_dot_q4_0_q8_0_generic`: per block `sumi * d_w * d_a` in f32.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         assert_eq!(w.len(), a.len(), "vec_dot q4_0: row lengths differ");
         let mut sumf = 0.0f32;
@@ -290,6 +291,7 @@ impl WeightBlock for BlockQ4_1 {
 
     /// ggml's `ggml_vec_dot_q4_1_q8_1_generic`: per block
     /// `(d_w * d_a) * sumi + m_w * s_a` in f32.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         assert_eq!(w.len(), a.len(), "vec_dot q4_1: row lengths differ");
         let mut sumf = 0.0f32;
@@ -350,6 +352,7 @@ impl WeightBlock for BlockQ5_0 {
     type Act = BlockQ8_0;
 
     /// ggml's `ggml_vec_dot_q5_0_q8_0_generic`: per block `(d_w * d_a) * sumi` in f32.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         assert_eq!(w.len(), a.len(), "vec_dot q5_0: row lengths differ");
         let mut sumf = 0.0f32;
@@ -412,6 +415,7 @@ impl WeightBlock for BlockQ5_1 {
 
     /// ggml's `ggml_vec_dot_q5_1_q8_1_generic`: per block
     /// `(d_w * d_a) * sumi + m_w * s_a` in f32.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         assert_eq!(w.len(), a.len(), "vec_dot q5_1: row lengths differ");
         let mut sumf = 0.0f32;

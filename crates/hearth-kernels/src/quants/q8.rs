@@ -106,6 +106,7 @@ impl WeightBlock for BlockQ8_0 {
     type Act = BlockQ8_0;
 
     /// ggml's `ggml_vec_dot_q8_0_q8_0_generic`: per block `sumi * (d_w * d_a)` in f32.
+    #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
         assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
         let mut sumf = 0.0f32;
