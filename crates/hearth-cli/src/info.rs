@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hearth_gguf::{GgufFile, Value};
+use hearth_gguf::{Array, GgufFile, Value};
 use hearth_model::Tokenizer;
 
 use crate::models::{self, KNOWN_MODELS};
@@ -30,12 +30,50 @@ pub fn list(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A metadata value on one line: scalars as they are, strings quoted, arrays as their
+/// element type and length with the first few elements.
 fn show(v: &Value) -> String {
-    let s = format!("{v:?}");
-    if s.len() > 120 {
-        format!("{}… ({} chars)", &s[..s.char_indices().nth(100).map_or(s.len(), |(i, _)| i)], s.len())
-    } else {
-        s
+    const SHOWN: usize = 6;
+    fn first<T: std::fmt::Debug>(v: &[T]) -> String {
+        let items: Vec<String> = v.iter().take(SHOWN).map(|x| format!("{x:?}")).collect();
+        let more = if v.len() > SHOWN { ", …" } else { "" };
+        format!("[{}{more}]", items.join(", "))
+    }
+    let s = match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(a) => {
+            let items = match a {
+                Array::U8(v) => first(v),
+                Array::I8(v) => first(v),
+                Array::U16(v) => first(v),
+                Array::I16(v) => first(v),
+                Array::U32(v) => first(v),
+                Array::I32(v) => first(v),
+                Array::F32(v) => first(v),
+                Array::Bool(v) => first(v),
+                Array::String(v) => first(v),
+                Array::Array(v) => format!("[{} nested arrays]", v.len()),
+                Array::U64(v) => first(v),
+                Array::I64(v) => first(v),
+                Array::F64(v) => first(v),
+            };
+            format!("{}[{}] {items}", a.element_type(), a.len())
+        }
+        Value::U8(x) => x.to_string(),
+        Value::I8(x) => x.to_string(),
+        Value::U16(x) => x.to_string(),
+        Value::I16(x) => x.to_string(),
+        Value::U32(x) => x.to_string(),
+        Value::I32(x) => x.to_string(),
+        Value::U64(x) => x.to_string(),
+        Value::I64(x) => x.to_string(),
+        Value::F32(x) => x.to_string(),
+        Value::F64(x) => x.to_string(),
+        Value::Bool(x) => x.to_string(),
+    };
+    match s.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}… ({} chars)", &s[..cut], s.len()),
+        None => s,
     }
 }
 

@@ -60,6 +60,16 @@ impl Common {
     }
 }
 
+/// Dies quietly on a closed pipe (`hearth inspect | head`) like other Unix tools, instead
+/// of Rust's default of ignoring SIGPIPE and failing the next write.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Sizes the global thread pool the kernels run on.
 pub fn init_threads(threads: Option<usize>) -> anyhow::Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -74,6 +84,7 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<usize> {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),

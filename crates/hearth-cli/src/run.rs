@@ -212,7 +212,7 @@ fn ms(d: Duration) -> f64 {
 
 /// Multi-turn chat on a terminal. The session keeps the conversation's KV cache, so each
 /// turn only runs its new tokens. `/clear` starts over, `/bye` (or Ctrl-D) quits.
-fn chat(model: &Model, session: &mut Session, a: &RunArgs, sampling: SamplingParams, load: Duration) -> Result<()> {
+fn chat(model: &Model, session: &mut Session, a: &RunArgs, sampling: SamplingParams, mut load: Duration) -> Result<()> {
     let mut messages: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new("system", s.clone())).collect();
     let base = messages.clone();
     let stdin = std::io::stdin();
@@ -238,6 +238,7 @@ fn chat(model: &Model, session: &mut Session, a: &RunArgs, sampling: SamplingPar
         match generate(model, session, a, ids.clone(), sampling.clone()) {
             Ok(g) => {
                 report(a, &ids, &g, load);
+                load = Duration::ZERO; // the model was loaded once, before the first turn
                 messages.push(ChatMessage::new("assistant", g.text));
             }
             Err(e) => {
