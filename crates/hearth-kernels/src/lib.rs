@@ -9,6 +9,7 @@
 pub mod dispatch;
 pub mod ops;
 pub mod quants;
+pub mod simd;
 
 pub use dispatch::{isa, with_isa, Isa};
 pub use quants::*;

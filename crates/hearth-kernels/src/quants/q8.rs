@@ -108,13 +108,12 @@ impl WeightBlock for BlockQ8_0 {
     /// ggml's `ggml_vec_dot_q8_0_q8_0_generic`: per block `sumi * (d_w * d_a)` in f32.
     #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
-        let mut sumf = 0.0f32;
-        for (bw, ba) in w.iter().zip(a) {
-            let sumi = dot_i8_32(&bw.qs, &ba.qs);
-            sumf += sumi as f32 * (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d));
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86::vec_dot_q8_0_q8_0(w, a) };
         }
-        sumf
+        vec_dot_q8_0_q8_0_ref(w, a)
     }
 }
 
@@ -151,4 +150,16 @@ impl Quantize for BlockQ8_1 {
             }
         }
     }
+}
+
+/// Scalar twin of the SIMD `vec_dot_q8_0_q8_0` (ggml's generic arithmetic, block order).
+#[inline]
+pub fn vec_dot_q8_0_q8_0_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
+    let mut sumf = 0.0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let sumi = dot_i8_32(&bw.qs, &ba.qs);
+        sumf += sumi as f32 * (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d));
+    }
+    sumf
 }

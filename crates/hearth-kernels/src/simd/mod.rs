@@ -1,0 +1,6 @@
+//! Hand-written SIMD kernels. Each has a scalar twin (the `WeightBlock::vec_dot` reference
+//! in `quants/`) that the tests compare it with; callers reach them only through the
+//! block types' `vec_dot`, which picks one by [`crate::isa`].
+
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
