@@ -6,6 +6,7 @@
 //! activation format their dot product pairs with (as ggml's `vec_dot_type` does).
 //! This crate is a leaf: it knows nothing about files, models or requests.
 
+pub mod attention;
 pub mod dispatch;
 pub mod ops;
 pub mod quants;
@@ -22,6 +23,14 @@ pub trait Quantize: bytemuck::Pod + Send + Sync {
     fn quantize_row(x: &[f32], y: &mut [Self]);
     /// Dequantization of `x` into `y`; `y.len() == x.len() * QK`.
     fn dequantize_row(x: &[Self], y: &mut [f32]);
+    /// Quantization of a matmul input (an activation row). The same as
+    /// [`Quantize::quantize_row`] except for the 8-bit activation formats, which follow the
+    /// arithmetic the reference engine uses for its inputs on x86 (`id = 127 / amax`,
+    /// round half to even) rather than its file-writing reference quantizer; the two
+    /// differ in the last rounding of some values.
+    fn quantize_row_act(x: &[f32], y: &mut [Self]) {
+        Self::quantize_row(x, y)
+    }
 }
 
 /// A weight format: a row of `Self` blocks is dotted with a row of `Self::Act` blocks,

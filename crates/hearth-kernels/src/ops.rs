@@ -8,7 +8,8 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
     let n = w.len();
     debug_assert_eq!(x.len(), y.len());
     for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let sum: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        // Squares in f32, summed in f64, as the reference engine does.
+        let sum: f64 = xr.iter().map(|&v| (v * v) as f64).sum();
         let mean = (sum / n as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
         for ((yv, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
@@ -27,8 +28,8 @@ pub fn rope_norm(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_ba
         for pair in head[..n_rot].chunks_exact_mut(2) {
             let (sin, cos) = theta.sin_cos();
             let (x0, x1) = (pair[0], pair[1]);
-            pair[0] = x0 * cos - x1 * sin;
-            pair[1] = x0 * sin + x1 * cos;
+            pair[0] = x0.mul_add(cos, -(x1 * sin));
+            pair[1] = x0.mul_add(sin, x1 * cos);
             theta *= theta_scale;
         }
     }
@@ -65,12 +66,39 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`.
+/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`, with [`silu`].
 #[inline]
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
+        *g = silu(*g) * u;
     }
+}
+
+/// `x / (1 + e^-x)`, with `e^-x` from [`expf_poly`] as the reference engine computes it
+/// (its vectorized SiLU), so that Hearth's activations round the same way.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + expf_poly(0.0 - x))
+}
+
+/// `e^x` by the reference engine's vectorized polynomial (its AVX-512 form: a degree-5
+/// polynomial on the reduced argument, then an exact scaling by `2^n`); max error about
+/// 1.5 ulp. This is its exact sequence of fused and unfused operations, element by element.
+#[inline]
+pub fn expf_poly(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // log2(e)
+    let n = z - r;
+    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), (-n).mul_add(f32::from_bits(0x3f31_7200), x));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17));
+    let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
+    let j = p.mul_add(u, q).mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
+    // j * 2^n, rounded once (exact in f64 for |n| <= 192).
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
 }
 
 /// Plain f32 dot product with 8 independent accumulators (auto-vectorizes).
@@ -141,6 +169,18 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn expf_poly_is_close_to_exp_and_saturates() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.043;
+            let (got, want) = (expf_poly(x), (x as f64).exp());
+            assert!(((got as f64) - want).abs() <= 3e-7 * want, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(expf_poly(-200.0), 0.0);
+        assert_eq!(expf_poly(200.0), f32::INFINITY);
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_token
 
     let mut xq = vec![W::Act::zeroed(); a_per_row * n_tokens];
     for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
-        W::Act::quantize_row(xr, qr);
+        W::Act::quantize_row_act(xr, qr);
     }
 
     // Rows are split in chunks small enough to balance across threads; within a chunk a

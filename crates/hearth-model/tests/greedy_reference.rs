@@ -1,15 +1,16 @@
 //! Greedy continuations and top-5 probabilities against the reference engine's golden
 //! output for the default model (tests/data/greedy_q4_1.json).
 //!
-//! What is asserted, and why not more: this 135M model is very sensitive to arithmetic
-//! noise. The exact-f32 oracle (reference.rs) already differs from the reference engine by
-//! up to ~0.03 in top-5 probability and picks a different token at step 0 of the chat case,
-//! and switching Hearth's KV cache from f16 to f32 moves some probabilities by 0.02. Hearth
-//! follows the reference engine's quantized arithmetic (Q8_1/Q8_0 activations, f16 KV) but
-//! not bit for bit, so its probabilities differ by about 0.005 on average and by up to 0.16 at
-//! the worst step; greedy sequences split at close calls. The bounds below are the measured
-//! behaviour with margin; they catch real bugs (a wrong RoPE variant moves the mean error
-//! past 0.03). The reference's stated bound (0.01 at every step) is not met yet.
+//! The criterion: for every prompt the greedy continuation is the reference's token
+//! sequence for its whole stored length (a split is accepted only at a step the reference
+//! lists as a near tie, and is logged), and at every step up to there each top-5
+//! probability is within 0.01 of the reference's.
+//!
+//! This model amplifies any rounding difference (the exact-f32 oracle differs from the
+//! reference by up to 0.06 per position), so meeting this needs the reference engine's
+//! arithmetic: its 8-bit activation quantizer, its flash-attention numerics (f16 query, f16
+//! value accumulator) with its summation order, its SiLU polynomial, fused RoPE. Hearth
+//! computes those in software, so the result does not depend on the CPU it runs on.
 
 mod common;
 
@@ -17,12 +18,8 @@ use hearth_kernels::ops::log_sum_exp;
 use hearth_model::{Batch, KvType, Model};
 use serde_json::Value;
 
-/// Mean |p - p_ref| over every top-5 entry of every compared step.
-const MEAN_PROB_TOL: f64 = 0.01;
-/// Largest |p - p_ref| at any compared step.
-const MAX_PROB_TOL: f64 = 0.2;
-/// Every case must reproduce at least this many greedy tokens before it may diverge.
-const MIN_MATCHED_STEPS: usize = 8;
+/// Largest allowed |p - p_ref| for any top-5 entry at any compared step.
+const PROB_TOL: f64 = 0.01;
 
 fn argmax(l: &[f32]) -> u32 {
     let mut best = 0;
@@ -61,13 +58,14 @@ fn greedy_matches_reference_engine() {
                 sum_diff += d;
                 n_diff += 1;
                 worst = worst.max(d);
-                assert!(d < MAX_PROB_TOL, "case {ci} step {s} token {id}: probability differs by {d:.4} from the reference");
+                assert!(d < PROB_TOL, "case {ci} step {s} token {id}: probability differs by {d:.4} from the reference");
             }
             let got = argmax(&logits);
             if got != want {
                 let gap = steps[s]["top1_top2_logprob_gap"].as_f64().unwrap();
                 eprintln!("case {ci}: diverged at step {s} (got {got}, reference {want}, reference top-2 gap {gap:.4} nats)");
-                assert!(s >= MIN_MATCHED_STEPS, "case {ci}: diverged already at step {s}");
+                let near_tie = case["near_ties_gap_lt_0.02"].as_array().unwrap().iter().any(|t| t[0].as_u64() == Some(s as u64));
+                assert!(near_tie, "case {ci}: diverged at step {s}, which is not a near tie in the reference");
                 matched = s;
                 break;
             }
@@ -79,5 +77,4 @@ fn greedy_matches_reference_engine() {
     }
     let mean = sum_diff / n_diff as f64;
     eprintln!("greedy tokens matched: {matched_total}; top-5 probability difference mean {mean:.5}, max {worst:.5}");
-    assert!(mean < MEAN_PROB_TOL, "mean top-5 probability difference {mean:.5}");
 }

@@ -59,6 +59,22 @@ fn quantize_block_q8(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
     d
 }
 
+/// Activation variant of [`quantize_block_q8`]: `id = 127 / amax` and round half to even,
+/// as ggml's x86 `quantize_row_q8_0` / `quantize_row_q8_1` compute it. Returns `d`.
+#[inline(always)]
+fn quantize_block_q8_act(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
+    let mut amax = 0.0f32;
+    for &v in x {
+        amax = amax.max(v.abs());
+    }
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v * id).round_ties_even() as i8;
+    }
+    d
+}
+
 /// `sum_j a[j] * b[j]` over 32 signed bytes, exact in i32.
 #[inline(always)]
 pub(crate) fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
@@ -98,6 +114,15 @@ impl Quantize for BlockQ8_0 {
             for (o, &q) in yb.iter_mut().zip(&xb.qs) {
                 *o = f32::from(q) * d;
             }
+        }
+    }
+
+    /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
+    fn quantize_row_act(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK8_0, "quantize_row_act q8_0: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
+            let xb: &[f32; QK8_0] = xb.try_into().unwrap();
+            yb.d = fp32_to_fp16(quantize_block_q8_act(xb, &mut yb.qs));
         }
     }
 }
@@ -148,6 +173,18 @@ impl Quantize for BlockQ8_1 {
             for (o, &q) in yb.iter_mut().zip(&xb.qs) {
                 *o = f32::from(q) * d;
             }
+        }
+    }
+
+    /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
+    fn quantize_row_act(x: &[f32], y: &mut [Self]) {
+        assert_eq!(x.len(), y.len() * QK8_1, "quantize_row_act q8_1: length mismatch");
+        for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
+            let xb: &[f32; QK8_1] = xb.try_into().unwrap();
+            let d = quantize_block_q8_act(xb, &mut yb.qs);
+            let sum: i32 = yb.qs.iter().map(|&q| i32::from(q)).sum();
+            yb.d = fp32_to_fp16(d);
+            yb.s = fp32_to_fp16(d * sum as f32);
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
-use hearth_kernels::{ops, with_isa};
+use hearth_kernels::{attention, ops, with_isa};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -95,16 +95,7 @@ impl Llama {
             let kvh = h / group;
             let qh = &q[i * hd..(i + 1) * hd];
             let len = batch.positions[t] as usize + 1;
-            with_isa(|| {
-                let mut scores: Vec<f32> = (0..len)
-                    .map(|p| ops::dot_f32(qh, &k[p * n_kv + kvh * hd..][..hd]) * scale)
-                    .collect();
-                ops::softmax(&mut scores);
-                o.fill(0.0);
-                for (p, &s) in scores.iter().enumerate() {
-                    ops::axpy(s, &v[p * n_kv + kvh * hd..][..hd], o);
-                }
-            })
+            with_isa(|| attention::attend_head(qh, &k, &v, n_kv, kvh * hd, len, scale, o));
         });
     }
 }

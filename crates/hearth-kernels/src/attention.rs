@@ -1,0 +1,112 @@
+//! Attention of one query head over cached keys and values, with the numerics of the
+//! reference engine's CPU flash-attention kernel, so that Hearth's logits follow the
+//! reference's closely (this model amplifies any rounding difference, see
+//! hearth-model's greedy_reference test):
+//! - the query is rounded to f16 (keys are f16 in the cache);
+//! - scores use a fixed summation order (64 lanes in 4 groups of 16, reduced as its
+//!   AVX-512 build does);
+//! - the softmax is online (one pass over the cache) and the value accumulator is f16,
+//!   rounded after every key, with the final division done in f32.
+//!
+//! The arithmetic is fixed by this code, not by the CPU's ISA, so results are the same on
+//! every machine.
+
+use half::f16;
+
+/// `sum a[i] * b[i]` in the reference engine's f16-dot order (its AVX-512 form): lane
+/// `i % 64` accumulates with fused multiply-adds; the four groups of 16 lanes are added
+/// (0+2, 1+3, then 0+1); the 16 lanes are reduced as `(l + l+8)`, `(l + l+4)`,
+/// `(l + l+2)`, then the last two. Leftovers past a multiple of 64 are added one by one.
+#[inline]
+pub fn dot_f16_order(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [[0.0f32; 16]; 4];
+    let main = a.len() / 64 * 64;
+    for (ca, cb) in a[..main].chunks_exact(64).zip(b[..main].chunks_exact(64)) {
+        for g in 0..4 {
+            for l in 0..16 {
+                acc[g][l] = ca[g * 16 + l].mul_add(cb[g * 16 + l], acc[g][l]);
+            }
+        }
+    }
+    for l in 0..16 {
+        acc[0][l] += acc[2][l];
+        acc[1][l] += acc[3][l];
+    }
+    for l in 0..16 {
+        acc[0][l] += acc[1][l];
+    }
+    let t3: [f32; 8] = std::array::from_fn(|l| acc[0][l + 8] + acc[0][l]);
+    let t6: [f32; 4] = std::array::from_fn(|l| t3[l + 4] + t3[l]);
+    let mut sum = ((t6[0] + t6[2]) + (t6[1] + t6[3])) as f64;
+    for (x, y) in a[main..].iter().zip(&b[main..]) {
+        sum += (*x * *y) as f64;
+    }
+    sum as f32
+}
+
+/// `out = softmax(scale * q·k_p) · v_p` over positions `p < n_pos`, where key and value of
+/// position `p` are `k[p * stride + offset..][..head_dim]` (same for `v`).
+#[inline]
+pub fn attend_head(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+    let hd = q.len();
+    let q16: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+    let mut acc = vec![f16::ZERO; hd];
+    let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
+    for p in 0..n_pos {
+        let s = dot_f16_order(&q16, &k[p * stride + offset..][..hd]) * scale;
+        let (ms, vs) = if s > m {
+            let ms = (m - s).exp();
+            m = s;
+            for a in acc.iter_mut() {
+                *a = f16::from_f32(a.to_f32() * ms);
+            }
+            (ms, 1.0)
+        } else {
+            (1.0, (s - m).exp())
+        };
+        for (a, &vv) in acc.iter_mut().zip(&v[p * stride + offset..][..hd]) {
+            *a = f16::from_f32(vv.mul_add(vs, a.to_f32()));
+        }
+        s_sum = s_sum.mul_add(ms, vs);
+    }
+    let inv = if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum };
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = a.to_f32() * inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_dot_matches_plain_sum() {
+        let a: Vec<f32> = (0..70).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..70).map(|i| (i as f32 * 0.11).cos()).collect();
+        let plain: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+        assert!((dot_f16_order(&a, &b) as f64 - plain).abs() < 1e-4);
+    }
+
+    #[test]
+    fn attention_is_a_softmax_weighted_mean() {
+        // Two positions, one head of 4: keys chosen so the weights are known.
+        let q = [1.0f32, 0.0, 0.0, 0.0];
+        let k = [0.0f32, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0];
+        let v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let mut out = [0.0f32; 4];
+        attend_head(&q, &k, &v, 4, 0, 2, 1.0, &mut out);
+        let w1 = 2f32.exp() / (1.0 + 2f32.exp());
+        for d in 0..4 {
+            let want = (1.0 - w1) * v[d] + w1 * v[4 + d];
+            assert!((out[d] - want).abs() < 5e-3 * want, "dim {d}: {} vs {want}", out[d]);
+        }
+    }
+
+    #[test]
+    fn one_position_returns_its_value() {
+        let mut out = [0.0f32; 2];
+        attend_head(&[0.3, -0.2], &[1.0, 1.0], &[0.5, -4.0], 2, 0, 1, 0.5, &mut out);
+        assert_eq!(out, [0.5, -4.0]);
+    }
+}
