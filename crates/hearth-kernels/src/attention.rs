@@ -46,9 +46,23 @@ pub fn dot_f16_order(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out = softmax(scale * q·k_p) · v_p` over positions `p < n_pos`, where key and value of
-/// position `p` are `k[p * stride + offset..][..head_dim]` (same for `v`).
-#[inline]
+/// position `p` are `k[p * stride + offset..][..head_dim]` (same for `v`). Uses the SIMD
+/// twin when the ISA allows (bit-identical results).
+#[allow(clippy::too_many_arguments)]
 pub fn attend_head(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if q.len() == 64 && crate::isa() >= crate::Isa::Avx2 {
+        // SAFETY: AVX2/FMA/F16C are present (`isa()`), the head is 64 wide, and the
+        // kernel checks that every row it reads lies inside `k` and `v`.
+        return unsafe { crate::simd::x86::attend_head_64(q, k, v, stride, offset, n_pos, scale, out) };
+    }
+    attend_head_ref(q, k, v, stride, offset, n_pos, scale, out)
+}
+
+/// Scalar reference of [`attend_head`] (the twin of the SIMD kernel).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn attend_head_ref(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
     let hd = q.len();
     let q16: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
     let mut acc = vec![f16::ZERO; hd];
@@ -95,7 +109,7 @@ mod tests {
         let k = [0.0f32, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0];
         let v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         let mut out = [0.0f32; 4];
-        attend_head(&q, &k, &v, 4, 0, 2, 1.0, &mut out);
+        attend_head_ref(&q, &k, &v, 4, 0, 2, 1.0, &mut out);
         let w1 = 2f32.exp() / (1.0 + 2f32.exp());
         for d in 0..4 {
             let want = (1.0 - w1) * v[d] + w1 * v[4 + d];
@@ -106,7 +120,7 @@ mod tests {
     #[test]
     fn one_position_returns_its_value() {
         let mut out = [0.0f32; 2];
-        attend_head(&[0.3, -0.2], &[1.0, 1.0], &[0.5, -4.0], 2, 0, 1, 0.5, &mut out);
+        attend_head_ref(&[0.3, -0.2], &[1.0, 1.0], &[0.5, -4.0], 2, 0, 1, 0.5, &mut out);
         assert_eq!(out, [0.5, -4.0]);
     }
 }

@@ -21,6 +21,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
 /// Rotary position embedding, "normal" (GPT-J) style: adjacent pairs `(x[2i], x[2i+1])`
 /// of each head are rotated by `pos * theta^(-2i / n_rot)`. `x` is `[n_head][head_dim]`;
 /// only the first `n_rot` dims of each head rotate.
+#[inline]
 pub fn rope_norm(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_base: f32) {
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
     for head in x.chunks_exact_mut(head_dim) {

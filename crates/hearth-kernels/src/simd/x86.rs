@@ -1,4 +1,5 @@
-//! AVX2 dot products of legacy quant rows with 8-bit activations.
+//! AVX2 kernels: dot products of legacy quant rows with 8-bit activations, and one head
+//! of attention over the KV cache.
 //!
 //! Per block: unsigned-by-signed byte products summed to i32 lanes (`vpmaddubsw` +
 //! `vpmaddwd`), scaled by `d_w * d_a` into eight f32 accumulators that stay in registers
@@ -111,4 +112,63 @@ unsafe fn dot_i8_i8_wide(a: __m256i, b: __m256i) -> __m256i {
     let b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b));
     let b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1));
     _mm256_add_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi))
+}
+
+/// Rounds an f32 vector to the nearest f16 values (ties to even), back in f32.
+#[inline(always)]
+unsafe fn round_f16(x: __m256) -> __m256 {
+    _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT))
+}
+
+/// AVX2 twin of [`crate::attention::attend_head`] for `head_dim == 64`: the same
+/// operations in the same order (64-lane score dot reduced as there, f16 value
+/// accumulator rounded after every key), so the results are bit-identical.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len() == 64`; `k` and `v`
+/// hold `n_pos` rows of `stride` values with the head at `offset`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_head_64(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() == 64 && out.len() == 64);
+    assert!(n_pos == 0 || (n_pos - 1) * stride + offset + 64 <= k.len().min(v.len()));
+    // q rounded to f16, as 8 registers of 8 lanes.
+    let qv: [__m256; 8] = std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(8 * i))));
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
+    for p in 0..n_pos {
+        let kp = k.as_ptr().add(p * stride + offset);
+        // Lanes l of group g (16 lanes) live in register 2g + l/8.
+        let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], _mm256_loadu_ps(kp.add(8 * i))));
+        // groups: 0+2, 1+3, then 0+1 (per register half).
+        let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
+        let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
+        let lo = _mm256_add_ps(g01[0], g13[0]); // lanes 0..8 of the 16-lane sum
+        let hi = _mm256_add_ps(g01[1], g13[1]); // lanes 8..16
+        let t3 = _mm256_add_ps(hi, lo); // l + l+8
+        let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3)); // l + l+4
+        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); // (0+2), (1+3)
+        let s = _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8))) * scale;
+        let (ms, vs) = if s > m {
+            let ms = (m - s).exp();
+            m = s;
+            let msv = _mm256_set1_ps(ms);
+            for a in acc.iter_mut() {
+                *a = round_f16(_mm256_mul_ps(*a, msv));
+            }
+            (ms, 1.0)
+        } else {
+            (1.0, (s - m).exp())
+        };
+        let vsv = _mm256_set1_ps(vs);
+        let vp = v.as_ptr().add(p * stride + offset);
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = round_f16(_mm256_fmadd_ps(_mm256_loadu_ps(vp.add(8 * i)), vsv, *a));
+        }
+        s_sum = s_sum.mul_add(ms, vs);
+    }
+    let inv = _mm256_set1_ps(if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum });
+    for (i, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), _mm256_mul_ps(*a, inv));
+    }
 }

@@ -95,7 +95,7 @@ impl Llama {
             let kvh = h / group;
             let qh = &q[i * hd..(i + 1) * hd];
             let len = batch.positions[t] as usize + 1;
-            with_isa(|| attention::attend_head(qh, &k, &v, n_kv, kvh * hd, len, scale, o));
+            attention::attend_head(qh, &k, &v, n_kv, kvh * hd, len, scale, o);
         });
     }
 }
@@ -126,8 +126,10 @@ impl super::Architecture for Llama {
             l.wk.matmul(&xn, &mut k);
             l.wv.matmul(&xn, &mut v);
             for (t, &pos) in batch.positions.iter().enumerate() {
-                ops::rope_norm(&mut q[t * n_q..(t + 1) * n_q], c.head_dim, c.n_rot, pos, c.rope_freq_base);
-                ops::rope_norm(&mut k[t * n_kv..(t + 1) * n_kv], c.head_dim, c.n_rot, pos, c.rope_freq_base);
+                with_isa(|| {
+                    ops::rope_norm(&mut q[t * n_q..(t + 1) * n_q], c.head_dim, c.n_rot, pos, c.rope_freq_base);
+                    ops::rope_norm(&mut k[t * n_kv..(t + 1) * n_kv], c.head_dim, c.n_rot, pos, c.rope_freq_base);
+                });
                 kv.store(il, pos as usize, &k[t * n_kv..(t + 1) * n_kv], &v[t * n_kv..(t + 1) * n_kv]);
             }
             self.attention(il, batch, kv, &q, &mut attn);
@@ -137,7 +139,7 @@ impl super::Architecture for Llama {
             ops::rms_norm(&x, &l.ffn_norm, c.rms_norm_eps, &mut xn);
             l.ffn_gate.matmul(&xn, &mut gate);
             l.ffn_up.matmul(&xn, &mut up);
-            ops::swiglu(&mut gate, &up);
+            with_isa(|| ops::swiglu(&mut gate, &up));
             l.ffn_down.matmul(&gate, &mut xn);
             x.iter_mut().zip(&xn).for_each(|(a, b)| *a += b);
         }
