@@ -12,7 +12,7 @@
 use half::f16;
 
 use super::float::{fp16_to_fp32, fp32_to_fp16};
-use super::q8::{dot_i8_32, BlockQ8_0, BlockQ8_1};
+use super::q8::{dot_i8_32, hsum8, BlockQ8_0, BlockQ8_1};
 use crate::{Quantize, WeightBlock};
 
 /// Values per Q4_0 block.
@@ -425,27 +425,40 @@ impl WeightBlock for BlockQ5_1 {
     }
 }
 
-/// Scalar twin of the SIMD `vec_dot_q4_1_q8_1` (ggml's generic arithmetic, block order).
+/// Scalar twin of the SIMD `vec_dot_q4_1_q8_1`, in the same order: per block, eight lane
+/// sums of four products (elements `4l..4l+4`) scaled into eight f32 accumulators with a
+/// fused multiply-add, `m_w * s_a` summed apart; so the scalar and SIMD paths give
+/// bit-identical results (and so does the reference engine's x86 kernel).
 #[inline]
 pub fn vec_dot_q4_1_q8_1_ref(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q4_1: row lengths differ");
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
     for (bw, ba) in w.iter().zip(a) {
-        let sumi = dot_i8_32(&unpack_q4(&bw.qs, 0), &ba.qs);
-        sumf += (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)) * sumi as f32
-            + fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
+        let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        summs += fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
+        let q = unpack_q4(&bw.qs, 0);
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            *acc = d.mul_add(sumi as f32, *acc);
+        }
     }
-    sumf
+    hsum8(acc) + summs
 }
 
-/// Scalar twin of the SIMD `vec_dot_q4_0_q8_0` (ggml's generic arithmetic, block order).
+/// Scalar twin of the SIMD `vec_dot_q4_0_q8_0`, in the same order (see
+/// [`vec_dot_q4_1_q8_1_ref`]).
 #[inline]
 pub fn vec_dot_q4_0_q8_0_ref(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q4_0: row lengths differ");
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (bw, ba) in w.iter().zip(a) {
-        let sumi = dot_i8_32(&unpack_q4(&bw.qs, -8), &ba.qs);
-        sumf += sumi as f32 * fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        let q = unpack_q4(&bw.qs, -8);
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            *acc = d.mul_add(sumi as f32, *acc);
+        }
     }
-    sumf
+    hsum8(acc)
 }

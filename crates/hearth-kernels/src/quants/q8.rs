@@ -189,14 +189,28 @@ impl Quantize for BlockQ8_1 {
     }
 }
 
-/// Scalar twin of the SIMD `vec_dot_q8_0_q8_0` (ggml's generic arithmetic, block order).
+/// Scalar twin of the SIMD `vec_dot_q8_0_q8_0`, in the same order: per block, lane `l`
+/// sums elements `2l, 2l+1, 16+2l, 17+2l` (the 16-bit product pairs of each half), scaled
+/// into eight f32 accumulators with a fused multiply-add; bit-identical to the SIMD path.
 #[inline]
 pub fn vec_dot_q8_0_q8_0_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (bw, ba) in w.iter().zip(a) {
-        let sumi = dot_i8_32(&bw.qs, &ba.qs);
-        sumf += sumi as f32 * (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d));
+        let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        let p = |i: usize| i32::from(bw.qs[i]) * i32::from(ba.qs[i]);
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let sumi = (p(2 * l) + p(2 * l + 1)) + (p(16 + 2 * l) + p(17 + 2 * l));
+            *acc = d.mul_add(sumi as f32, *acc);
+        }
     }
-    sumf
+    hsum8(acc)
+}
+
+/// Horizontal sum of eight lanes in the order of the SIMD kernels: `l + l+4`, then
+/// `(0+2) + (1+3)`.
+#[inline(always)]
+pub(crate) fn hsum8(acc: [f32; 8]) -> f32 {
+    let s: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
+    (s[0] + s[2]) + (s[1] + s[3])
 }
