@@ -1,5 +1,5 @@
-//! Float kernels of the forward pass: RMSNorm, RoPE, softmax, SwiGLU, attention dots.
-//! Each is the scalar reference; SIMD twins come beside them.
+//! Float kernels of the forward pass: RMSNorm, RoPE, SwiGLU, log-sum-exp.
+//! Plain scalar code; callers run it under `with_isa` so it is compiled for the chosen ISA.
 
 /// `y = x / sqrt(mean(x^2) + eps) * w`, row by row over `x.len() / w.len()` rows.
 /// The sum of squares is accumulated in f64, as ggml does.
@@ -33,37 +33,6 @@ pub fn rope_norm(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_ba
             pair[1] = x0.mul_add(sin, x1 * cos);
             theta *= theta_scale;
         }
-    }
-}
-
-/// Rotary position embedding, NeoX style: pairs `(x[i], x[i + n_rot/2])` rotate.
-pub fn rope_neox(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_base: f32) {
-    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
-    let half = n_rot / 2;
-    for head in x.chunks_exact_mut(head_dim) {
-        let mut theta = pos as f32;
-        for i in 0..half {
-            let (sin, cos) = theta.sin_cos();
-            let (x0, x1) = (head[i], head[i + half]);
-            head[i] = x0 * cos - x1 * sin;
-            head[i + half] = x0 * sin + x1 * cos;
-            theta *= theta_scale;
-        }
-    }
-}
-
-/// In-place numerically stable softmax.
-#[inline]
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 
@@ -102,33 +71,6 @@ pub fn expf_poly(x: f32) -> f32 {
     (f64::from(j) * 2f64.powi(n as i32)) as f32
 }
 
-/// Plain f32 dot product with 8 independent accumulators (auto-vectorizes).
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
-    }
-    s
-}
-
-/// `y += a * x`.
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
-    }
-}
-
 /// Log-softmax of one value given the row: `x[i] - logsumexp(x)`.
 pub fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -165,14 +107,6 @@ mod tests {
     }
 
     #[test]
-    fn softmax_sums_to_one_and_survives_large_values() {
-        let mut x = [1000.0, 1001.0, 999.0];
-        softmax(&mut x);
-        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(x[1] > x[0] && x[0] > x[2]);
-    }
-
-    #[test]
     fn expf_poly_is_close_to_exp_and_saturates() {
         for i in -2000..2000 {
             let x = i as f32 * 0.043;
@@ -182,13 +116,5 @@ mod tests {
         assert_eq!(expf_poly(-200.0), 0.0);
         assert_eq!(expf_poly(200.0), f32::INFINITY);
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
-    }
-
-    #[test]
-    fn dot_matches_naive_sum() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot_f32(&a, &b) - naive).abs() < 1e-3);
     }
 }

@@ -151,7 +151,7 @@ fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_token
     let n_tasks = ne1.div_ceil(rows_per_task);
     let dst = SharedOut(out.as_mut_ptr());
     (0..n_tasks).into_par_iter().for_each(|task| {
-        let dst = dst;
+        let dst = dst; // capture the whole (Send) wrapper, not its raw-pointer field
         let r0 = task * rows_per_task;
         let r1 = (r0 + rows_per_task).min(ne1);
         with_isa(|| {
