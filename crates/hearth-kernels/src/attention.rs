@@ -13,19 +13,42 @@
 
 use half::f16;
 
+/// An element type of the KV cache, read in place by the attention kernels.
+pub trait KvElem: Copy + Send + Sync + 'static {
+    /// Whether the element is an IEEE half (read with F16C by the SIMD kernel).
+    const IS_F16: bool;
+    fn to_f32(self) -> f32;
+}
+
+impl KvElem for f32 {
+    const IS_F16: bool = false;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for f16 {
+    const IS_F16: bool = true;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
 /// `sum a[i] * b[i]` in the reference engine's f16-dot order (its AVX-512 form): lane
 /// `i % 64` accumulates with fused multiply-adds; the four groups of 16 lanes are added
 /// (0+2, 1+3, then 0+1); the 16 lanes are reduced as `(l + l+8)`, `(l + l+4)`,
 /// `(l + l+2)`, then the last two. Leftovers past a multiple of 64 are added one by one.
 #[inline]
-pub fn dot_f16_order(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot_f16_order<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [[0.0f32; 16]; 4];
     let main = a.len() / 64 * 64;
     for (ca, cb) in a[..main].chunks_exact(64).zip(b[..main].chunks_exact(64)) {
         for g in 0..4 {
             for l in 0..16 {
-                acc[g][l] = ca[g * 16 + l].mul_add(cb[g * 16 + l], acc[g][l]);
+                acc[g][l] = ca[g * 16 + l].mul_add(cb[g * 16 + l].to_f32(), acc[g][l]);
             }
         }
     }
@@ -40,16 +63,16 @@ pub fn dot_f16_order(a: &[f32], b: &[f32]) -> f32 {
     let t6: [f32; 4] = std::array::from_fn(|l| t3[l + 4] + t3[l]);
     let mut sum = ((t6[0] + t6[2]) + (t6[1] + t6[3])) as f64;
     for (x, y) in a[main..].iter().zip(&b[main..]) {
-        sum += (*x * *y) as f64;
+        sum += (*x * y.to_f32()) as f64;
     }
     sum as f32
 }
 
 /// `out = softmax(scale * q·k_p) · v_p` over positions `p < n_pos`, where key and value of
-/// position `p` are `k[p * stride + offset..][..head_dim]` (same for `v`). Uses the SIMD
-/// twin when the ISA allows (bit-identical results).
+/// position `p` are `k[p * stride + offset..][..head_dim]` (same for `v`), read in place
+/// from the cache. Uses the SIMD twin when the ISA allows (bit-identical results).
 #[allow(clippy::too_many_arguments)]
-pub fn attend_head(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+pub fn attend_head<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if q.len() == 64 && crate::isa() >= crate::Isa::Avx2 {
         // SAFETY: AVX2/FMA/F16C are present (`isa()`), the head is 64 wide, and the
@@ -62,7 +85,7 @@ pub fn attend_head(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize
 /// Scalar reference of [`attend_head`] (the twin of the SIMD kernel).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn attend_head_ref(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+pub fn attend_head_ref<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
     let hd = q.len();
     let q16: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
     let mut acc = vec![f16::ZERO; hd];
@@ -80,7 +103,7 @@ pub fn attend_head_ref(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: u
             (1.0, (s - m).exp())
         };
         for (a, &vv) in acc.iter_mut().zip(&v[p * stride + offset..][..hd]) {
-            *a = f16::from_f32(vv.mul_add(vs, a.to_f32()));
+            *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
         }
         s_sum = s_sum.mul_add(ms, vs);
     }

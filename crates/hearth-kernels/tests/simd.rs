@@ -68,6 +68,17 @@ mod x86 {
                 unsafe { x86::attend_head_64(&q, &k, &v, stride, offset, len, 0.125, &mut a) };
                 attention::attend_head_ref(&q, &k, &v, stride, offset, len, 0.125, &mut b);
                 assert_eq!(a, b, "offset {offset} len {len}");
+                // Read in place from an f16 cache: the same as from its f32 widening.
+                let (k16, v16): (Vec<half::f16>, Vec<half::f16>) =
+                    (k.iter().map(|&x| half::f16::from_f32(x)).collect(), v.iter().map(|&x| half::f16::from_f32(x)).collect());
+                let (kw, vw): (Vec<f32>, Vec<f32>) = (k16.iter().map(|x| x.to_f32()).collect(), v16.iter().map(|x| x.to_f32()).collect());
+                let (mut c, mut d, mut e) = ([0.0f32; 64], [0.0f32; 64], [0.0f32; 64]);
+                // SAFETY: as above.
+                unsafe { x86::attend_head_64(&q, &k16, &v16, stride, offset, len, 0.125, &mut c) };
+                attention::attend_head_ref(&q, &k16, &v16, stride, offset, len, 0.125, &mut d);
+                attention::attend_head_ref(&q, &kw, &vw, stride, offset, len, 0.125, &mut e);
+                assert_eq!(c, d, "f16 offset {offset} len {len}");
+                assert_eq!(d, e, "f16 vs widened, offset {offset} len {len}");
             }
         }
     }

@@ -79,15 +79,22 @@ impl KvCache {
         write(&mut self.v, i, n, v);
     }
 
-    /// Keys of positions `0..n_pos` of `layer` as f32, `[n_pos][n_embd_kv]`, into `out`.
-    pub fn read_k(&self, layer: usize, n_pos: usize, out: &mut [f32]) {
-        read(&self.k, self.index(layer, 0), n_pos * self.n_embd_kv, out)
+    /// Keys and values of positions `0..n_pos` of `layer`, in place: `[n_pos][n_embd_kv]`
+    /// each.
+    pub fn layer(&self, layer: usize, n_pos: usize) -> KvLayer<'_> {
+        let r = self.index(layer, 0)..self.index(layer, 0) + n_pos * self.n_embd_kv;
+        match (&self.k, &self.v) {
+            (Store::F16(k), Store::F16(v)) => KvLayer::F16(&k[r.clone()], &v[r]),
+            (Store::F32(k), Store::F32(v)) => KvLayer::F32(&k[r.clone()], &v[r]),
+            _ => unreachable!("keys and values share one element type"),
+        }
     }
+}
 
-    /// Values of positions `0..n_pos` of `layer` as f32, `[n_pos][n_embd_kv]`, into `out`.
-    pub fn read_v(&self, layer: usize, n_pos: usize, out: &mut [f32]) {
-        read(&self.v, self.index(layer, 0), n_pos * self.n_embd_kv, out)
-    }
+/// One layer's cached keys and values, borrowed in their stored type.
+pub enum KvLayer<'a> {
+    F16(&'a [f16], &'a [f16]),
+    F32(&'a [f32], &'a [f32]),
 }
 
 fn write(store: &mut Store, i: usize, n: usize, src: &[f32]) {
@@ -98,16 +105,5 @@ fn write(store: &mut Store, i: usize, n: usize, src: &[f32]) {
             }
         }
         Store::F32(d) => d[i..i + n].copy_from_slice(&src[..n]),
-    }
-}
-
-fn read(store: &Store, i: usize, n: usize, out: &mut [f32]) {
-    match store {
-        Store::F16(d) => {
-            for (o, s) in out[..n].iter_mut().zip(&d[i..i + n]) {
-                *o = s.to_f32();
-            }
-        }
-        Store::F32(d) => out[..n].copy_from_slice(&d[i..i + n]),
     }
 }

@@ -18,7 +18,7 @@ use hearth_gguf::GgufFile;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::ModelConfig;
 pub use error::{ModelError, Result};
-pub use kv_cache::{KvCache, KvType};
+pub use kv_cache::{KvCache, KvLayer, KvType};
 pub use tokenizer::Tokenizer;
 
 /// Tokens of one sequence to run through the network together.

@@ -10,6 +10,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use crate::attention::KvElem;
 use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 
 /// The 32 nibbles of `qs` as bytes in element order: low nibbles then high nibbles.
@@ -114,6 +115,16 @@ unsafe fn dot_i8_i8_wide(a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi))
 }
 
+/// Eight cache elements at `p` as f32 lanes (f16 widened exactly by F16C).
+#[inline(always)]
+unsafe fn load8<T: KvElem>(p: *const T) -> __m256 {
+    if T::IS_F16 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+    } else {
+        _mm256_loadu_ps(p.cast())
+    }
+}
+
 /// Rounds an f32 vector to the nearest f16 values (ties to even), back in f32.
 #[inline(always)]
 unsafe fn round_f16(x: __m256) -> __m256 {
@@ -129,7 +140,7 @@ unsafe fn round_f16(x: __m256) -> __m256 {
 /// hold `n_pos` rows of `stride` values with the head at `offset`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_head_64(q: &[f32], k: &[f32], v: &[f32], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+pub unsafe fn attend_head_64<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
     assert!(q.len() == 64 && out.len() == 64);
     assert!(n_pos == 0 || (n_pos - 1) * stride + offset + 64 <= k.len().min(v.len()));
     // q rounded to f16, as 8 registers of 8 lanes.
@@ -139,7 +150,7 @@ pub unsafe fn attend_head_64(q: &[f32], k: &[f32], v: &[f32], stride: usize, off
     for p in 0..n_pos {
         let kp = k.as_ptr().add(p * stride + offset);
         // Lanes l of group g (16 lanes) live in register 2g + l/8.
-        let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], _mm256_loadu_ps(kp.add(8 * i))));
+        let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], load8(kp.add(8 * i))));
         // groups: 0+2, 1+3, then 0+1 (per register half).
         let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
         let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
@@ -163,7 +174,7 @@ pub unsafe fn attend_head_64(q: &[f32], k: &[f32], v: &[f32], stride: usize, off
         let vsv = _mm256_set1_ps(vs);
         let vp = v.as_ptr().add(p * stride + offset);
         for (i, a) in acc.iter_mut().enumerate() {
-            *a = round_f16(_mm256_fmadd_ps(_mm256_loadu_ps(vp.add(8 * i)), vsv, *a));
+            *a = round_f16(_mm256_fmadd_ps(load8(vp.add(8 * i)), vsv, *a));
         }
         s_sum = s_sum.mul_add(ms, vs);
     }

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
-use hearth_kernels::{attention, ops, with_isa};
+use hearth_kernels::attention::{self, KvElem};
+use hearth_kernels::{ops, with_isa};
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::tensor::QTensor;
-use crate::{Batch, KvCache, Logits, ModelConfig};
+use crate::{Batch, KvCache, KvLayer, Logits, ModelConfig};
 
 struct Layer {
     /// `[n_embd]`
@@ -80,22 +81,24 @@ impl Llama {
     /// Causal grouped-query attention of each batch row over the cache (which already
     /// holds this batch's keys and values). `q: [n_tokens][n_head * head_dim]`.
     fn attention(&self, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
+        let n_pos = batch.positions.iter().max().map_or(0, |&p| p as usize + 1);
+        match kv.layer(layer, n_pos) {
+            KvLayer::F16(k, v) => self.attend(batch, q, k, v, out),
+            KvLayer::F32(k, v) => self.attend(batch, q, k, v, out),
+        }
+    }
+
+    /// Every (token, head) pair of the batch against keys/values `[n_pos][n_embd_kv]`.
+    fn attend<T: KvElem>(&self, batch: &Batch, q: &[f32], k: &[T], v: &[T], out: &mut [f32]) {
         let c = &self.c;
         let (hd, n_kv) = (c.head_dim, c.n_embd_kv());
-        let n_pos = batch.positions.iter().max().map_or(0, |&p| p as usize + 1);
-        // `[n_pos][n_embd_kv]` each
-        let mut k = vec![0.0; n_pos * n_kv];
-        let mut v = vec![0.0; n_pos * n_kv];
-        kv.read_k(layer, n_pos, &mut k);
-        kv.read_v(layer, n_pos, &mut v);
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
             let (t, h) = (i / c.n_head, i % c.n_head);
-            let kvh = h / group;
             let qh = &q[i * hd..(i + 1) * hd];
             let len = batch.positions[t] as usize + 1;
-            attention::attend_head(qh, &k, &v, n_kv, kvh * hd, len, scale, o);
+            attention::attend_head(qh, k, v, n_kv, (h / group) * hd, len, scale, o);
         });
     }
 }
