@@ -68,44 +68,64 @@ pub fn dot_f16_order<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
     sum as f32
 }
 
-/// `out = softmax(scale * q·k_p) · v_p` over positions `p < n_pos`, where key and value of
-/// position `p` are `k[p * stride + offset..][..head_dim]` (same for `v`), read in place
-/// from the cache. Uses the SIMD twin when the ISA allows (bit-identical results).
-#[allow(clippy::too_many_arguments)]
-pub fn attend_head<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+/// A run of consecutive cached positions (one KV-cache block, or the whole cache of a
+/// contiguous sequence): keys and values `[n_pos][stride]` each, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct KvSpan<'a, T> {
+    /// `[n_pos][stride]`
+    pub k: &'a [T],
+    /// `[n_pos][stride]`
+    pub v: &'a [T],
+    pub n_pos: usize,
+}
+
+impl<'a, T> KvSpan<'a, T> {
+    /// Whether every row of the span, at `offset..offset + head_dim`, lies inside `k` and `v`.
+    pub fn holds(&self, stride: usize, offset: usize, head_dim: usize) -> bool {
+        self.n_pos == 0 || (self.n_pos - 1) * stride + offset + head_dim <= self.k.len().min(self.v.len())
+    }
+}
+
+/// `out = softmax(scale * q·k_p) · v_p` over the positions `p` of `spans`, in order, where
+/// key and value of a position are its row's `offset..offset + head_dim` (same for `v`).
+/// How positions are split into spans does not change the result. Uses the SIMD twin when
+/// the ISA allows (bit-identical results).
+pub fn attend_head<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if q.len() == 64 && crate::isa() >= crate::Isa::Avx2 {
         // SAFETY: AVX2/FMA/F16C are present (`isa()`), the head is 64 wide, and the
-        // kernel checks that every row it reads lies inside `k` and `v`.
-        return unsafe { crate::simd::x86::attend_head_64(q, k, v, stride, offset, n_pos, scale, out) };
+        // kernel checks that every row it reads lies inside its span.
+        return unsafe { crate::simd::x86::attend_head_64(q, spans, stride, offset, scale, out) };
     }
-    attend_head_ref(q, k, v, stride, offset, n_pos, scale, out)
+    attend_head_ref(q, spans, stride, offset, scale, out)
 }
 
 /// Scalar reference of [`attend_head`] (the twin of the SIMD kernel).
-#[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn attend_head_ref<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
     let hd = q.len();
     let q16: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
     let mut acc = vec![f16::ZERO; hd];
     let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
-    for p in 0..n_pos {
-        let s = dot_f16_order(&q16, &k[p * stride + offset..][..hd]) * scale;
-        let (ms, vs) = if s > m {
-            let ms = (m - s).exp();
-            m = s;
-            for a in acc.iter_mut() {
-                *a = f16::from_f32(a.to_f32() * ms);
+    for span in spans {
+        assert!(span.holds(stride, offset, hd), "attention span out of bounds");
+        for p in 0..span.n_pos {
+            let s = dot_f16_order(&q16, &span.k[p * stride + offset..][..hd]) * scale;
+            let (ms, vs) = if s > m {
+                let ms = (m - s).exp();
+                m = s;
+                for a in acc.iter_mut() {
+                    *a = f16::from_f32(a.to_f32() * ms);
+                }
+                (ms, 1.0)
+            } else {
+                (1.0, (s - m).exp())
+            };
+            for (a, &vv) in acc.iter_mut().zip(&span.v[p * stride + offset..][..hd]) {
+                *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
             }
-            (ms, 1.0)
-        } else {
-            (1.0, (s - m).exp())
-        };
-        for (a, &vv) in acc.iter_mut().zip(&v[p * stride + offset..][..hd]) {
-            *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
+            s_sum = s_sum.mul_add(ms, vs);
         }
-        s_sum = s_sum.mul_add(ms, vs);
     }
     let inv = if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum };
     for (o, a) in out.iter_mut().zip(&acc) {
@@ -132,7 +152,7 @@ mod tests {
         let k = [0.0f32, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0];
         let v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         let mut out = [0.0f32; 4];
-        attend_head_ref(&q, &k, &v, 4, 0, 2, 1.0, &mut out);
+        attend_head_ref(&q, &[KvSpan { k: &k, v: &v, n_pos: 2 }], 4, 0, 1.0, &mut out);
         let w1 = 2f32.exp() / (1.0 + 2f32.exp());
         for d in 0..4 {
             let want = (1.0 - w1) * v[d] + w1 * v[4 + d];
@@ -143,7 +163,7 @@ mod tests {
     #[test]
     fn one_position_returns_its_value() {
         let mut out = [0.0f32; 2];
-        attend_head_ref(&[0.3, -0.2], &[1.0, 1.0], &[0.5, -4.0], 2, 0, 1, 0.5, &mut out);
+        attend_head_ref(&[0.3, -0.2], &[KvSpan { k: &[1.0, 1.0], v: &[0.5, -4.0], n_pos: 1 }], 2, 0, 0.5, &mut out);
         assert_eq!(out, [0.5, -4.0]);
     }
 }

@@ -27,6 +27,7 @@ fn close(simd: f32, scalar: f32, _n: usize) -> bool {
 mod x86 {
     use super::*;
     use hearth_kernels::simd::x86;
+    use hearth_kernels::attention::KvSpan;
 
     fn have_avx2() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
@@ -65,18 +66,34 @@ mod x86 {
             for len in [1, 2, 17, n_pos] {
                 let (mut a, mut b) = ([0.0f32; 64], [0.0f32; 64]);
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                unsafe { x86::attend_head_64(&q, &k, &v, stride, offset, len, 0.125, &mut a) };
-                attention::attend_head_ref(&q, &k, &v, stride, offset, len, 0.125, &mut b);
+                let whole = [KvSpan { k: &k[..], v: &v[..], n_pos: len }];
+                unsafe { x86::attend_head_64(&q, &whole, stride, offset, 0.125, &mut a) };
+                attention::attend_head_ref(&q, &whole, stride, offset, 0.125, &mut b);
                 assert_eq!(a, b, "offset {offset} len {len}");
+                // The same positions split into blocks, as a paged cache holds them.
+                for bs in [1, 5, 16] {
+                    let spans: Vec<_> = (0..len)
+                        .step_by(bs)
+                        .map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: bs.min(len - p0) })
+                        .collect();
+                    let (mut c, mut d) = ([0.0f32; 64], [0.0f32; 64]);
+                    // SAFETY: as above.
+                    unsafe { x86::attend_head_64(&q, &spans, stride, offset, 0.125, &mut c) };
+                    attention::attend_head_ref(&q, &spans, stride, offset, 0.125, &mut d);
+                    assert_eq!(a, c, "blocks of {bs}, offset {offset} len {len}");
+                    assert_eq!(a, d, "blocks of {bs} (twin), offset {offset} len {len}");
+                }
                 // Read in place from an f16 cache: the same as from its f32 widening.
                 let (k16, v16): (Vec<half::f16>, Vec<half::f16>) =
                     (k.iter().map(|&x| half::f16::from_f32(x)).collect(), v.iter().map(|&x| half::f16::from_f32(x)).collect());
                 let (kw, vw): (Vec<f32>, Vec<f32>) = (k16.iter().map(|x| x.to_f32()).collect(), v16.iter().map(|x| x.to_f32()).collect());
                 let (mut c, mut d, mut e) = ([0.0f32; 64], [0.0f32; 64], [0.0f32; 64]);
                 // SAFETY: as above.
-                unsafe { x86::attend_head_64(&q, &k16, &v16, stride, offset, len, 0.125, &mut c) };
-                attention::attend_head_ref(&q, &k16, &v16, stride, offset, len, 0.125, &mut d);
-                attention::attend_head_ref(&q, &kw, &vw, stride, offset, len, 0.125, &mut e);
+                let s16 = [KvSpan { k: &k16[..], v: &v16[..], n_pos: len }];
+                let sw = [KvSpan { k: &kw[..], v: &vw[..], n_pos: len }];
+                unsafe { x86::attend_head_64(&q, &s16, stride, offset, 0.125, &mut c) };
+                attention::attend_head_ref(&q, &s16, stride, offset, 0.125, &mut d);
+                attention::attend_head_ref(&q, &sw, stride, offset, 0.125, &mut e);
                 assert_eq!(c, d, "f16 offset {offset} len {len}");
                 assert_eq!(d, e, "f16 vs widened, offset {offset} len {len}");
             }

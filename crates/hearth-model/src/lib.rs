@@ -21,7 +21,7 @@ pub use error::{ModelError, Result};
 pub use kv_cache::{KvCache, KvLayer, KvType};
 pub use tokenizer::Tokenizer;
 
-/// Tokens of one sequence to run through the network together.
+/// Tokens to run through the network together, from one or more sequences.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// `[n_tokens]`
@@ -30,17 +30,41 @@ pub struct Batch {
     pub positions: Vec<u32>,
     /// `[n_tokens]`: whether the logits of this row are wanted.
     pub output: Vec<bool>,
+    /// `[n_tokens]`: the sequence of each token, an index into `block_tables`.
+    pub seq: Vec<u32>,
+    /// Per sequence, the KV-cache blocks holding its positions, in order. Empty means one
+    /// sequence laid out over the cache's blocks in order (a single-sequence cache).
+    pub block_tables: Vec<Vec<u32>>,
 }
 
 impl Batch {
-    /// `tokens` at consecutive positions from `start`, with logits for the last one only.
+    /// `tokens` of one sequence at consecutive positions from `start`, with logits for the
+    /// last one only (or all of them).
     pub fn contiguous(tokens: &[u32], start: usize, all_logits: bool) -> Batch {
         let n = tokens.len();
         Batch {
             tokens: tokens.to_vec(),
             positions: (start..start + n).map(|p| p as u32).collect(),
             output: (0..n).map(|i| all_logits || i + 1 == n).collect(),
+            seq: vec![0; n],
+            block_tables: Vec::new(),
         }
+    }
+
+    /// Adds one token of sequence `seq` (an index into `block_tables`).
+    pub fn push(&mut self, token: u32, pos: usize, seq: usize, output: bool) {
+        self.tokens.push(token);
+        self.positions.push(pos as u32);
+        self.seq.push(seq as u32);
+        self.output.push(output);
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
     }
 }
 
@@ -113,26 +137,54 @@ impl Model {
         KvCache::new(c.n_layer, n_ctx, c.n_embd_kv(), kv_type)
     }
 
+    /// A pool of `n_blocks` KV blocks of `block_size` positions, shared by many sequences.
+    pub fn new_paged_kv_cache(&self, n_blocks: usize, block_size: usize, kv_type: KvType) -> KvCache {
+        let c = &self.config;
+        KvCache::paged(c.n_layer, n_blocks, block_size, c.n_embd_kv(), kv_type)
+    }
+
     /// Runs `batch` through the network, storing its keys and values in `kv`.
     pub fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Logits> {
         let n = batch.tokens.len();
-        if n == 0 || batch.positions.len() != n || batch.output.len() != n {
-            return Err(ModelError::BadBatch(format!(
-                "{n} tokens, {} positions, {} output flags",
+        let bad = |msg: String| Err(ModelError::BadBatch(msg));
+        if n == 0 || batch.positions.len() != n || batch.output.len() != n || batch.seq.len() != n {
+            return bad(format!(
+                "{n} tokens, {} positions, {} output flags, {} sequence ids",
                 batch.positions.len(),
-                batch.output.len()
-            )));
+                batch.output.len(),
+                batch.seq.len()
+            ));
         }
         if let Some(&t) = batch.tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
-            return Err(ModelError::BadBatch(format!("token id {t} is outside the vocabulary ({})", self.config.n_vocab)));
+            return bad(format!("token id {t} is outside the vocabulary ({})", self.config.n_vocab));
         }
-        let max_pos = batch.positions.iter().max().copied().unwrap_or(0) as usize;
-        if max_pos >= kv.n_ctx() {
-            return Err(ModelError::ContextOverflow {
-                needed: max_pos + 1,
-                n_ctx: kv.n_ctx(),
-                n_ctx_train: self.config.n_ctx_train,
-            });
+        if batch.block_tables.is_empty() {
+            // One sequence over the whole cache, in block order.
+            if let Some(&s) = batch.seq.iter().find(|&&s| s != 0) {
+                return bad(format!("sequence {s} has no block table"));
+            }
+            let max_pos = batch.positions.iter().max().copied().unwrap_or(0) as usize;
+            if max_pos >= kv.n_ctx() {
+                return Err(ModelError::ContextOverflow {
+                    needed: max_pos + 1,
+                    n_ctx: kv.n_ctx(),
+                    n_ctx_train: self.config.n_ctx_train,
+                });
+            }
+            let mut b = batch.clone();
+            b.block_tables = vec![(0..kv.n_blocks() as u32).collect()];
+            return Ok(self.arch.forward(&b, kv));
+        }
+        if let Some(&b) = batch.block_tables.iter().flatten().find(|&&b| b as usize >= kv.n_blocks()) {
+            return bad(format!("block {b} is outside the KV cache ({} blocks)", kv.n_blocks()));
+        }
+        for (&s, &p) in batch.seq.iter().zip(&batch.positions) {
+            let Some(table) = batch.block_tables.get(s as usize) else {
+                return bad(format!("sequence {s} has no block table"));
+            };
+            if p as usize >= table.len() * kv.block_size() {
+                return bad(format!("position {p} of sequence {s} is past its {} KV blocks", table.len()));
+            }
         }
         Ok(self.arch.forward(batch, kv))
     }

@@ -54,10 +54,67 @@ fn prefill_in_one_batch_equals_token_by_token() {
 }
 
 #[test]
+fn sequences_batched_in_a_paged_cache_equal_each_alone() {
+    let model = Model::load(common::model_path()).unwrap();
+    let prompts: Vec<Vec<u32>> = ["Paged caches hold blocks.", "A second, longer prompt with other words in it."]
+        .iter()
+        .map(|p| model.tokenizer.encode(p, true, true))
+        .collect();
+    // Alone: each prompt in its own contiguous cache, logits of every position.
+    let alone: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let mut kv = model.new_kv_cache(64, KvType::F16);
+            model.forward(&Batch::contiguous(p, 0, true), &mut kv).unwrap()
+        })
+        .collect();
+    // Together: blocks of 4 positions, the two sequences' blocks interleaved in the pool,
+    // the prompts fed in uneven chunks that mix both sequences in one batch.
+    let bs = 4;
+    let mut kv = model.new_paged_kv_cache(40, bs, KvType::F16);
+    let tables: Vec<Vec<u32>> = (0..2).map(|s| (0..16).map(|i| (2 * i + s) as u32).rev().collect()).collect();
+    let mut done = [0usize; 2];
+    let mut got: [Vec<Vec<f32>>; 2] = Default::default();
+    for chunk in [3usize, 5, 1, 7, 64] {
+        let mut batch = Batch { block_tables: tables.clone(), ..Default::default() };
+        for s in 0..2 {
+            let end = (done[s] + chunk + s).min(prompts[s].len());
+            for p in done[s]..end {
+                batch.push(prompts[s][p], p, s, true);
+            }
+            done[s] = end;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let logits = model.forward(&batch, &mut kv).unwrap();
+        for (i, &r) in logits.rows.iter().enumerate() {
+            got[batch.seq[r] as usize].push(logits.row(i).to_vec());
+        }
+    }
+    for s in 0..2 {
+        assert_eq!(got[s].len(), prompts[s].len());
+        for (p, row) in got[s].iter().enumerate() {
+            assert_eq!(row.as_slice(), alone[s].row(p), "sequence {s} position {p} differs");
+        }
+    }
+}
+
+#[test]
 fn bad_batches_are_errors() {
     let model = Model::load(common::model_path()).unwrap();
     let mut kv = model.new_kv_cache(4, KvType::F16);
     assert!(model.forward(&Batch::contiguous(&[], 0, false), &mut kv).is_err());
     assert!(model.forward(&Batch::contiguous(&[1, 2, 3, 4, 5], 0, false), &mut kv).is_err());
     assert!(model.forward(&Batch::contiguous(&[u32::MAX], 0, false), &mut kv).is_err());
+    let mut paged = model.new_paged_kv_cache(4, 2, KvType::F16);
+    let mut batch = Batch { block_tables: vec![vec![0, 1]], ..Default::default() };
+    batch.push(1, 4, 0, true); // past the sequence's two blocks
+    assert!(model.forward(&batch, &mut paged).is_err());
+    let mut batch = Batch { block_tables: vec![vec![9]], ..Default::default() };
+    batch.push(1, 0, 0, true); // a block outside the pool
+    assert!(model.forward(&batch, &mut paged).is_err());
+    let mut batch = Batch { block_tables: vec![vec![0]], ..Default::default() };
+    batch.push(1, 0, 1, true); // a sequence without a table
+    assert!(model.forward(&batch, &mut paged).is_err());
 }

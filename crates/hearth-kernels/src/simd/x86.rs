@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::attention::KvElem;
+use crate::attention::{KvElem, KvSpan};
 use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 
 /// The 32 nibbles of `qs` as bytes in element order: low nibbles then high nibbles.
@@ -136,47 +136,48 @@ unsafe fn round_f16(x: __m256) -> __m256 {
 /// accumulator rounded after every key), so the results are bit-identical.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len() == 64`; `k` and `v`
-/// hold `n_pos` rows of `stride` values with the head at `offset`.
-#[allow(clippy::too_many_arguments)]
+/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len() == 64`. (Each span is
+/// checked to hold its rows.)
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_head_64<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usize, offset: usize, n_pos: usize, scale: f32, out: &mut [f32]) {
+pub unsafe fn attend_head_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
     assert!(q.len() == 64 && out.len() == 64);
-    assert!(n_pos == 0 || (n_pos - 1) * stride + offset + 64 <= k.len().min(v.len()));
     // q rounded to f16, as 8 registers of 8 lanes.
     let qv: [__m256; 8] = std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(8 * i))));
     let mut acc = [_mm256_setzero_ps(); 8];
     let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
-    for p in 0..n_pos {
-        let kp = k.as_ptr().add(p * stride + offset);
-        // Lanes l of group g (16 lanes) live in register 2g + l/8.
-        let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], load8(kp.add(8 * i))));
-        // groups: 0+2, 1+3, then 0+1 (per register half).
-        let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
-        let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
-        let lo = _mm256_add_ps(g01[0], g13[0]); // lanes 0..8 of the 16-lane sum
-        let hi = _mm256_add_ps(g01[1], g13[1]); // lanes 8..16
-        let t3 = _mm256_add_ps(hi, lo); // l + l+8
-        let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3)); // l + l+4
-        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); // (0+2), (1+3)
-        let s = _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8))) * scale;
-        let (ms, vs) = if s > m {
-            let ms = (m - s).exp();
-            m = s;
-            let msv = _mm256_set1_ps(ms);
-            for a in acc.iter_mut() {
-                *a = round_f16(_mm256_mul_ps(*a, msv));
+    for span in spans {
+        assert!(span.holds(stride, offset, 64), "attention span out of bounds");
+        for p in 0..span.n_pos {
+            let kp = span.k.as_ptr().add(p * stride + offset);
+            // Lanes l of group g (16 lanes) live in register 2g + l/8.
+            let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], load8(kp.add(8 * i))));
+            // groups: 0+2, 1+3, then 0+1 (per register half).
+            let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
+            let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
+            let lo = _mm256_add_ps(g01[0], g13[0]); // lanes 0..8 of the 16-lane sum
+            let hi = _mm256_add_ps(g01[1], g13[1]); // lanes 8..16
+            let t3 = _mm256_add_ps(hi, lo); // l + l+8
+            let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3)); // l + l+4
+            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); // (0+2), (1+3)
+            let s = _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8))) * scale;
+            let (ms, vs) = if s > m {
+                let ms = (m - s).exp();
+                m = s;
+                let msv = _mm256_set1_ps(ms);
+                for a in acc.iter_mut() {
+                    *a = round_f16(_mm256_mul_ps(*a, msv));
+                }
+                (ms, 1.0)
+            } else {
+                (1.0, (s - m).exp())
+            };
+            let vsv = _mm256_set1_ps(vs);
+            let vp = span.v.as_ptr().add(p * stride + offset);
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = round_f16(_mm256_fmadd_ps(load8(vp.add(8 * i)), vsv, *a));
             }
-            (ms, 1.0)
-        } else {
-            (1.0, (s - m).exp())
-        };
-        let vsv = _mm256_set1_ps(vs);
-        let vp = v.as_ptr().add(p * stride + offset);
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a = round_f16(_mm256_fmadd_ps(load8(vp.add(8 * i)), vsv, *a));
+            s_sum = s_sum.mul_add(ms, vs);
         }
-        s_sum = s_sum.mul_add(ms, vs);
     }
     let inv = _mm256_set1_ps(if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum });
     for (i, a) in acc.iter().enumerate() {

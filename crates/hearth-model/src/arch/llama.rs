@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
-use hearth_kernels::attention::{self, KvElem};
+use hearth_kernels::attention::{self, KvElem, KvSpan};
 use hearth_kernels::{ops, with_isa};
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::tensor::QTensor;
-use crate::{Batch, KvCache, KvLayer, Logits, ModelConfig};
+use crate::{Batch, KvCache, KvLayer, KvType, Logits, ModelConfig};
 
 struct Layer {
     /// `[n_embd]`
@@ -78,28 +78,64 @@ impl Llama {
         })
     }
 
-    /// Causal grouped-query attention of each batch row over the cache (which already
-    /// holds this batch's keys and values). `q: [n_tokens][n_head * head_dim]`.
+    /// Causal grouped-query attention of each batch row over its sequence's cached
+    /// positions (the cache already holds this batch's keys and values).
+    /// `q: [n_tokens][n_head * head_dim]`.
     fn attention(&self, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
-        let n_pos = batch.positions.iter().max().map_or(0, |&p| p as usize + 1);
-        match kv.layer(layer, n_pos) {
-            KvLayer::F16(k, v) => self.attend(batch, q, k, v, out),
-            KvLayer::F32(k, v) => self.attend(batch, q, k, v, out),
+        match kv.kv_type() {
+            KvType::F16 => self.attend::<half::f16>(layer, batch, kv, q, out),
+            KvType::F32 => self.attend::<f32>(layer, batch, kv, q, out),
         }
     }
 
-    /// Every (token, head) pair of the batch against keys/values `[n_pos][n_embd_kv]`.
-    fn attend<T: KvElem>(&self, batch: &Batch, q: &[f32], k: &[T], v: &[T], out: &mut [f32]) {
+    /// Every (token, head) pair of the batch against its sequence's blocks, in place.
+    fn attend<T: KvElem + CachedAs>(&self, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
         let c = &self.c;
-        let (hd, n_kv) = (c.head_dim, c.n_embd_kv());
+        let (hd, n_kv, bs) = (c.head_dim, c.n_embd_kv(), kv.block_size());
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
+        // Per token, the spans of positions 0..=pos: whole blocks, then a partial one.
+        let spans: Vec<Vec<KvSpan<'_, T>>> = (0..batch.len())
+            .map(|t| {
+                let table = &batch.block_tables[batch.seq[t] as usize];
+                let len = batch.positions[t] as usize + 1;
+                (0..len.div_ceil(bs))
+                    .map(|i| {
+                        let n_pos = bs.min(len - i * bs);
+                        let (k, v) = T::cached(kv.block(layer, table[i] as usize, n_pos));
+                        KvSpan { k, v, n_pos }
+                    })
+                    .collect()
+            })
+            .collect();
         out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
             let (t, h) = (i / c.n_head, i % c.n_head);
             let qh = &q[i * hd..(i + 1) * hd];
-            let len = batch.positions[t] as usize + 1;
-            attention::attend_head(qh, k, v, n_kv, (h / group) * hd, len, scale, o);
+            attention::attend_head(qh, &spans[t], n_kv, (h / group) * hd, scale, o);
         });
+    }
+}
+
+/// Picks the element type's slices out of a [`KvLayer`].
+trait CachedAs: Sized {
+    fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]);
+}
+
+impl CachedAs for half::f16 {
+    fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
+        match l {
+            KvLayer::F16(k, v) => (k, v),
+            KvLayer::F32(..) => unreachable!("the cache holds one element type"),
+        }
+    }
+}
+
+impl CachedAs for f32 {
+    fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
+        match l {
+            KvLayer::F32(k, v) => (k, v),
+            KvLayer::F16(..) => unreachable!("the cache holds one element type"),
+        }
     }
 }
 
@@ -133,7 +169,9 @@ impl super::Architecture for Llama {
                     ops::rope_norm(&mut q[t * n_q..(t + 1) * n_q], c.head_dim, c.n_rot, pos, c.rope_freq_base);
                     ops::rope_norm(&mut k[t * n_kv..(t + 1) * n_kv], c.head_dim, c.n_rot, pos, c.rope_freq_base);
                 });
-                kv.store(il, pos as usize, &k[t * n_kv..(t + 1) * n_kv], &v[t * n_kv..(t + 1) * n_kv]);
+                let (pos, bs) = (pos as usize, kv.block_size());
+                let block = batch.block_tables[batch.seq[t] as usize][pos / bs] as usize;
+                kv.store(il, block, pos % bs, &k[t * n_kv..(t + 1) * n_kv], &v[t * n_kv..(t + 1) * n_kv]);
             }
             self.attention(il, batch, kv, &q, &mut attn);
             l.wo.matmul(&attn, &mut xn);
