@@ -1,9 +1,13 @@
-//! The engine: sampling, stop conditions and the generation loop over a model.
+//! The engine: sampling, stop conditions, the single-sequence generation loop, and the
+//! serving engine (continuous batching over a paged KV cache).
 
+pub mod engine;
 pub mod generate;
+pub mod metrics;
 pub mod sampler;
 pub mod stop;
 
+pub use engine::{Engine, EngineConfig, EngineError, Event, Request, Summary, TokenLogprob};
 pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, N_BATCH};
 pub use sampler::{Sampler, SamplingParams};
 pub use stop::{StopEvent, StopMatcher};

@@ -1,0 +1,526 @@
+//! The serving engine: one thread owns the model's paged KV cache and every sequence, and
+//! runs continuous batching. Requests arrive over a channel; each gets its own channel of
+//! [`Event`]s back. Dropping that receiver cancels the request and frees its blocks at the
+//! next step.
+//!
+//! Scheduling is token-budgeted with no separate prefill and decode phases: every step,
+//! each running sequence asks for the tokens it has not computed yet (one for a decoding
+//! sequence, the rest of the prompt for a new one), oldest first, until the step's token
+//! budget is spent; new requests join as soon as a place and blocks are free. Long prompts
+//! are therefore prefilled in chunks between decode steps, and all the step's tokens run
+//! as one batch, so each weight read serves every sequence. When the block pool runs dry
+//! the youngest running sequence is preempted: its blocks are freed and it is recomputed
+//! later from its tokens (prompt and generated so far), which gives the same keys and
+//! values because every kernel is batch-invariant.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_model::{Batch, KvType, Model};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::metrics::Metrics;
+use crate::sampler::{Sampler, SamplingParams};
+use crate::stop::{StopEvent, StopMatcher};
+use crate::{FinishReason, Timings};
+
+/// How the engine is sized.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Sequences in the running batch at most.
+    pub max_seqs: usize,
+    /// Tokens (prompt and generated) one sequence may hold.
+    pub n_ctx: usize,
+    /// Blocks in the KV pool.
+    pub n_blocks: usize,
+    /// Positions per KV block.
+    pub block_size: usize,
+    /// Tokens run per step at most (decode tokens and prompt chunks together).
+    pub token_budget: usize,
+    pub kv_type: KvType,
+    /// Threads of the compute pool.
+    pub n_threads: usize,
+    /// Requests allowed to wait for a place; more are refused as overloaded.
+    pub max_waiting: usize,
+}
+
+impl EngineConfig {
+    /// Enough blocks for `max_seqs` sequences of `n_ctx` tokens each.
+    pub fn new(max_seqs: usize, n_ctx: usize, n_threads: usize) -> EngineConfig {
+        let block_size = 16;
+        EngineConfig {
+            max_seqs,
+            n_ctx,
+            n_blocks: max_seqs * n_ctx.div_ceil(block_size),
+            block_size,
+            token_budget: 512,
+            kv_type: KvType::F16,
+            n_threads,
+            max_waiting: 256,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum EngineError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the prompt has {prompt} tokens, but the context holds {n_ctx} (leave room for at least one generated token)")]
+    PromptTooLong { prompt: usize, n_ctx: usize },
+    #[error("{0}")]
+    BadParameter(String),
+    #[error("the server is overloaded ({0} requests waiting); try again later")]
+    Overloaded(usize),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("model error: {0}")]
+    Model(String),
+}
+
+/// One generation to run.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub prompt_ids: Vec<u32>,
+    /// Generated tokens at most; the context bounds it too.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation ends when the text contains one of these (not included in the output).
+    pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks).
+    pub ignore_eos: bool,
+    /// Report the chosen token's log-probability and this many top alternatives.
+    pub logprobs: Option<usize>,
+}
+
+/// Log-probabilities of one generated token (natural log, over the model's distribution
+/// before sampling filters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub logprob: f32,
+    /// The most likely tokens, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// What the engine sends back for a request.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A generated token and the text that became final with it (often one piece; empty
+    /// while a multi-byte character or a possible stop string is incomplete).
+    Token { id: u32, text: String, logprob: Option<TokenLogprob> },
+    /// The end: text still held back, then the summary.
+    Done { text: String, summary: Summary },
+    Error(EngineError),
+}
+
+/// The final accounting of a request.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub timings: Timings,
+    /// From arrival to the first step that ran it.
+    pub queue_duration: Duration,
+}
+
+enum Command {
+    Submit(Box<Request>, UnboundedSender<Event>, Instant),
+    Shutdown,
+}
+
+/// A running engine; cheap to share behind an `Arc`.
+pub struct Engine {
+    tx: std_mpsc::Sender<Command>,
+    pub metrics: Arc<Metrics>,
+    pub config: EngineConfig,
+    n_vocab: usize,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the engine thread with its own KV pool and compute pool.
+    pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<Engine, EngineError> {
+        if config.max_seqs == 0 || config.n_ctx == 0 || config.block_size == 0 || config.token_budget == 0 {
+            return Err(EngineError::BadParameter("max_seqs, n_ctx, block_size and token_budget must be positive".into()));
+        }
+        if config.n_ctx.div_ceil(config.block_size) > config.n_blocks {
+            return Err(EngineError::BadParameter(format!(
+                "{} KV blocks of {} cannot hold one sequence of {} tokens",
+                config.n_blocks, config.block_size, config.n_ctx
+            )));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.n_threads.max(1))
+            .thread_name(|i| format!("hearth-compute-{i}"))
+            .build()
+            .map_err(|e| EngineError::Model(e.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
+        metrics.kv_blocks_total.store(config.n_blocks as u64, Relaxed);
+        let (tx, rx) = std_mpsc::channel();
+        let n_vocab = model.config.n_vocab;
+        let (m, cfg) = (metrics.clone(), config.clone());
+        let thread = std::thread::Builder::new()
+            .name("hearth-engine".into())
+            .spawn(move || pool.install(|| Scheduler::new(&model, cfg, m).run(rx)))
+            .map_err(|e| EngineError::Model(e.to_string()))?;
+        Ok(Engine { tx, metrics, config, n_vocab, thread: std::sync::Mutex::new(Some(thread)) })
+    }
+
+    /// Queues a request; its events arrive on the returned receiver. Drop the receiver to
+    /// cancel.
+    pub fn submit(&self, req: Request) -> Result<UnboundedReceiver<Event>, EngineError> {
+        if req.prompt_ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if req.prompt_ids.len() >= self.config.n_ctx {
+            return Err(EngineError::PromptTooLong { prompt: req.prompt_ids.len(), n_ctx: self.config.n_ctx });
+        }
+        if let Some(&t) = req.prompt_ids.iter().find(|&&t| t as usize >= self.n_vocab) {
+            return Err(EngineError::BadParameter(format!("token id {t} is outside the vocabulary")));
+        }
+        req.sampling.validate(self.n_vocab).map_err(EngineError::BadParameter)?;
+        let waiting = self.metrics.requests_waiting.load(Relaxed) as usize;
+        if waiting >= self.config.max_waiting {
+            return Err(EngineError::Overloaded(waiting));
+        }
+        let (etx, erx) = unbounded_channel();
+        self.metrics.requests_waiting.fetch_add(1, Relaxed);
+        if self.tx.send(Command::Submit(Box::new(req), etx, Instant::now())).is_err() {
+            self.metrics.requests_waiting.fetch_sub(1, Relaxed);
+            return Err(EngineError::Stopped);
+        }
+        Ok(erx)
+    }
+
+    /// Cancels every request and stops the engine thread.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One request's sequence, owned by the engine thread.
+struct Seq<'m> {
+    req: Box<Request>,
+    tx: UnboundedSender<Event>,
+    /// Prompt then generated tokens.
+    tokens: Vec<u32>,
+    /// Leading tokens whose keys and values are in the cache.
+    n_computed: usize,
+    /// KV blocks holding positions `0..blocks.len() * block_size`.
+    blocks: Vec<u32>,
+    sampler: Sampler,
+    decoder: hearth_model::tokenizer::StreamDecoder<'m>,
+    stops: StopMatcher,
+    arrived: Instant,
+    first_scheduled: Option<Instant>,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+}
+
+impl Seq<'_> {
+    fn n_generated(&self) -> usize {
+        self.tokens.len() - self.req.prompt_ids.len()
+    }
+}
+
+struct Scheduler<'m> {
+    model: &'m Model,
+    cfg: EngineConfig,
+    metrics: Arc<Metrics>,
+    kv: hearth_model::KvCache,
+    free_blocks: Vec<u32>,
+    /// Admitted sequences, oldest first.
+    running: Vec<Seq<'m>>,
+    /// Not yet admitted, or preempted (those go to the front).
+    waiting: VecDeque<Seq<'m>>,
+}
+
+impl<'m> Scheduler<'m> {
+    fn new(model: &'m Model, cfg: EngineConfig, metrics: Arc<Metrics>) -> Scheduler<'m> {
+        let kv = model.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type);
+        let free_blocks = (0..cfg.n_blocks as u32).rev().collect();
+        Scheduler { model, cfg, metrics, kv, free_blocks, running: Vec::new(), waiting: VecDeque::new() }
+    }
+
+    fn run(mut self, rx: std_mpsc::Receiver<Command>) {
+        loop {
+            // Block only when there is nothing to do.
+            let first = if self.running.is_empty() && self.waiting.is_empty() {
+                match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                }
+            } else {
+                None
+            };
+            for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match cmd {
+                    Command::Submit(req, tx, arrived) => self.admit_new(req, tx, arrived),
+                    Command::Shutdown => return,
+                }
+            }
+            self.drop_cancelled();
+            self.step();
+            self.publish_gauges();
+        }
+    }
+
+    fn admit_new(&mut self, req: Box<Request>, tx: UnboundedSender<Event>, arrived: Instant) {
+        let tok = &self.model.tokenizer;
+        self.metrics.requests_total.fetch_add(1, Relaxed);
+        self.waiting.push_back(Seq {
+            tokens: req.prompt_ids.clone(),
+            sampler: Sampler::new(req.sampling.clone()),
+            stops: StopMatcher::new(req.stop.clone()),
+            decoder: tok.stream_decoder(false),
+            req,
+            tx,
+            n_computed: 0,
+            blocks: Vec::new(),
+            arrived,
+            first_scheduled: None,
+            first_token: None,
+            last_token: None,
+        });
+    }
+
+    fn publish_gauges(&self) {
+        let m = &self.metrics;
+        m.requests_running.store(self.running.len() as u64, Relaxed);
+        m.requests_waiting.store(self.waiting.len() as u64, Relaxed);
+        m.kv_blocks_used.store((self.cfg.n_blocks - self.free_blocks.len()) as u64, Relaxed);
+    }
+
+    fn release(&mut self, seq: &mut Seq<'_>) {
+        self.free_blocks.extend(seq.blocks.drain(..).rev());
+        seq.n_computed = 0;
+    }
+
+    /// Frees the sequences whose client went away.
+    fn drop_cancelled(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].tx.is_closed() {
+                let mut s = self.running.remove(i);
+                self.release(&mut s);
+                self.metrics.requests_cancelled.fetch_add(1, Relaxed);
+            } else {
+                i += 1;
+            }
+        }
+        let before = self.waiting.len();
+        self.waiting.retain(|s| !s.tx.is_closed());
+        let gone = before - self.waiting.len();
+        self.metrics.requests_cancelled.fetch_add(gone as u64, Relaxed);
+        // Waiting sequences hold no blocks except preempted ones, which were released.
+    }
+
+    /// Grows `seq`'s block table to hold `n_pos` positions, if the pool allows.
+    fn reserve(free: &mut Vec<u32>, seq: &mut Seq<'_>, n_pos: usize, block_size: usize) -> bool {
+        let need = n_pos.div_ceil(block_size).saturating_sub(seq.blocks.len());
+        if need > free.len() {
+            return false;
+        }
+        for _ in 0..need {
+            seq.blocks.push(free.pop().expect("checked above"));
+        }
+        true
+    }
+
+    /// Builds and runs one batch, then samples for every sequence that reached its end.
+    fn step(&mut self) {
+        let bs = self.cfg.block_size;
+        let mut budget = self.cfg.token_budget;
+        // (index into running, tokens scheduled)
+        let mut plan: Vec<(usize, usize)> = Vec::new();
+
+        // Running sequences first, oldest first; preempt the youngest when blocks run out.
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let s = &self.running[i];
+            let take = (s.tokens.len() - s.n_computed).min(budget);
+            let n_pos = s.n_computed + take;
+            if Self::reserve(&mut self.free_blocks, &mut self.running[i], n_pos, bs) {
+                plan.push((i, take));
+                budget -= take;
+                i += 1;
+                continue;
+            }
+            // Out of blocks: preempt the youngest sequence (possibly this one).
+            let mut victim = self.running.pop().expect("running is not empty");
+            self.release(&mut victim);
+            self.metrics.preemptions_total.fetch_add(1, Relaxed);
+            self.waiting.push_front(victim);
+        }
+
+        // Then waiting ones, in order, while there is room, budget and blocks.
+        while budget > 0 && self.running.len() < self.cfg.max_seqs {
+            let Some(mut s) = self.waiting.pop_front() else { break };
+            let take = (s.tokens.len() - s.n_computed).min(budget);
+            if !Self::reserve(&mut self.free_blocks, &mut s, take, bs) {
+                self.waiting.push_front(s);
+                break;
+            }
+            let now = Instant::now();
+            if s.first_scheduled.is_none() {
+                s.first_scheduled = Some(now);
+                self.metrics.queue_time.observe((now - s.arrived).as_secs_f64());
+            }
+            self.running.push(s);
+            plan.push((self.running.len() - 1, take));
+            budget -= take;
+        }
+        if plan.is_empty() {
+            return;
+        }
+
+        let mut batch = Batch::default();
+        for (slot, &(i, take)) in plan.iter().enumerate() {
+            let s = &self.running[i];
+            batch.block_tables.push(s.blocks.clone());
+            for p in s.n_computed..s.n_computed + take {
+                batch.push(s.tokens[p], p, slot, p + 1 == s.tokens.len());
+            }
+        }
+        let logits = match self.model.forward(&batch, &mut self.kv) {
+            Ok(l) => l,
+            Err(e) => {
+                // A bug, not bad input (requests are checked on arrival): fail the batch's
+                // requests rather than the server.
+                for &(i, _) in plan.iter().rev() {
+                    let mut s = self.running.remove(i);
+                    let _ = s.tx.send(Event::Error(EngineError::Model(e.to_string())));
+                    self.release(&mut s);
+                }
+                return;
+            }
+        };
+        self.metrics.steps_total.fetch_add(1, Relaxed);
+        self.metrics.batch_tokens_total.fetch_add(batch.len() as u64, Relaxed);
+
+        let mut out_row = 0;
+        let mut finished = Vec::new();
+        for &(i, take) in &plan {
+            let s = &mut self.running[i];
+            let prompt_part = s.req.prompt_ids.len().saturating_sub(s.n_computed).min(take);
+            self.metrics.prompt_tokens_total.fetch_add(prompt_part as u64, Relaxed);
+            s.n_computed += take;
+            if s.n_computed < s.tokens.len() {
+                continue;
+            }
+            let row = logits.row(out_row);
+            out_row += 1;
+            if let Some(done) = sample_next(self.model, &self.metrics, &self.cfg, s, row) {
+                finished.push((i, done));
+            }
+        }
+        for &(i, ref done) in finished.iter().rev() {
+            let mut s = self.running.remove(i);
+            self.finish(&mut s, done.clone());
+        }
+    }
+
+    fn finish(&mut self, s: &mut Seq<'_>, (reason, text): (FinishReason, String)) {
+        let now = Instant::now();
+        let m = &self.metrics;
+        match reason {
+            FinishReason::Stop => m.requests_finished_stop.fetch_add(1, Relaxed),
+            FinishReason::Length => m.requests_finished_length.fetch_add(1, Relaxed),
+        };
+        m.e2e_request_latency.observe((now - s.arrived).as_secs_f64());
+        let scheduled = s.first_scheduled.unwrap_or(s.arrived);
+        let first = s.first_token.unwrap_or(now);
+        let timings = Timings {
+            prompt_eval_count: s.req.prompt_ids.len(),
+            prompt_cached_count: 0,
+            prompt_eval_duration: first - scheduled,
+            eval_count: s.n_generated(),
+            eval_duration: s.last_token.unwrap_or(now) - first,
+            time_to_first_token: first - s.arrived,
+            total_duration: now - s.arrived,
+        };
+        let summary = Summary {
+            finish_reason: reason,
+            prompt_tokens: s.req.prompt_ids.len(),
+            completion_tokens: s.n_generated(),
+            timings,
+            queue_duration: scheduled - s.arrived,
+        };
+        let _ = s.tx.send(Event::Done { text, summary });
+        self.release(s);
+    }
+}
+
+/// Samples `s`'s next token from `logits` and streams it. Returns the finish reason and
+/// the held-back text when the sequence is done.
+fn sample_next(model: &Model, metrics: &Metrics, cfg: &EngineConfig, s: &mut Seq<'_>, logits: &[f32]) -> Option<(FinishReason, String)> {
+    let tok = s.sampler.sample(logits, &s.tokens);
+    let now = Instant::now();
+    match s.last_token {
+        None => {
+            s.first_token = Some(now);
+            metrics.time_to_first_token.observe((now - s.arrived).as_secs_f64());
+        }
+        Some(t) => metrics.inter_token_latency.observe((now - t).as_secs_f64()),
+    }
+    s.last_token = Some(now);
+    s.tokens.push(tok);
+    metrics.generation_tokens_total.fetch_add(1, Relaxed);
+    let logprob = s.req.logprobs.map(|n| token_logprob(logits, tok, n));
+
+    if !s.req.ignore_eos && model.tokenizer.is_eog(tok) {
+        let _ = s.tx.send(Event::Token { id: tok, text: String::new(), logprob });
+        return Some((FinishReason::Stop, String::new()));
+    }
+    let piece = s.decoder.push(tok);
+    let (text, stopped) = match s.stops.push(&piece) {
+        StopEvent::Text(t) => (t, false),
+        StopEvent::Stop(t) => (t, true),
+    };
+    let _ = s.tx.send(Event::Token { id: tok, text, logprob });
+    if stopped {
+        return Some((FinishReason::Stop, String::new()));
+    }
+    if s.n_generated() >= s.req.max_tokens || s.tokens.len() >= cfg.n_ctx {
+        // Release what the decoder and the stop matcher held back.
+        let rest = match s.stops.push(&s.decoder.finish()) {
+            StopEvent::Text(mut t) => {
+                t.push_str(&s.stops.flush());
+                t
+            }
+            StopEvent::Stop(t) => return Some((FinishReason::Stop, t)),
+        };
+        return Some((FinishReason::Length, rest));
+    }
+    None
+}
+
+/// The log-softmax of `tok` and of the `n_top` most likely tokens.
+pub fn token_logprob(logits: &[f32], tok: u32, n_top: usize) -> TokenLogprob {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max as f64 + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln();
+    let lp = |i: usize| (logits[i] as f64 - lse) as f32;
+    let mut top: Vec<(u32, f32)> = Vec::new();
+    if n_top > 0 {
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
+        let k = n_top.min(idx.len());
+        idx.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+        idx.truncate(k);
+        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        top = idx.into_iter().map(|i| (i as u32, lp(i))).collect();
+    }
+    TokenLogprob { logprob: lp(tok as usize), top }
+}

@@ -1,0 +1,26 @@
+//! Shared by the model's integration tests: where the real default model and the
+//! reference data are.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The default model: `$HEARTH_TEST_MODEL`, else `SmolLM2-135M-Instruct.Q4_1.gguf` in the
+/// models directory (`$HEARTH_MODELS`, else `~/.cache/hearth/models`). Panics with what
+/// to do when it is missing: these tests must run on the real model.
+pub fn model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEARTH_TEST_MODEL") {
+        return PathBuf::from(p);
+    }
+    let dir = std::env::var_os("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth/models"));
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.is_file(), "default model missing at {}: run `hearth pull` first (the README's test command does)", p.display());
+    p
+}
+
+/// A file under the repository's `tests/data`.
+pub fn data_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name)
+}

@@ -1,0 +1,160 @@
+//! The serving engine on the real model: continuous batching, chunked prefill and
+//! preemption must not change what a greedy request returns, and a dropped client frees
+//! its blocks.
+
+mod common;
+
+use std::sync::Arc;
+
+use hearth_engine::{Engine, EngineConfig, EngineError, Event, Request, SamplingParams, Session};
+use hearth_model::{KvType, Model};
+
+fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Request {
+    Request { prompt_ids: prompt, max_tokens, sampling: SamplingParams::greedy(), stop: Vec::new(), ignore_eos: true, logprobs: None }
+}
+
+/// Every event of one request: (token ids, text, completion tokens reported).
+fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> (Vec<u32>, String, usize) {
+    let (mut ids, mut text) = (Vec::new(), String::new());
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            Event::Token { id, text: t, .. } => {
+                ids.push(id);
+                text.push_str(&t);
+            }
+            Event::Done { text: t, summary } => {
+                text.push_str(&t);
+                return (ids, text, summary.completion_tokens);
+            }
+            Event::Error(e) => panic!("engine error: {e}"),
+        }
+    }
+    panic!("the engine closed the stream without Done");
+}
+
+/// The same request through the single-sequence path (a contiguous cache).
+fn alone(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut s = Session::new(model, 512, KvType::F16);
+    let mut logits = s.feed(model, prompt).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let t = hearth_engine::sampler::argmax(&logits);
+        out.push(t);
+        logits = s.feed(model, &[t]).unwrap();
+    }
+    out
+}
+
+fn prompts(model: &Model, n: usize) -> Vec<Vec<u32>> {
+    (0..n)
+        .map(|i| {
+            let words = ["river", "engine", "garden", "silver", "orbit", "lantern", "maple", "harbor"];
+            let text = format!("Story {i}: the {} and the {} met {} times near the", words[i % 8], words[(i * 3 + 1) % 8], i + 2);
+            model.tokenizer.encode(&text, true, true)
+        })
+        .collect()
+}
+
+fn run_all(engine: &Engine, prompts: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
+    let rxs: Vec<_> = prompts.iter().map(|p| engine.submit(greedy(p.clone(), n)).unwrap()).collect();
+    rxs.into_iter()
+        .map(|rx| {
+            let (ids, _, count) = collect(rx);
+            assert_eq!(ids.len(), count);
+            ids
+        })
+        .collect()
+}
+
+#[test]
+fn concurrent_greedy_requests_equal_each_alone() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let ps = prompts(&model, 6);
+    let want: Vec<Vec<u32>> = ps.iter().map(|p| alone(&model, p, 12)).collect();
+    // A small token budget forces prompts to be prefilled in chunks between decode steps.
+    let mut cfg = EngineConfig::new(4, 256, 2);
+    cfg.token_budget = 7;
+    let engine = Engine::start(model.clone(), cfg).unwrap();
+    assert_eq!(run_all(&engine, &ps, 12), want);
+}
+
+#[test]
+fn preemption_recomputes_without_changing_outputs() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let ps = prompts(&model, 5);
+    let want: Vec<Vec<u32>> = ps.iter().map(|p| alone(&model, p, 20)).collect();
+    // Blocks of 4 and a pool that holds about two sequences: the others get preempted.
+    let mut cfg = EngineConfig::new(5, 48, 2);
+    cfg.block_size = 4;
+    cfg.n_blocks = 14;
+    let engine = Engine::start(model.clone(), cfg).unwrap();
+    assert_eq!(run_all(&engine, &ps, 20), want);
+    assert!(engine.metrics.preemptions_total.load(std::sync::atomic::Ordering::Relaxed) > 0, "the test did not preempt");
+}
+
+#[test]
+fn a_dropped_receiver_frees_its_blocks() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(2, 256, 2)).unwrap();
+    let p = prompts(&model, 1).remove(0);
+    let mut rx = engine.submit(greedy(p.clone(), 200)).unwrap();
+    // Read two tokens, then hang up.
+    for _ in 0..2 {
+        assert!(matches!(rx.blocking_recv(), Some(Event::Token { .. })));
+    }
+    drop(rx);
+    // The next request still runs to completion, and the pool ends empty.
+    let (ids, _, _) = collect(engine.submit(greedy(p.clone(), 4)).unwrap());
+    assert_eq!(ids, alone(&model, &p, 4));
+    let m = &engine.metrics;
+    for _ in 0..100 {
+        if m.kv_blocks_used.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(m.kv_blocks_used.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(m.requests_cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn stop_strings_logprobs_and_bad_requests() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(2, 64, 2)).unwrap();
+    let p = prompts(&model, 1).remove(0);
+    let (_, full, _) = collect(engine.submit(greedy(p.clone(), 16)).unwrap());
+    // Stop at a piece of the greedy text from its middle: the output ends right before it.
+    let cut = full.char_indices().nth(full.chars().count() / 2).unwrap().0;
+    let stop: String = full[cut..].chars().take(3).collect();
+    let mut req = greedy(p.clone(), 16);
+    req.stop = vec![stop.clone()];
+    req.logprobs = Some(3);
+    let mut rx = engine.submit(req).unwrap();
+    let mut text = String::new();
+    let mut reason = None;
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            Event::Token { text: t, logprob, .. } => {
+                text.push_str(&t);
+                let lp = logprob.expect("logprobs were asked for");
+                assert_eq!(lp.top.len(), 3);
+                // Greedy: the chosen token is the most likely one.
+                assert_eq!(lp.logprob, lp.top[0].1);
+                assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1) && lp.top[0].1 <= 0.0);
+            }
+            Event::Done { text: t, summary } => {
+                text.push_str(&t);
+                reason = Some(summary.finish_reason);
+            }
+            Event::Error(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(reason, Some(hearth_engine::FinishReason::Stop));
+    assert_eq!(text, full[..full.find(&stop).unwrap()]);
+
+    assert_eq!(engine.submit(greedy(vec![], 4)).unwrap_err(), EngineError::EmptyPrompt);
+    assert!(matches!(engine.submit(greedy(vec![1; 64], 4)).unwrap_err(), EngineError::PromptTooLong { .. }));
+    let mut bad = greedy(p.clone(), 4);
+    bad.sampling.temperature = f32::NAN;
+    assert!(matches!(engine.submit(bad).unwrap_err(), EngineError::BadParameter(_)));
+}
