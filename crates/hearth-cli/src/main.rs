@@ -1,9 +1,10 @@
-//! `hearth`: run, pull, list, inspect, tokenize and score GGUF models.
+//! `hearth`: run, serve, pull, list, inspect, tokenize and score GGUF models.
 
 mod info;
 mod models;
 mod perplexity;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Answer a prompt, or chat interactively when no prompt is given on a terminal.
     Run(run::RunArgs),
+    /// Serve the model over HTTP: OpenAI- and Ollama-compatible APIs, many users at once.
+    Serve(serve::ServeArgs),
     /// Download a known model into the models directory.
     Pull {
         /// Model name (default: the default model).
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Serve(a) => serve::serve(a),
         Command::Pull { model, common } => {
             let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);
             match models::find_known(name) {

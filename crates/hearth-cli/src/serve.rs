@@ -1,0 +1,108 @@
+//! `hearth serve`: the OpenAI- and Ollama-compatible HTTP server.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hearth_model::KvType;
+use hearth_server::ServerOptions;
+
+use crate::{models, Common};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Model name or GGUF path [default: smollm2-135m-instruct, pulled on first use].
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// The name clients use for the model [default: the known model's name, or the file's stem].
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Address to listen on (use 0.0.0.0 to accept other machines).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Compute threads [default: all cores].
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+    /// Sequences decoding together at most.
+    #[arg(long, visible_alias = "max-seqs", short = 'p', default_value_t = 64)]
+    pub parallel: usize,
+    /// Tokens one request may hold, prompt and output [default: the model's training context].
+    #[arg(short = 'c', long)]
+    pub ctx_size: Option<usize>,
+    /// KV-cache blocks of 16 tokens [default: from --kv-memory].
+    #[arg(long)]
+    pub kv_blocks: Option<usize>,
+    /// KV-cache memory budget in MiB, when --kv-blocks is not given.
+    #[arg(long, default_value_t = 512)]
+    pub kv_memory: usize,
+    /// KV-cache element type: f16 or f32.
+    #[arg(long, default_value = "f16")]
+    pub kv_cache_type: KvType,
+    /// Tokens per engine step (decode tokens and prompt chunks together).
+    #[arg(long, default_value_t = 512)]
+    pub batch_tokens: usize,
+    /// Requests that may wait for a place; more get 503.
+    #[arg(long, default_value_t = 256)]
+    pub max_waiting: usize,
+    /// Require `Authorization: Bearer KEY` [env: HEARTH_API_KEY].
+    #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body: usize,
+    /// Seconds to let running requests finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub drain: u64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
+    let model_id = match (&a.alias, a.model.as_deref().map(models::find_known)) {
+        (Some(alias), _) => alias.clone(),
+        (None, Some(Some(k))) => k.name.to_string(),
+        (None, None) => models::DEFAULT_MODEL.to_string(),
+        (None, Some(None)) => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+    };
+    let n_threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n_threads == 0 || a.parallel == 0 || a.batch_tokens == 0 {
+        bail!("--threads, --parallel and --batch-tokens must be at least 1");
+    }
+    if a.ctx_size == Some(0) || a.kv_blocks == Some(0) {
+        bail!("--ctx-size and --kv-blocks must be at least 1");
+    }
+    let opts = ServerOptions {
+        model_path: path,
+        model_id,
+        host: a.host,
+        port: a.port,
+        n_threads,
+        max_seqs: a.parallel,
+        n_ctx: a.ctx_size.unwrap_or(0),
+        n_blocks: a.kv_blocks.unwrap_or(0),
+        kv_memory_mib: a.kv_memory,
+        kv_type: a.kv_cache_type,
+        token_budget: a.batch_tokens,
+        max_waiting: a.max_waiting,
+        api_key: a.api_key.filter(|k| !k.is_empty()),
+        max_body_bytes: a.max_body,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hearth-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    rt.block_on(hearth_server::run(opts, Duration::from_secs(a.drain)))?;
+    Ok(())
+}

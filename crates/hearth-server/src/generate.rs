@@ -1,0 +1,139 @@
+//! From API requests to engine requests and back: the shared plumbing of the OpenAI and
+//! Ollama handlers (prompt building, limits, fan-in of `n` choices, collection, and
+//! streaming bodies).
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use hearth_engine::{EngineError, Event, Request, Summary, TokenLogprob};
+use hearth_model::ChatMessage;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::error::ApiError;
+use crate::state::Ready;
+
+/// Tokens of a chat: the model's template applied to `messages` (with the assistant's turn
+/// opened), or the plain concatenation for a model without a template.
+pub fn chat_prompt(ready: &Ready, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+    let model = &ready.model;
+    let text = match &model.chat_template {
+        Some(t) => t.render(messages, true).map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e}")))?,
+        None => messages.iter().map(|m| format!("{}: {}\n", m.role, m.content)).collect::<String>() + "assistant: ",
+    };
+    Ok(model.tokenizer.encode(&text, true, true))
+}
+
+/// Tokens of a raw text prompt (special tokens in the text are honoured).
+pub fn text_prompt(ready: &Ready, text: &str) -> Vec<u32> {
+    ready.model.tokenizer.encode(text, true, true)
+}
+
+/// Checks the prompt against the context and resolves `max_tokens` (None = the rest of
+/// the context). `n_ctx` is the request's context (at most the server's); `param` and
+/// `prompt_param` are the request fields named in errors.
+pub fn resolve_max_tokens(prompt_len: usize, max_tokens: Option<i64>, n_ctx: usize, param: &'static str, prompt_param: &'static str) -> Result<usize, ApiError> {
+    if prompt_len == 0 {
+        return Err(ApiError::from(EngineError::EmptyPrompt).param(prompt_param));
+    }
+    if prompt_len >= n_ctx {
+        return Err(ApiError::from(EngineError::PromptTooLong { prompt: prompt_len, n_ctx }).param(prompt_param));
+    }
+    let room = n_ctx - prompt_len;
+    match max_tokens {
+        None => Ok(room),
+        Some(m) if m < 1 => Err(ApiError::bad_request(format!("{param} must be at least 1 (got {m})")).param(param)),
+        Some(m) if m as u64 > room as u64 => Err(ApiError::bad_request(format!(
+            "{param} is {m}, but the context holds {n_ctx} tokens and the prompt takes {prompt_len}: at most {room} can be generated"
+        ))
+        .param(param)),
+        Some(m) => Ok(m as usize),
+    }
+}
+
+/// Submits one request per choice (seeds offset per choice so that sampled choices
+/// differ) and merges their events, tagged with the choice index. Dropping the receiver
+/// cancels them all.
+pub fn submit(ready: &Ready, req: Request, n: usize) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
+    let mut streams = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut r = req.clone();
+        if let Some(seed) = r.sampling.seed.as_mut() {
+            *seed = seed.wrapping_add(i as u64);
+        }
+        streams.push(ready.engine.submit(r)?);
+    }
+    let (tx, rx) = unbounded_channel();
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = s.recv().await {
+                if tx.send((i, ev)).is_err() {
+                    return; // the client went away: dropping `s` cancels the sequence
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
+/// One finished choice.
+#[derive(Debug, Default)]
+pub struct Choice {
+    pub text: String,
+    /// Per generated token: its id, the text it released, its log-probabilities.
+    pub tokens: Vec<(u32, String, Option<TokenLogprob>)>,
+    pub summary: Option<Summary>,
+}
+
+/// Waits for every choice to finish.
+pub async fn collect(mut rx: UnboundedReceiver<(usize, Event)>, n: usize) -> Result<Vec<Choice>, ApiError> {
+    let mut out: Vec<Choice> = (0..n).map(|_| Choice::default()).collect();
+    let mut done = 0;
+    while done < n {
+        let Some((i, ev)) = rx.recv().await else {
+            return Err(EngineError::Stopped.into());
+        };
+        let c = &mut out[i];
+        match ev {
+            Event::Token { id, text, logprob } => {
+                c.text.push_str(&text);
+                c.tokens.push((id, text, logprob));
+            }
+            Event::Done { text, summary } => {
+                c.text.push_str(&text);
+                c.summary = Some(summary);
+                done += 1;
+            }
+            Event::Error(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A streaming response body fed by a channel of already formatted chunks.
+pub fn channel_body(rx: UnboundedReceiver<Bytes>) -> Body {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    Body::from_stream(stream)
+}
+
+/// The printable piece of a token, for logprob listings.
+pub fn token_piece(ready: &Ready, id: u32) -> (String, Vec<u8>) {
+    let bytes = ready.model.tokenizer.token_to_piece(id, true).to_vec();
+    (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+}
+
+/// Logs a finished generation (one line per choice).
+pub fn log_summary(route: &str, id: &str, s: &Summary) {
+    let t = &s.timings;
+    tracing::info!(
+        route,
+        id,
+        prompt_tokens = s.prompt_tokens,
+        completion_tokens = s.completion_tokens,
+        finish = s.finish_reason.as_str(),
+        queue_ms = s.queue_duration.as_secs_f64() * 1e3,
+        ttft_ms = t.time_to_first_token.as_secs_f64() * 1e3,
+        gen_tps = t.eval_tokens_per_second(),
+        "generation finished"
+    );
+}

@@ -1,0 +1,223 @@
+//! `hearth serve`: the OpenAI- and Ollama-compatible HTTP server. The HTTP layer (axum on
+//! a small tokio runtime) only parses, validates and formats; all sequence and KV state
+//! lives in the engine thread (`hearth_engine::Engine`), reached through channels.
+
+mod error;
+mod generate;
+mod ollama;
+mod openai;
+mod state;
+mod util;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+pub use error::ApiError;
+pub use state::{AppState, ServerOptions};
+
+/// Reported as `system_fingerprint` in OpenAI responses.
+pub(crate) const FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Load(String),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Every route.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/show", post(ollama::show))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/version", get(ollama::version))
+        .route("/", get(root).head(root))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Binds, prints the address, loads the model (answering 503 on `/health` meanwhile), and
+/// serves until SIGINT/SIGTERM. On a signal it stops accepting, lets running streams
+/// finish for up to `drain` and then cancels what is left.
+pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError> {
+    let addr = format!("{}:{}", opts.host, opts.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    let local: SocketAddr = listener.local_addr()?;
+    eprintln!("hearth: listening on http://{local}");
+    let state = Arc::new(AppState::new(opts));
+
+    let loader = state.clone();
+    let load = tokio::task::spawn_blocking(move || loader.load());
+
+    let app = router(state.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|&s| s).await;
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    match load.await {
+        Ok(Ok(())) => {
+            let r = state.ready().expect("loaded");
+            eprintln!("hearth: model '{}' ready in {:.2} s", state.opts.model_id, r.load_duration.as_secs_f64());
+        }
+        Ok(Err(e)) => {
+            let _ = stop_tx.send(true);
+            return Err(ServerError::Load(e));
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            return Err(ServerError::Load(format!("the loader failed: {e}")));
+        }
+    }
+
+    shutdown_signal().await;
+    eprintln!("hearth: shutting down: no new connections; waiting up to {} s for running requests", drain.as_secs());
+    let _ = stop_tx.send(true);
+    let mut server = server;
+    tokio::select! {
+        _ = &mut server => {}
+        _ = tokio::time::sleep(drain) => eprintln!("hearth: cancelling the requests still running"),
+        _ = shutdown_signal() => eprintln!("hearth: second signal: cancelling the requests still running"),
+    }
+    state.shutdown();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `Authorization: Bearer KEY` on every route but `/health` when an API key is set.
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.opts.api_key {
+        if req.uri().path() != "/health" {
+            let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            if given.map(str::trim) != Some(key.as_str()) {
+                let e = ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key (send Authorization: Bearer <key>)");
+                return if req.uri().path().starts_with("/api/") { e.ollama() } else { e }.into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// One structured log line per request (streaming responses: until the headers).
+async fn log_request(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t0 = Instant::now();
+    let resp = next.run(req).await;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    if path != "/health" && path != "/metrics" {
+        tracing::info!(%method, path, status = resp.status().as_u16(), ms, "request");
+    }
+    resp
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {method} {}", uri.path()))
+}
+
+async fn root() -> &'static str {
+    "Hearth is running"
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    let mut text = ready.engine.metrics.render();
+    text.push_str(&format!(
+        "# HELP hearth_uptime_seconds Seconds since the server started.\n# TYPE hearth_uptime_seconds gauge\nhearth_uptime_seconds {}\n",
+        state.started.elapsed().as_secs_f64()
+    ));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenizeRequest {
+    content: String,
+    #[serde(default)]
+    add_special: bool,
+    #[serde(default)]
+    with_pieces: bool,
+}
+
+async fn tokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let req: TokenizeRequest = util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
+    let ready = state.ready()?;
+    let ids = ready.model.tokenizer.encode(&req.content, req.add_special, true);
+    let tokens: Vec<serde_json::Value> = if req.with_pieces {
+        ids.iter().map(|&id| json!({"id": id, "piece": generate::token_piece(ready, id).0})).collect()
+    } else {
+        ids.iter().map(|&id| json!(id)).collect()
+    };
+    Ok(Json(json!({"tokens": tokens})).into_response())
+}
+
+#[derive(Deserialize)]
+struct DetokenizeRequest {
+    tokens: Vec<u32>,
+}
+
+async fn detokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let req: DetokenizeRequest = util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
+    let ready = state.ready()?;
+    let n_vocab = ready.model.config.n_vocab;
+    if let Some(&t) = req.tokens.iter().find(|&&t| t as usize >= n_vocab) {
+        return Err(ApiError::bad_request(format!("token id {t} is outside the vocabulary ({n_vocab})")).param("tokens"));
+    }
+    Ok(Json(json!({"content": ready.model.tokenizer.decode(&req.tokens, false)})).into_response())
+}

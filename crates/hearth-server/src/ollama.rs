@@ -1,0 +1,332 @@
+//! The Ollama API: `/api/generate`, `/api/chat` (NDJSON streaming by default), and the
+//! model endpoints `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_engine::{Event, Request, SamplingParams, Summary};
+use hearth_model::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::error::ApiError;
+use crate::generate::{self, channel_body};
+use crate::state::{AppState, Ready};
+use crate::util::{parse_json, read_body, rfc3339};
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+struct Options {
+    temperature: Option<f32>,
+    top_k: Option<i64>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    num_predict: Option<i64>,
+    num_ctx: Option<i64>,
+    seed: Option<i64>,
+    stop: Option<Vec<String>>,
+    repeat_penalty: Option<f32>,
+    repeat_last_n: Option<i64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+}
+
+#[derive(Deserialize, Debug)]
+struct GenerateRequest {
+    model: String,
+    #[serde(default)]
+    prompt: String,
+    system: Option<String>,
+    #[serde(default)]
+    raw: bool,
+    stream: Option<bool>,
+    #[serde(default)]
+    options: Options,
+    /// Accepted for compatibility: the model stays loaded for the server's lifetime.
+    #[allow(dead_code)]
+    keep_alive: Option<Value>,
+}
+
+#[derive(Deserialize, Debug)]
+struct MessageIn {
+    role: String,
+    #[serde(default)]
+    content: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct ChatRequest {
+    model: String,
+    #[serde(default)]
+    messages: Vec<MessageIn>,
+    stream: Option<bool>,
+    #[serde(default)]
+    options: Options,
+    #[allow(dead_code)]
+    keep_alive: Option<Value>,
+}
+
+#[derive(Deserialize, Debug)]
+struct ShowRequest {
+    model: Option<String>,
+    name: Option<String>,
+}
+
+fn check_model<'a>(state: &'a AppState, name: &str) -> Result<&'a Ready, ApiError> {
+    if !state.serves(name) {
+        return Err(ApiError::unknown_model(name, &state.opts.model_id).ollama());
+    }
+    state.ready().map_err(ApiError::ollama)
+}
+
+/// Ollama's defaults for what the request leaves out.
+fn sampling(o: &Options, n_vocab: usize) -> Result<SamplingParams, ApiError> {
+    let mut p = SamplingParams {
+        temperature: o.temperature.unwrap_or(0.8),
+        top_k: 40,
+        top_p: o.top_p.unwrap_or(0.9),
+        min_p: o.min_p.unwrap_or(0.0),
+        repeat_penalty: o.repeat_penalty.unwrap_or(1.1),
+        repeat_last_n: 64,
+        presence_penalty: o.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
+        logit_bias: Vec::new(),
+        seed: o.seed.map(|s| s as u64),
+    };
+    if let Some(k) = o.top_k {
+        p.top_k = usize::try_from(k).map_err(|_| ApiError::bad_request(format!("top_k must not be negative (got {k})")))?;
+    }
+    if let Some(n) = o.repeat_last_n {
+        p.repeat_last_n = usize::try_from(n).map_err(|_| ApiError::bad_request(format!("repeat_last_n must not be negative (got {n})")))?;
+    }
+    if p.temperature < 0.0 {
+        return Err(ApiError::bad_request(format!("temperature must not be negative (got {})", p.temperature)));
+    }
+    if p.temperature == 0.0 {
+        p = SamplingParams { repeat_penalty: p.repeat_penalty, repeat_last_n: p.repeat_last_n, presence_penalty: p.presence_penalty, frequency_penalty: p.frequency_penalty, seed: p.seed, ..SamplingParams::greedy() };
+    }
+    p.validate(n_vocab).map_err(ApiError::bad_request)?;
+    Ok(p)
+}
+
+/// The engine request for `prompt` under Ollama's options: `num_ctx` narrows the context,
+/// `num_predict` -1 (the default) or -2 runs to the end of it.
+fn engine_request(ready: &Ready, prompt: Vec<u32>, o: &Options) -> Result<Request, ApiError> {
+    let server_ctx = ready.engine.config.n_ctx;
+    let n_ctx = match o.num_ctx {
+        None => server_ctx,
+        Some(n) if n >= 1 => (n as usize).min(server_ctx),
+        Some(n) => return Err(ApiError::bad_request(format!("num_ctx must be positive (got {n})"))),
+    };
+    let room = generate::resolve_max_tokens(prompt.len(), None, n_ctx, "num_predict", "prompt")?;
+    let max_tokens = match o.num_predict {
+        None | Some(-1) | Some(-2) => room,
+        Some(n) if n >= 1 => (n as usize).min(room),
+        Some(n) => return Err(ApiError::bad_request(format!("num_predict must be positive, -1 or -2 (got {n})"))),
+    };
+    let stop = o.stop.clone().unwrap_or_default();
+    if stop.iter().any(|s| s.is_empty()) {
+        return Err(ApiError::bad_request("stop strings must not be empty"));
+    }
+    Ok(Request { prompt_ids: prompt, max_tokens, sampling: sampling(o, ready.model.config.n_vocab)?, stop, ignore_eos: false, logprobs: None })
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+/// The statistics Ollama puts in its final message. `load_duration` is the time the request
+/// waited for a place in the running batch (the model itself is loaded at start-up).
+fn final_stats(s: &Summary) -> Value {
+    let t = &s.timings;
+    json!({
+        "done_reason": s.finish_reason.as_str(),
+        "total_duration": nanos(t.total_duration),
+        "load_duration": nanos(s.queue_duration),
+        "prompt_eval_count": t.prompt_eval_count,
+        "prompt_eval_duration": nanos(t.prompt_eval_duration),
+        "eval_count": t.eval_count,
+        "eval_duration": nanos(t.eval_duration),
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// Runs one generation and answers as NDJSON lines (streaming) or one object. `piece`
+/// wraps a piece of text in the endpoint's message shape.
+async fn respond(state: Arc<AppState>, req: Request, stream: bool, route: &'static str, piece: fn(&str) -> Value) -> Result<Response, ApiError> {
+    let ready = state.ready().map_err(ApiError::ollama)?;
+    let mut rx = generate::submit(ready, req, 1).map_err(ApiError::ollama)?;
+    let model = state.opts.model_id.clone();
+    let head = move || json!({"model": model, "created_at": rfc3339(SystemTime::now())});
+    if !stream {
+        let choice = generate::collect(rx, 1).await.map_err(ApiError::ollama)?.remove(0);
+        let s = choice.summary.expect("collected choices are finished");
+        generate::log_summary(route, "-", &s);
+        return Ok(Json(merge(merge(head(), piece(&choice.text)), merge(json!({"done": true}), final_stats(&s)))).into_response());
+    }
+    let (btx, brx) = unbounded_channel::<Bytes>();
+    let line = |v: Value| Bytes::from(format!("{v}\n"));
+    tokio::spawn(async move {
+        while let Some((_, ev)) = rx.recv().await {
+            let msg = match ev {
+                Event::Token { text, .. } if text.is_empty() => continue,
+                Event::Token { text, .. } => merge(merge(head(), piece(&text)), json!({"done": false})),
+                Event::Done { text, summary } => {
+                    generate::log_summary(route, "stream", &summary);
+                    if !text.is_empty() {
+                        let _ = btx.send(line(merge(merge(head(), piece(&text)), json!({"done": false}))));
+                    }
+                    let last = merge(merge(head(), piece("")), merge(json!({"done": true}), final_stats(&summary)));
+                    let _ = btx.send(line(last));
+                    return;
+                }
+                Event::Error(e) => json!({"error": e.to_string()}),
+            };
+            if btx.send(line(msg)).is_err() {
+                return; // client gone; dropping `rx` cancels the sequence
+            }
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], channel_body(brx)).into_response())
+}
+
+/// The reply to a request with nothing to generate: Ollama loads the model and says so.
+fn load_reply(state: &AppState, piece: Value) -> Response {
+    Json(merge(merge(json!({"model": state.opts.model_id, "created_at": rfc3339(SystemTime::now())}), piece), json!({"done": true, "done_reason": "load"})))
+        .into_response()
+}
+
+/// `POST /api/generate`
+pub async fn generate(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.opts.max_body_bytes).await.map_err(ApiError::ollama)?;
+    let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let ready = check_model(&state, &req.model)?;
+    if req.prompt.is_empty() && req.system.is_none() {
+        return Ok(load_reply(&state, json!({"response": ""})));
+    }
+    let prompt = if req.raw || ready.model.chat_template.is_none() {
+        generate::text_prompt(ready, &format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt))
+    } else {
+        let mut messages = Vec::new();
+        if let Some(s) = &req.system {
+            messages.push(ChatMessage::new("system", s.clone()));
+        }
+        messages.push(ChatMessage::new("user", req.prompt.clone()));
+        generate::chat_prompt(ready, &messages).map_err(ApiError::ollama)?
+    };
+    let engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    respond(state.clone(), engine_req, req.stream.unwrap_or(true), "generate", |t| json!({"response": t})).await
+}
+
+/// `POST /api/chat`
+pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.opts.max_body_bytes).await.map_err(ApiError::ollama)?;
+    let req: ChatRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let ready = check_model(&state, &req.model)?;
+    if req.messages.is_empty() {
+        return Ok(load_reply(&state, json!({"message": {"role": "assistant", "content": ""}})));
+    }
+    let mut messages = Vec::new();
+    for m in &req.messages {
+        if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
+            return Err(ApiError::bad_request(format!("unknown message role '{}'", m.role)).ollama());
+        }
+        messages.push(ChatMessage::new(m.role.clone(), m.content.clone()));
+    }
+    let prompt = generate::chat_prompt(ready, &messages).map_err(ApiError::ollama)?;
+    let engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    respond(state.clone(), engine_req, req.stream.unwrap_or(true), "chat", |t| json!({"message": {"role": "assistant", "content": t}})).await
+}
+
+fn details(ready: &Ready) -> Value {
+    let i = &ready.info;
+    json!({
+        "parent_model": "",
+        "format": "gguf",
+        "family": i.family,
+        "families": [i.family],
+        "parameter_size": i.parameter_size(),
+        "quantization_level": i.quantization,
+    })
+}
+
+fn model_entry(ready: &Ready) -> Value {
+    let i = &ready.info;
+    json!({
+        "name": format!("{}:latest", i.id),
+        "model": format!("{}:latest", i.id),
+        "modified_at": rfc3339(i.modified),
+        "size": i.size_bytes,
+        "digest": i.digest(),
+        "details": details(ready),
+    })
+}
+
+/// `GET /api/tags`
+pub async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let ready = state.ready().map_err(ApiError::ollama)?;
+    Ok(Json(json!({"models": [model_entry(ready)]})))
+}
+
+/// `GET /api/ps`
+pub async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let ready = state.ready().map_err(ApiError::ollama)?;
+    let mut m = model_entry(ready);
+    // Loaded until the server stops: report an expiry far ahead, as Ollama does for
+    // keep_alive -1.
+    m["expires_at"] = json!("2318-01-01T00:00:00Z");
+    m["size_vram"] = json!(0);
+    m["context_length"] = json!(ready.engine.config.n_ctx);
+    Ok(Json(json!({"models": [m]})))
+}
+
+/// `POST /api/show`
+pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(body, state.opts.max_body_bytes).await.map_err(ApiError::ollama)?;
+    let req: ShowRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let name = req.model.or(req.name).ok_or_else(|| ApiError::bad_request("missing field `model`").ollama())?;
+    let ready = check_model(&state, &name)?;
+    let c = &ready.model.config;
+    let arch = &c.arch;
+    let template = ready.model.gguf().get_str("tokenizer.chat_template").unwrap_or_default().to_string();
+    let model_info = json!({
+        "general.architecture": arch,
+        "general.parameter_count": ready.info.n_params,
+        format!("{arch}.context_length"): c.n_ctx_train,
+        format!("{arch}.embedding_length"): c.n_embd,
+        format!("{arch}.block_count"): c.n_layer,
+        format!("{arch}.feed_forward_length"): c.n_ff,
+        format!("{arch}.attention.head_count"): c.n_head,
+        format!("{arch}.attention.head_count_kv"): c.n_head_kv,
+        format!("{arch}.rope.freq_base"): c.rope_freq_base,
+        "tokenizer.ggml.model": ready.model.tokenizer.model().gguf_name(),
+        "tokenizer.ggml.vocab_size": c.n_vocab,
+    });
+    Ok(Json(json!({
+        "license": "",
+        "modelfile": format!("# Served by Hearth\nFROM {}\n", state.opts.model_path.display()),
+        "parameters": "",
+        "template": template,
+        "details": details(ready),
+        "model_info": model_info,
+        "capabilities": ["completion"],
+        "modified_at": rfc3339(ready.info.modified),
+    })))
+}
+
+/// `GET /api/version`
+pub async fn version() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}

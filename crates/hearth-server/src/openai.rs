@@ -1,0 +1,490 @@
+//! The OpenAI API: `/v1/chat/completions`, `/v1/completions` (streaming SSE and not),
+//! `/v1/models`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_engine::{Event, Request, SamplingParams, Summary, TokenLogprob};
+use hearth_model::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::error::ApiError;
+use crate::generate::{self, channel_body, Choice};
+use crate::state::{AppState, Ready};
+use crate::util::{new_id, parse_json, read_body, unix_now};
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Debug, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Fields shared by both completion endpoints.
+#[derive(Deserialize, Debug)]
+struct Common {
+    model: String,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<i64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<i64>,
+    min_p: Option<f32>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<i64>,
+    stop: Option<StopSpec>,
+    logit_bias: Option<HashMap<String, f32>>,
+    n: Option<i64>,
+    /// Not part of OpenAI's API: keep generating past end-of-generation (benchmarks).
+    #[serde(default)]
+    ignore_eos: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize, Debug)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+struct MessageIn {
+    role: String,
+    content: Option<Content>,
+}
+
+#[derive(Deserialize, Debug)]
+struct ChatRequest {
+    #[serde(flatten)]
+    common: Common,
+    messages: Vec<MessageIn>,
+    max_completion_tokens: Option<i64>,
+    logprobs: Option<bool>,
+    top_logprobs: Option<i64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum PromptSpec {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Deserialize, Debug)]
+struct CompletionRequest {
+    #[serde(flatten)]
+    common: Common,
+    prompt: PromptSpec,
+    logprobs: Option<i64>,
+    #[serde(default)]
+    echo: bool,
+}
+
+/// Validates the sampling fields and builds the engine's settings (llama.cpp's defaults for
+/// what the request leaves out; temperature 0 is greedy).
+fn sampling(c: &Common, n_vocab: usize) -> Result<SamplingParams, ApiError> {
+    let range = |name: &'static str, v: Option<f32>, lo: f32, hi: f32| match v {
+        Some(x) if !(lo..=hi).contains(&x) || !x.is_finite() => {
+            Err(ApiError::bad_request(format!("{name} must be between {lo} and {hi} (got {x})")).param(name))
+        }
+        _ => Ok(()),
+    };
+    range("temperature", c.temperature, 0.0, 2.0)?;
+    range("top_p", c.top_p, 0.0, 1.0)?;
+    range("min_p", c.min_p, 0.0, 1.0)?;
+    range("presence_penalty", c.presence_penalty, -2.0, 2.0)?;
+    range("frequency_penalty", c.frequency_penalty, -2.0, 2.0)?;
+    range("repetition_penalty", c.repetition_penalty, 0.0, 10.0)?;
+    let mut p = SamplingParams::default();
+    if let Some(t) = c.temperature {
+        p.temperature = t;
+    }
+    if let Some(v) = c.top_p {
+        p.top_p = v;
+    }
+    if let Some(k) = c.top_k {
+        if k < 0 {
+            return Err(ApiError::bad_request(format!("top_k must be 0 (off) or positive (got {k})")).param("top_k"));
+        }
+        p.top_k = k as usize;
+    }
+    if let Some(v) = c.min_p {
+        p.min_p = v;
+    }
+    p.presence_penalty = c.presence_penalty.unwrap_or(0.0);
+    p.frequency_penalty = c.frequency_penalty.unwrap_or(0.0);
+    p.repeat_penalty = c.repetition_penalty.unwrap_or(1.0);
+    p.seed = c.seed.map(|s| s as u64);
+    if let Some(bias) = &c.logit_bias {
+        for (k, &b) in bias {
+            let id: u32 = k
+                .parse()
+                .ok()
+                .filter(|&id: &u32| (id as usize) < n_vocab)
+                .ok_or_else(|| ApiError::bad_request(format!("logit_bias key '{k}' is not a token id below {n_vocab}")).param("logit_bias"))?;
+            if !(-100.0..=100.0).contains(&b) {
+                return Err(ApiError::bad_request(format!("logit_bias values must be between -100 and 100 (got {b})")).param("logit_bias"));
+            }
+            p.logit_bias.push((id, b));
+        }
+        p.logit_bias.sort_by_key(|&(id, _)| id);
+    }
+    if p.temperature <= 0.0 {
+        p = SamplingParams { logit_bias: p.logit_bias, presence_penalty: p.presence_penalty, frequency_penalty: p.frequency_penalty, repeat_penalty: p.repeat_penalty, seed: p.seed, ..SamplingParams::greedy() };
+    }
+    p.validate(n_vocab).map_err(ApiError::bad_request)?;
+    Ok(p)
+}
+
+fn stops(c: &Common) -> Result<Vec<String>, ApiError> {
+    let v = match &c.stop {
+        None => Vec::new(),
+        Some(StopSpec::One(s)) => vec![s.clone()],
+        Some(StopSpec::Many(v)) => v.clone(),
+    };
+    if v.len() > 16 || v.iter().any(|s| s.is_empty()) {
+        return Err(ApiError::bad_request("stop must be up to 16 non-empty strings").param("stop"));
+    }
+    Ok(v)
+}
+
+fn choice_count(c: &Common) -> Result<usize, ApiError> {
+    match c.n.unwrap_or(1) {
+        n @ 1..=16 => Ok(n as usize),
+        n => Err(ApiError::bad_request(format!("n must be between 1 and 16 (got {n})")).param("n")),
+    }
+}
+
+fn check_model<'a>(state: &'a AppState, c: &Common) -> Result<&'a Ready, ApiError> {
+    if !state.serves(&c.model) {
+        return Err(ApiError::unknown_model(&c.model, &state.opts.model_id));
+    }
+    state.ready()
+}
+
+fn usage(prompt_tokens: usize, choices: impl Iterator<Item = usize>) -> Value {
+    let completion: usize = choices.sum();
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion})
+}
+
+fn chat_logprob(ready: &Ready, id: u32, lp: &TokenLogprob) -> Value {
+    let entry = |id: u32, logprob: f32| {
+        let (token, bytes) = generate::token_piece(ready, id);
+        json!({"token": token, "logprob": logprob, "bytes": bytes})
+    };
+    let mut v = entry(id, lp.logprob);
+    v["top_logprobs"] = lp.top.iter().map(|&(t, l)| entry(t, l)).collect();
+    v
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse_json(&read_body(body, state.opts.max_body_bytes).await?)?;
+    let ready = check_model(&state, &req.common)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("messages must not be empty").param("messages"));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
+            return Err(ApiError::bad_request(format!("unknown message role '{}'", m.role)).param("messages"));
+        }
+        let content = match &m.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(parts)) => {
+                let mut s = String::new();
+                for p in parts {
+                    match (p.kind.as_str(), &p.text) {
+                        ("text", Some(t)) => s.push_str(t),
+                        (k, _) => return Err(ApiError::bad_request(format!("message content of type '{k}' is not supported")).param("messages")),
+                    }
+                }
+                s
+            }
+        };
+        let role = if m.role == "developer" { "system" } else { m.role.as_str() };
+        messages.push(ChatMessage::new(role, content));
+    }
+    let c = &req.common;
+    let prompt = generate::chat_prompt(ready, &messages)?;
+    let (max_param, max) = match req.max_completion_tokens {
+        Some(m) => ("max_completion_tokens", Some(m)),
+        None => ("max_tokens", c.max_tokens),
+    };
+    let max_tokens = generate::resolve_max_tokens(prompt.len(), max, ready.engine.config.n_ctx, max_param, "messages")?;
+    let top = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (_, Some(t)) if !(0..=20).contains(&t) => {
+            return Err(ApiError::bad_request(format!("top_logprobs must be between 0 and 20 (got {t})")).param("top_logprobs"))
+        }
+        (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true").param("top_logprobs")),
+        (true, t) => Some(t.unwrap_or(0) as usize),
+        (false, None) => None,
+    };
+    let engine_req = Request {
+        prompt_ids: prompt,
+        max_tokens,
+        sampling: sampling(c, ready.model.config.n_vocab)?,
+        stop: stops(c)?,
+        ignore_eos: c.ignore_eos,
+        logprobs: top,
+    };
+    let n = choice_count(c)?;
+    let n_prompt = engine_req.prompt_ids.len();
+    let rx = generate::submit(ready, engine_req, n)?;
+    let id = new_id("chatcmpl");
+    let (created, model) = (unix_now(), state.opts.model_id.clone());
+
+    if !c.stream {
+        let choices = generate::collect(rx, n).await?;
+        let out: Vec<Value> = choices
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                let s = ch.summary.as_ref().expect("collected choices are finished");
+                generate::log_summary("chat", &id, s);
+                let logprobs = top.map(|_| {
+                    let content: Vec<Value> = ch.tokens.iter().filter_map(|(t, _, lp)| lp.as_ref().map(|lp| chat_logprob(ready, *t, lp))).collect();
+                    json!({"content": content})
+                });
+                json!({
+                    "index": i,
+                    "message": {"role": "assistant", "content": ch.text},
+                    "logprobs": logprobs,
+                    "finish_reason": s.finish_reason.as_str(),
+                })
+            })
+            .collect();
+        let usage = usage(n_prompt, choices.iter().map(completion_tokens));
+        return Ok(Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
+        }))
+        .into_response());
+    }
+
+    let include_usage = c.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let ready_model = state.clone();
+    let chunk = move |choices: Value, usage: Option<Value>| {
+        let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                           "system_fingerprint": crate::FINGERPRINT, "choices": choices});
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        sse(&v)
+    };
+    let stream = move |mut rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, btx: tokio::sync::mpsc::UnboundedSender<Bytes>| async move {
+        let Ok(ready) = ready_model.ready() else { return };
+        for i in 0..n {
+            let delta = json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
+            if btx.send(chunk(delta, None)).is_err() {
+                return;
+            }
+        }
+        let (mut done, mut completion) = (0, vec![0usize; n]);
+        while done < n {
+            let Some((i, ev)) = rx.recv().await else { break };
+            let msg = match ev {
+                Event::Token { id: tok, text, logprob } => {
+                    let logprobs = logprob.as_ref().map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
+                    if text.is_empty() && logprobs.is_none() {
+                        continue;
+                    }
+                    chunk(json!([{"index": i, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}]), None)
+                }
+                Event::Done { text, summary } => {
+                    done += 1;
+                    completion[i] = summary.completion_tokens;
+                    generate::log_summary("chat", "stream", &summary);
+                    let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
+                    chunk(json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
+                }
+                Event::Error(e) => {
+                    let _ = btx.send(sse(&json!({"error": {"message": e.to_string(), "type": "server_error"}})));
+                    return;
+                }
+            };
+            if btx.send(msg).is_err() {
+                return; // client gone; dropping `rx` cancels the sequences
+            }
+        }
+        if include_usage {
+            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, completion.into_iter()))));
+        }
+        let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
+    };
+    Ok(sse_response(rx, stream))
+}
+
+fn completion_tokens(c: &Choice) -> usize {
+    c.summary.as_ref().map_or(0, |s: &Summary| s.completion_tokens)
+}
+
+fn sse(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// Runs `produce` on its own task, feeding an SSE response body.
+fn sse_response<F, Fut>(rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, produce: F) -> Response
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, tokio::sync::mpsc::UnboundedSender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (btx, brx) = unbounded_channel();
+    tokio::spawn(produce(rx, btx));
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], channel_body(brx)).into_response()
+}
+
+/// OpenAI's legacy completion logprobs for one choice.
+fn completion_logprobs(ready: &Ready, tokens: &[(u32, String, Option<TokenLogprob>)], offset0: usize) -> Value {
+    let (mut toks, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);
+    let mut offset = offset0;
+    for (id, text, lp) in tokens {
+        let Some(lp) = lp else { continue };
+        toks.push(generate::token_piece(ready, *id).0);
+        lps.push(lp.logprob);
+        let top: serde_json::Map<String, Value> = lp.top.iter().map(|&(t, l)| (generate::token_piece(ready, t).0, json!(l))).collect();
+        tops.push(Value::Object(top));
+        offsets.push(offset);
+        offset += text.len();
+    }
+    json!({"tokens": toks, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets})
+}
+
+/// `POST /v1/completions`
+pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse_json(&read_body(body, state.opts.max_body_bytes).await?)?;
+    let ready = check_model(&state, &req.common)?;
+    let c = &req.common;
+    if req.echo {
+        return Err(ApiError::bad_request("echo is not supported").param("echo"));
+    }
+    let prompt = match &req.prompt {
+        PromptSpec::Text(t) => generate::text_prompt(ready, t),
+        PromptSpec::Texts(v) if v.len() == 1 => generate::text_prompt(ready, &v[0]),
+        PromptSpec::Texts(_) => return Err(ApiError::bad_request("prompt must be one string (batches of prompts are not supported)").param("prompt")),
+        PromptSpec::Tokens(ids) => ids.clone(),
+    };
+    let max_tokens = generate::resolve_max_tokens(prompt.len(), c.max_tokens.or(Some(16)), ready.engine.config.n_ctx, "max_tokens", "prompt")?;
+    let logprobs = match req.logprobs {
+        Some(l) if !(0..=20).contains(&l) => return Err(ApiError::bad_request(format!("logprobs must be between 0 and 20 (got {l})")).param("logprobs")),
+        l => l.map(|l| l as usize),
+    };
+    let engine_req = Request {
+        prompt_ids: prompt,
+        max_tokens,
+        sampling: sampling(c, ready.model.config.n_vocab)?,
+        stop: stops(c)?,
+        ignore_eos: c.ignore_eos,
+        logprobs,
+    };
+    let n = choice_count(c)?;
+    let n_prompt = engine_req.prompt_ids.len();
+    let rx = generate::submit(ready, engine_req, n)?;
+    let id = new_id("cmpl");
+    let (created, model) = (unix_now(), state.opts.model_id.clone());
+
+    if !c.stream {
+        let choices = generate::collect(rx, n).await?;
+        let out: Vec<Value> = choices
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                let s = ch.summary.as_ref().expect("collected choices are finished");
+                generate::log_summary("completions", &id, s);
+                json!({
+                    "index": i,
+                    "text": ch.text,
+                    "logprobs": logprobs.map(|_| completion_logprobs(ready, &ch.tokens, 0)),
+                    "finish_reason": s.finish_reason.as_str(),
+                })
+            })
+            .collect();
+        let usage = usage(n_prompt, choices.iter().map(completion_tokens));
+        return Ok(Json(json!({
+            "id": id, "object": "text_completion", "created": created, "model": model,
+            "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
+        }))
+        .into_response());
+    }
+
+    let include_usage = c.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let st = state.clone();
+    let chunk = move |choices: Value, usage: Option<Value>| {
+        let mut v = json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                           "system_fingerprint": crate::FINGERPRINT, "choices": choices});
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        sse(&v)
+    };
+    let stream = move |mut rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, btx: tokio::sync::mpsc::UnboundedSender<Bytes>| async move {
+        let Ok(ready) = st.ready() else { return };
+        let (mut done, mut completion, mut offsets) = (0, vec![0usize; n], vec![0usize; n]);
+        while done < n {
+            let Some((i, ev)) = rx.recv().await else { break };
+            let msg = match ev {
+                Event::Token { id: tok, text, logprob } => {
+                    if text.is_empty() && logprob.is_none() {
+                        continue;
+                    }
+                    let entry = [(tok, text.clone(), logprob)];
+                    let lp = logprobs.map(|_| completion_logprobs(ready, &entry, offsets[i]));
+                    offsets[i] += text.len();
+                    chunk(json!([{"index": i, "text": text, "logprobs": lp, "finish_reason": null}]), None)
+                }
+                Event::Done { text, summary } => {
+                    done += 1;
+                    completion[i] = summary.completion_tokens;
+                    generate::log_summary("completions", "stream", &summary);
+                    chunk(json!([{"index": i, "text": text, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
+                }
+                Event::Error(e) => {
+                    let _ = btx.send(sse(&json!({"error": {"message": e.to_string(), "type": "server_error"}})));
+                    return;
+                }
+            };
+            if btx.send(msg).is_err() {
+                return;
+            }
+        }
+        if include_usage {
+            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, completion.into_iter()))));
+        }
+        let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
+    };
+    Ok(sse_response(rx, stream))
+}
+
+/// `GET /v1/models`
+pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let created = state.ready().ok().map_or(0, |r| r.info.modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    Json(json!({"object": "list", "data": [{
+        "id": state.opts.model_id, "object": "model", "created": created, "owned_by": "hearth",
+    }]}))
+}
