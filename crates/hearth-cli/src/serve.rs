@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body: usize,
+    /// Do not reuse the KV cache of earlier requests that start with the same tokens.
+    #[arg(long)]
+    pub no_prefix_cache: bool,
     /// Seconds to let running requests finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain: u64,
@@ -90,6 +93,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_waiting: a.max_waiting,
         api_key: a.api_key.filter(|k| !k.is_empty()),
         max_body_bytes: a.max_body,
+        prefix_caching: !a.no_prefix_cache,
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "info".into()))

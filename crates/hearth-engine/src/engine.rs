@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use hearth_model::{Batch, KvType, Model};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::blocks::BlockManager;
 use crate::metrics::Metrics;
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::{StopEvent, StopMatcher};
@@ -45,6 +46,8 @@ pub struct EngineConfig {
     pub n_threads: usize,
     /// Requests allowed to wait for a place; more are refused as overloaded.
     pub max_waiting: usize,
+    /// Reuse the KV blocks of earlier requests that start with the same tokens.
+    pub prefix_caching: bool,
 }
 
 impl EngineConfig {
@@ -60,6 +63,7 @@ impl EngineConfig {
             kv_type: KvType::F16,
             n_threads,
             max_waiting: 256,
+            prefix_caching: true,
         }
     }
 }
@@ -121,6 +125,8 @@ pub enum Event {
 pub struct Summary {
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
     pub timings: Timings,
     /// From arrival to the first step that ran it.
@@ -221,6 +227,10 @@ struct Seq<'m> {
     n_computed: usize,
     /// KV blocks holding positions `0..blocks.len() * block_size`.
     blocks: Vec<u32>,
+    /// Chained hashes of the leading blocks that are full (registered in the prefix cache).
+    block_hashes: Vec<u64>,
+    /// Prompt tokens found in the prefix cache when first scheduled.
+    cached_tokens: Option<usize>,
     sampler: Sampler,
     decoder: hearth_model::tokenizer::StreamDecoder<'m>,
     stops: StopMatcher,
@@ -241,7 +251,7 @@ struct Scheduler<'m> {
     cfg: EngineConfig,
     metrics: Arc<Metrics>,
     kv: hearth_model::KvCache,
-    free_blocks: Vec<u32>,
+    blocks: BlockManager,
     /// Admitted sequences, oldest first.
     running: Vec<Seq<'m>>,
     /// Not yet admitted, or preempted (those go to the front).
@@ -251,8 +261,11 @@ struct Scheduler<'m> {
 impl<'m> Scheduler<'m> {
     fn new(model: &'m Model, cfg: EngineConfig, metrics: Arc<Metrics>) -> Scheduler<'m> {
         let kv = model.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type);
-        let free_blocks = (0..cfg.n_blocks as u32).rev().collect();
-        Scheduler { model, cfg, metrics, kv, free_blocks, running: Vec::new(), waiting: VecDeque::new() }
+        // The prefix cache's hash chain starts from the model and the KV type.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&format!("{:?} {:?} {}", model.config, cfg.kv_type, model.gguf().bytes().len()), &mut h);
+        let blocks = BlockManager::new(cfg.n_blocks, cfg.block_size, cfg.prefix_caching, std::hash::Hasher::finish(&h));
+        Scheduler { model, cfg, metrics, kv, blocks, running: Vec::new(), waiting: VecDeque::new() }
     }
 
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
@@ -290,6 +303,8 @@ impl<'m> Scheduler<'m> {
             tx,
             n_computed: 0,
             blocks: Vec::new(),
+            block_hashes: Vec::new(),
+            cached_tokens: None,
             arrived,
             first_scheduled: None,
             first_token: None,
@@ -301,11 +316,14 @@ impl<'m> Scheduler<'m> {
         let m = &self.metrics;
         m.requests_running.store(self.running.len() as u64, Relaxed);
         m.requests_waiting.store(self.waiting.len() as u64, Relaxed);
-        m.kv_blocks_used.store((self.cfg.n_blocks - self.free_blocks.len()) as u64, Relaxed);
+        m.kv_blocks_used.store(self.blocks.n_used() as u64, Relaxed);
+        m.kv_blocks_cached.store(self.blocks.n_cached_free() as u64, Relaxed);
     }
 
     fn release(&mut self, seq: &mut Seq<'_>) {
-        self.free_blocks.extend(seq.blocks.drain(..).rev());
+        self.blocks.release(&seq.blocks);
+        seq.blocks.clear();
+        seq.block_hashes.clear();
         seq.n_computed = 0;
     }
 
@@ -329,15 +347,33 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Grows `seq`'s block table to hold `n_pos` positions, if the pool allows.
-    fn reserve(free: &mut Vec<u32>, seq: &mut Seq<'_>, n_pos: usize, block_size: usize) -> bool {
+    fn reserve(blocks: &mut BlockManager, seq: &mut Seq<'_>, n_pos: usize, block_size: usize) -> bool {
         let need = n_pos.div_ceil(block_size).saturating_sub(seq.blocks.len());
-        if need > free.len() {
+        if need > blocks.n_free() {
             return false;
         }
         for _ in 0..need {
-            seq.blocks.push(free.pop().expect("checked above"));
+            seq.blocks.push(blocks.allocate().expect("checked above"));
         }
         true
+    }
+
+    /// Starts a sequence that holds no blocks from the longest cached prefix of its
+    /// tokens, leaving at least its last token to compute (its logits are needed).
+    fn match_prefix(&mut self, s: &mut Seq<'_>) {
+        let bs = self.cfg.block_size;
+        let (blocks, hashes) = self.blocks.match_prefix(&s.tokens, (s.tokens.len() - 1) / bs);
+        s.n_computed = blocks.len() * bs;
+        s.blocks = blocks;
+        s.block_hashes = hashes;
+        if s.cached_tokens.is_none() {
+            let cached = s.n_computed.min(s.req.prompt_ids.len());
+            s.cached_tokens = Some(cached);
+            if self.cfg.prefix_caching {
+                self.metrics.prefix_cache_queries_total.fetch_add(s.req.prompt_ids.len() as u64, Relaxed);
+                self.metrics.prefix_cache_hits_total.fetch_add(cached as u64, Relaxed);
+            }
+        }
     }
 
     /// Builds and runs one batch, then samples for every sequence that reached its end.
@@ -353,7 +389,7 @@ impl<'m> Scheduler<'m> {
             let s = &self.running[i];
             let take = (s.tokens.len() - s.n_computed).min(budget);
             let n_pos = s.n_computed + take;
-            if Self::reserve(&mut self.free_blocks, &mut self.running[i], n_pos, bs) {
+            if Self::reserve(&mut self.blocks, &mut self.running[i], n_pos, bs) {
                 plan.push((i, take));
                 budget -= take;
                 i += 1;
@@ -369,8 +405,11 @@ impl<'m> Scheduler<'m> {
         // Then waiting ones, in order, while there is room, budget and blocks.
         while budget > 0 && self.running.len() < self.cfg.max_seqs {
             let Some(mut s) = self.waiting.pop_front() else { break };
+            self.match_prefix(&mut s);
             let take = (s.tokens.len() - s.n_computed).min(budget);
-            if !Self::reserve(&mut self.free_blocks, &mut s, take, bs) {
+            let n_pos = s.n_computed + take;
+            if !Self::reserve(&mut self.blocks, &mut s, n_pos, bs) {
+                self.release(&mut s);
                 self.waiting.push_front(s);
                 break;
             }
@@ -418,6 +457,13 @@ impl<'m> Scheduler<'m> {
             let prompt_part = s.req.prompt_ids.len().saturating_sub(s.n_computed).min(take);
             self.metrics.prompt_tokens_total.fetch_add(prompt_part as u64, Relaxed);
             s.n_computed += take;
+            // Register the blocks this step filled, for later requests to reuse.
+            while (s.block_hashes.len() + 1) * bs <= s.n_computed {
+                let i = s.block_hashes.len();
+                let parent = s.block_hashes.last().copied().unwrap_or(self.blocks.seed());
+                let h = self.blocks.register(s.blocks[i], parent, &s.tokens[i * bs..(i + 1) * bs]);
+                s.block_hashes.push(h);
+            }
             if s.n_computed < s.tokens.len() {
                 continue;
             }
@@ -443,9 +489,10 @@ impl<'m> Scheduler<'m> {
         m.e2e_request_latency.observe((now - s.arrived).as_secs_f64());
         let scheduled = s.first_scheduled.unwrap_or(s.arrived);
         let first = s.first_token.unwrap_or(now);
+        let cached = s.cached_tokens.unwrap_or(0);
         let timings = Timings {
-            prompt_eval_count: s.req.prompt_ids.len(),
-            prompt_cached_count: 0,
+            prompt_eval_count: s.req.prompt_ids.len() - cached,
+            prompt_cached_count: cached,
             prompt_eval_duration: first - scheduled,
             eval_count: s.n_generated(),
             eval_duration: s.last_token.unwrap_or(now) - first,
@@ -455,6 +502,7 @@ impl<'m> Scheduler<'m> {
         let summary = Summary {
             finish_reason: reason,
             prompt_tokens: s.req.prompt_ids.len(),
+            cached_tokens: cached,
             completion_tokens: s.n_generated(),
             timings,
             queue_duration: scheduled - s.arrived,

@@ -1,6 +1,7 @@
 //! The engine: sampling, stop conditions, the single-sequence generation loop, and the
 //! serving engine (continuous batching over a paged KV cache).
 
+pub mod blocks;
 pub mod engine;
 pub mod generate;
 pub mod metrics;

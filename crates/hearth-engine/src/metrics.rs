@@ -68,6 +68,11 @@ pub struct Metrics {
     pub generation_tokens_total: AtomicU64,
     pub kv_blocks_used: AtomicU64,
     pub kv_blocks_total: AtomicU64,
+    /// Free blocks that still hold a cached prefix.
+    pub kv_blocks_cached: AtomicU64,
+    /// Prompt tokens looked up in the prefix cache, and those found.
+    pub prefix_cache_queries_total: AtomicU64,
+    pub prefix_cache_hits_total: AtomicU64,
     pub steps_total: AtomicU64,
     pub batch_tokens_total: AtomicU64,
     pub time_to_first_token: Histogram,
@@ -91,6 +96,9 @@ impl Default for Metrics {
             generation_tokens_total: z(),
             kv_blocks_used: z(),
             kv_blocks_total: z(),
+            kv_blocks_cached: z(),
+            prefix_cache_queries_total: z(),
+            prefix_cache_hits_total: z(),
             steps_total: z(),
             batch_tokens_total: z(),
             time_to_first_token: Histogram::new(LATENCY_BOUNDS),
@@ -120,6 +128,9 @@ impl Metrics {
         one("hearth_kv_cache_blocks_used", "gauge", "KV-cache blocks held by sequences.", g(&self.kv_blocks_used));
         one("hearth_kv_cache_blocks_total", "gauge", "KV-cache blocks in the pool.", total);
         one("hearth_kv_cache_usage_ratio", "gauge", "Fraction of KV-cache blocks in use.", if total > 0.0 { g(&self.kv_blocks_used) / total } else { 0.0 });
+        one("hearth_kv_cache_blocks_cached", "gauge", "Free KV-cache blocks that still hold a reusable prefix.", g(&self.kv_blocks_cached));
+        one("hearth_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", g(&self.prefix_cache_queries_total));
+        one("hearth_prefix_cache_hits_total", "counter", "Prompt tokens whose keys and values came from the prefix cache.", g(&self.prefix_cache_hits_total));
         one("hearth_engine_steps_total", "counter", "Forward passes run by the engine.", g(&self.steps_total));
         one("hearth_engine_batch_tokens_total", "counter", "Tokens run in all forward passes.", g(&self.batch_tokens_total));
         let _ = writeln!(

@@ -158,3 +158,51 @@ fn stop_strings_logprobs_and_bad_requests() {
     bad.sampling.temperature = f32::NAN;
     assert!(matches!(engine.submit(bad).unwrap_err(), EngineError::BadParameter(_)));
 }
+
+/// Runs one request to the end: (generated ids, summary).
+fn run_one(engine: &Engine, req: Request) -> (Vec<u32>, hearth_engine::Summary) {
+    let mut rx = engine.submit(req).unwrap();
+    let mut ids = Vec::new();
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            Event::Token { id, .. } => ids.push(id),
+            Event::Done { summary, .. } => return (ids, summary),
+            Event::Error(e) => panic!("{e}"),
+        }
+    }
+    panic!("no Done");
+}
+
+#[test]
+fn prefix_cache_reuses_blocks_across_requests_and_turns() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(4, 512, 2)).unwrap();
+    let system = model.tokenizer.encode(&"You are a helpful assistant who answers briefly. ".repeat(6), true, true);
+    let with = |tail: &str| [system.clone(), model.tokenizer.encode(tail, false, true)].concat();
+
+    // Two users share a system prompt: the second reuses every full block of it.
+    let (a, sa) = run_one(&engine, greedy(with("First question?"), 8));
+    assert_eq!(sa.cached_tokens, 0);
+    let p2 = with("Second question?");
+    let (b, sb) = run_one(&engine, greedy(p2.clone(), 8));
+    assert_eq!(sb.cached_tokens, system.len() / 16 * 16, "system prompt of {} tokens", system.len());
+    assert_eq!(b, alone(&model, &p2, 8), "a cached prefix changed the output");
+    assert_eq!(a, alone(&model, &with("First question?"), 8));
+
+    // The next turn of a conversation reuses the earlier prompt and answer.
+    let turn2 = [p2.clone(), b.clone(), model.tokenizer.encode(" And then?", false, true)].concat();
+    let (c, sc) = run_one(&engine, greedy(turn2.clone(), 8));
+    assert!(sc.cached_tokens >= (p2.len() + b.len() - 1) / 16 * 16, "cached {} of {}", sc.cached_tokens, turn2.len());
+    assert_eq!(sc.timings.prompt_eval_count, turn2.len() - sc.cached_tokens);
+    assert_eq!(c, alone(&model, &turn2, 8));
+
+    let m = &engine.metrics;
+    assert!(m.prefix_cache_hits_total.load(std::sync::atomic::Ordering::Relaxed) as usize >= sb.cached_tokens + sc.cached_tokens);
+
+    // Turned off, nothing is reused.
+    let mut cfg = EngineConfig::new(4, 512, 2);
+    cfg.prefix_caching = false;
+    let engine = Engine::start(model.clone(), cfg).unwrap();
+    run_one(&engine, greedy(p2.clone(), 2));
+    assert_eq!(run_one(&engine, greedy(p2, 2)).1.cached_tokens, 0);
+}

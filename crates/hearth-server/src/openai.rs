@@ -187,9 +187,15 @@ fn check_model<'a>(state: &'a AppState, c: &Common) -> Result<&'a Ready, ApiErro
     state.ready()
 }
 
-fn usage(prompt_tokens: usize, choices: impl Iterator<Item = usize>) -> Value {
+/// OpenAI's usage object; `cached` is the prompt tokens served from the prefix cache.
+fn usage(prompt_tokens: usize, cached: usize, choices: impl Iterator<Item = usize>) -> Value {
     let completion: usize = choices.sum();
-    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion})
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion,
+           "prompt_tokens_details": {"cached_tokens": cached}})
+}
+
+fn cached_tokens(choices: &[Choice]) -> usize {
+    choices.iter().filter_map(|c| c.summary.as_ref()).map(|s| s.cached_tokens).min().unwrap_or(0)
 }
 
 fn chat_logprob(ready: &Ready, id: u32, lp: &TokenLogprob) -> Value {
@@ -280,7 +286,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 })
             })
             .collect();
-        let usage = usage(n_prompt, choices.iter().map(completion_tokens));
+        let usage = usage(n_prompt, cached_tokens(&choices), choices.iter().map(completion_tokens));
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
@@ -306,7 +312,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 return;
             }
         }
-        let (mut done, mut completion) = (0, vec![0usize; n]);
+        let (mut done, mut completion, mut cached) = (0, vec![0usize; n], usize::MAX);
         while done < n {
             let Some((i, ev)) = rx.recv().await else { break };
             let msg = match ev {
@@ -320,6 +326,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 Event::Done { text, summary } => {
                     done += 1;
                     completion[i] = summary.completion_tokens;
+                    cached = cached.min(summary.cached_tokens);
                     generate::log_summary("chat", "stream", &summary);
                     let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
                     chunk(json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
@@ -334,7 +341,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
             }
         }
         if include_usage {
-            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, completion.into_iter()))));
+            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, cached.min(n_prompt), completion.into_iter()))));
         }
         let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
     };
@@ -425,7 +432,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
                 })
             })
             .collect();
-        let usage = usage(n_prompt, choices.iter().map(completion_tokens));
+        let usage = usage(n_prompt, cached_tokens(&choices), choices.iter().map(completion_tokens));
         return Ok(Json(json!({
             "id": id, "object": "text_completion", "created": created, "model": model,
             "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
@@ -445,7 +452,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
     };
     let stream = move |mut rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, btx: tokio::sync::mpsc::UnboundedSender<Bytes>| async move {
         let Ok(ready) = st.ready() else { return };
-        let (mut done, mut completion, mut offsets) = (0, vec![0usize; n], vec![0usize; n]);
+        let (mut done, mut completion, mut offsets, mut cached) = (0, vec![0usize; n], vec![0usize; n], usize::MAX);
         while done < n {
             let Some((i, ev)) = rx.recv().await else { break };
             let msg = match ev {
@@ -461,6 +468,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
                 Event::Done { text, summary } => {
                     done += 1;
                     completion[i] = summary.completion_tokens;
+                    cached = cached.min(summary.cached_tokens);
                     generate::log_summary("completions", "stream", &summary);
                     chunk(json!([{"index": i, "text": text, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
                 }
@@ -474,7 +482,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
             }
         }
         if include_usage {
-            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, completion.into_iter()))));
+            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, cached.min(n_prompt), completion.into_iter()))));
         }
         let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
     };

@@ -33,6 +33,8 @@ pub struct ServerOptions {
     pub max_waiting: usize,
     pub api_key: Option<String>,
     pub max_body_bytes: usize,
+    /// Reuse the KV blocks of earlier requests with the same leading tokens.
+    pub prefix_caching: bool,
 }
 
 /// Facts about the served model, for the listing endpoints.
@@ -116,6 +118,7 @@ impl AppState {
         cfg.kv_type = o.kv_type;
         cfg.token_budget = o.token_budget;
         cfg.max_waiting = o.max_waiting;
+        cfg.prefix_caching = o.prefix_caching;
         let bytes_per_block = 2 * c.n_layer * c.n_embd_kv() * o.kv_type.size() * cfg.block_size;
         cfg.n_blocks = if o.n_blocks > 0 {
             o.n_blocks
@@ -133,6 +136,7 @@ impl AppState {
             kv_type = %cfg.kv_type,
             kv_mib = (cfg.n_blocks * bytes_per_block) as f64 / (1 << 20) as f64,
             kv_bytes_per_token = bytes_per_block / cfg.block_size,
+            prefix_caching = cfg.prefix_caching,
             threads = o.n_threads,
             "engine ready"
         );
