@@ -60,6 +60,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
 
     let first = ctx / 2;
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
+    model.check_kv_type(a.kv_cache_type)?;
     let mut kv = model.new_kv_cache(ctx, a.kv_cache_type);
     let t0 = Instant::now();
     for i in 0..n_chunk {

@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// Threads for the kernels [default: all cores].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
-    /// KV cache element type: f16 or f32.
+    /// KV-cache type: f16, f32, q8_0 or q4_0 (the block types are read in place by attention).
     #[arg(long, default_value = "f16")]
     pub kv_cache_type: KvType,
     /// Send the prompt as is, without the chat template.
@@ -101,6 +101,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     if n_ctx == 0 {
         bail!("--ctx-size must be at least 1");
     }
+    model.check_kv_type(a.kv_cache_type)?;
     let mut session = Session::new(&model, n_ctx, a.kv_cache_type);
 
     let prompt = match &a.prompt {

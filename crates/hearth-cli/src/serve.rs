@@ -38,7 +38,7 @@ pub struct ServeArgs {
     /// KV-cache memory budget in MiB, when --kv-blocks is not given.
     #[arg(long, default_value_t = 512)]
     pub kv_memory: usize,
-    /// KV-cache element type: f16 or f32.
+    /// KV-cache type: f16, f32, q8_0 or q4_0 (the block types are read in place by attention).
     #[arg(long, default_value = "f16")]
     pub kv_cache_type: KvType,
     /// Tokens per engine step (decode tokens and prompt chunks together).

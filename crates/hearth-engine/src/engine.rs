@@ -159,6 +159,7 @@ impl Engine {
                 config.n_blocks, config.block_size, config.n_ctx
             )));
         }
+        model.check_kv_type(config.kv_type).map_err(|e| EngineError::BadParameter(e.to_string()))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.n_threads.max(1))
             .thread_name(|i| format!("hearth-compute-{i}"))

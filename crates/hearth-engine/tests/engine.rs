@@ -34,7 +34,11 @@ fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> (Vec<u32>, St
 
 /// The same request through the single-sequence path (a contiguous cache).
 fn alone(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut s = Session::new(model, 512, KvType::F16);
+    alone_with(model, prompt, n, KvType::F16)
+}
+
+fn alone_with(model: &Model, prompt: &[u32], n: usize, kv_type: KvType) -> Vec<u32> {
+    let mut s = Session::new(model, 512, kv_type);
     let mut logits = s.feed(model, prompt).unwrap();
     let mut out = Vec::new();
     for _ in 0..n {
@@ -76,6 +80,19 @@ fn concurrent_greedy_requests_equal_each_alone() {
     cfg.token_budget = 7;
     let engine = Engine::start(model.clone(), cfg).unwrap();
     assert_eq!(run_all(&engine, &ps, 12), want);
+}
+
+#[test]
+fn quantized_kv_caches_batch_like_they_run_alone() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let ps = prompts(&model, 3);
+    for kv_type in [KvType::Q8_0, KvType::Q4_0] {
+        let want: Vec<Vec<u32>> = ps.iter().map(|p| alone_with(&model, p, 10, kv_type)).collect();
+        let mut cfg = EngineConfig::new(4, 256, 2);
+        cfg.kv_type = kv_type;
+        let engine = Engine::start(model.clone(), cfg).unwrap();
+        assert_eq!(run_all(&engine, &ps, 10), want, "{kv_type}");
+    }
 }
 
 #[test]

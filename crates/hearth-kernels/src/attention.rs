@@ -11,7 +11,10 @@
 //! The arithmetic is fixed by this code, not by the CPU's ISA, so results are the same on
 //! every machine.
 
+use bytemuck::Zeroable;
 use half::f16;
+
+use crate::Quantize;
 
 /// An element type of the KV cache, read in place by the attention kernels.
 pub trait KvElem: Copy + Send + Sync + 'static {
@@ -133,6 +136,47 @@ pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: us
     }
 }
 
+/// [`attend_head`] over a cache of quantized blocks (`Q8_0` or `Q4_0`): spans, `stride` and
+/// `offset` count blocks. The query is quantized once to `Q8_0` and each score is the
+/// block types' integer dot product; each value row is dequantized and accumulated in f32
+/// with the same online softmax. Keys and values are read in place, never expanded into
+/// a full-precision copy.
+pub fn attend_head_quant<B>(q: &[f32], spans: &[KvSpan<'_, B>], stride: usize, offset: usize, scale: f32, out: &mut [f32])
+where
+    B: crate::WeightBlock<Act = crate::BlockQ8_0>,
+{
+    let hd = q.len();
+    let nb = hd / B::QK;
+    assert!(hd % B::QK == 0 && out.len() == hd, "head of {hd} is not whole blocks");
+    let mut qq = vec![crate::BlockQ8_0::zeroed(); nb];
+    crate::BlockQ8_0::quantize_row_act(q, &mut qq);
+    let (mut acc, mut row) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+    let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
+    for span in spans {
+        assert!(span.holds(stride, offset, nb), "attention span out of bounds");
+        for p in 0..span.n_pos {
+            let s = B::vec_dot(&span.k[p * stride + offset..][..nb], &qq) * scale;
+            let (ms, vs) = if s > m {
+                let ms = (m - s).exp();
+                m = s;
+                acc.iter_mut().for_each(|a| *a *= ms);
+                (ms, 1.0)
+            } else {
+                (1.0, (s - m).exp())
+            };
+            B::dequantize_row(&span.v[p * stride + offset..][..nb], &mut row);
+            for (a, &v) in acc.iter_mut().zip(&row) {
+                *a = v.mul_add(vs, *a);
+            }
+            s_sum = s_sum.mul_add(ms, vs);
+        }
+    }
+    let inv = if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum };
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = a * inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +202,35 @@ mod tests {
             let want = (1.0 - w1) * v[d] + w1 * v[4 + d];
             assert!((out[d] - want).abs() < 5e-3 * want, "dim {d}: {} vs {want}", out[d]);
         }
+    }
+
+    #[test]
+    fn quantized_cache_attention_follows_the_f32_one() {
+        use crate::{BlockQ4_0, BlockQ8_0};
+        let (n_pos, hd) = (40, 64);
+        let f = |i: usize, s: f32| ((i as f32 * s).sin() * 0.8);
+        let k: Vec<f32> = (0..n_pos * hd).map(|i| f(i, 0.37)).collect();
+        let v: Vec<f32> = (0..n_pos * hd).map(|i| f(i, 0.11)).collect();
+        let q: Vec<f32> = (0..hd).map(|i| f(i, 0.7) * 3.0).collect();
+        let mut want = vec![0.0f32; hd];
+        attend_head_ref(&q, &[KvSpan { k: &k, v: &v, n_pos }], hd, 0, 0.125, &mut want);
+        fn quant<B: Quantize>(x: &[f32]) -> Vec<B> {
+            let mut y = vec![B::zeroed(); x.len() / B::QK];
+            B::quantize_row(x, &mut y);
+            y
+        }
+        let (k8, v8) = (quant::<BlockQ8_0>(&k), quant::<BlockQ8_0>(&v));
+        let (k4, v4) = (quant::<BlockQ4_0>(&k), quant::<BlockQ4_0>(&v));
+        // Split into blocks of 16 positions, as the paged cache holds them.
+        let spans8: Vec<_> = (0..n_pos).step_by(16).map(|p| KvSpan { k: &k8[p * 2..], v: &v8[p * 2..], n_pos: 16.min(n_pos - p) }).collect();
+        let spans4: Vec<_> = (0..n_pos).step_by(16).map(|p| KvSpan { k: &k4[p * 2..], v: &v4[p * 2..], n_pos: 16.min(n_pos - p) }).collect();
+        let (mut o8, mut o4) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+        attend_head_quant(&q, &spans8, 2, 0, 0.125, &mut o8);
+        attend_head_quant(&q, &spans4, 2, 0, 0.125, &mut o4);
+        let err = |o: &[f32]| o.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err(&o8) < 0.01, "q8_0 error {}", err(&o8));
+        assert!(err(&o4) < 0.08, "q4_0 error {}", err(&o4));
+        assert!(err(&o4) > err(&o8));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! in order); position `p` lives in block `block_table[p / block_size]` at row
 //! `p % block_size`. A single-sequence cache is one block of `n_ctx` positions.
 
+use bytemuck::Zeroable;
 use half::f16;
+use hearth_kernels::{BlockQ4_0, BlockQ8_0, Quantize};
 
 /// Element type of the cached keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -11,15 +13,35 @@ pub enum KvType {
     #[default]
     F16,
     F32,
+    /// 8-bit blocks of 32 with an f16 scale (8.5 bits per value).
+    Q8_0,
+    /// 4-bit blocks of 32 with an f16 scale (4.5 bits per value).
+    Q4_0,
 }
 
 impl KvType {
-    /// Bytes per cached element.
-    pub fn size(self) -> usize {
+    /// Bytes of `n` cached values (`n` a multiple of 32 for the block types).
+    pub fn row_bytes(self, n: usize) -> usize {
         match self {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
+            KvType::F16 => 2 * n,
+            KvType::F32 => 4 * n,
+            KvType::Q8_0 => n / 32 * std::mem::size_of::<BlockQ8_0>(),
+            KvType::Q4_0 => n / 32 * std::mem::size_of::<BlockQ4_0>(),
         }
+    }
+
+    /// Values per storage element (32 for the block types).
+    fn qk(self) -> usize {
+        match self {
+            KvType::F16 | KvType::F32 => 1,
+            KvType::Q8_0 | KvType::Q4_0 => 32,
+        }
+    }
+
+    /// Whether a head of `head_dim` values can be cached in this type (block types need
+    /// whole blocks per head).
+    pub fn supports(self, head_dim: usize) -> bool {
+        head_dim % self.qk() == 0
     }
 }
 
@@ -29,7 +51,9 @@ impl std::str::FromStr for KvType {
         match s {
             "f16" => Ok(KvType::F16),
             "f32" => Ok(KvType::F32),
-            other => Err(format!("unknown KV cache type '{other}' (expected f16 or f32)")),
+            "q8_0" => Ok(KvType::Q8_0),
+            "q4_0" => Ok(KvType::Q4_0),
+            other => Err(format!("unknown KV cache type '{other}' (expected f16, f32, q8_0 or q4_0)")),
         }
     }
 }
@@ -39,6 +63,8 @@ impl std::fmt::Display for KvType {
         f.write_str(match self {
             KvType::F16 => "f16",
             KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
         })
     }
 }
@@ -46,6 +72,8 @@ impl std::fmt::Display for KvType {
 enum Store {
     F16(Vec<f16>),
     F32(Vec<f32>),
+    Q8_0(Vec<BlockQ8_0>),
+    Q4_0(Vec<BlockQ4_0>),
 }
 
 /// A pool of KV blocks shared by every sequence.
@@ -57,9 +85,9 @@ pub struct KvCache {
     block_size: usize,
     /// `n_head_kv * head_dim`
     n_embd_kv: usize,
-    /// `[n_layer][n_blocks][block_size][n_embd_kv]`
+    /// `[n_layer][n_blocks][block_size][n_embd_kv]` (in blocks of 32 for the block types)
     k: Store,
-    /// `[n_layer][n_blocks][block_size][n_embd_kv]`
+    /// `[n_layer][n_blocks][block_size][n_embd_kv]` (in blocks of 32 for the block types)
     v: Store,
 }
 
@@ -69,12 +97,16 @@ impl KvCache {
         Self::paged(n_layer, 1, n_ctx.max(1), n_embd_kv, kv_type)
     }
 
-    /// A pool of `n_blocks` blocks of `block_size` positions.
+    /// A pool of `n_blocks` blocks of `block_size` positions. For the block types,
+    /// `n_embd_kv` must be a multiple of 32 (see [`KvType::supports`]).
     pub fn paged(n_layer: usize, n_blocks: usize, block_size: usize, n_embd_kv: usize, kv_type: KvType) -> KvCache {
-        let n = n_layer * n_blocks * block_size * n_embd_kv;
+        assert_eq!(n_embd_kv % kv_type.qk(), 0, "KV rows of {n_embd_kv} values are not whole {kv_type} blocks");
+        let n = n_layer * n_blocks * block_size * n_embd_kv / kv_type.qk();
         let store = || match kv_type {
             KvType::F16 => Store::F16(vec![f16::ZERO; n]),
             KvType::F32 => Store::F32(vec![0.0; n]),
+            KvType::Q8_0 => Store::Q8_0(vec![BlockQ8_0::zeroed(); n]),
+            KvType::Q4_0 => Store::Q4_0(vec![BlockQ4_0::zeroed(); n]),
         };
         KvCache { kv_type, n_layer, n_blocks, block_size, n_embd_kv, k: store(), v: store() }
     }
@@ -98,7 +130,7 @@ impl KvCache {
 
     /// Bytes one position takes, keys and values of every layer.
     pub fn bytes_per_token(&self) -> usize {
-        2 * self.n_layer * self.n_embd_kv * self.kv_type.size()
+        2 * self.n_layer * self.kv_type.row_bytes(self.n_embd_kv)
     }
 
     /// Bytes held by keys and values together.
@@ -106,29 +138,36 @@ impl KvCache {
         self.n_ctx() * self.bytes_per_token()
     }
 
+    /// Storage elements per position.
+    fn row_len(&self) -> usize {
+        self.n_embd_kv / self.kv_type.qk()
+    }
+
     fn index(&self, layer: usize, block: usize) -> usize {
         debug_assert!(layer < self.n_layer && block < self.n_blocks);
-        (layer * self.n_blocks + block) * self.block_size * self.n_embd_kv
+        (layer * self.n_blocks + block) * self.block_size * self.row_len()
     }
 
     /// Stores one position's keys and values (`[n_embd_kv]` each) at `row` of `block`.
     pub fn store(&mut self, layer: usize, block: usize, row: usize, k: &[f32], v: &[f32]) {
         debug_assert!(row < self.block_size);
-        let i = self.index(layer, block) + row * self.n_embd_kv;
-        let n = self.n_embd_kv;
-        write(&mut self.k, i, n, k);
-        write(&mut self.v, i, n, v);
+        let n = self.row_len();
+        let i = self.index(layer, block) + row * n;
+        write(&mut self.k, i, n, &k[..self.n_embd_kv]);
+        write(&mut self.v, i, n, &v[..self.n_embd_kv]);
     }
 
     /// Keys and values of rows `0..n_rows` of `block` in `layer`, in place:
-    /// `[n_rows][n_embd_kv]` each.
+    /// `[n_rows][n_embd_kv]` each (`[n_rows][n_embd_kv / 32]` blocks for the block types).
     pub fn block(&self, layer: usize, block: usize, n_rows: usize) -> KvLayer<'_> {
         debug_assert!(n_rows <= self.block_size);
         let i = self.index(layer, block);
-        let r = i..i + n_rows * self.n_embd_kv;
+        let r = i..i + n_rows * self.row_len();
         match (&self.k, &self.v) {
             (Store::F16(k), Store::F16(v)) => KvLayer::F16(&k[r.clone()], &v[r]),
             (Store::F32(k), Store::F32(v)) => KvLayer::F32(&k[r.clone()], &v[r]),
+            (Store::Q8_0(k), Store::Q8_0(v)) => KvLayer::Q8_0(&k[r.clone()], &v[r]),
+            (Store::Q4_0(k), Store::Q4_0(v)) => KvLayer::Q4_0(&k[r.clone()], &v[r]),
             _ => unreachable!("keys and values share one element type"),
         }
     }
@@ -138,10 +177,15 @@ impl KvCache {
 pub enum KvLayer<'a> {
     F16(&'a [f16], &'a [f16]),
     F32(&'a [f32], &'a [f32]),
+    Q8_0(&'a [BlockQ8_0], &'a [BlockQ8_0]),
+    Q4_0(&'a [BlockQ4_0], &'a [BlockQ4_0]),
 }
 
+/// Writes one row (`n` storage elements) converted from `src`.
 fn write(store: &mut Store, i: usize, n: usize, src: &[f32]) {
     match store {
+        Store::Q8_0(d) => BlockQ8_0::quantize_row(src, &mut d[i..i + n]),
+        Store::Q4_0(d) => BlockQ4_0::quantize_row(src, &mut d[i..i + n]),
         Store::F16(d) => {
             for (dst, &s) in d[i..i + n].iter_mut().zip(src) {
                 *dst = f16::from_f32(s);

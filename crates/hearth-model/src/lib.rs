@@ -131,6 +131,19 @@ impl Model {
         &self.file
     }
 
+    /// Checks that this model's heads can be cached in `kv_type` (the block types need
+    /// heads of whole blocks of 32).
+    pub fn check_kv_type(&self, kv_type: KvType) -> Result<()> {
+        if kv_type.supports(self.config.head_dim) {
+            Ok(())
+        } else {
+            Err(ModelError::BadHyperparameter(format!(
+                "a {kv_type} KV cache needs a head size that is a multiple of 32; this model's is {}",
+                self.config.head_dim
+            )))
+        }
+    }
+
     /// A KV cache for one sequence of up to `n_ctx` tokens.
     pub fn new_kv_cache(&self, n_ctx: usize, kv_type: KvType) -> KvCache {
         let c = &self.config;

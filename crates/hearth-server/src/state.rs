@@ -119,7 +119,7 @@ impl AppState {
         cfg.token_budget = o.token_budget;
         cfg.max_waiting = o.max_waiting;
         cfg.prefix_caching = o.prefix_caching;
-        let bytes_per_block = 2 * c.n_layer * c.n_embd_kv() * o.kv_type.size() * cfg.block_size;
+        let bytes_per_block = 2 * c.n_layer * o.kv_type.row_bytes(c.n_embd_kv()) * cfg.block_size;
         cfg.n_blocks = if o.n_blocks > 0 {
             o.n_blocks
         } else {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
-use hearth_kernels::attention::{self, KvElem, KvSpan};
+use hearth_kernels::attention::{self, KvSpan};
+use hearth_kernels::{BlockQ4_0, BlockQ8_0};
 use hearth_kernels::{ops, with_isa};
 use rayon::prelude::*;
 
@@ -85,13 +86,17 @@ impl Llama {
         match kv.kv_type() {
             KvType::F16 => self.attend::<half::f16>(layer, batch, kv, q, out),
             KvType::F32 => self.attend::<f32>(layer, batch, kv, q, out),
+            KvType::Q8_0 => self.attend::<BlockQ8_0>(layer, batch, kv, q, out),
+            KvType::Q4_0 => self.attend::<BlockQ4_0>(layer, batch, kv, q, out),
         }
     }
 
     /// Every (token, head) pair of the batch against its sequence's blocks, in place.
-    fn attend<T: KvElem + CachedAs>(&self, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
+    fn attend<T: CachedAs>(&self, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
         let c = &self.c;
-        let (hd, n_kv, bs) = (c.head_dim, c.n_embd_kv(), kv.block_size());
+        let (hd, bs) = (c.head_dim, kv.block_size());
+        // A cached row holds `n_kv` storage elements; a head `hd / T::QK` of them.
+        let (n_kv, hd_el) = (c.n_embd_kv() / T::QK, hd / T::QK);
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         // Per token, the spans of positions 0..=pos: whole blocks, then a partial one.
@@ -111,33 +116,41 @@ impl Llama {
         out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
             let (t, h) = (i / c.n_head, i % c.n_head);
             let qh = &q[i * hd..(i + 1) * hd];
-            attention::attend_head(qh, &spans[t], n_kv, (h / group) * hd, scale, o);
+            T::attend(qh, &spans[t], n_kv, (h / group) * hd_el, scale, o);
         });
     }
 }
 
-/// Picks the element type's slices out of a [`KvLayer`].
-trait CachedAs: Sized {
+/// A KV-cache storage type: picks its slices out of a [`KvLayer`] and runs its attention
+/// kernel.
+trait CachedAs: Sized + Send + Sync {
+    /// Values per storage element.
+    const QK: usize;
     fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]);
+    fn attend(q: &[f32], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
 }
 
-impl CachedAs for half::f16 {
-    fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
-        match l {
-            KvLayer::F16(k, v) => (k, v),
-            KvLayer::F32(..) => unreachable!("the cache holds one element type"),
+macro_rules! cached_as {
+    ($t:ty, $variant:ident, $qk:expr, $kernel:path) => {
+        impl CachedAs for $t {
+            const QK: usize = $qk;
+            fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
+                match l {
+                    KvLayer::$variant(k, v) => (k, v),
+                    _ => unreachable!("the cache holds one element type"),
+                }
+            }
+            fn attend(q: &[f32], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+                $kernel(q, spans, stride, offset, scale, out)
+            }
         }
-    }
+    };
 }
 
-impl CachedAs for f32 {
-    fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
-        match l {
-            KvLayer::F32(k, v) => (k, v),
-            KvLayer::F16(..) => unreachable!("the cache holds one element type"),
-        }
-    }
-}
+cached_as!(half::f16, F16, 1, attention::attend_head);
+cached_as!(f32, F32, 1, attention::attend_head);
+cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_head_quant);
+cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_head_quant);
 
 impl super::Architecture for Llama {
     fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
