@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hearth_engine::{GenerateRequest, Generation, SamplingParams, Session};
+use std::sync::Arc;
+
+use hearth_engine::{Engine, EngineConfig, Event, Request, SamplingParams, SpecConfig, Summary};
 use hearth_model::{ChatMessage, KvType, Model};
 
 use crate::{models, Common};
@@ -53,6 +55,13 @@ pub struct RunArgs {
     /// KV-cache type: f16, f32, q8_0 or q4_0 (the block types are read in place by attention).
     #[arg(long, default_value = "f16")]
     pub kv_cache_type: KvType,
+    /// Speculative decoding: `ngram` drafts tokens by looking up the text so far (pays off
+    /// when the answer repeats parts of the prompt: summaries, edits, code).
+    #[arg(long, value_parser = ["ngram"])]
+    pub spec: Option<String>,
+    /// Drafted tokens per step with --spec.
+    #[arg(long, default_value_t = 8)]
+    pub spec_draft: usize,
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
@@ -89,11 +98,21 @@ impl RunArgs {
     }
 }
 
+/// The result of one generation.
+struct Generation {
+    generated_ids: Vec<u32>,
+    text: String,
+    summary: Summary,
+}
+
 pub fn run(a: RunArgs) -> Result<()> {
-    init_threads_checked(a.threads)?;
+    let n_threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n_threads == 0 {
+        bail!("--threads must be at least 1");
+    }
     let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
     let t_load = Instant::now();
-    let model = Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+    let model = Arc::new(Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?);
     let load_duration = t_load.elapsed();
     let sampling = a.sampling();
     sampling.validate(model.config.n_vocab).map_err(anyhow::Error::msg)?;
@@ -101,8 +120,17 @@ pub fn run(a: RunArgs) -> Result<()> {
     if n_ctx == 0 {
         bail!("--ctx-size must be at least 1");
     }
-    model.check_kv_type(a.kv_cache_type)?;
-    let mut session = Session::new(&model, n_ctx, a.kv_cache_type);
+    // One sequence; the prefix cache keeps a chat's earlier turns, so each turn only runs
+    // its new tokens.
+    let mut cfg = EngineConfig::new(1, n_ctx, n_threads);
+    cfg.kv_type = a.kv_cache_type;
+    if a.spec.is_some() {
+        if a.spec_draft == 0 {
+            bail!("--spec-draft must be at least 1");
+        }
+        cfg.spec = Some(SpecConfig::ngram(a.spec_draft));
+    }
+    let engine = Engine::start(model.clone(), cfg)?;
 
     let prompt = match &a.prompt {
         Some(p) => Some(p.clone()),
@@ -117,16 +145,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         Some(p) => {
             let messages = system_messages(&a, p);
             let ids = prompt_ids(&model, &a, &messages)?;
-            let g = generate(&model, &mut session, &a, ids.clone(), sampling)?;
+            let g = generate(&engine, &a, ids.clone(), sampling)?;
             report(&a, &ids, &g, load_duration);
         }
-        None => chat(&model, &mut session, &a, sampling, load_duration)?,
+        None => chat(&model, &engine, &a, sampling, load_duration)?,
     }
     Ok(())
-}
-
-fn init_threads_checked(threads: Option<usize>) -> Result<()> {
-    crate::init_threads(threads).map(|_| ())
 }
 
 fn system_messages(a: &RunArgs, user: String) -> Vec<ChatMessage> {
@@ -152,30 +176,52 @@ fn prompt_ids(model: &Model, a: &RunArgs, messages: &[ChatMessage]) -> Result<Ve
     Ok(ids)
 }
 
-fn generate(model: &Model, session: &mut Session, a: &RunArgs, ids: Vec<u32>, sampling: SamplingParams) -> Result<Generation> {
-    let req = GenerateRequest { prompt_ids: ids, max_tokens: a.max_tokens, sampling, stop: a.stop.clone(), ignore_eos: a.ignore_eos };
+fn generate(engine: &Engine, a: &RunArgs, ids: Vec<u32>, sampling: SamplingParams) -> Result<Generation> {
+    let n_ctx = engine.config.n_ctx;
+    if ids.len() >= n_ctx {
+        bail!("the prompt has {} tokens, but the context holds {n_ctx} (raise --ctx-size)", ids.len());
+    }
+    let max_tokens = a.max_tokens.min(n_ctx - ids.len());
+    let req = Request { prompt_ids: ids, max_tokens, sampling, stop: a.stop.clone(), ignore_eos: a.ignore_eos, logprobs: None };
+    let mut rx = engine.submit(req)?;
     let mut out = std::io::stdout().lock();
     let stream = !a.json;
-    let g = session.generate(model, &req, |t| {
+    let (mut generated_ids, mut text) = (Vec::new(), String::new());
+    let mut put = |t: &str, text: &mut String| {
         if stream {
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
         }
-    })?;
-    if stream {
-        let _ = writeln!(out);
+        text.push_str(t);
+    };
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            Event::Token { id, text: t, .. } => {
+                generated_ids.push(id);
+                put(&t, &mut text);
+            }
+            Event::Done { text: t, summary } => {
+                put(&t, &mut text);
+                if stream {
+                    let _ = writeln!(out);
+                }
+                return Ok(Generation { generated_ids, text, summary });
+            }
+            Event::Error(e) => bail!(e),
+        }
     }
-    Ok(g)
+    bail!("the engine stopped")
 }
 
 fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
-    let t = &g.timings;
+    let s = &g.summary;
+    let t = &s.timings;
     if a.json {
         let v = serde_json::json!({
             "prompt_ids": prompt_ids,
             "generated_ids": g.generated_ids,
             "text": g.text,
-            "finish_reason": g.finish_reason.as_str(),
+            "finish_reason": s.finish_reason.as_str(),
             "timings": {
                 "load_ms": ms(load),
                 "prompt_n": t.prompt_eval_count,
@@ -187,6 +233,8 @@ fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
                 "predicted_per_second": t.eval_tokens_per_second(),
                 "ttft_ms": ms(t.time_to_first_token),
                 "total_ms": ms(t.total_duration + load),
+                "draft_n": s.drafted_tokens,
+                "draft_accepted_n": s.accepted_tokens,
             }
         });
         println!("{v}");
@@ -204,6 +252,10 @@ fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
         eprintln!("eval count:           {} token(s)", t.eval_count);
         eprintln!("eval duration:        {:?}", t.eval_duration);
         eprintln!("eval rate:            {:.2} tokens/s", t.eval_tokens_per_second());
+        if s.drafted_tokens > 0 {
+            eprintln!("draft tokens:         {}", s.drafted_tokens);
+            eprintln!("draft accepted:       {} ({:.1}%)", s.accepted_tokens, 100.0 * s.accepted_tokens as f64 / s.drafted_tokens as f64);
+        }
     }
 }
 
@@ -211,9 +263,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Multi-turn chat on a terminal. The session keeps the conversation's KV cache, so each
-/// turn only runs its new tokens. `/clear` starts over, `/bye` (or Ctrl-D) quits.
-fn chat(model: &Model, session: &mut Session, a: &RunArgs, sampling: SamplingParams, mut load: Duration) -> Result<()> {
+/// Multi-turn chat on a terminal. The engine's prefix cache keeps the conversation's keys
+/// and values, so each turn only runs its new tokens. `/clear` starts over, `/bye` (or
+/// Ctrl-D) quits.
+fn chat(model: &Model, engine: &Engine, a: &RunArgs, sampling: SamplingParams, mut load: Duration) -> Result<()> {
     let mut messages: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new("system", s.clone())).collect();
     let base = messages.clone();
     let stdin = std::io::stdin();
@@ -236,7 +289,7 @@ fn chat(model: &Model, session: &mut Session, a: &RunArgs, sampling: SamplingPar
         }
         messages.push(ChatMessage::new("user", line));
         let ids = prompt_ids(model, a, &messages)?;
-        match generate(model, session, a, ids.clone(), sampling.clone()) {
+        match generate(engine, a, ids.clone(), sampling.clone()) {
             Ok(g) => {
                 report(a, &ids, &g, load);
                 load = Duration::ZERO; // the model was loaded once, before the first turn

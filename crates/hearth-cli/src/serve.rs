@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body: usize,
+    /// Speculative decoding: `ngram` drafts tokens by looking up the text so far.
+    #[arg(long, value_parser = ["ngram"])]
+    pub spec: Option<String>,
+    /// Drafted tokens per step with --spec.
+    #[arg(long, default_value_t = 8)]
+    pub spec_draft: usize,
     /// Do not reuse the KV cache of earlier requests that start with the same tokens.
     #[arg(long)]
     pub no_prefix_cache: bool,
@@ -94,6 +100,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         api_key: a.api_key.filter(|k| !k.is_empty()),
         max_body_bytes: a.max_body,
         prefix_caching: !a.no_prefix_cache,
+        spec: match a.spec {
+            Some(_) if a.spec_draft == 0 => bail!("--spec-draft must be at least 1"),
+            Some(_) => Some(hearth_engine::SpecConfig::ngram(a.spec_draft)),
+            None => None,
+        },
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "info".into()))

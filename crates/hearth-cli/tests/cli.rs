@@ -91,6 +91,23 @@ fn run_streams_answer_and_verbose_stats() {
 }
 
 #[test]
+fn ngram_speculation_gives_the_same_greedy_answer_and_reports_drafts() {
+    let m = model_path();
+    let prompt = "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday, Monday, Tuesday,";
+    let args = ["run", "-m", m.to_str().unwrap(), "--raw", "--temp", "0", "-n", "32", "--json", prompt];
+    let plain = hearth(&args);
+    let spec = hearth(&[&args[..], &["--spec", "ngram", "--verbose"]].concat());
+    assert!(plain.status.success() && spec.status.success(), "{}", stderr(&spec));
+    let (p, s): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&plain.stdout).unwrap(), serde_json::from_slice(&spec.stdout).unwrap());
+    assert_eq!(p["generated_ids"], s["generated_ids"]);
+    assert_eq!(p["timings"]["draft_n"], 0);
+    let accepted = s["timings"]["draft_accepted_n"].as_u64().unwrap();
+    assert!(accepted > 0 && accepted <= s["timings"]["draft_n"].as_u64().unwrap(), "{s}");
+    assert!(stderr(&spec).contains("draft accepted:"), "{}", stderr(&spec));
+}
+
+#[test]
 fn run_reads_piped_stdin_and_stops_on_stop_string() {
     use std::io::Write;
     let m = model_path();

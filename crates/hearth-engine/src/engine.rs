@@ -25,6 +25,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::blocks::BlockManager;
 use crate::metrics::Metrics;
 use crate::sampler::{Sampler, SamplingParams};
+use crate::spec::{ngram_drafts, SpecConfig, SpecKind};
 use crate::stop::{StopEvent, StopMatcher};
 use crate::{FinishReason, Timings};
 
@@ -48,6 +49,8 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// Reuse the KV blocks of earlier requests that start with the same tokens.
     pub prefix_caching: bool,
+    /// Speculative decoding for decoding sequences.
+    pub spec: Option<SpecConfig>,
 }
 
 impl EngineConfig {
@@ -64,6 +67,7 @@ impl EngineConfig {
             n_threads,
             max_waiting: 256,
             prefix_caching: true,
+            spec: None,
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct Summary {
     pub prompt_tokens: usize,
     /// Prompt tokens whose keys and values came from the prefix cache.
     pub cached_tokens: usize,
+    /// Speculative decoding: tokens drafted, and drafts the model confirmed.
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
     pub completion_tokens: usize,
     pub timings: Timings,
     /// From arrival to the first step that ran it.
@@ -232,6 +239,8 @@ struct Seq<'m> {
     block_hashes: Vec<u64>,
     /// Prompt tokens found in the prefix cache when first scheduled.
     cached_tokens: Option<usize>,
+    drafted: usize,
+    accepted: usize,
     sampler: Sampler,
     decoder: hearth_model::tokenizer::StreamDecoder<'m>,
     stops: StopMatcher,
@@ -306,6 +315,8 @@ impl<'m> Scheduler<'m> {
             blocks: Vec::new(),
             block_hashes: Vec::new(),
             cached_tokens: None,
+            drafted: 0,
+            accepted: 0,
             arrived,
             first_scheduled: None,
             first_token: None,
@@ -359,6 +370,18 @@ impl<'m> Scheduler<'m> {
         true
     }
 
+    /// Drafts for a decoding sequence, within `budget` tokens, its token limit and the
+    /// context (a draft past either could never be used).
+    fn drafts(&self, s: &Seq<'_>, budget: usize) -> Vec<u32> {
+        let Some(spec) = self.cfg.spec else { return Vec::new() };
+        let left = s.req.max_tokens.saturating_sub(s.n_generated() + 1);
+        let room = self.cfg.n_ctx.saturating_sub(s.tokens.len() + 1);
+        let n = spec.n_draft.min(budget).min(left).min(room);
+        match spec.kind {
+            SpecKind::Ngram => ngram_drafts(&s.tokens, n, spec.ngram_max, spec.ngram_min),
+        }
+    }
+
     /// Starts a sequence that holds no blocks from the longest cached prefix of its
     /// tokens, leaving at least its last token to compute (its logits are needed).
     fn match_prefix(&mut self, s: &mut Seq<'_>) {
@@ -381,17 +404,19 @@ impl<'m> Scheduler<'m> {
     fn step(&mut self) {
         let bs = self.cfg.block_size;
         let mut budget = self.cfg.token_budget;
-        // (index into running, tokens scheduled)
-        let mut plan: Vec<(usize, usize)> = Vec::new();
+        // (index into running, tokens scheduled, drafts among them)
+        let mut plan: Vec<(usize, usize, Vec<u32>)> = Vec::new();
 
         // Running sequences first, oldest first; preempt the youngest when blocks run out.
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
             let s = &self.running[i];
             let take = (s.tokens.len() - s.n_computed).min(budget);
+            let drafts = if take == 1 { self.drafts(s, budget - 1) } else { Vec::new() };
+            let take = take + drafts.len();
             let n_pos = s.n_computed + take;
             if Self::reserve(&mut self.blocks, &mut self.running[i], n_pos, bs) {
-                plan.push((i, take));
+                plan.push((i, take, drafts));
                 budget -= take;
                 i += 1;
                 continue;
@@ -420,7 +445,7 @@ impl<'m> Scheduler<'m> {
                 self.metrics.queue_time.observe((now - s.arrived).as_secs_f64());
             }
             self.running.push(s);
-            plan.push((self.running.len() - 1, take));
+            plan.push((self.running.len() - 1, take, Vec::new()));
             budget -= take;
         }
         if plan.is_empty() {
@@ -428,11 +453,15 @@ impl<'m> Scheduler<'m> {
         }
 
         let mut batch = Batch::default();
-        for (slot, &(i, take)) in plan.iter().enumerate() {
-            let s = &self.running[i];
+        for (slot, (i, take, drafts)) in plan.iter().enumerate() {
+            let s = &self.running[*i];
             batch.block_tables.push(s.blocks.clone());
-            for p in s.n_computed..s.n_computed + take {
+            let n_real = take - drafts.len();
+            for p in s.n_computed..s.n_computed + n_real {
                 batch.push(s.tokens[p], p, slot, p + 1 == s.tokens.len());
+            }
+            for (j, &d) in drafts.iter().enumerate() {
+                batch.push(d, s.tokens.len() + j, slot, true);
             }
         }
         let logits = match self.model.forward(&batch, &mut self.kv) {
@@ -440,7 +469,7 @@ impl<'m> Scheduler<'m> {
             Err(e) => {
                 // A bug, not bad input (requests are checked on arrival): fail the batch's
                 // requests rather than the server.
-                for &(i, _) in plan.iter().rev() {
+                for &(i, _, _) in plan.iter().rev() {
                     let mut s = self.running.remove(i);
                     let _ = s.tx.send(Event::Error(EngineError::Model(e.to_string())));
                     self.release(&mut s);
@@ -453,25 +482,41 @@ impl<'m> Scheduler<'m> {
 
         let mut out_row = 0;
         let mut finished = Vec::new();
-        for &(i, take) in &plan {
+        for (i, take, drafts) in &plan {
+            let (i, take) = (*i, *take);
             let s = &mut self.running[i];
-            let prompt_part = s.req.prompt_ids.len().saturating_sub(s.n_computed).min(take);
+            let n_real = take - drafts.len();
+            let prompt_part = s.req.prompt_ids.len().saturating_sub(s.n_computed).min(n_real);
             self.metrics.prompt_tokens_total.fetch_add(prompt_part as u64, Relaxed);
-            s.n_computed += take;
-            // Register the blocks this step filled, for later requests to reuse.
+            s.n_computed += n_real;
+            let n_out = if s.n_computed == s.tokens.len() { 1 + drafts.len() } else { 0 };
+            if n_out > 0 {
+                // Sample at the last real token, then at each draft while the drafts
+                // agree with what was sampled; the keys and values of agreed drafts stay.
+                let mut done = None;
+                for j in 0..=drafts.len() {
+                    let row = logits.row(out_row + j);
+                    done = sample_next(self.model, &self.metrics, &self.cfg, s, row);
+                    if done.is_some() || j == drafts.len() || *s.tokens.last().expect("just sampled") != drafts[j] {
+                        break;
+                    }
+                    s.n_computed += 1;
+                    s.accepted += 1;
+                    self.metrics.spec_accepted_total.fetch_add(1, Relaxed);
+                }
+                s.drafted += drafts.len();
+                self.metrics.spec_drafted_total.fetch_add(drafts.len() as u64, Relaxed);
+                if let Some(done) = done {
+                    finished.push((i, done));
+                }
+            }
+            out_row += n_out;
+            // Register the blocks that are now full, for later requests to reuse.
             while (s.block_hashes.len() + 1) * bs <= s.n_computed {
-                let i = s.block_hashes.len();
+                let b = s.block_hashes.len();
                 let parent = s.block_hashes.last().copied().unwrap_or(self.blocks.seed());
-                let h = self.blocks.register(s.blocks[i], parent, &s.tokens[i * bs..(i + 1) * bs]);
+                let h = self.blocks.register(s.blocks[b], parent, &s.tokens[b * bs..(b + 1) * bs]);
                 s.block_hashes.push(h);
-            }
-            if s.n_computed < s.tokens.len() {
-                continue;
-            }
-            let row = logits.row(out_row);
-            out_row += 1;
-            if let Some(done) = sample_next(self.model, &self.metrics, &self.cfg, s, row) {
-                finished.push((i, done));
             }
         }
         for &(i, ref done) in finished.iter().rev() {
@@ -504,6 +549,8 @@ impl<'m> Scheduler<'m> {
             finish_reason: reason,
             prompt_tokens: s.req.prompt_ids.len(),
             cached_tokens: cached,
+            drafted_tokens: s.drafted,
+            accepted_tokens: s.accepted,
             completion_tokens: s.n_generated(),
             timings,
             queue_duration: scheduled - s.arrived,

@@ -6,9 +6,11 @@ pub mod engine;
 pub mod generate;
 pub mod metrics;
 pub mod sampler;
+pub mod spec;
 pub mod stop;
 
 pub use engine::{Engine, EngineConfig, EngineError, Event, Request, Summary, TokenLogprob};
 pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, N_BATCH};
 pub use sampler::{Sampler, SamplingParams};
+pub use spec::{SpecConfig, SpecKind};
 pub use stop::{StopEvent, StopMatcher};

@@ -73,6 +73,9 @@ pub struct Metrics {
     /// Prompt tokens looked up in the prefix cache, and those found.
     pub prefix_cache_queries_total: AtomicU64,
     pub prefix_cache_hits_total: AtomicU64,
+    /// Speculative decoding: tokens drafted, and drafts the model confirmed.
+    pub spec_drafted_total: AtomicU64,
+    pub spec_accepted_total: AtomicU64,
     pub steps_total: AtomicU64,
     pub batch_tokens_total: AtomicU64,
     pub time_to_first_token: Histogram,
@@ -99,6 +102,8 @@ impl Default for Metrics {
             kv_blocks_cached: z(),
             prefix_cache_queries_total: z(),
             prefix_cache_hits_total: z(),
+            spec_drafted_total: z(),
+            spec_accepted_total: z(),
             steps_total: z(),
             batch_tokens_total: z(),
             time_to_first_token: Histogram::new(LATENCY_BOUNDS),
@@ -131,6 +136,10 @@ impl Metrics {
         one("hearth_kv_cache_blocks_cached", "gauge", "Free KV-cache blocks that still hold a reusable prefix.", g(&self.kv_blocks_cached));
         one("hearth_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", g(&self.prefix_cache_queries_total));
         one("hearth_prefix_cache_hits_total", "counter", "Prompt tokens whose keys and values came from the prefix cache.", g(&self.prefix_cache_hits_total));
+        one("hearth_spec_drafted_tokens_total", "counter", "Speculative decoding: tokens drafted.", g(&self.spec_drafted_total));
+        one("hearth_spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model confirmed.", g(&self.spec_accepted_total));
+        let drafted = g(&self.spec_drafted_total);
+        one("hearth_spec_acceptance_ratio", "gauge", "Speculative decoding: confirmed over drafted tokens.", if drafted > 0.0 { g(&self.spec_accepted_total) / drafted } else { 0.0 });
         one("hearth_engine_steps_total", "counter", "Forward passes run by the engine.", g(&self.steps_total));
         one("hearth_engine_batch_tokens_total", "counter", "Tokens run in all forward passes.", g(&self.batch_tokens_total));
         let _ = writeln!(

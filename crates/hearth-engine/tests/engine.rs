@@ -223,3 +223,24 @@ fn prefix_cache_reuses_blocks_across_requests_and_turns() {
     run_one(&engine, greedy(p2.clone(), 2));
     assert_eq!(run_one(&engine, greedy(p2, 2)).1.cached_tokens, 0);
 }
+
+#[test]
+fn ngram_speculation_keeps_greedy_output_alone_and_batched() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    // Text that repeats, so lookups find drafts (and some of them are right).
+    let passage = "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday, Monday, Tuesday, Wednesday,";
+    let mut ps = vec![model.tokenizer.encode(passage, true, true)];
+    ps.extend(prompts(&model, 3));
+    let want: Vec<Vec<u32>> = ps.iter().map(|p| alone(&model, p, 24)).collect();
+    let mut cfg = EngineConfig::new(4, 256, 2);
+    cfg.spec = Some(hearth_engine::SpecConfig::ngram(5));
+    let engine = Engine::start(model.clone(), cfg).unwrap();
+    // Alone, then all together.
+    let (first, summary) = run_one(&engine, greedy(ps[0].clone(), 24));
+    assert_eq!(first, want[0]);
+    assert!(summary.drafted_tokens > 0 && summary.accepted_tokens > 0, "{summary:?}");
+    assert_eq!(summary.completion_tokens, 24);
+    assert_eq!(run_all(&engine, &ps, 24), want);
+    let m = &engine.metrics;
+    assert!(m.spec_accepted_total.load(std::sync::atomic::Ordering::Relaxed) <= m.spec_drafted_total.load(std::sync::atomic::Ordering::Relaxed));
+}

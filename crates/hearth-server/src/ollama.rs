@@ -145,7 +145,7 @@ fn nanos(d: Duration) -> u64 {
 /// waited for a place in the running batch (the model itself is loaded at start-up).
 fn final_stats(s: &Summary) -> Value {
     let t = &s.timings;
-    json!({
+    let mut v = json!({
         "done_reason": s.finish_reason.as_str(),
         "total_duration": nanos(t.total_duration),
         "load_duration": nanos(s.queue_duration),
@@ -153,7 +153,16 @@ fn final_stats(s: &Summary) -> Value {
         "prompt_eval_duration": nanos(t.prompt_eval_duration),
         "eval_count": t.eval_count,
         "eval_duration": nanos(t.eval_duration),
-    })
+    });
+    // Not in Ollama's API: what the prefix cache and speculative decoding saved.
+    if s.cached_tokens > 0 {
+        v["prompt_cached_count"] = json!(s.cached_tokens);
+    }
+    if s.drafted_tokens > 0 {
+        v["draft_count"] = json!(s.drafted_tokens);
+        v["draft_accepted_count"] = json!(s.accepted_tokens);
+    }
+    v
 }
 
 fn merge(mut a: Value, b: Value) -> Value {

@@ -187,15 +187,36 @@ fn check_model<'a>(state: &'a AppState, c: &Common) -> Result<&'a Ready, ApiErro
     state.ready()
 }
 
-/// OpenAI's usage object; `cached` is the prompt tokens served from the prefix cache.
-fn usage(prompt_tokens: usize, cached: usize, choices: impl Iterator<Item = usize>) -> Value {
-    let completion: usize = choices.sum();
-    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion,
-           "prompt_tokens_details": {"cached_tokens": cached}})
+/// Per request, what OpenAI's usage object reports beside the token counts.
+#[derive(Default, Clone, Copy)]
+struct UsageExtra {
+    /// Prompt tokens served from the prefix cache.
+    cached: usize,
+    /// Speculative decoding: drafted tokens the model confirmed, and those it did not.
+    accepted: usize,
+    rejected: usize,
 }
 
-fn cached_tokens(choices: &[Choice]) -> usize {
-    choices.iter().filter_map(|c| c.summary.as_ref()).map(|s| s.cached_tokens).min().unwrap_or(0)
+impl UsageExtra {
+    fn add(&mut self, s: &Summary) {
+        self.cached = s.cached_tokens; // the same prompt for every choice
+        self.accepted += s.accepted_tokens;
+        self.rejected += s.drafted_tokens - s.accepted_tokens;
+    }
+}
+
+/// OpenAI's usage object.
+fn usage(prompt_tokens: usize, extra: UsageExtra, choices: impl Iterator<Item = usize>) -> Value {
+    let completion: usize = choices.sum();
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion,
+           "prompt_tokens_details": {"cached_tokens": extra.cached.min(prompt_tokens)},
+           "completion_tokens_details": {"accepted_prediction_tokens": extra.accepted, "rejected_prediction_tokens": extra.rejected}})
+}
+
+fn usage_extra(choices: &[Choice]) -> UsageExtra {
+    let mut e = UsageExtra::default();
+    choices.iter().filter_map(|c| c.summary.as_ref()).for_each(|s| e.add(s));
+    e
 }
 
 fn chat_logprob(ready: &Ready, id: u32, lp: &TokenLogprob) -> Value {
@@ -286,7 +307,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 })
             })
             .collect();
-        let usage = usage(n_prompt, cached_tokens(&choices), choices.iter().map(completion_tokens));
+        let usage = usage(n_prompt, usage_extra(&choices), choices.iter().map(completion_tokens));
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
@@ -312,7 +333,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 return;
             }
         }
-        let (mut done, mut completion, mut cached) = (0, vec![0usize; n], usize::MAX);
+        let (mut done, mut completion, mut extra) = (0, vec![0usize; n], UsageExtra::default());
         while done < n {
             let Some((i, ev)) = rx.recv().await else { break };
             let msg = match ev {
@@ -326,7 +347,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 Event::Done { text, summary } => {
                     done += 1;
                     completion[i] = summary.completion_tokens;
-                    cached = cached.min(summary.cached_tokens);
+                    extra.add(&summary);
                     generate::log_summary("chat", "stream", &summary);
                     let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
                     chunk(json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
@@ -341,7 +362,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
             }
         }
         if include_usage {
-            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, cached.min(n_prompt), completion.into_iter()))));
+            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, extra, completion.into_iter()))));
         }
         let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
     };
@@ -432,7 +453,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
                 })
             })
             .collect();
-        let usage = usage(n_prompt, cached_tokens(&choices), choices.iter().map(completion_tokens));
+        let usage = usage(n_prompt, usage_extra(&choices), choices.iter().map(completion_tokens));
         return Ok(Json(json!({
             "id": id, "object": "text_completion", "created": created, "model": model,
             "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
@@ -452,7 +473,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
     };
     let stream = move |mut rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, btx: tokio::sync::mpsc::UnboundedSender<Bytes>| async move {
         let Ok(ready) = st.ready() else { return };
-        let (mut done, mut completion, mut offsets, mut cached) = (0, vec![0usize; n], vec![0usize; n], usize::MAX);
+        let (mut done, mut completion, mut offsets, mut extra) = (0, vec![0usize; n], vec![0usize; n], UsageExtra::default());
         while done < n {
             let Some((i, ev)) = rx.recv().await else { break };
             let msg = match ev {
@@ -468,7 +489,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
                 Event::Done { text, summary } => {
                     done += 1;
                     completion[i] = summary.completion_tokens;
-                    cached = cached.min(summary.cached_tokens);
+                    extra.add(&summary);
                     generate::log_summary("completions", "stream", &summary);
                     chunk(json!([{"index": i, "text": text, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
                 }
@@ -482,7 +503,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
             }
         }
         if include_usage {
-            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, cached.min(n_prompt), completion.into_iter()))));
+            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, extra, completion.into_iter()))));
         }
         let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
     };

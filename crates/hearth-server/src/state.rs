@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Reuse the KV blocks of earlier requests with the same leading tokens.
     pub prefix_caching: bool,
+    /// Speculative decoding, if any.
+    pub spec: Option<hearth_engine::SpecConfig>,
 }
 
 /// Facts about the served model, for the listing endpoints.
@@ -119,6 +121,7 @@ impl AppState {
         cfg.token_budget = o.token_budget;
         cfg.max_waiting = o.max_waiting;
         cfg.prefix_caching = o.prefix_caching;
+        cfg.spec = o.spec;
         let bytes_per_block = 2 * c.n_layer * o.kv_type.row_bytes(c.n_embd_kv()) * cfg.block_size;
         cfg.n_blocks = if o.n_blocks > 0 {
             o.n_blocks
@@ -137,6 +140,7 @@ impl AppState {
             kv_mib = (cfg.n_blocks * bytes_per_block) as f64 / (1 << 20) as f64,
             kv_bytes_per_token = bytes_per_block / cfg.block_size,
             prefix_caching = cfg.prefix_caching,
+            spec = ?cfg.spec,
             threads = o.n_threads,
             "engine ready"
         );

@@ -1,0 +1,73 @@
+//! Speculative decoding: cheap guesses of the next tokens that the model then checks in one
+//! batch. A sequence with `k` drafts runs its pending token and the drafts together; the
+//! target model's token at each position is sampled as usual and a draft is kept while it
+//! equals that token. Because the drafts are a deterministic function of the context (a
+//! point-mass proposal), this is exactly the rejection-sampling rule: greedy output is
+//! token-for-token that of plain decoding, and sampled output keeps the model's
+//! distribution.
+
+/// Where drafts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecKind {
+    /// Prompt lookup: the tokens that followed the latest earlier occurrence of the
+    /// sequence's last few tokens.
+    Ngram,
+}
+
+/// Speculation settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecConfig {
+    pub kind: SpecKind,
+    /// Drafts per step at most.
+    pub n_draft: usize,
+    /// Longest and shortest suffix looked up (n-gram).
+    pub ngram_max: usize,
+    pub ngram_min: usize,
+}
+
+impl SpecConfig {
+    pub fn ngram(n_draft: usize) -> SpecConfig {
+        SpecConfig { kind: SpecKind::Ngram, n_draft, ngram_max: 3, ngram_min: 1 }
+    }
+}
+
+/// Up to `n_draft` tokens that followed the most recent earlier occurrence of the longest
+/// suffix of `tokens` (from `ngram_max` down to `ngram_min` tokens) found in `tokens`.
+pub fn ngram_drafts(tokens: &[u32], n_draft: usize, ngram_max: usize, ngram_min: usize) -> Vec<u32> {
+    let len = tokens.len();
+    if n_draft == 0 {
+        return Vec::new();
+    }
+    for n in (ngram_min.max(1)..=ngram_max).rev() {
+        if n >= len {
+            continue;
+        }
+        let suffix = &tokens[len - n..];
+        // Latest start `i < len - n` with tokens[i..i + n] == suffix.
+        if let Some(i) = (0..len - n).rev().find(|&i| &tokens[i..i + n] == suffix) {
+            let from = i + n;
+            return tokens[from..len.min(from + n_draft)].to_vec();
+        }
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drafts_continue_the_latest_match_of_the_longest_suffix() {
+        //            0  1  2  3  4  5  6  7  8  9
+        let t = [1, 2, 3, 9, 1, 2, 3, 7, 8, 2, 3];
+        // Suffix [2, 3] last occurred at 5..7, followed by 7, 8, 2.
+        assert_eq!(ngram_drafts(&t, 3, 3, 1), vec![7, 8, 2]);
+        // Suffix [8, 2, 3] never occurred before; [2, 3] did.
+        assert_eq!(ngram_drafts(&t, 1, 3, 2), vec![7]);
+        // Nothing repeats: no drafts.
+        assert!(ngram_drafts(&[1, 2, 3, 4], 4, 3, 1).is_empty());
+        // The continuation stops at the end of the text.
+        assert_eq!(ngram_drafts(&[5, 6, 5], 4, 3, 1), vec![6, 5]);
+        assert!(ngram_drafts(&[5], 4, 3, 1).is_empty());
+    }
+}
