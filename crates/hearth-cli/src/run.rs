@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::sync::Arc;
 
-use hearth_engine::{Engine, EngineConfig, Event, Request, SamplingParams, SpecConfig, Summary};
+use hearth_engine::{DraftModel, Engine, EngineConfig, Event, Request, SamplingParams, SpecConfig, Summary};
 use hearth_model::{ChatMessage, KvType, Model};
 
 use crate::{models, Common};
@@ -59,9 +59,13 @@ pub struct RunArgs {
     /// when the answer repeats parts of the prompt: summaries, edits, code).
     #[arg(long, value_parser = ["ngram"])]
     pub spec: Option<String>,
-    /// Drafted tokens per step with --spec.
+    /// Drafted tokens per step with --spec or --draft-model.
     #[arg(long, default_value_t = 8)]
     pub spec_draft: usize,
+    /// Speculative decoding with a draft model (name or GGUF path) of the same vocabulary,
+    /// e.g. a quantized copy of the model.
+    #[arg(long)]
+    pub draft_model: Option<String>,
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
@@ -124,10 +128,18 @@ pub fn run(a: RunArgs) -> Result<()> {
     // its new tokens.
     let mut cfg = EngineConfig::new(1, n_ctx, n_threads);
     cfg.kv_type = a.kv_cache_type;
-    if a.spec.is_some() {
-        if a.spec_draft == 0 {
-            bail!("--spec-draft must be at least 1");
+    if (a.spec.is_some() || a.draft_model.is_some()) && a.spec_draft == 0 {
+        bail!("--spec-draft must be at least 1");
+    }
+    if let Some(d) = &a.draft_model {
+        if a.spec.is_some() {
+            bail!("--spec ngram and --draft-model cannot be used together");
         }
+        let path = models::resolve(Some(d), &a.common.dir(), true)?;
+        let draft = Model::load(&path).with_context(|| format!("cannot load draft model {}", path.display()))?;
+        cfg.spec = Some(SpecConfig::draft(a.spec_draft));
+        cfg.draft_model = Some(DraftModel(Arc::new(draft)));
+    } else if a.spec.is_some() {
         cfg.spec = Some(SpecConfig::ngram(a.spec_draft));
     }
     let engine = Engine::start(model.clone(), cfg)?;

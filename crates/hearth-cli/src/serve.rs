@@ -56,9 +56,12 @@ pub struct ServeArgs {
     /// Speculative decoding: `ngram` drafts tokens by looking up the text so far.
     #[arg(long, value_parser = ["ngram"])]
     pub spec: Option<String>,
-    /// Drafted tokens per step with --spec.
+    /// Drafted tokens per step with --spec or --draft-model.
     #[arg(long, default_value_t = 8)]
     pub spec_draft: usize,
+    /// Speculative decoding with a draft model (name or GGUF path) of the same vocabulary.
+    #[arg(long)]
+    pub draft_model: Option<String>,
     /// Do not reuse the KV cache of earlier requests that start with the same tokens.
     #[arg(long)]
     pub no_prefix_cache: bool,
@@ -100,9 +103,15 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         api_key: a.api_key.filter(|k| !k.is_empty()),
         max_body_bytes: a.max_body,
         prefix_caching: !a.no_prefix_cache,
-        spec: match a.spec {
-            Some(_) if a.spec_draft == 0 => bail!("--spec-draft must be at least 1"),
-            Some(_) => Some(hearth_engine::SpecConfig::ngram(a.spec_draft)),
+        spec: match (&a.spec, &a.draft_model) {
+            _ if a.spec_draft == 0 => bail!("--spec-draft must be at least 1"),
+            (Some(_), Some(_)) => bail!("--spec ngram and --draft-model cannot be used together"),
+            (Some(_), None) => Some(hearth_engine::SpecConfig::ngram(a.spec_draft)),
+            (None, Some(_)) => Some(hearth_engine::SpecConfig::draft(a.spec_draft)),
+            (None, None) => None,
+        },
+        draft_model_path: match &a.draft_model {
+            Some(d) => Some(models::resolve(Some(d), &a.common.dir(), true)?),
             None => None,
         },
     };

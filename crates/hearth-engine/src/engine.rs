@@ -25,7 +25,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::blocks::BlockManager;
 use crate::metrics::Metrics;
 use crate::sampler::{Sampler, SamplingParams};
-use crate::spec::{ngram_drafts, SpecConfig, SpecKind};
+use crate::spec::{check_draft, ngram_drafts, DraftModel, SpecConfig, SpecKind};
 use crate::stop::{StopEvent, StopMatcher};
 use crate::{FinishReason, Timings};
 
@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub prefix_caching: bool,
     /// Speculative decoding for decoding sequences.
     pub spec: Option<SpecConfig>,
+    /// The draft model when `spec` is of kind [`SpecKind::Draft`].
+    pub draft_model: Option<DraftModel>,
 }
 
 impl EngineConfig {
@@ -68,6 +70,7 @@ impl EngineConfig {
             max_waiting: 256,
             prefix_caching: true,
             spec: None,
+            draft_model: None,
         }
     }
 }
@@ -167,6 +170,15 @@ impl Engine {
             )));
         }
         model.check_kv_type(config.kv_type).map_err(|e| EngineError::BadParameter(e.to_string()))?;
+        let draft = match (config.spec.map(|s| s.kind), &config.draft_model) {
+            (Some(SpecKind::Draft), None) => return Err(EngineError::BadParameter("draft-model speculation needs a draft model".into())),
+            (Some(SpecKind::Draft), Some(DraftModel(d))) => {
+                check_draft(&model, d).map_err(EngineError::BadParameter)?;
+                d.check_kv_type(config.kv_type).map_err(|e| EngineError::BadParameter(e.to_string()))?;
+                Some(d.clone())
+            }
+            _ => None,
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.n_threads.max(1))
             .thread_name(|i| format!("hearth-compute-{i}"))
@@ -179,7 +191,7 @@ impl Engine {
         let (m, cfg) = (metrics.clone(), config.clone());
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || pool.install(|| Scheduler::new(&model, cfg, m).run(rx)))
+            .spawn(move || pool.install(|| Scheduler::new(&model, draft.as_deref(), cfg, m).run(rx)))
             .map_err(|e| EngineError::Model(e.to_string()))?;
         Ok(Engine { tx, metrics, config, n_vocab, thread: std::sync::Mutex::new(Some(thread)) })
     }
@@ -241,6 +253,8 @@ struct Seq<'m> {
     cached_tokens: Option<usize>,
     drafted: usize,
     accepted: usize,
+    /// Leading tokens whose keys and values are in the draft model's cache.
+    draft_computed: usize,
     sampler: Sampler,
     decoder: hearth_model::tokenizer::StreamDecoder<'m>,
     stops: StopMatcher,
@@ -261,6 +275,9 @@ struct Scheduler<'m> {
     cfg: EngineConfig,
     metrics: Arc<Metrics>,
     kv: hearth_model::KvCache,
+    /// The draft model and its KV pool, which mirrors `kv` block for block (a sequence's
+    /// block table serves both).
+    draft: Option<(&'m Model, hearth_model::KvCache)>,
     blocks: BlockManager,
     /// Admitted sequences, oldest first.
     running: Vec<Seq<'m>>,
@@ -269,13 +286,14 @@ struct Scheduler<'m> {
 }
 
 impl<'m> Scheduler<'m> {
-    fn new(model: &'m Model, cfg: EngineConfig, metrics: Arc<Metrics>) -> Scheduler<'m> {
+    fn new(model: &'m Model, draft: Option<&'m Model>, cfg: EngineConfig, metrics: Arc<Metrics>) -> Scheduler<'m> {
         let kv = model.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type);
+        let draft = draft.map(|d| (d, d.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type)));
         // The prefix cache's hash chain starts from the model and the KV type.
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&format!("{:?} {:?} {}", model.config, cfg.kv_type, model.gguf().bytes().len()), &mut h);
         let blocks = BlockManager::new(cfg.n_blocks, cfg.block_size, cfg.prefix_caching, std::hash::Hasher::finish(&h));
-        Scheduler { model, cfg, metrics, kv, blocks, running: Vec::new(), waiting: VecDeque::new() }
+        Scheduler { model, cfg, metrics, kv, draft, blocks, running: Vec::new(), waiting: VecDeque::new() }
     }
 
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
@@ -317,6 +335,7 @@ impl<'m> Scheduler<'m> {
             cached_tokens: None,
             drafted: 0,
             accepted: 0,
+            draft_computed: 0,
             arrived,
             first_scheduled: None,
             first_token: None,
@@ -337,6 +356,7 @@ impl<'m> Scheduler<'m> {
         seq.blocks.clear();
         seq.block_hashes.clear();
         seq.n_computed = 0;
+        seq.draft_computed = 0;
     }
 
     /// Frees the sequences whose client went away.
@@ -370,16 +390,84 @@ impl<'m> Scheduler<'m> {
         true
     }
 
-    /// Drafts for a decoding sequence, within `budget` tokens, its token limit and the
-    /// context (a draft past either could never be used).
-    fn drafts(&self, s: &Seq<'_>, budget: usize) -> Vec<u32> {
-        let Some(spec) = self.cfg.spec else { return Vec::new() };
+    /// How many drafts a decoding sequence may have, within `budget` tokens, its token
+    /// limit and the context (a draft past either could never be used).
+    fn n_drafts(&self, s: &Seq<'_>, budget: usize) -> usize {
+        let Some(spec) = self.cfg.spec else { return 0 };
         let left = s.req.max_tokens.saturating_sub(s.n_generated() + 1);
         let room = self.cfg.n_ctx.saturating_sub(s.tokens.len() + 1);
-        let n = spec.n_draft.min(budget).min(left).min(room);
-        match spec.kind {
-            SpecKind::Ngram => ngram_drafts(&s.tokens, n, spec.ngram_max, spec.ngram_min),
+        spec.n_draft.min(budget).min(left).min(room)
+    }
+
+    /// N-gram drafts for a decoding sequence.
+    fn drafts(&self, s: &Seq<'_>, budget: usize) -> Vec<u32> {
+        match self.cfg.spec {
+            Some(spec) if spec.kind == SpecKind::Ngram => ngram_drafts(&s.tokens, self.n_drafts(s, budget), spec.ngram_max, spec.ngram_min),
+            _ => Vec::new(),
         }
+    }
+
+    /// Draft-model drafts for every running sequence that is decoding (indexed like
+    /// `running`; empty for the others): the draft model first catches up with the
+    /// sequence's tokens, then decodes greedily, all sequences in one batch per token.
+    /// Blocks for the drafts' positions are reserved here; a sequence that cannot get
+    /// them has no drafts.
+    fn draft_with_model(&mut self, budget: usize) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::new(); self.running.len()];
+        let Some((draft, _)) = &self.draft else { return out };
+        let draft: &Model = draft;
+        let bs = self.cfg.block_size;
+        // (running index, drafts wanted)
+        let mut cands: Vec<(usize, usize)> = Vec::new();
+        let mut left = budget;
+        for i in 0..self.running.len() {
+            let s = &self.running[i];
+            if s.tokens.len() - s.n_computed != 1 || left < 2 {
+                continue;
+            }
+            let k = self.n_drafts(s, left - 1);
+            let n_pos = s.tokens.len() + k;
+            if k > 0 && Self::reserve(&mut self.blocks, &mut self.running[i], n_pos, bs) {
+                cands.push((i, k));
+                left -= k + 1;
+            }
+        }
+        let max_k = cands.iter().map(|c| c.1).max().unwrap_or(0);
+        for j in 0..max_k {
+            let mut batch = Batch::default();
+            let mut rows = Vec::new();
+            for &(i, k) in &cands {
+                if j >= k {
+                    continue;
+                }
+                let s = &self.running[i];
+                let slot = batch.block_tables.len();
+                batch.block_tables.push(s.blocks.clone());
+                if j == 0 {
+                    // Catch up: every token the draft has not seen, up to the pending one.
+                    for p in s.draft_computed..s.tokens.len() {
+                        batch.push(s.tokens[p], p, slot, p + 1 == s.tokens.len());
+                    }
+                } else {
+                    batch.push(out[i][j - 1], s.tokens.len() + j - 1, slot, true);
+                }
+                rows.push(i);
+            }
+            let (_, kv) = self.draft.as_mut().expect("checked above");
+            let logits = match draft.forward(&batch, kv) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("hearth: the draft model failed, continuing without drafts: {e}");
+                    return vec![Vec::new(); self.running.len()];
+                }
+            };
+            for (r, &i) in rows.iter().enumerate() {
+                out[i].push(crate::sampler::argmax(logits.row(r)));
+                let s = &mut self.running[i];
+                s.draft_computed = s.tokens.len() + j;
+            }
+        }
+        out
     }
 
     /// Starts a sequence that holds no blocks from the longest cached prefix of its
@@ -406,13 +494,18 @@ impl<'m> Scheduler<'m> {
         let mut budget = self.cfg.token_budget;
         // (index into running, tokens scheduled, drafts among them)
         let mut plan: Vec<(usize, usize, Vec<u32>)> = Vec::new();
+        let mut model_drafts = self.draft_with_model(budget);
 
         // Running sequences first, oldest first; preempt the youngest when blocks run out.
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
             let s = &self.running[i];
             let take = (s.tokens.len() - s.n_computed).min(budget);
-            let drafts = if take == 1 { self.drafts(s, budget - 1) } else { Vec::new() };
+            let drafts = match model_drafts.get_mut(i) {
+                Some(d) if take == 1 && !d.is_empty() => std::mem::take(d),
+                _ if take == 1 => self.drafts(s, budget - 1),
+                _ => Vec::new(),
+            };
             let take = take + drafts.len();
             let n_pos = s.n_computed + take;
             if Self::reserve(&mut self.blocks, &mut self.running[i], n_pos, bs) {
@@ -505,6 +598,7 @@ impl<'m> Scheduler<'m> {
                     self.metrics.spec_accepted_total.fetch_add(1, Relaxed);
                 }
                 s.drafted += drafts.len();
+                s.draft_computed = s.draft_computed.min(s.n_computed);
                 self.metrics.spec_drafted_total.fetch_add(drafts.len() as u64, Relaxed);
                 if let Some(done) = done {
                     finished.push((i, done));

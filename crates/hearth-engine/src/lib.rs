@@ -12,5 +12,5 @@ pub mod stop;
 pub use engine::{Engine, EngineConfig, EngineError, Event, Request, Summary, TokenLogprob};
 pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, N_BATCH};
 pub use sampler::{Sampler, SamplingParams};
-pub use spec::{SpecConfig, SpecKind};
+pub use spec::{DraftModel, SpecConfig, SpecKind};
 pub use stop::{StopEvent, StopMatcher};

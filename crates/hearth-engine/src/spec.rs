@@ -6,12 +6,41 @@
 //! token-for-token that of plain decoding, and sampled output keeps the model's
 //! distribution.
 
+use std::sync::Arc;
+
+use hearth_model::Model;
+
 /// Where drafts come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecKind {
     /// Prompt lookup: the tokens that followed the latest earlier occurrence of the
     /// sequence's last few tokens.
     Ngram,
+    /// A smaller or cheaper model with the same vocabulary, decoding greedily ahead of the
+    /// target with its own KV cache (`EngineConfig::draft_model`).
+    Draft,
+}
+
+/// The draft model of [`SpecKind::Draft`].
+#[derive(Clone)]
+pub struct DraftModel(pub Arc<Model>);
+
+impl std::fmt::Debug for DraftModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DraftModel({})", self.0.config.name.as_deref().unwrap_or("unnamed"))
+    }
+}
+
+/// Checks that `draft` can propose tokens for `target`: the same vocabulary, token by token.
+pub fn check_draft(target: &Model, draft: &Model) -> Result<(), String> {
+    let (t, d) = (&target.tokenizer, &draft.tokenizer);
+    if t.n_vocab() != d.n_vocab() {
+        return Err(format!("the draft model's vocabulary has {} tokens, the model's {}", d.n_vocab(), t.n_vocab()));
+    }
+    if let Some(id) = (0..t.n_vocab() as u32).find(|&id| t.token_text(id) != d.token_text(id)) {
+        return Err(format!("the draft model's token {id} is {:?}, the model's {:?}", d.token_text(id), t.token_text(id)));
+    }
+    Ok(())
 }
 
 /// Speculation settings.
@@ -28,6 +57,10 @@ pub struct SpecConfig {
 impl SpecConfig {
     pub fn ngram(n_draft: usize) -> SpecConfig {
         SpecConfig { kind: SpecKind::Ngram, n_draft, ngram_max: 3, ngram_min: 1 }
+    }
+
+    pub fn draft(n_draft: usize) -> SpecConfig {
+        SpecConfig { kind: SpecKind::Draft, ..Self::ngram(n_draft) }
     }
 }
 

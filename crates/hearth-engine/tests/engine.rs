@@ -244,3 +244,24 @@ fn ngram_speculation_keeps_greedy_output_alone_and_batched() {
     let m = &engine.metrics;
     assert!(m.spec_accepted_total.load(std::sync::atomic::Ordering::Relaxed) <= m.spec_drafted_total.load(std::sync::atomic::Ordering::Relaxed));
 }
+
+#[test]
+fn draft_model_speculation_keeps_greedy_output() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let ps = prompts(&model, 3);
+    let want: Vec<Vec<u32>> = ps.iter().map(|p| alone(&model, p, 16)).collect();
+    // The model drafting for itself: every greedy draft must be confirmed.
+    let mut cfg = EngineConfig::new(4, 256, 2);
+    cfg.spec = Some(hearth_engine::SpecConfig::draft(4));
+    cfg.draft_model = Some(hearth_engine::DraftModel(model.clone()));
+    let engine = Engine::start(model.clone(), cfg).unwrap();
+    let (first, summary) = run_one(&engine, greedy(ps[0].clone(), 16));
+    assert_eq!(first, want[0]);
+    assert!(summary.drafted_tokens > 0, "{summary:?}");
+    assert_eq!(summary.accepted_tokens, summary.drafted_tokens, "{summary:?}");
+    assert_eq!(run_all(&engine, &ps, 16), want);
+    // A request with sampling still runs (the acceptance rule is exact for any sampler).
+    let mut sampled = greedy(ps[1].clone(), 8);
+    sampled.sampling = hearth_engine::SamplingParams { seed: Some(3), ..Default::default() };
+    assert_eq!(run_one(&engine, sampled).0.len(), 8);
+}

@@ -37,6 +37,8 @@ pub struct ServerOptions {
     pub prefix_caching: bool,
     /// Speculative decoding, if any.
     pub spec: Option<hearth_engine::SpecConfig>,
+    /// The draft model's file, for draft-model speculation.
+    pub draft_model_path: Option<PathBuf>,
 }
 
 /// Facts about the served model, for the listing endpoints.
@@ -122,6 +124,10 @@ impl AppState {
         cfg.max_waiting = o.max_waiting;
         cfg.prefix_caching = o.prefix_caching;
         cfg.spec = o.spec;
+        if let Some(p) = &o.draft_model_path {
+            let d = Model::load(p).map_err(|e| format!("cannot load the draft model {}: {e}", p.display()))?;
+            cfg.draft_model = Some(hearth_engine::DraftModel(Arc::new(d)));
+        }
         let bytes_per_block = 2 * c.n_layer * o.kv_type.row_bytes(c.n_embd_kv()) * cfg.block_size;
         cfg.n_blocks = if o.n_blocks > 0 {
             o.n_blocks
