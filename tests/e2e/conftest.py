@@ -43,8 +43,10 @@ class Server:
             cmd += ["--api-key", api_key]
         self.cmd = cmd
         try:
+            # The key comes only from --api-key here: none inherited from the environment.
+            env = {k: v for k, v in os.environ.items() if k != "HEARTH_API_KEY"}
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, text=True, errors="replace",
             )
         except OSError as e:

@@ -48,17 +48,23 @@ def test_wrong_types(server, baseline, path, payload):
 @pytest.mark.parametrize("extra", [
     {"max_tokens": -1},
     {"max_tokens": 10**9},
-    {"max_completion_tokens": -5},
     {"temperature": -1},
     {"temperature": 5},
     {"top_p": 1.5},
     {"n": 0},
-], ids=["max_tokens-negative", "max_tokens-huge", "max_completion_tokens-negative",
-        "temperature-negative", "temperature-5", "top_p-1.5", "n-0"])
+], ids=["max_tokens-negative", "max_tokens-huge", "temperature-negative", "temperature-5",
+        "top_p-1.5", "n-0"])
 def test_out_of_range(server, baseline, extra):
     status, body = server.post_json(CHAT, {"model": MODEL, "messages": MESSAGES, **extra})
     check_openai_error(status, body, 400)
     status, body = server.post_json(COMPLETIONS, {"model": MODEL, "prompt": "Hello", **extra})
+    check_openai_error(status, body, 400)
+    assert_serving(server, baseline)
+
+
+def test_negative_max_completion_tokens(server, baseline):
+    status, body = server.post_json(CHAT, {"model": MODEL, "messages": MESSAGES,
+                                           "max_completion_tokens": -5})
     check_openai_error(status, body, 400)
     assert_serving(server, baseline)
 

@@ -71,8 +71,10 @@ def test_num_predict_gives_length(oll):
 
 
 def test_chat_matches_openai_chat(oll, oai):
-    """Both APIs render the same chat template and decode greedily the same way."""
-    r = oll.chat(model=MODEL, messages=MESSAGES, options={"temperature": 0, "num_predict": 12})
+    """Both APIs render the same chat template and decode greedily the same way (with
+    repeat_penalty 1: Ollama's default is 1.1, OpenAI's none)."""
+    r = oll.chat(model=MODEL, messages=MESSAGES,
+                 options={"temperature": 0, "num_predict": 12, "repeat_penalty": 1.0})
     o = oai.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=0, max_tokens=12)
     assert r.message.content == o.choices[0].message.content
 
@@ -80,7 +82,7 @@ def test_chat_matches_openai_chat(oll, oai):
 def test_raw_generate_matches_openai_completion(oll, oai):
     prompt = "The history of the city of Rome begins"
     r = oll.generate(model=MODEL, prompt=prompt, raw=True,
-                     options={"temperature": 0, "num_predict": 8})
+                     options={"temperature": 0, "num_predict": 8, "repeat_penalty": 1.0})
     o = oai.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8)
     assert r.response == o.choices[0].text
 
@@ -88,12 +90,13 @@ def test_raw_generate_matches_openai_completion(oll, oai):
 def test_generate_system_matches_openai_chat(oll, oai):
     """`system` on /api/generate is the system message of a chat."""
     system = "You are a pirate. Always answer like a pirate."
-    r = oll.generate(model=MODEL, prompt=PROMPT, system=system, options=GREEDY)
+    r = oll.generate(model=MODEL, prompt=PROMPT, system=system,
+                     options={**GREEDY, "repeat_penalty": 1.0})
     o = oai.chat.completions.create(
         model=MODEL, temperature=0, max_tokens=10,
         messages=[{"role": "system", "content": system}, {"role": "user", "content": PROMPT}])
     assert r.response == o.choices[0].message.content
-    plain = oll.generate(model=MODEL, prompt=PROMPT, options=GREEDY)
+    plain = oll.generate(model=MODEL, prompt=PROMPT, options={**GREEDY, "repeat_penalty": 1.0})
     assert plain.response != r.response
 
 
