@@ -1,0 +1,67 @@
+"""A server started with --api-key: every API route needs `Authorization: Bearer KEY`."""
+
+import json
+
+import ollama
+import openai
+import pytest
+
+from conftest import API_KEY, MODEL, Server, check_openai_error
+
+CHAT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+
+
+@pytest.fixture(scope="module")
+def keyed():
+    s = Server(["--parallel", "2"], api_key=API_KEY)
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": None},
+    {"Authorization": "Bearer wrong-key"},
+    {"Authorization": API_KEY},
+    {"Authorization": "Basic " + API_KEY},
+], ids=["missing", "wrong", "no-scheme", "basic"])
+@pytest.mark.parametrize("method,path,body", [
+    ("POST", "/v1/chat/completions", CHAT_BODY),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 4}),
+    ("GET", "/v1/models", None),
+], ids=["chat", "completions", "models"])
+def test_openai_routes_refuse_without_the_key(keyed, headers, method, path, body):
+    status, text = keyed.request(method, path, body=body, headers=headers)
+    check_openai_error(status, json.loads(text), 401)
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("POST", "/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}),
+    ("POST", "/api/generate", {"model": MODEL, "prompt": "Hi"}),
+    ("GET", "/api/tags", None),
+], ids=["chat", "generate", "tags"])
+def test_ollama_routes_refuse_without_the_key(keyed, method, path, body):
+    status, text = keyed.request(method, path, body=body, headers={"Authorization": None})
+    assert status == 401
+    assert isinstance(json.loads(text)["error"], str)
+
+
+def test_openai_client_with_wrong_key(keyed):
+    with pytest.raises(openai.AuthenticationError):
+        keyed.openai(api_key="wrong-key").chat.completions.create(
+            model=MODEL, messages=CHAT_BODY["messages"], max_tokens=4)
+
+
+def test_openai_client_with_the_key(keyed):
+    r = keyed.openai(api_key=API_KEY).chat.completions.create(
+        model=MODEL, messages=CHAT_BODY["messages"], temperature=0, max_tokens=4)
+    assert r.choices[0].message.content
+    assert MODEL in [m.id for m in keyed.openai(api_key=API_KEY).models.list().data]
+
+
+def test_ollama_client_with_and_without_the_key(keyed):
+    r = keyed.ollama().chat(model=MODEL, messages=CHAT_BODY["messages"],
+                            options={"temperature": 0, "num_predict": 4})
+    assert r.message.content
+    with pytest.raises(ollama.ResponseError) as e:
+        keyed.ollama(headers={}).chat(model=MODEL, messages=CHAT_BODY["messages"])
+    assert e.value.status_code == 401
