@@ -165,10 +165,12 @@ where
                 (1.0, (s - m).exp())
             };
             B::dequantize_row(&span.v[p * stride + offset..][..nb], &mut row);
+            // Separate multiply and add (no fused op): the same result on every ISA, and
+            // vector code without FMA.
             for (a, &v) in acc.iter_mut().zip(&row) {
-                *a = v.mul_add(vs, *a);
+                *a += v * vs;
             }
-            s_sum = s_sum.mul_add(ms, vs);
+            s_sum = s_sum * ms + vs;
         }
     }
     let inv = if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum };
