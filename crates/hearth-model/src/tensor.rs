@@ -144,26 +144,34 @@ fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_token
         W::Act::quantize_row_act(xr, qr);
     }
 
-    // Rows are split in chunks small enough to balance across threads; within a chunk a
-    // weight row stays in L1 while it meets every input.
+    // Rows are split in chunks small enough to balance across threads (a multiple of
+    // four, the decode kernels' row tile); a task runs its rows against the tokens in
+    // chunks, so its weights stay in L1/L2 while they meet every input.
     let n_threads = rayon::current_num_threads().max(1);
-    let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 64);
+    let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 64) & !3;
     let n_tasks = ne1.div_ceil(rows_per_task);
+    let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
     let dst = SharedOut(out.as_mut_ptr());
     (0..n_tasks).into_par_iter().for_each(|task| {
         let dst = dst; // capture the whole (Send) wrapper, not its raw-pointer field
         let r0 = task * rows_per_task;
         let r1 = (r0 + rows_per_task).min(ne1);
-        with_isa(|| {
-            for r in r0..r1 {
-                let wr = &w[r * w_per_row..(r + 1) * w_per_row];
-                for (t, qr) in xq.chunks_exact(a_per_row).enumerate() {
-                    let v = W::vec_dot(wr, qr);
-                    // SAFETY: index t*ne1 + r < n_tokens*ne1 == out.len(), and row r belongs
-                    // to this task alone.
-                    unsafe { *dst.0.add(t * ne1 + r) = v };
-                }
+        let n_rows = r1 - r0;
+        let wr = &w[r0 * w_per_row..r1 * w_per_row];
+        let mut tile = vec![0.0f32; n_rows * tokens_per_chunk]; // [tokens][n_rows]
+        for t0 in (0..n_tokens).step_by(tokens_per_chunk) {
+            let nt = tokens_per_chunk.min(n_tokens - t0);
+            let tile = &mut tile[..n_rows * nt];
+            with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], tile));
+            for (t, src) in tile.chunks_exact(n_rows).enumerate() {
+                // SAFETY: elements (t0 + t) * ne1 + r0 .. + n_rows lie inside `out` (r1 <=
+                // ne1, t0 + t < n_tokens), belong to this task's rows alone, and do not
+                // overlap `tile`.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add((t0 + t) * ne1 + r0), n_rows) };
             }
-        })
+        }
     });
 }
+
+/// Tokens a task runs against its rows at a time (bounds its scratch tile).
+const TOKENS_PER_CHUNK: usize = 64;
