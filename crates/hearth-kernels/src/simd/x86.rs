@@ -301,6 +301,20 @@ unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut
     }
 }
 
+/// Prefetches the part of the next row tile (the `R` rows after the current ones) that
+/// lies `b / nb` of the way through it, so the next tile's weights stream in while this
+/// one computes. The address may be past the weights; a prefetch never faults.
+#[inline(always)]
+unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
+    let step = R * std::mem::size_of::<W>();
+    let p = w.wrapping_add(R * nb).cast::<i8>().wrapping_add(b * step);
+    let mut k = 0;
+    while k < step {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
+        k += 64;
+    }
+}
+
 struct TileQ4_1;
 
 impl Tile for TileQ4_1 {
@@ -323,6 +337,10 @@ impl Tile for TileQ4_1 {
         for (b, sc) in prep.iter().enumerate().take(nb) {
             let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
             let s_a = _mm_loadu_ps(sc.as_ptr().add(4));
+            if T <= 2 {
+                // Streaming weights (decode): the next tile's bytes are on their way in.
+                prefetch_next_tile::<BlockQ4_1, R>(w, nb, b);
+            }
             for r in 0..R {
                 let bw = w.add(r * nb + b);
                 let dm = f16_pair_at(bw.cast()); // [d_w, m_w]
@@ -387,6 +405,10 @@ impl Tile for TileQ4_0 {
     unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for (b, (d_a, s8)) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                // Streaming weights (decode): the next tile's bytes are on their way in.
+                prefetch_next_tile::<BlockQ4_0, R>(w, nb, b);
+            }
             let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
             for r in 0..R {
                 let bw = w.add(r * nb + b);
@@ -449,6 +471,10 @@ impl Tile for TileQ8_0 {
     unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for (b, (d_a, q16)) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                // Streaming weights (decode): the next tile's bytes are on their way in.
+                prefetch_next_tile::<BlockQ8_0, R>(w, nb, b);
+            }
             for r in 0..R {
                 let bw = w.add(r * nb + b);
                 let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
