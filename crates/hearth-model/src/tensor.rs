@@ -117,7 +117,29 @@ impl QTensor {
         let n_tokens = x.len() / self.ne[0];
         assert_eq!(x.len(), n_tokens * self.ne[0]);
         assert_eq!(out.len(), n_tokens * self.ne[1]);
-        with_block_type!(self.ggml_type, matmul_typed(self.bytes(), self.ne, x, n_tokens, out));
+        with_block_type!(self.ggml_type, matmul_typed(&[self], x, n_tokens, &mut [out]));
+    }
+
+    /// Several products of one input, `outs[i] = ws[i].matmul(x)` (as Q, K and V share
+    /// the normed input, or the FFN's gate and up): the input is quantized once and all
+    /// the matrices' rows are split over one parallel section. Results are bit-identical
+    /// to separate [`QTensor::matmul`] calls. Falls back to them when the weights differ
+    /// in type or row length.
+    pub fn matmul_many(ws: &[&QTensor], x: &[f32], outs: &mut [&mut [f32]]) {
+        assert_eq!(ws.len(), outs.len());
+        let Some(first) = ws.first() else { return };
+        if ws.iter().any(|w| w.ggml_type != first.ggml_type || w.ne[0] != first.ne[0]) {
+            for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                w.matmul(x, out);
+            }
+            return;
+        }
+        let n_tokens = x.len() / first.ne[0];
+        assert_eq!(x.len(), n_tokens * first.ne[0]);
+        for (w, out) in ws.iter().zip(outs.iter()) {
+            assert_eq!(out.len(), n_tokens * w.ne[1]);
+        }
+        with_block_type!(first.ggml_type, matmul_typed(ws, x, n_tokens, outs));
     }
 }
 
@@ -133,9 +155,10 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_tokens: usize, out: &mut [f32]) {
-    let [ne0, ne1] = ne;
-    let w: &[W] = bytemuck::cast_slice(bytes);
+/// `outs[i] = ws[i] · x` for weights of one type `W` and one row length: `x` quantized
+/// once, then every matrix's rows split into tasks on the rayon pool.
+fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]]) {
+    let ne0 = ws[0].ne[0];
     let w_per_row = ne0 / W::QK;
     let a_per_row = ne0 / <W::Act as Quantize>::QK;
 
@@ -148,25 +171,28 @@ fn matmul_typed<W: WeightBlock>(bytes: &[u8], ne: [usize; 2], x: &[f32], n_token
     // four, the decode kernels' row tile); a task runs its rows against the tokens in
     // chunks, so its weights stay in L1/L2 while they meet every input.
     let n_threads = rayon::current_num_threads().max(1);
-    let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 64) & !3;
-    let n_tasks = ne1.div_ceil(rows_per_task);
+    let mut tasks = Vec::new(); // (matrix, first row, end row)
+    for (m, w) in ws.iter().enumerate() {
+        let ne1 = w.ne[1];
+        let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 64) & !3;
+        tasks.extend((0..ne1).step_by(rows_per_task).map(|r0| (m, r0, (r0 + rows_per_task).min(ne1))));
+    }
+    let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
+    let dsts: Vec<(SharedOut, usize)> = ws.iter().zip(outs.iter_mut()).map(|(w, o)| (SharedOut(o.as_mut_ptr()), w.ne[1])).collect();
     let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
-    let dst = SharedOut(out.as_mut_ptr());
-    (0..n_tasks).into_par_iter().for_each(|task| {
-        let dst = dst; // capture the whole (Send) wrapper, not its raw-pointer field
-        let r0 = task * rows_per_task;
-        let r1 = (r0 + rows_per_task).min(ne1);
+    tasks.into_par_iter().for_each(|(m, r0, r1)| {
+        let (dst, ne1) = dsts[m];
         let n_rows = r1 - r0;
-        let wr = &w[r0 * w_per_row..r1 * w_per_row];
+        let wr = &weights[m][r0 * w_per_row..r1 * w_per_row];
         let mut tile = vec![0.0f32; n_rows * tokens_per_chunk]; // [tokens][n_rows]
         for t0 in (0..n_tokens).step_by(tokens_per_chunk) {
             let nt = tokens_per_chunk.min(n_tokens - t0);
             let tile = &mut tile[..n_rows * nt];
             with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], tile));
             for (t, src) in tile.chunks_exact(n_rows).enumerate() {
-                // SAFETY: elements (t0 + t) * ne1 + r0 .. + n_rows lie inside `out` (r1 <=
-                // ne1, t0 + t < n_tokens), belong to this task's rows alone, and do not
-                // overlap `tile`.
+                // SAFETY: elements (t0 + t) * ne1 + r0 .. + n_rows lie inside output `m`
+                // (r1 <= ne1, t0 + t < n_tokens), belong to this task's rows alone, and do
+                // not overlap `tile`.
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add((t0 + t) * ne1 + r0), n_rows) };
             }
         }
