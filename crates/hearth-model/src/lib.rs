@@ -134,6 +134,9 @@ impl Model {
                 n_ctx_train: self.config.n_ctx_train,
             });
         }
-        Ok(self.arch.forward(batch, kv))
+        // Run the whole pass on a pool thread: its ~200 parallel sections per token then
+        // start from inside the pool (work stealing) instead of each one handing a job
+        // to the pool and blocking the caller on a lock and a wake-up.
+        Ok(rayon::scope(|_| self.arch.forward(batch, kv)))
     }
 }
