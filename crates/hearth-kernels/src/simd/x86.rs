@@ -209,32 +209,58 @@ trait Tile {
     type A;
     /// Activation-side data per block, for a tile of tokens.
     type Prep: Copy;
-    /// `prep[b]` for `T` activation rows of `nb` blocks at `a`.
-    unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut Vec<Self::Prep>);
+    /// `prep[b]` (`prep.len() == nb`) for `T` activation rows of `nb` blocks at `a`.
+    unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
     /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the tokens
     /// of `prep` (and `a`, row `t` at `a + t * nb`).
     unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
 }
 
-/// Runs a tile kernel over `n_rows × n_tokens` outputs, tokens in tiles of four (then
-/// three, two or one), rows `R_DECODE` at a time for a single token and `R_BATCH` at a
-/// time otherwise.
+/// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of four (the
+/// rest in one tile of three, two or one), rows four at a time for a lone token, two
+/// for two tokens, else one.
 #[inline(always)]
 unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
     assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
     assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
-    let mut prep = Vec::new();
+    // The closure-free shape matters: a closure here would not inherit this function's
+    // target features, and its intrinsics would become calls.
+    let mut buf = SCRATCH.with(|c| c.take());
+    let prep = scratch::<K::Prep>(&mut buf, nb);
     let mut t0 = 0;
     while t0 < n_tokens {
         let ap = a.as_ptr().add(t0 * nb);
         t0 += match n_tokens - t0 {
-            1 => rows::<K, 4, 1>(nb, w, ap, t0, &mut prep, out),
-            2 => rows::<K, 2, 2>(nb, w, ap, t0, &mut prep, out),
-            3 => rows::<K, 1, 3>(nb, w, ap, t0, &mut prep, out),
-            _ => rows::<K, 1, TILE_TOKENS>(nb, w, ap, t0, &mut prep, out),
+            1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
+            2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
+            3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
+            _ => rows::<K, 1, TILE_TOKENS>(nb, w, ap, t0, prep, out),
         };
     }
+    SCRATCH.with(|c| c.set(buf));
+}
+
+thread_local! {
+    /// Per-thread scratch for [`Tile::prepare`], kept between calls: a matmul runs
+    /// thousands of small tasks per token, and a fresh allocation each was measurable.
+    static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `n` values of `P` in `buf`, grown (zero-filled) as needed; they hold whatever the
+/// last user left. `P` must be plain data (floats and SIMD integers: any bit pattern is
+/// a value) aligned to at most 32.
+#[inline(always)]
+fn scratch<P: Copy>(buf: &mut Vec<__m256i>, n: usize) -> &mut [P] {
+    const { assert!(std::mem::align_of::<P>() <= 32) };
+    let words = (n * std::mem::size_of::<P>()).div_ceil(32);
+    if buf.len() < words {
+        // SAFETY: an all-zero __m256i is a valid value.
+        buf.resize(words, unsafe { std::mem::zeroed() });
+    }
+    // SAFETY: the buffer holds at least n * size_of::<P>() initialised bytes, aligned to
+    // 32 >= align_of::<P>(), and P (floats and SIMD integers) is valid for any bits.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<P>(), n) }
 }
 
 /// All rows against the `T` tokens at `a` (tokens `t0..t0 + T` of the output); returns `T`.
@@ -244,7 +270,7 @@ unsafe fn rows<K: Tile, const R: usize, const T: usize>(
     w: &[K::W],
     a: *const K::A,
     t0: usize,
-    prep: &mut Vec<K::Prep>,
+    prep: &mut [K::Prep],
     out: &mut [f32],
 ) -> usize {
     let n_rows = w.len() / nb;
@@ -286,8 +312,7 @@ unsafe fn f16_pair_at(p: *const u8) -> __m128 {
 
 /// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`), for each block.
 #[inline(always)]
-unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut Vec<[f32; 8]>) {
-    prep.clear();
+unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
     for b in 0..nb {
         let mut h = [0u16; 8];
         for t in 0..T {
@@ -297,7 +322,7 @@ unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut
         }
         let mut f = [0.0f32; 8];
         _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
-        prep.push(f);
+        prep[b] = f;
     }
 }
 
@@ -323,7 +348,7 @@ impl Tile for TileQ4_1 {
     type Prep = [f32; 8];
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut Vec<[f32; 8]>) {
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
         scales_q8_1::<T>(a, nb, prep)
     }
 
@@ -385,8 +410,7 @@ impl Tile for TileQ4_0 {
     type Prep = ([f32; 4], [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut Vec<Self::Prep>) {
-        prep.clear();
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         for b in 0..nb {
             let mut d = [0.0f32; 4];
             let mut s8 = [_mm256_setzero_si256(); TILE_TOKENS];
@@ -395,7 +419,7 @@ impl Tile for TileQ4_0 {
                 d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
                 s8[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), 3);
             }
-            prep.push((d, s8));
+            prep[b] = (d, s8);
         }
     }
 
@@ -451,8 +475,7 @@ impl Tile for TileQ8_0 {
     type Prep = ([f32; 4], [[__m256i; 2]; TILE_TOKENS]);
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut Vec<Self::Prep>) {
-        prep.clear();
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         for b in 0..nb {
             let mut d = [0.0f32; 4];
             let mut q16 = [[_mm256_setzero_si256(); 2]; TILE_TOKENS];
@@ -461,7 +484,7 @@ impl Tile for TileQ8_0 {
                 d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
                 q16[t] = widen_i8(blk.qs.as_ptr());
             }
-            prep.push((d, q16));
+            prep[b] = (d, q16);
         }
     }
 
