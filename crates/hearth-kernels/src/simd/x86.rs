@@ -366,12 +366,22 @@ impl Tile for TileQ4_1 {
                 // Streaming weights (decode): the next tile's bytes are on their way in.
                 prefetch_next_tile::<BlockQ4_1, R>(w, nb, b);
             }
+            // One token: [d_a, s_a, 0, 0], for one product per row as in the one-row kernel.
+            let ds = _mm_unpacklo_ps(_mm_load_ss(&sc[0]), _mm_load_ss(&sc[4]));
             for r in 0..R {
                 let bw = w.add(r * nb + b);
-                let dm = f16_pair_at(bw.cast()); // [d_w, m_w]
+                let dm = f16_pair_at(bw.cast()); // [d_w, m_w, 0, 0]
+                let q = nibbles_at((*bw).qs.as_ptr());
+                if T == 1 {
+                    // [d_w d_a, m_w s_a]; summs keeps its sum in lane 1.
+                    let p = _mm_mul_ps(dm, ds);
+                    summs[r] = _mm_add_ps(summs[r], p);
+                    let sumi = dot_u8_i8(q, qa[0]);
+                    acc[r][0] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(sumi), acc[r][0]);
+                    continue;
+                }
                 let d_w = _mm256_broadcastss_ps(dm);
                 summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), s_a));
-                let q = nibbles_at((*bw).qs.as_ptr());
                 for t in 0..T {
                     let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&sc[t]));
                     let sumi = dot_u8_i8(q, qa[t]);
@@ -384,7 +394,7 @@ impl Tile for TileQ4_1 {
             let mut m = [0.0f32; 4];
             _mm_storeu_ps(m.as_mut_ptr(), summs[r]);
             for t in 0..T {
-                res[r][t] = hsum(acc[r][t]) + m[t];
+                res[r][t] = hsum(acc[r][t]) + if T == 1 { m[1] } else { m[t] };
             }
         }
         res
