@@ -199,8 +199,8 @@ pub unsafe fn attend_head_64<T: KvElem>(q: &[f32], k: &[T], v: &[T], stride: usi
 // rows, and the activations' f16 scales (and, per type, their widened or summed quants)
 // are converted once per call instead of once per row.
 
-/// Tokens per tile: the accumulators of `ROWS × TOKENS` outputs stay in registers.
-const TILE_TOKENS: usize = 4;
+/// Most tokens per tile: the accumulators of a tile's outputs stay in registers.
+const TILE_TOKENS: usize = 8;
 
 /// A tile kernel for one weight type: `prepare` converts the activation-side data of up
 /// to [`TILE_TOKENS`] tokens once, `tile` computes `R × T` outputs.
@@ -216,9 +216,9 @@ trait Tile {
     unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
 }
 
-/// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of four (the
-/// rest in one tile of three, two or one), rows four at a time for a lone token, two
-/// for two tokens, else one.
+/// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of eight (the
+/// rest in tiles of four, three, two or one), rows four at a time for a lone token, two
+/// for two tokens, else one (larger tiles spill registers).
 #[inline(always)]
 unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
     assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
@@ -235,6 +235,7 @@ unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
             1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
             2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
             3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
+            4..=7 => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
             _ => rows::<K, 1, TILE_TOKENS>(nb, w, ap, t0, prep, out),
         };
     }
@@ -310,19 +311,18 @@ unsafe fn f16_pair_at(p: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p.cast::<i32>())))
 }
 
-/// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`), for each block.
+/// `[d_a(t) for t < 8, s_a(t) for t < 8]` as f32 (zero past `T`), for each block.
 #[inline(always)]
-unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
-    for b in 0..nb {
-        let mut h = [0u16; 8];
+unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 16]]) {
+    for (b, p) in prep.iter_mut().enumerate().take(nb) {
+        let mut h = [0u16; 16];
         for t in 0..T {
             let blk = &*a.add(t * nb + b);
             h[t] = blk.d.to_bits();
-            h[4 + t] = blk.s.to_bits();
+            h[8 + t] = blk.s.to_bits();
         }
-        let mut f = [0.0f32; 8];
-        _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
-        prep[b] = f;
+        _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+        _mm256_storeu_ps(p.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(8).cast())));
     }
 }
 
@@ -345,10 +345,10 @@ struct TileQ4_1;
 impl Tile for TileQ4_1 {
     type W = BlockQ4_1;
     type A = BlockQ8_1;
-    type Prep = [f32; 8];
+    type Prep = [f32; 16];
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 16]]) {
         scales_q8_1::<T>(a, nb, prep)
     }
 
@@ -356,18 +356,19 @@ impl Tile for TileQ4_1 {
     /// FMA over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens
     /// share one register, one lane per token.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, a: *const BlockQ8_1, prep: &[[f32; 8]], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, a: *const BlockQ8_1, prep: &[[f32; 16]], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let mut summs = [_mm_setzero_ps(); R];
+        let mut summs1 = [_mm_setzero_ps(); R]; // one token: lane 1
+        let mut summs = [_mm256_setzero_ps(); R]; // several: lane t
         for (b, sc) in prep.iter().enumerate().take(nb) {
             let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
-            let s_a = _mm_loadu_ps(sc.as_ptr().add(4));
+            let s_a = _mm256_loadu_ps(sc.as_ptr().add(8));
             if T <= 2 {
                 // Streaming weights (decode): the next tile's bytes are on their way in.
                 prefetch_next_tile::<BlockQ4_1, R>(w, nb, b);
             }
             // One token: [d_a, s_a, 0, 0], for one product per row as in the one-row kernel.
-            let ds = _mm_unpacklo_ps(_mm_load_ss(&sc[0]), _mm_load_ss(&sc[4]));
+            let ds = _mm_unpacklo_ps(_mm_load_ss(&sc[0]), _mm_load_ss(&sc[8]));
             for r in 0..R {
                 let bw = w.add(r * nb + b);
                 let dm = f16_pair_at(bw.cast()); // [d_w, m_w, 0, 0]
@@ -375,13 +376,14 @@ impl Tile for TileQ4_1 {
                 if T == 1 {
                     // [d_w d_a, m_w s_a]; summs keeps its sum in lane 1.
                     let p = _mm_mul_ps(dm, ds);
-                    summs[r] = _mm_add_ps(summs[r], p);
+                    summs1[r] = _mm_add_ps(summs1[r], p);
                     let sumi = dot_u8_i8(q, qa[0]);
                     acc[r][0] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(sumi), acc[r][0]);
                     continue;
                 }
                 let d_w = _mm256_broadcastss_ps(dm);
-                summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), s_a));
+                let m_w = _mm256_broadcastss_ps(_mm_shuffle_ps(dm, dm, 0x55));
+                summs[r] = _mm256_add_ps(summs[r], _mm256_mul_ps(m_w, s_a));
                 for t in 0..T {
                     let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&sc[t]));
                     let sumi = dot_u8_i8(q, qa[t]);
@@ -391,10 +393,11 @@ impl Tile for TileQ4_1 {
         }
         let mut res = [[0.0f32; T]; R];
         for r in 0..R {
-            let mut m = [0.0f32; 4];
-            _mm_storeu_ps(m.as_mut_ptr(), summs[r]);
+            let (mut m1, mut m) = ([0.0f32; 4], [0.0f32; 8]);
+            _mm_storeu_ps(m1.as_mut_ptr(), summs1[r]);
+            _mm256_storeu_ps(m.as_mut_ptr(), summs[r]);
             for t in 0..T {
-                res[r][t] = hsum(acc[r][t]) + if T == 1 { m[1] } else { m[t] };
+                res[r][t] = hsum(acc[r][t]) + if T == 1 { m1[1] } else { m[t] };
             }
         }
         res
@@ -417,19 +420,17 @@ impl Tile for TileQ4_0 {
     type W = BlockQ4_0;
     type A = BlockQ8_0;
     /// `d_a` of each token, and `8 × (lane sums of the quants)` of each token.
-    type Prep = ([f32; 4], [__m256i; TILE_TOKENS]);
+    type Prep = ([f32; TILE_TOKENS], [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
-        for b in 0..nb {
-            let mut d = [0.0f32; 4];
-            let mut s8 = [_mm256_setzero_si256(); TILE_TOKENS];
+        // Only the first T tokens' entries are written (and read).
+        for (b, (d, s8)) in prep.iter_mut().enumerate().take(nb) {
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
                 d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
                 s8[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), 3);
             }
-            prep[b] = (d, s8);
         }
     }
 
@@ -482,19 +483,17 @@ impl Tile for TileQ8_0 {
     type A = BlockQ8_0;
     /// `d_a` of each token, and each token's quants widened to i16 (elements 0..16 and
     /// 16..32).
-    type Prep = ([f32; 4], [[__m256i; 2]; TILE_TOKENS]);
+    type Prep = ([f32; TILE_TOKENS], [[__m256i; 2]; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
-        for b in 0..nb {
-            let mut d = [0.0f32; 4];
-            let mut q16 = [[_mm256_setzero_si256(); 2]; TILE_TOKENS];
+        // Only the first T tokens' entries are written (and read).
+        for (b, (d, q16)) in prep.iter_mut().enumerate().take(nb) {
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
                 d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
                 q16[t] = widen_i8(blk.qs.as_ptr());
             }
-            prep[b] = (d, q16);
         }
     }
 
