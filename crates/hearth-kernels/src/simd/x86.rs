@@ -437,6 +437,7 @@ impl Tile for TileQ4_0 {
     /// Per block and output, as [`vec_dot_q4_0_q8_0`]: `acc += (d_w d_a) * sumi` with
     /// `sumi = q·a - 8 Σa` in the same lanes.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
     unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for (b, (d_a, s8)) in prep.iter().enumerate().take(nb) {
@@ -500,6 +501,7 @@ impl Tile for TileQ8_0 {
     /// Per block and output, as [`vec_dot_q8_0_q8_0`]: lane `l` sums the 16-bit products
     /// of elements `2l, 2l+1` and `16+2l, 17+2l`; `acc += (d_w d_a) * sumi`.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
     unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for (b, (d_a, q16)) in prep.iter().enumerate().take(nb) {
