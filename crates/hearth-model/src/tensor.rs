@@ -167,14 +167,16 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
         W::Act::quantize_row_act(xr, qr);
     }
 
-    // Rows are split in chunks small enough to balance across threads (a multiple of
-    // four, the decode kernels' row tile); a task runs its rows against the tokens in
-    // chunks, so its weights stay in L1/L2 while they meet every input.
+    // Rows are split into about eight tasks per thread to balance the threads (at most
+    // 256 rows: the output layer's 49152 rows in 768 tasks of 64 cost 3.5% more cycles
+    // per decoded token than in 192), a multiple of four, the decode kernels' row tile. A
+    // task runs its rows against the tokens in chunks, so its weights stay in L1/L2
+    // while they meet every input.
     let n_threads = rayon::current_num_threads().max(1);
     let mut tasks = Vec::new(); // (matrix, first row, end row)
     for (m, w) in ws.iter().enumerate() {
         let ne1 = w.ne[1];
-        let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 64) & !3;
+        let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 256) & !3;
         tasks.extend((0..ne1).step_by(rows_per_task).map(|r0| (m, r0, (r0 + rows_per_task).min(ne1))));
     }
     let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
