@@ -161,6 +161,11 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
     let ne0 = ws[0].ne[0];
     let w_per_row = ne0 / W::QK;
     let a_per_row = ne0 / <W::Act as Quantize>::QK;
+    if w_per_row == 0 {
+        // Empty rows: every dot product is 0.
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return;
+    }
 
     let mut xq = vec![W::Act::zeroed(); a_per_row * n_tokens];
     for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
