@@ -39,4 +39,28 @@ pub trait WeightBlock: Quantize {
     type Act: Quantize;
     /// `sum_i w[i] * a[i]` over one row; `w.len() * Self::QK == a.len() * Self::Act::QK`.
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32;
+
+    /// Many dot products: `out[t * n_rows + r] = Self::vec_dot(row r of w, row t of a)`
+    /// for the `n_rows` weight rows of `nb` blocks in `w` and the `n_tokens` activation
+    /// rows in `a` (`out: [n_tokens][n_rows]`). Types with a tiled SIMD kernel override
+    /// it; every output is bit-identical to its `vec_dot` whatever the shape.
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        gemm_with(nb, w, a, out, Self::vec_dot)
+    }
+}
+
+/// [`WeightBlock::gemm`] as one `dot` call per output: the scalar twin of the tiled
+/// kernels (each output's arithmetic is exactly its one-row dot product).
+#[inline]
+pub fn gemm_with<W: WeightBlock>(nb: usize, w: &[W], a: &[W::Act], out: &mut [f32], dot: impl Fn(&[W], &[W::Act]) -> f32) {
+    let na = nb * W::QK / <W::Act as Quantize>::QK;
+    assert!(nb > 0 && w.len() % nb == 0 && a.len() % na == 0, "gemm: lengths are not whole rows");
+    let n_rows = w.len() / nb;
+    assert_eq!(out.len(), n_rows * (a.len() / na), "gemm: output length");
+    for (ar, o) in a.chunks_exact(na).zip(out.chunks_exact_mut(n_rows)) {
+        for (wr, o) in w.chunks_exact(nb).zip(o) {
+            *o = dot(wr, ar);
+        }
+    }
 }

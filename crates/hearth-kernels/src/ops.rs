@@ -68,7 +68,14 @@ pub fn expf_poly(x: f32) -> f32 {
     let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
     let j = p.mul_add(u, q).mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
     // j * 2^n, rounded once (exact in f64 for |n| <= 192).
-    (f64::from(j) * 2f64.powi(n as i32)) as f32
+    (f64::from(j) * pow2(n as i32)) as f32
+}
+
+/// `2^n` exactly, for `|n| <= 1022`, from its bits (what `2f64.powi(n)` gives there, but
+/// without a call to the runtime's `__powidf2` per value).
+#[inline(always)]
+fn pow2(n: i32) -> f64 {
+    f64::from_bits(((i64::from(n) + 1023) as u64) << 52)
 }
 
 /// Log-softmax of one value given the row: `x[i] - logsumexp(x)`.
@@ -104,6 +111,13 @@ mod tests {
         // the first pair rotates by exactly `pos` radians
         let (s, c) = 17f32.sin_cos();
         assert!((x[0] - (orig[0] * c - orig[1] * s)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn pow2_is_powi() {
+        for n in -1022..=1022 {
+            assert_eq!(pow2(n).to_bits(), 2f64.powi(n).to_bits(), "2^{n}");
+        }
     }
 
     #[test]

@@ -23,6 +23,45 @@ fn close(simd: f32, scalar: f32, _n: usize) -> bool {
     simd.to_bits() == scalar.to_bits()
 }
 
+/// `W::gemm` (the tiled kernel on this ISA) against one `W::vec_dot` per output, bit for
+/// bit, for token counts around the tile sizes and odd row counts; every output is also
+/// independent of the other tokens in the batch.
+fn gemm_matches_vec_dot<W: WeightBlock>(name: &str) {
+    for (ne0, seed) in [(32, 11), (576, 12)] {
+        let nb = ne0 / W::QK;
+        for n_rows in [1, 3, 4, 5, 7, 13] {
+            let w = quantize::<W>(&data(ne0 * n_rows, seed + n_rows as u64));
+            for n_tokens in [1, 2, 3, 4, 5, 8, 11, 16] {
+                let x = data(ne0 * n_tokens, seed + 1000 + n_tokens as u64);
+                let mut a = quantize::<W::Act>(&x);
+                W::Act::quantize_row_act(&x, &mut a);
+                let mut got = vec![f32::NAN; n_rows * n_tokens];
+                W::gemm(nb, &w, &a, &mut got);
+                let per_token = a.len() / n_tokens;
+                for t in 0..n_tokens {
+                    let at = &a[t * per_token..(t + 1) * per_token];
+                    let mut alone = vec![f32::NAN; n_rows];
+                    W::gemm(nb, &w, at, &mut alone);
+                    for r in 0..n_rows {
+                        let want = W::vec_dot(&w[r * nb..(r + 1) * nb], at);
+                        let g = got[t * n_rows + r];
+                        assert_eq!(g.to_bits(), want.to_bits(), "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}: out[{t}][{r}]");
+                        assert_eq!(alone[r].to_bits(), want.to_bits(), "{name}: token {t} alone, row {r}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_is_vec_dot_per_output() {
+    gemm_matches_vec_dot::<BlockQ4_1>("q4_1");
+    gemm_matches_vec_dot::<BlockQ4_0>("q4_0");
+    gemm_matches_vec_dot::<BlockQ8_0>("q8_0");
+    gemm_matches_vec_dot::<BlockQ5_1>("q5_1");
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
@@ -50,6 +89,42 @@ mod x86 {
             assert!(close(s41, vec_dot_q4_1_q8_1_ref(&w41, &a81), n), "q4_1 n={n}");
             assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40, &a80), n), "q4_0 n={n}");
             assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80, &a80), n), "q8_0 n={n}");
+        }
+    }
+
+    /// The tiled AVX2 kernels against the scalar twin (one `vec_dot_*_ref` per output).
+    #[test]
+    fn avx2_gemm_kernels_match_scalar_twins() {
+        if !have_avx2() {
+            return;
+        }
+        for ne0 in [32, 576, 1536] {
+            let nb = ne0 / 32;
+            for n_rows in [1, 2, 3, 5, 8, 9] {
+                let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
+                let (w41, w40, w80) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w));
+                for n_tokens in [1, 3, 4, 5, 9, 12, 16] {
+                    let x = data(ne0 * n_tokens, 500 + n_tokens as u64);
+                    let (a81, a80) = (quantize::<BlockQ8_1>(&x), quantize::<BlockQ8_0>(&x));
+                    let n = n_rows * n_tokens;
+                    let (mut s41, mut s40, mut s80) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                    // SAFETY: AVX2, FMA and F16C were detected above.
+                    unsafe {
+                        x86::gemm_q4_1_q8_1(nb, &w41, &a81, &mut s41);
+                        x86::gemm_q4_0_q8_0(nb, &w40, &a80, &mut s40);
+                        x86::gemm_q8_0_q8_0(nb, &w80, &a80, &mut s80);
+                    }
+                    let (mut r41, mut r40, mut r80) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                    gemm_with(nb, &w41, &a81, &mut r41, vec_dot_q4_1_q8_1_ref);
+                    gemm_with(nb, &w40, &a80, &mut r40, vec_dot_q4_0_q8_0_ref);
+                    gemm_with(nb, &w80, &a80, &mut r80, vec_dot_q8_0_q8_0_ref);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let what = format!("ne0 {ne0} rows {n_rows} tokens {n_tokens}");
+                    assert_eq!(bits(&s41), bits(&r41), "q4_1 {what}");
+                    assert_eq!(bits(&s40), bits(&r40), "q4_0 {what}");
+                    assert_eq!(bits(&s80), bits(&r80), "q8_0 {what}");
+                }
+            }
         }
     }
 
@@ -127,6 +202,21 @@ mod x86 {
             // SAFETY: AVX2 and FMA were detected (prop_assume above).
             let s = unsafe { x86::vec_dot_q8_0_q8_0(&w, &a) };
             prop_assert!(close(s, vec_dot_q8_0_q8_0_ref(&w, &a), 64));
+        }
+
+        #[test]
+        fn avx2_gemm_q8_0_matches_scalar_on_arbitrary_blocks(qs in proptest::collection::vec(any::<i8>(), 5 * 64..=5 * 64), qa in proptest::collection::vec(any::<i8>(), 3 * 64..=3 * 64)) {
+            prop_assume!(have_avx2());
+            let mk = |q: &[i8], d: f32| -> Vec<BlockQ8_0> {
+                q.chunks_exact(32).map(|c| block_q8_0(d, c.try_into().unwrap())).collect()
+            };
+            // 5 rows and 3 tokens of 2 blocks.
+            let (w, a) = (mk(&qs, 0.5), mk(&qa, 0.25));
+            let (mut s, mut r) = (vec![0.0f32; 15], vec![0.0f32; 15]);
+            // SAFETY: AVX2 and FMA were detected (prop_assume above).
+            unsafe { x86::gemm_q8_0_q8_0(2, &w, &a, &mut s) };
+            gemm_with(2, &w, &a, &mut r, vec_dot_q8_0_q8_0_ref);
+            prop_assert_eq!(s.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), r.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
         }
 
         #[test]

@@ -186,7 +186,7 @@ impl Model {
             }
             let mut b = batch.clone();
             b.block_tables = vec![(0..kv.n_blocks() as u32).collect()];
-            return Ok(self.arch.forward(&b, kv));
+            return Ok(rayon::scope(|_| self.arch.forward(&b, kv)));
         }
         if let Some(&b) = batch.block_tables.iter().flatten().find(|&&b| b as usize >= kv.n_blocks()) {
             return bad(format!("block {b} is outside the KV cache ({} blocks)", kv.n_blocks()));
@@ -199,6 +199,9 @@ impl Model {
                 return bad(format!("position {p} of sequence {s} is past its {} KV blocks", table.len()));
             }
         }
-        Ok(self.arch.forward(batch, kv))
+        // Run the whole pass on a pool thread: its ~200 parallel sections per token then
+        // start from inside the pool (work stealing) instead of each one handing a job
+        // to the pool and blocking the caller on a lock and a wake-up.
+        Ok(rayon::scope(|_| self.arch.forward(batch, kv)))
     }
 }

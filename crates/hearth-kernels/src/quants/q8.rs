@@ -70,9 +70,19 @@ fn quantize_block_q8_act(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round_ties_even() as i8;
+        *q = round_half_even_small(v * id) as i8;
     }
     d
+}
+
+/// `x.round_ties_even()` for `|x| < 2^22` (and NaN stays NaN), by adding and removing
+/// `1.5 * 2^23`: the sum's unit in the last place is 1, so the addition rounds to the
+/// nearest integer, ties to even. Unlike `round_ties_even`, which is a libm call on
+/// baseline x86-64, this vectorizes on any target. Activation quants are within ±128.
+#[inline(always)]
+fn round_half_even_small(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (x + MAGIC) - MAGIC
 }
 
 /// `sum_j a[j] * b[j]` over 32 signed bytes, exact in i32.
@@ -139,6 +149,16 @@ impl WeightBlock for BlockQ8_0 {
             return unsafe { crate::simd::x86::vec_dot_q8_0_q8_0(w, a) };
         }
         vec_dot_q8_0_q8_0_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86::gemm_q8_0_q8_0(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q8_0_q8_0_ref)
     }
 }
 
@@ -213,4 +233,20 @@ pub fn vec_dot_q8_0_q8_0_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
 pub(crate) fn hsum8(acc: [f32; 8]) -> f32 {
     let s: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
     (s[0] + s[2]) + (s[1] + s[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_even_small;
+
+    #[test]
+    fn magic_rounding_is_round_ties_even_in_the_activation_range() {
+        let ties = [-127.5f32, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 126.5, 127.5];
+        let steps = (-140_000..=140_000).map(|i| i as f32 / 1000.0);
+        for x in ties.into_iter().chain(steps).chain([f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30]) {
+            assert_eq!(round_half_even_small(x) as i8, x.round_ties_even() as i8, "{x}");
+            assert_eq!(round_half_even_small(x), x.round_ties_even() + 0.0, "{x}");
+        }
+        assert!(round_half_even_small(f32::NAN).is_nan());
+    }
 }

@@ -184,3 +184,365 @@ pub unsafe fn attend_head_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stri
         _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), _mm256_mul_ps(*a, inv));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Tiled products: several weight rows × several tokens per step
+// ---------------------------------------------------------------------------------------
+//
+// `gemm_*` computes `out[t * n_rows + r] = vec_dot(row r, token t)` for every weight row
+// and every activation row. Each output keeps its own eight-lane accumulator and sees the
+// same f32 operations in the same order as the one-row `vec_dot_*` kernel above (the
+// block's integer sum in the same lanes, the same products of the same scales, one FMA
+// per block, the same horizontal sum), so the results are bit-identical to it and to the
+// scalar twin, whatever the tile shape or the number of tokens. What a tile shares is
+// everything that is not an output's own arithmetic: a weight block is loaded and
+// unpacked once for all the tokens of the tile, an activation block once for all its
+// rows, and the activations' f16 scales (and, per type, their widened or summed quants)
+// are converted once per call instead of once per row.
+
+/// Most tokens per tile: the accumulators of a tile's outputs stay in registers.
+const TILE_TOKENS: usize = 8;
+
+/// A tile kernel for one weight type: `prepare` converts the activation-side data of up
+/// to [`TILE_TOKENS`] tokens once, `tile` computes `R × T` outputs.
+trait Tile {
+    type W;
+    type A;
+    /// Activation-side data per block, for a tile of tokens.
+    type Prep: Copy;
+    /// `prep[b]` (`prep.len() == nb`) for `T` activation rows of `nb` blocks at `a`.
+    unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
+    /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the tokens
+    /// of `prep` (and `a`, row `t` at `a + t * nb`).
+    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
+}
+
+/// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of eight (the
+/// rest in tiles of four, three, two or one), rows four at a time for a lone token, two
+/// for two tokens, else one (larger tiles spill registers).
+#[inline(always)]
+unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+    assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
+    let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
+    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
+    // The closure-free shape matters: a closure here would not inherit this function's
+    // target features, and its intrinsics would become calls.
+    let mut buf = SCRATCH.with(|c| c.take());
+    let prep = scratch::<K::Prep>(&mut buf, nb);
+    let mut t0 = 0;
+    while t0 < n_tokens {
+        let ap = a.as_ptr().add(t0 * nb);
+        t0 += match n_tokens - t0 {
+            1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
+            2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
+            3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
+            4..=7 => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
+            _ => rows::<K, 1, TILE_TOKENS>(nb, w, ap, t0, prep, out),
+        };
+    }
+    SCRATCH.with(|c| c.set(buf));
+}
+
+thread_local! {
+    /// Per-thread scratch for [`Tile::prepare`], kept between calls: a matmul runs
+    /// thousands of small tasks per token, and a fresh allocation each was measurable.
+    static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `n` values of `P` in `buf`, grown (zero-filled) as needed; they hold whatever the
+/// last user left. `P` must be plain data (floats and SIMD integers: any bit pattern is
+/// a value) aligned to at most 32.
+#[inline(always)]
+fn scratch<P: Copy>(buf: &mut Vec<__m256i>, n: usize) -> &mut [P] {
+    const { assert!(std::mem::align_of::<P>() <= 32) };
+    let words = (n * std::mem::size_of::<P>()).div_ceil(32);
+    if buf.len() < words {
+        // SAFETY: an all-zero __m256i is a valid value.
+        buf.resize(words, unsafe { std::mem::zeroed() });
+    }
+    // SAFETY: the buffer holds at least n * size_of::<P>() initialised bytes, aligned to
+    // 32 >= align_of::<P>(), and P (floats and SIMD integers) is valid for any bits.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<P>(), n) }
+}
+
+/// All rows against the `T` tokens at `a` (tokens `t0..t0 + T` of the output); returns `T`.
+#[inline(always)]
+unsafe fn rows<K: Tile, const R: usize, const T: usize>(
+    nb: usize,
+    w: &[K::W],
+    a: *const K::A,
+    t0: usize,
+    prep: &mut [K::Prep],
+    out: &mut [f32],
+) -> usize {
+    let n_rows = w.len() / nb;
+    K::prepare::<T>(a, nb, prep);
+    let store = |out: &mut [f32], r: usize, v: &[f32; T]| {
+        for (t, &v) in v.iter().enumerate() {
+            out[(t0 + t) * n_rows + r] = v;
+        }
+    };
+    let mut r = 0;
+    while r + R <= n_rows {
+        let v = K::tile::<R, T>(w.as_ptr().add(r * nb), a, prep, nb);
+        for (i, v) in v.iter().enumerate() {
+            store(out, r + i, v);
+        }
+        r += R;
+    }
+    while r < n_rows {
+        let [v] = K::tile::<1, T>(w.as_ptr().add(r * nb), a, prep, nb);
+        store(out, r, &v);
+        r += 1;
+    }
+    T
+}
+
+/// The 32 nibbles of a 16-byte block at `qs` as bytes in element order (low nibbles,
+/// then high), from one broadcast load: the upper half is shifted down by four.
+#[inline(always)]
+unsafe fn nibbles_at(qs: *const u8) -> __m256i {
+    let b = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.cast()));
+    _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f))
+}
+
+/// One f16 at `p` as f32 lane 0 (lane 1 is the f16 after it).
+#[inline(always)]
+unsafe fn f16_pair_at(p: *const u8) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p.cast::<i32>())))
+}
+
+/// `[d_a(t) for t < 8, s_a(t) for t < 8]` as f32 (zero past `T`), for each block.
+#[inline(always)]
+unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 16]]) {
+    for (b, p) in prep.iter_mut().enumerate().take(nb) {
+        let mut h = [0u16; 16];
+        for t in 0..T {
+            let blk = &*a.add(t * nb + b);
+            h[t] = blk.d.to_bits();
+            h[8 + t] = blk.s.to_bits();
+        }
+        _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+        _mm256_storeu_ps(p.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(8).cast())));
+    }
+}
+
+/// Prefetches the part of the next row tile (the `R` rows after the current ones) that
+/// lies `b / nb` of the way through it, so the next tile's weights stream in while this
+/// one computes. The address may be past the weights; a prefetch never faults.
+#[inline(always)]
+unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
+    let step = R * std::mem::size_of::<W>();
+    let p = w.wrapping_add(R * nb).cast::<i8>().wrapping_add(b * step);
+    let mut k = 0;
+    while k < step {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
+        k += 64;
+    }
+}
+
+struct TileQ4_1;
+
+impl Tile for TileQ4_1 {
+    type W = BlockQ4_1;
+    type A = BlockQ8_1;
+    type Prep = [f32; 16];
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 16]]) {
+        scales_q8_1::<T>(a, nb, prep)
+    }
+
+    /// Per block and output, as [`vec_dot_q4_1_q8_1`]: `acc += (d_w d_a) * sumi` (one
+    /// FMA over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens
+    /// share one register, one lane per token.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, a: *const BlockQ8_1, prep: &[[f32; 16]], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut summs1 = [_mm_setzero_ps(); R]; // one token: lane 1
+        let mut summs = [_mm256_setzero_ps(); R]; // several: lane t
+        for (b, sc) in prep.iter().enumerate().take(nb) {
+            let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
+            let s_a = _mm256_loadu_ps(sc.as_ptr().add(8));
+            if T <= 2 {
+                // Streaming weights (decode): the next tile's bytes are on their way in.
+                prefetch_next_tile::<BlockQ4_1, R>(w, nb, b);
+            }
+            // One token: [d_a, s_a, 0, 0], for one product per row as in the one-row kernel.
+            let ds = _mm_unpacklo_ps(_mm_load_ss(&sc[0]), _mm_load_ss(&sc[8]));
+            for r in 0..R {
+                let bw = w.add(r * nb + b);
+                let dm = f16_pair_at(bw.cast()); // [d_w, m_w, 0, 0]
+                let q = nibbles_at((*bw).qs.as_ptr());
+                if T == 1 {
+                    // [d_w d_a, m_w s_a]; summs keeps its sum in lane 1.
+                    let p = _mm_mul_ps(dm, ds);
+                    summs1[r] = _mm_add_ps(summs1[r], p);
+                    let sumi = dot_u8_i8(q, qa[0]);
+                    acc[r][0] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(sumi), acc[r][0]);
+                    continue;
+                }
+                let d_w = _mm256_broadcastss_ps(dm);
+                let m_w = _mm256_broadcastss_ps(_mm_shuffle_ps(dm, dm, 0x55));
+                summs[r] = _mm256_add_ps(summs[r], _mm256_mul_ps(m_w, s_a));
+                for t in 0..T {
+                    let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&sc[t]));
+                    let sumi = dot_u8_i8(q, qa[t]);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            let (mut m1, mut m) = ([0.0f32; 4], [0.0f32; 8]);
+            _mm_storeu_ps(m1.as_mut_ptr(), summs1[r]);
+            _mm256_storeu_ps(m.as_mut_ptr(), summs[r]);
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]) + if T == 1 { m1[1] } else { m[t] };
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q4_1 × Q8_1: `out[t * n_rows + r]` is [`vec_dot_q4_1_q8_1`] of weight row `r`
+/// and activation row `t` (rows of `nb` blocks), bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_1_q8_1(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: &mut [f32]) {
+    gemm::<TileQ4_1>(nb, w, a, out)
+}
+
+struct TileQ4_0;
+
+impl Tile for TileQ4_0 {
+    type W = BlockQ4_0;
+    type A = BlockQ8_0;
+    /// `d_a` of each token, and `8 × (lane sums of the quants)` of each token.
+    type Prep = ([f32; TILE_TOKENS], [__m256i; TILE_TOKENS]);
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
+        // Only the first T tokens' entries are written (and read).
+        for (b, (d, s8)) in prep.iter_mut().enumerate().take(nb) {
+            for t in 0..T {
+                let blk = &*a.add(t * nb + b);
+                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                s8[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), 3);
+            }
+        }
+    }
+
+    /// Per block and output, as [`vec_dot_q4_0_q8_0`]: `acc += (d_w d_a) * sumi` with
+    /// `sumi = q·a - 8 Σa` in the same lanes.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for (b, (d_a, s8)) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                // Streaming weights (decode): the next tile's bytes are on their way in.
+                prefetch_next_tile::<BlockQ4_0, R>(w, nb, b);
+            }
+            let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
+            for r in 0..R {
+                let bw = w.add(r * nb + b);
+                let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
+                let q = nibbles_at((*bw).qs.as_ptr());
+                for t in 0..T {
+                    let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&d_a[t]));
+                    let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s8[t]);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q4_0 × Q8_0, bit for bit [`vec_dot_q4_0_q8_0`] per output (see
+/// [`gemm_q4_1_q8_1`]).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_0_q8_0(nb: usize, w: &[BlockQ4_0], a: &[BlockQ8_0], out: &mut [f32]) {
+    gemm::<TileQ4_0>(nb, w, a, out)
+}
+
+struct TileQ8_0;
+
+impl Tile for TileQ8_0 {
+    type W = BlockQ8_0;
+    type A = BlockQ8_0;
+    /// `d_a` of each token, and each token's quants widened to i16 (elements 0..16 and
+    /// 16..32).
+    type Prep = ([f32; TILE_TOKENS], [[__m256i; 2]; TILE_TOKENS]);
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
+        // Only the first T tokens' entries are written (and read).
+        for (b, (d, q16)) in prep.iter_mut().enumerate().take(nb) {
+            for t in 0..T {
+                let blk = &*a.add(t * nb + b);
+                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                q16[t] = widen_i8(blk.qs.as_ptr());
+            }
+        }
+    }
+
+    /// Per block and output, as [`vec_dot_q8_0_q8_0`]: lane `l` sums the 16-bit products
+    /// of elements `2l, 2l+1` and `16+2l, 17+2l`; `acc += (d_w d_a) * sumi`.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for (b, (d_a, q16)) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                // Streaming weights (decode): the next tile's bytes are on their way in.
+                prefetch_next_tile::<BlockQ8_0, R>(w, nb, b);
+            }
+            for r in 0..R {
+                let bw = w.add(r * nb + b);
+                let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
+                let [w_lo, w_hi] = widen_i8((*bw).qs.as_ptr().cast());
+                for t in 0..T {
+                    let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&d_a[t]));
+                    let sumi = _mm256_add_epi32(_mm256_madd_epi16(w_lo, q16[t][0]), _mm256_madd_epi16(w_hi, q16[t][1]));
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// The 32 signed bytes at `p` widened to i16: elements 0..16 and 16..32.
+#[inline(always)]
+unsafe fn widen_i8(p: *const i8) -> [__m256i; 2] {
+    [_mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast())), _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(16).cast()))]
+}
+
+/// Tiled Q8_0 × Q8_0, bit for bit [`vec_dot_q8_0_q8_0`] per output (see
+/// [`gemm_q4_1_q8_1`]).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q8_0_q8_0(nb: usize, w: &[BlockQ8_0], a: &[BlockQ8_0], out: &mut [f32]) {
+    gemm::<TileQ8_0>(nb, w, a, out)
+}

@@ -174,9 +174,7 @@ impl super::Architecture for Llama {
 
         for (il, l) in self.layers.iter().enumerate() {
             ops::rms_norm(&x, &l.attn_norm, c.rms_norm_eps, &mut xn);
-            l.wq.matmul(&xn, &mut q);
-            l.wk.matmul(&xn, &mut k);
-            l.wv.matmul(&xn, &mut v);
+            QTensor::matmul_many(&[&l.wq, &l.wk, &l.wv], &xn, &mut [&mut q, &mut k, &mut v]);
             for (t, &pos) in batch.positions.iter().enumerate() {
                 with_isa(|| {
                     ops::rope_norm(&mut q[t * n_q..(t + 1) * n_q], c.head_dim, c.n_rot, pos, c.rope_freq_base);
@@ -191,8 +189,7 @@ impl super::Architecture for Llama {
             x.iter_mut().zip(&xn).for_each(|(a, b)| *a += b);
 
             ops::rms_norm(&x, &l.ffn_norm, c.rms_norm_eps, &mut xn);
-            l.ffn_gate.matmul(&xn, &mut gate);
-            l.ffn_up.matmul(&xn, &mut up);
+            QTensor::matmul_many(&[&l.ffn_gate, &l.ffn_up], &xn, &mut [&mut gate, &mut up]);
             with_isa(|| ops::swiglu(&mut gate, &up));
             l.ffn_down.matmul(&gate, &mut xn);
             x.iter_mut().zip(&xn).for_each(|(a, b)| *a += b);

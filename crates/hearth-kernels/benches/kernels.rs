@@ -1,0 +1,83 @@
+//! Micro-benchmarks of the dot-product kernels, on one thread, at the default model's
+//! shapes (SmolLM2-135M: n_embd 576, n_ff 1536, n_vocab 49152; Q4_1 weights, Q8_0
+//! output). Throughput is in weight bytes (criterion's GB/s); each benchmark's name
+//! carries its floating-point work per iteration (`MFLOP`, two per multiply-add), so
+//! GFLOP/s = MFLOP / time in ms.
+//!
+//! `cargo bench -p hearth-kernels --bench kernels` (filter: `-- gemm/q4_1`);
+//! `HEARTH_ISA=scalar` benchmarks the scalar twins.
+
+use bytemuck::Zeroable;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hearth_kernels::*;
+use rand::{Rng, SeedableRng};
+use std::hint::black_box;
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
+}
+
+fn quantize<T: Quantize>(x: &[f32]) -> Vec<T> {
+    let mut q = vec![T::zeroed(); x.len() / T::QK];
+    T::quantize_row(x, &mut q);
+    q
+}
+
+fn mflop(n: usize) -> String {
+    format!("{:.3}MFLOP", 2.0 * n as f64 / 1e6)
+}
+
+/// One row's dot product per iteration.
+fn bench_vec_dot<W: WeightBlock>(c: &mut Criterion, name: &str) {
+    let mut g = c.benchmark_group(format!("vec_dot/{name}"));
+    for ne0 in [576, 1536] {
+        let w = quantize::<W>(&data(ne0, 1));
+        let mut a = vec![W::Act::zeroed(); ne0 / <W::Act as Quantize>::QK];
+        W::Act::quantize_row_act(&data(ne0, 2), &mut a);
+        g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
+        g.bench_function(BenchmarkId::new(mflop(ne0), ne0), |b| b.iter(|| W::vec_dot(black_box(&w), black_box(&a))));
+    }
+    g.finish();
+}
+
+/// `[n_tokens][ne0] x [ne1][ne0]^T` on one thread: the tiled kernel (`gemm`) and, for
+/// comparison, one `vec_dot` per output (`loop`).
+fn bench_gemm<W: WeightBlock>(c: &mut Criterion, name: &str, shapes: &[(usize, usize)], tokens: &[usize]) {
+    let mut g = c.benchmark_group(format!("gemm/{name}"));
+    g.sample_size(20);
+    for &(ne0, ne1) in shapes {
+        let nb = ne0 / W::QK;
+        let w = quantize::<W>(&data(ne0 * ne1, 3));
+        for &n in tokens {
+            let mut a = vec![W::Act::zeroed(); n * ne0 / <W::Act as Quantize>::QK];
+            W::Act::quantize_row_act(&data(n * ne0, 4), &mut a);
+            let mut out = vec![0.0f32; n * ne1];
+            g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
+            let id = format!("{ne0}x{ne1}/t{n}/{}", mflop(ne0 * ne1 * n));
+            g.bench_function(BenchmarkId::new("gemm", &id), |b| {
+                b.iter(|| with_isa(|| W::gemm(nb, black_box(&w), black_box(&a), &mut out)))
+            });
+            g.bench_function(BenchmarkId::new("loop", &id), |b| {
+                b.iter(|| with_isa(|| gemm_with(nb, black_box(&w), black_box(&a), &mut out, W::vec_dot)))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// The layers' shapes: q/o (576x576), k/v (576x192), gate/up (576x1536), down (1536x576).
+const LAYER: &[(usize, usize)] = &[(576, 576), (576, 192), (576, 1536), (1536, 576)];
+
+fn kernels(c: &mut Criterion) {
+    bench_vec_dot::<BlockQ4_1>(c, "q4_1");
+    bench_vec_dot::<BlockQ4_0>(c, "q4_0");
+    bench_vec_dot::<BlockQ8_0>(c, "q8_0");
+    bench_gemm::<BlockQ4_1>(c, "q4_1", LAYER, &[1, 4, 16, 64]);
+    bench_gemm::<BlockQ4_0>(c, "q4_0", &[(576, 1536)], &[1, 16]);
+    // The tied output layer (49152 rows): decode, and a 16-sequence batch.
+    bench_gemm::<BlockQ8_0>(c, "q8_0", &[(576, 49152)], &[1, 16]);
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
