@@ -5,7 +5,8 @@ comparison). Standard library only.
 For each concurrency N it starts N clients at once; each sends --requests-per-client
 streaming POST /v1/completions requests one after another, each with a fixed prompt of
 about --prompt-tokens tokens (a request number in front, so no two requests share a
-cached prefix), max_tokens --max-tokens, temperature 0, ignore_eos, and
+cached prefix; with --shared-prefix the number goes at the end instead, so every request
+shares the rest), max_tokens --max-tokens, temperature 0, ignore_eos, and
 stream_options.include_usage. It reports per N:
 
   agg tok/s      all completion tokens of the batch / wall time of the batch
@@ -43,8 +44,12 @@ SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river ban
 SENTENCE_TOKENS = 15  # about, for the usual BPE vocabularies; the frame adds about 9
 
 
-def make_prompt(i, prompt_tokens):
+def make_prompt(i, prompt_tokens, shared_prefix=False):
     n = max(1, round((prompt_tokens - 9) / SENTENCE_TOKENS))
+    if shared_prefix:
+        # The same long start for every request (a shared system prompt or an earlier
+        # conversation); only the last words differ.
+        return SENTENCE * n + f"Now continue the story, part {i}:"
     return f"Request {i}. " + SENTENCE * n + "Now continue the story:"
 
 
@@ -63,7 +68,7 @@ def one_request(target, args, i):
     r = Result()
     payload = {
         "model": args.model,
-        "prompt": make_prompt(i, args.prompt_tokens),
+        "prompt": make_prompt(i, args.prompt_tokens, args.shared_prefix),
         "max_tokens": args.max_tokens,
         "temperature": 0,
         "ignore_eos": True,
@@ -193,6 +198,9 @@ def main():
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prompt-tokens", type=int, default=100)
+    ap.add_argument("--shared-prefix", action="store_true",
+                    help="every request starts with the same prompt and differs only at the end "
+                         "(measures prefix caching: compare TTFT with a --no-prefix-cache server)")
     ap.add_argument("--requests-per-client", type=int, default=1)
     ap.add_argument("--api-key")
     ap.add_argument("--timeout", type=float, default=600, help="seconds, per request")
