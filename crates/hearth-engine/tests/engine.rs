@@ -265,3 +265,23 @@ fn draft_model_speculation_keeps_greedy_output() {
     sampled.sampling = hearth_engine::SamplingParams { seed: Some(3), ..Default::default() };
     assert_eq!(run_one(&engine, sampled).0.len(), 8);
 }
+
+#[test]
+fn a_ten_turn_chat_runs_only_each_turns_new_tokens() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(2, 2048, 2)).unwrap();
+    let mut conversation = model.tokenizer.encode("A conversation about rivers.", true, true);
+    for turn in 0..10 {
+        let user = model.tokenizer.encode(&format!(" Question {turn}: tell me more."), false, true);
+        let before = conversation.len();
+        conversation.extend(&user);
+        let (answer, s) = run_one(&engine, greedy(conversation.clone(), 6));
+        // Everything before this turn was cached, except the partly filled last block.
+        let new = conversation.len() - before;
+        assert!(s.timings.prompt_eval_count <= new + 16, "turn {turn}: ran {} of {} prompt tokens ({new} new)", s.timings.prompt_eval_count, conversation.len());
+        if turn > 0 {
+            assert!(s.cached_tokens >= before / 16 * 16 - 16, "turn {turn}: cached {}", s.cached_tokens);
+        }
+        conversation.extend(&answer);
+    }
+}
