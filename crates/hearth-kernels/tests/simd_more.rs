@@ -1,4 +1,4 @@
-//! The AVX2 kernels of the float weight types against their scalar
+//! The AVX2 kernels of the float and Q5 weight types against their scalar
 //! twins, bit for bit (`vec_dot` and the tiled `gemm`), and the twins against an f64
 //! reference within the type's error bound. Under `HEARTH_ISA=scalar` the dispatching
 //! `vec_dot`/`gemm` run the twins, and the direct SIMD calls still run when the CPU
@@ -95,15 +95,25 @@ fn float_twins_are_close_to_exact() {
 }
 
 #[test]
+fn legacy_twins_are_close_to_exact() {
+    // Exact integer sums per block; the bound covers the f16 `s` of Q8_1 and f32 sums.
+    twin_close_to_f64::<BlockQ5_0>("q5_0", vec_dot_q5_0_q8_0_ref, 1e-5);
+    twin_close_to_f64::<BlockQ5_1>("q5_1", vec_dot_q5_1_q8_1_ref, 2e-3);
+}
+
+#[test]
 fn gemm_is_vec_dot_per_output_more_types() {
     gemm_is_vec_dot::<f16>("f16");
     gemm_is_vec_dot::<bf16>("bf16");
+    gemm_is_vec_dot::<BlockQ5_0>("q5_0");
+    gemm_is_vec_dot::<BlockQ5_1>("q5_1");
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use hearth_kernels::simd::x86_float;
+    use hearth_kernels::simd::{x86_float, x86_legacy};
+    use proptest::prelude::*;
 
     fn have_avx2() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
@@ -154,6 +164,33 @@ mod x86 {
         vec_dot_matches::<bf16>("bf16", x86_float::vec_dot_bf16, vec_dot_bf16_ref);
         gemm_matches::<f16>("f16", x86_float::gemm_f16, vec_dot_f16_ref);
         gemm_matches::<bf16>("bf16", x86_float::gemm_bf16, vec_dot_bf16_ref);
+    }
+
+    #[test]
+    fn avx2_q5_kernels_match_twins() {
+        if !have_avx2() {
+            return;
+        }
+        vec_dot_matches::<BlockQ5_0>("q5_0", x86_legacy::vec_dot_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
+        vec_dot_matches::<BlockQ5_1>("q5_1", x86_legacy::vec_dot_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary quant bytes (every fifth-bit pattern) and activation bytes.
+        #[test]
+        fn avx2_q5_match_twins_on_arbitrary_blocks(qs in prop::collection::vec(any::<u8>(), 48..=48), qh in any::<[u32; 3]>(), qa in prop::collection::vec(any::<i8>(), 96..=96)) {
+            prop_assume!(have_avx2());
+            let w0: Vec<BlockQ5_0> = (0..3).map(|b| BlockQ5_0 { d: f16::from_f32(0.1), qh: qh[b].to_le_bytes(), qs: qs[16 * b..16 * b + 16].try_into().unwrap() }).collect();
+            let w1: Vec<BlockQ5_1> = (0..3).map(|b| BlockQ5_1 { d: f16::from_f32(0.1), m: f16::from_f32(-0.7), qh: qh[b].to_le_bytes(), qs: qs[16 * b..16 * b + 16].try_into().unwrap() }).collect();
+            let a0: Vec<BlockQ8_0> = qa.chunks_exact(32).map(|c| BlockQ8_0 { d: f16::from_f32(0.03), qs: c.try_into().unwrap() }).collect();
+            let a1: Vec<BlockQ8_1> = qa.chunks_exact(32).map(|c| BlockQ8_1 { d: f16::from_f32(0.03), s: f16::from_f32(1.5), qs: c.try_into().unwrap() }).collect();
+            // SAFETY: AVX2, FMA and F16C were detected (prop_assume above).
+            let (s0, s1) = unsafe { (x86_legacy::vec_dot_q5_0_q8_0(&w0, &a0), x86_legacy::vec_dot_q5_1_q8_1(&w1, &a1)) };
+            prop_assert_eq!(s0.to_bits(), vec_dot_q5_0_q8_0_ref(&w0, &a0).to_bits());
+            prop_assert_eq!(s1.to_bits(), vec_dot_q5_1_q8_1_ref(&w1, &a1).to_bits());
+        }
     }
 
     #[test]
