@@ -1,4 +1,4 @@
-//! The AVX2 kernels of the float and Q5 weight types against their scalar
+//! The AVX2 kernels of the float, Q5_0 and K-quant weight types against their scalar
 //! twins, bit for bit (`vec_dot` and the tiled `gemm`), and the twins against an f64
 //! reference within the type's error bound. Under `HEARTH_ISA=scalar` the dispatching
 //! `vec_dot`/`gemm` run the twins, and the direct SIMD calls still run when the CPU
@@ -102,17 +102,45 @@ fn legacy_twins_are_close_to_exact() {
 }
 
 #[test]
+fn k_quant_twins_are_close_to_exact() {
+    // Exact integer sums; only the f32 scaling and sums round.
+    twin_close_to_f64::<BlockQ4_K>("q4_K", vec_dot_q4_k_q8_k_ref, 1e-5);
+    twin_close_to_f64::<BlockQ5_K>("q5_K", vec_dot_q5_k_q8_k_ref, 1e-5);
+    twin_close_to_f64::<BlockQ6_K>("q6_K", vec_dot_q6_k_q8_k_ref, 1e-5);
+}
+
+/// The twins (SIMD lane order) against ggml's generic order: the same exact integers,
+/// f32 rounding apart.
+#[test]
+fn k_quant_twins_are_close_to_ggml_order() {
+    fn check<W: WeightBlock<Act = BlockQ8_K>>(name: &str, twin: fn(&[W], &[BlockQ8_K]) -> f32, generic: fn(&[W], &[BlockQ8_K]) -> f32) {
+        for n in lengths(256) {
+            let w = quantize::<W>(&data(n, 40));
+            let a = quantize_act::<BlockQ8_K>(&data(n, 41));
+            let mag: f64 = dequantize(&w).iter().zip(dequantize(&a)).map(|(&x, y)| (f64::from(x) * f64::from(y)).abs()).sum();
+            let (t, g) = (twin(&w, &a), generic(&w, &a));
+            assert!((f64::from(t) - f64::from(g)).abs() <= 1e-6 * mag, "{name} n {n}: {t} vs {g}");
+        }
+    }
+    check::<BlockQ4_K>("q4_K", vec_dot_q4_k_q8_k_ref, BlockQ4_K::vec_dot_generic);
+    check::<BlockQ5_K>("q5_K", vec_dot_q5_k_q8_k_ref, BlockQ5_K::vec_dot_generic);
+    check::<BlockQ6_K>("q6_K", vec_dot_q6_k_q8_k_ref, BlockQ6_K::vec_dot_generic);
+}
+
+#[test]
 fn gemm_is_vec_dot_per_output_more_types() {
     gemm_is_vec_dot::<f16>("f16");
     gemm_is_vec_dot::<bf16>("bf16");
     gemm_is_vec_dot::<BlockQ5_0>("q5_0");
     gemm_is_vec_dot::<BlockQ5_1>("q5_1");
+    gemm_is_vec_dot::<BlockQ4_K>("q4_K");
+    gemm_is_vec_dot::<BlockQ6_K>("q6_K");
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use hearth_kernels::simd::{x86_float, x86_legacy};
+    use hearth_kernels::simd::{x86_float, x86_kquants, x86_legacy};
     use proptest::prelude::*;
 
     fn have_avx2() -> bool {
@@ -175,8 +203,54 @@ mod x86 {
         vec_dot_matches::<BlockQ5_1>("q5_1", x86_legacy::vec_dot_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
     }
 
+    #[test]
+    fn avx2_k_quant_kernels_match_twins() {
+        if !have_avx2() {
+            return;
+        }
+        vec_dot_matches::<BlockQ4_K>("q4_K", x86_kquants::vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
+        vec_dot_matches::<BlockQ5_K>("q5_K", x86_kquants::vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
+        vec_dot_matches::<BlockQ6_K>("q6_K", x86_kquants::vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
+    }
+
+    /// Blocks of arbitrary bytes (every quant, scale and high-bit pattern) with finite
+    /// f16 scales, against activations of arbitrary bytes with consistent `bsums`.
+    fn arbitrary_k<W: bytemuck::Pod>(bytes: &[u8], fix: impl Fn(&mut W)) -> Vec<W> {
+        bytes.chunks_exact(std::mem::size_of::<W>()).map(|c| {
+            let mut b: W = bytemuck::pod_read_unaligned(c);
+            fix(&mut b);
+            b
+        }).collect()
+    }
+
+    fn arbitrary_q8_k(qs: &[i8], d: f32) -> Vec<BlockQ8_K> {
+        qs.chunks_exact(256).map(|c| {
+            let mut b = <BlockQ8_K as bytemuck::Zeroable>::zeroed();
+            b.d = d;
+            b.qs.copy_from_slice(c);
+            for (s, g) in b.bsums.iter_mut().zip(c.chunks_exact(16)) {
+                *s = g.iter().map(|&v| i16::from(v)).sum();
+            }
+            b
+        }).collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn avx2_k_quants_match_twins_on_arbitrary_blocks(bytes in prop::collection::vec(any::<u8>(), 2 * 210..=2 * 210), qa in prop::collection::vec(-127i8..=127, 512..=512)) {
+            prop_assume!(have_avx2());
+            let a = arbitrary_q8_k(&qa, 0.011);
+            let w6: Vec<BlockQ6_K> = arbitrary_k(&bytes, |b: &mut BlockQ6_K| b.d = f16::from_f32(0.02));
+            let w4: Vec<BlockQ4_K> = arbitrary_k(&bytes[..2 * 144], |b: &mut BlockQ4_K| { b.d = f16::from_f32(0.03); b.dmin = f16::from_f32(0.05) });
+            let w5: Vec<BlockQ5_K> = arbitrary_k(&bytes[..2 * 176], |b: &mut BlockQ5_K| { b.d = f16::from_f32(0.03); b.dmin = f16::from_f32(-0.05) });
+            // SAFETY: AVX2, FMA and F16C were detected (prop_assume above).
+            let (s6, s4, s5) = unsafe { (x86_kquants::vec_dot_q6_k_q8_k(&w6, &a), x86_kquants::vec_dot_q4_k_q8_k(&w4, &a), x86_kquants::vec_dot_q5_k_q8_k(&w5, &a)) };
+            prop_assert_eq!(s6.to_bits(), vec_dot_q6_k_q8_k_ref(&w6, &a).to_bits());
+            prop_assert_eq!(s4.to_bits(), vec_dot_q4_k_q8_k_ref(&w4, &a).to_bits());
+            prop_assert_eq!(s5.to_bits(), vec_dot_q5_k_q8_k_ref(&w5, &a).to_bits());
+        }
 
         /// Arbitrary quant bytes (every fifth-bit pattern) and activation bytes.
         #[test]
