@@ -90,3 +90,166 @@ pub unsafe fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     }
     hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
 }
+
+// ---------------------------------------------------------------------------------------
+// Tiled products: several weight rows × several tokens per step
+// ---------------------------------------------------------------------------------------
+//
+// As the tiled kernels of `x86.rs`: every output keeps its own eight-lane accumulator and
+// sees the f32 operations of the one-row `vec_dot_*` above in the same order, so it is
+// bit-identical to it whatever the tile shape; a weight block is loaded and unpacked once
+// for all the tokens of a tile, and the activations' scales and lane sums are prepared
+// once per call.
+
+/// A tile kernel: `prepare` converts the activation side of up to four tokens once,
+/// `tile` computes `R × T` outputs.
+pub(crate) trait Tile {
+    type W;
+    type A;
+    /// Activation-side data per block, for a tile of tokens (plain data: floats and
+    /// SIMD integers, aligned to at most 32).
+    type Prep: Copy;
+    /// `prep[b]` for the `T` activation rows of `nb` blocks at `a`.
+    unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
+    /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the `T`
+    /// tokens at `a` (row `t` at `a + t * nb`), with their `prep`.
+    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
+}
+
+thread_local! {
+    /// Per-thread scratch for [`Tile::prepare`], kept between calls.
+    static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `out[t * n_rows + r]` for all rows and tokens: tokens in tiles of four (the rest in
+/// one tile of three, two or one), rows four at a time for a lone token, two for two
+/// tokens, else one.
+#[inline(always)]
+pub(crate) unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+    assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
+    let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
+    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
+    const { assert!(std::mem::align_of::<K::Prep>() <= 32) };
+    let mut buf = SCRATCH.with(|c| c.take());
+    let words = (nb * std::mem::size_of::<K::Prep>()).div_ceil(32);
+    if buf.len() < words {
+        buf.resize(words, _mm256_setzero_si256());
+    }
+    // SAFETY: the buffer holds at least nb * size_of::<Prep>() initialised bytes, aligned
+    // to 32 >= align_of::<Prep>(), and Prep (floats and SIMD integers) is valid for any bits.
+    let prep = std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<K::Prep>(), nb);
+    let mut t0 = 0;
+    while t0 < n_tokens {
+        let ap = a.as_ptr().add(t0 * nb);
+        t0 += match n_tokens - t0 {
+            1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
+            2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
+            3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
+            _ => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
+        };
+    }
+    SCRATCH.with(|c| c.set(buf));
+}
+
+/// All rows against the `T` tokens at `a` (tokens `t0..t0 + T`); returns `T`.
+#[inline(always)]
+unsafe fn rows<K: Tile, const R: usize, const T: usize>(nb: usize, w: &[K::W], a: *const K::A, t0: usize, prep: &mut [K::Prep], out: &mut [f32]) -> usize {
+    let n_rows = w.len() / nb;
+    K::prepare::<T>(a, nb, prep);
+    let mut r = 0;
+    while r < n_rows {
+        if r + R <= n_rows {
+            let v = K::tile::<R, T>(w.as_ptr().add(r * nb), a, prep, nb);
+            for (i, v) in v.iter().enumerate() {
+                for (t, &x) in v.iter().enumerate() {
+                    out[(t0 + t) * n_rows + r + i] = x;
+                }
+            }
+            r += R;
+        } else {
+            let [v] = K::tile::<1, T>(w.as_ptr().add(r * nb), a, prep, nb);
+            for (t, &x) in v.iter().enumerate() {
+                out[(t0 + t) * n_rows + r] = x;
+            }
+            r += 1;
+        }
+    }
+    T
+}
+
+/// Prefetches the part of the next row tile (the `R` rows after the current ones) that
+/// lies `b / nb` of the way through it, so that decode streams the next weights in while
+/// this tile computes. The address may be past the weights; a prefetch never faults.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
+    let step = R * std::mem::size_of::<W>();
+    let p = w.wrapping_add(R * nb).cast::<i8>().wrapping_add(b * step);
+    let mut k = 0;
+    while k < step {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
+        k += 64;
+    }
+}
+
+struct TileQ5_0;
+
+impl Tile for TileQ5_0 {
+    type W = BlockQ5_0;
+    type A = BlockQ8_0;
+    /// `d_a` of each token, and `16 × (lane sums of the quants)` of each token.
+    type Prep = ([f32; 4], [__m256i; 4]);
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            let mut d = [0.0f32; 4];
+            let mut s16 = [_mm256_setzero_si256(); 4];
+            for t in 0..T {
+                let blk = &*a.add(t * nb + b);
+                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                let qa = _mm256_loadu_si256(blk.qs.as_ptr().cast());
+                s16[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), qa), 4);
+            }
+            *p = (d, s16);
+        }
+    }
+
+    /// Per block and output, as [`vec_dot_q5_0_q8_0`].
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for (b, (d_a, s16)) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ5_0, R>(w, nb, b);
+            }
+            let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
+            for r in 0..R {
+                let bw = &*w.add(r * nb + b);
+                let d_w = f16x2(bw.d, bw.d);
+                let q = quants5(&bw.qs, &bw.qh);
+                for t in 0..T {
+                    let d = _mm256_broadcastss_ps(_mm_mul_ss(d_w, _mm_set_ss(d_a[t])));
+                    let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s16[t]);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q5_0 × Q8_0: `out[t * n_rows + r]` is [`vec_dot_q5_0_q8_0`] of weight row `r`
+/// and activation row `t` (rows of `nb` blocks), bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q5_0_q8_0(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: &mut [f32]) {
+    gemm::<TileQ5_0>(nb, w, a, out)
+}
