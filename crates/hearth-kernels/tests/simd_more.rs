@@ -134,6 +134,7 @@ fn gemm_is_vec_dot_per_output_more_types() {
     gemm_is_vec_dot::<BlockQ5_0>("q5_0");
     gemm_is_vec_dot::<BlockQ5_1>("q5_1");
     gemm_is_vec_dot::<BlockQ4_K>("q4_K");
+    gemm_is_vec_dot::<BlockQ5_K>("q5_K");
     gemm_is_vec_dot::<BlockQ6_K>("q6_K");
 }
 
@@ -212,6 +213,9 @@ mod x86 {
         vec_dot_matches::<BlockQ4_K>("q4_K", x86_kquants::vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
         vec_dot_matches::<BlockQ5_K>("q5_K", x86_kquants::vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
         vec_dot_matches::<BlockQ6_K>("q6_K", x86_kquants::vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
+        gemm_matches::<BlockQ4_K>("q4_K", x86_kquants::gemm_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
+        gemm_matches::<BlockQ5_K>("q5_K", x86_kquants::gemm_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
+        gemm_matches::<BlockQ6_K>("q6_K", x86_kquants::gemm_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
     }
 
     /// Blocks of arbitrary bytes (every quant, scale and high-bit pattern) with finite

@@ -1033,6 +1033,16 @@ impl WeightBlock for BlockQ4_K {
         }
         vec_dot_q4_k_q8_k_ref(w, a)
     }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q4_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q4_k_q8_k_ref)
+    }
 }
 
 impl BlockQ4_K {
@@ -1162,6 +1172,16 @@ impl WeightBlock for BlockQ5_K {
             return unsafe { crate::simd::x86_kquants::vec_dot_q5_k_q8_k(w, a) };
         }
         vec_dot_q5_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q5_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q5_k_q8_k_ref)
     }
 }
 
@@ -1308,6 +1328,16 @@ impl WeightBlock for BlockQ6_K {
             return unsafe { crate::simd::x86_kquants::vec_dot_q6_k_q8_k(w, a) };
         }
         vec_dot_q6_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q6_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q6_k_q8_k_ref)
     }
 }
 

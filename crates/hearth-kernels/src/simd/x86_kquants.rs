@@ -159,3 +159,227 @@ pub unsafe fn vec_dot_q5_k_q8_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
     }
     hsum(acc) + hsum4(acc_m)
 }
+
+// ---------------------------------------------------------------------------------------
+// Tiled products (the driver of `x86_legacy.rs`)
+// ---------------------------------------------------------------------------------------
+//
+// Every output keeps its own accumulators and sees exactly the f32 operations of the
+// one-row kernels above, in the same order (the per-block integer sums are exact, so
+// how a tile orders them does not matter); a weight super-block is unpacked once for all
+// the tokens of a tile.
+
+use super::x86_legacy::{gemm, prefetch_next_tile, Tile};
+
+struct TileQ6K;
+
+impl Tile for TileQ6K {
+    type W = BlockQ6_K;
+    type A = BlockQ8_K;
+    /// Nothing to prepare: the activation scale is read from the block.
+    type Prep = ();
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(_: *const BlockQ8_K, _: usize, _: &mut [()]) {}
+
+    /// Per super-block and output, as [`vec_dot_q6_k_q8_k`].
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ6_K, a: *const BlockQ8_K, _: &[()], nb: usize) -> [[f32; T]; R] {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(3);
+        let m32 = _mm256_set1_epi8(32);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for b in 0..nb {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ6_K, R>(w, nb, b);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = &*w.add(r * nb + b);
+                let scales = _mm_loadu_si128(x.scales.as_ptr().cast());
+                let mut sumi = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let ql = x.ql.as_ptr().add(64 * h);
+                    let bits1 = load(ql);
+                    let bits2 = load(ql.add(32));
+                    let bits_h = load(x.qh.as_ptr().add(32 * h));
+                    let q = [
+                        _mm256_or_si256(_mm256_and_si256(bits1, m4), q6_high::<0>(bits_h, m2)),
+                        _mm256_or_si256(_mm256_and_si256(bits2, m4), q6_high::<2>(bits_h, m2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4), q6_high::<4>(bits_h, m2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), q6_high::<6>(bits_h, m2)),
+                    ];
+                    for (k, &qk) in q.iter().enumerate() {
+                        let c = 4 * h + k;
+                        let shuf = _mm_set_epi64x(0x0101_0101_0101_0101 * (2 * c as i64 + 1), 0x0101_0101_0101_0101 * (2 * c as i64));
+                        let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+                        for (t, s) in sumi.iter_mut().enumerate() {
+                            let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
+                            let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qk, q8), _mm256_maddubs_epi16(m32, q8));
+                            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(sc, p16));
+                        }
+                    }
+                }
+                let dw = fp16_to_fp32(x.d);
+                for t in 0..T {
+                    let d = (*a.add(t * nb + b)).d * dw;
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q6_K × Q8_K: `out[t * n_rows + r]` is [`vec_dot_q6_k_q8_k`] of weight row `r`
+/// and activation row `t` (rows of `nb` super-blocks), bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q6_k_q8_k(nb: usize, w: &[BlockQ6_K], a: &[BlockQ8_K], out: &mut [f32]) {
+    gemm::<TileQ6K>(nb, w, a, out)
+}
+
+/// The parts of a Q4_K or Q5_K block the kernels read.
+trait K4Block {
+    const FIVE: bool;
+    fn d(&self) -> half::f16;
+    fn dmin(&self) -> half::f16;
+    fn scales(&self) -> &[u8; 12];
+    fn qs(&self) -> *const u8;
+    /// The fifth bits (Q5_K only; zero for Q4_K).
+    unsafe fn hbits(&self) -> __m256i;
+}
+
+impl K4Block for BlockQ4_K {
+    const FIVE: bool = false;
+    #[inline(always)]
+    fn d(&self) -> half::f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn dmin(&self) -> half::f16 {
+        self.dmin
+    }
+    #[inline(always)]
+    fn scales(&self) -> &[u8; 12] {
+        &self.scales
+    }
+    #[inline(always)]
+    fn qs(&self) -> *const u8 {
+        self.qs.as_ptr()
+    }
+    #[inline(always)]
+    unsafe fn hbits(&self) -> __m256i {
+        _mm256_setzero_si256()
+    }
+}
+
+impl K4Block for BlockQ5_K {
+    const FIVE: bool = true;
+    #[inline(always)]
+    fn d(&self) -> half::f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn dmin(&self) -> half::f16 {
+        self.dmin
+    }
+    #[inline(always)]
+    fn scales(&self) -> &[u8; 12] {
+        &self.scales
+    }
+    #[inline(always)]
+    fn qs(&self) -> *const u8 {
+        self.qs.as_ptr()
+    }
+    #[inline(always)]
+    unsafe fn hbits(&self) -> __m256i {
+        load(self.qh.as_ptr())
+    }
+}
+
+struct TileK4<B>(std::marker::PhantomData<B>);
+
+impl<B: K4Block> Tile for TileK4<B> {
+    type W = B;
+    type A = BlockQ8_K;
+    /// Each token's pair sums of `bsums` (eight i16, one per 32-value chunk).
+    type Prep = [__m128i; 4];
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_K, nb: usize, prep: &mut [Self::Prep]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            for (t, q) in p.iter_mut().enumerate().take(T) {
+                let bs = (*a.add(t * nb + b)).bsums.as_ptr();
+                *q = _mm_hadd_epi16(_mm_loadu_si128(bs.cast()), _mm_loadu_si128(bs.add(8).cast()));
+            }
+        }
+    }
+
+    /// Per super-block and output, as `k4_block` in the one-row kernels.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const B, a: *const BlockQ8_K, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut acc_m = [[_mm_setzero_ps(); T]; R];
+        for (b, q8s) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                prefetch_next_tile::<B, R>(w, nb, b);
+            }
+            for r in 0..R {
+                let x = &*w.add(r * nb + b);
+                let (sc, m) = k4_scales_mins(x.scales());
+                let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(m.as_ptr().cast()));
+                let hbits = x.hbits();
+                let mut sumi = [_mm256_setzero_si256(); T];
+                for (j, &s) in sc.iter().enumerate() {
+                    let chunk = if B::FIVE { k4_chunk::<true>(x.qs(), hbits, j) } else { k4_chunk::<false>(x.qs(), hbits, j) };
+                    let scj = _mm256_set1_epi16(i16::from(s));
+                    for (t, si) in sumi.iter_mut().enumerate() {
+                        let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * j).cast());
+                        *si = _mm256_add_epi32(*si, _mm256_madd_epi16(scj, _mm256_maddubs_epi16(chunk, q8)));
+                    }
+                }
+                let (dw, dminw) = (fp16_to_fp32(x.d()), fp16_to_fp32(x.dmin()));
+                for t in 0..T {
+                    let yd = (*a.add(t * nb + b)).d;
+                    let (d, dmin) = (yd * dw, -yd * dminw);
+                    let prod = _mm_madd_epi16(mins, q8s[t]);
+                    acc_m[r][t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]) + hsum4(acc_m[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q4_K × Q8_K, bit for bit [`vec_dot_q4_k_q8_k`] per output.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &mut [f32]) {
+    gemm::<TileK4<BlockQ4_K>>(nb, w, a, out)
+}
+
+/// Tiled Q5_K × Q8_K, bit for bit [`vec_dot_q5_k_q8_k`] per output.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q5_k_q8_k(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: &mut [f32]) {
+    gemm::<TileK4<BlockQ5_K>>(nb, w, a, out)
+}
