@@ -104,6 +104,8 @@ fn legacy_twins_are_close_to_exact() {
 #[test]
 fn k_quant_twins_are_close_to_exact() {
     // Exact integer sums; only the f32 scaling and sums round.
+    twin_close_to_f64::<BlockQ2_K>("q2_K", vec_dot_q2_k_q8_k_ref, 1e-5);
+    twin_close_to_f64::<BlockQ3_K>("q3_K", vec_dot_q3_k_q8_k_ref, 1e-5);
     twin_close_to_f64::<BlockQ4_K>("q4_K", vec_dot_q4_k_q8_k_ref, 1e-5);
     twin_close_to_f64::<BlockQ5_K>("q5_K", vec_dot_q5_k_q8_k_ref, 1e-5);
     twin_close_to_f64::<BlockQ6_K>("q6_K", vec_dot_q6_k_q8_k_ref, 1e-5);
@@ -122,6 +124,8 @@ fn k_quant_twins_are_close_to_ggml_order() {
             assert!((f64::from(t) - f64::from(g)).abs() <= 1e-6 * mag, "{name} n {n}: {t} vs {g}");
         }
     }
+    check::<BlockQ2_K>("q2_K", vec_dot_q2_k_q8_k_ref, BlockQ2_K::vec_dot_generic);
+    check::<BlockQ3_K>("q3_K", vec_dot_q3_k_q8_k_ref, BlockQ3_K::vec_dot_generic);
     check::<BlockQ4_K>("q4_K", vec_dot_q4_k_q8_k_ref, BlockQ4_K::vec_dot_generic);
     check::<BlockQ5_K>("q5_K", vec_dot_q5_k_q8_k_ref, BlockQ5_K::vec_dot_generic);
     check::<BlockQ6_K>("q6_K", vec_dot_q6_k_q8_k_ref, BlockQ6_K::vec_dot_generic);
@@ -133,6 +137,8 @@ fn gemm_is_vec_dot_per_output_more_types() {
     gemm_is_vec_dot::<bf16>("bf16");
     gemm_is_vec_dot::<BlockQ5_0>("q5_0");
     gemm_is_vec_dot::<BlockQ5_1>("q5_1");
+    gemm_is_vec_dot::<BlockQ2_K>("q2_K");
+    gemm_is_vec_dot::<BlockQ3_K>("q3_K");
     gemm_is_vec_dot::<BlockQ4_K>("q4_K");
     gemm_is_vec_dot::<BlockQ5_K>("q5_K");
     gemm_is_vec_dot::<BlockQ6_K>("q6_K");
@@ -210,6 +216,8 @@ mod x86 {
         if !have_avx2() {
             return;
         }
+        vec_dot_matches::<BlockQ2_K>("q2_K", x86_kquants::vec_dot_q2_k_q8_k, vec_dot_q2_k_q8_k_ref);
+        vec_dot_matches::<BlockQ3_K>("q3_K", x86_kquants::vec_dot_q3_k_q8_k, vec_dot_q3_k_q8_k_ref);
         vec_dot_matches::<BlockQ4_K>("q4_K", x86_kquants::vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
         vec_dot_matches::<BlockQ5_K>("q5_K", x86_kquants::vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
         vec_dot_matches::<BlockQ6_K>("q6_K", x86_kquants::vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
@@ -255,6 +263,12 @@ mod x86 {
             prop_assert_eq!(s6.to_bits(), vec_dot_q6_k_q8_k_ref(&w6, &a).to_bits());
             prop_assert_eq!(s4.to_bits(), vec_dot_q4_k_q8_k_ref(&w4, &a).to_bits());
             prop_assert_eq!(s5.to_bits(), vec_dot_q5_k_q8_k_ref(&w5, &a).to_bits());
+            let w2: Vec<BlockQ2_K> = arbitrary_k(&bytes[..2 * 84], |b: &mut BlockQ2_K| { b.d = f16::from_f32(0.03); b.dmin = f16::from_f32(0.07) });
+            let w3: Vec<BlockQ3_K> = arbitrary_k(&bytes[..2 * 110], |b: &mut BlockQ3_K| b.d = f16::from_f32(-0.04));
+            // SAFETY: as above.
+            let (s2, s3) = unsafe { (x86_kquants::vec_dot_q2_k_q8_k(&w2, &a), x86_kquants::vec_dot_q3_k_q8_k(&w3, &a)) };
+            prop_assert_eq!(s2.to_bits(), vec_dot_q2_k_q8_k_ref(&w2, &a).to_bits());
+            prop_assert_eq!(s3.to_bits(), vec_dot_q3_k_q8_k_ref(&w3, &a).to_bits());
         }
 
         /// Arbitrary quant bytes (every fifth-bit pattern) and activation bytes.

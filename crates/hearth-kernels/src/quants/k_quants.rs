@@ -700,10 +700,22 @@ impl Quantize for BlockQ2_K {
 impl WeightBlock for BlockQ2_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q2_K_q8_K_generic`: per block,
-    /// `sum += (a.d * d) * isum - (a.d * dmin) * sum_j bsums[j] * min[j]`.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q2_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q2_k_q8_k(w, a) };
+        }
+        vec_dot_q2_k_q8_k_ref(w, a)
+    }
+}
+
+impl BlockQ2_K {
+    /// ggml's `ggml_vec_dot_q2_K_q8_K_generic`, kept as a test oracle: per block,
+    /// `sum += (a.d * d) * isum - (a.d * dmin) * sum_j bsums[j] * min[j]`.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q2_K vec_dot: block counts differ");
         let mut sumf = 0.0f32;
         for (x, y) in w.iter().zip(a) {
@@ -831,10 +843,22 @@ impl Quantize for BlockQ3_K {
 impl WeightBlock for BlockQ3_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q3_K_q8_K_generic`: eight f32 lanes, each accumulating
-    /// `(d * a.d) * lane_isum` over the blocks, summed at the end.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q3_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q3_k_q8_k(w, a) };
+        }
+        vec_dot_q3_k_q8_k_ref(w, a)
+    }
+}
+
+impl BlockQ3_K {
+    /// ggml's `ggml_vec_dot_q3_K_q8_K_generic`, kept as a test oracle: eight f32 lanes,
+    /// each accumulating `(d * a.d) * lane_isum` over the blocks, summed at the end.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q3_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
         for (x, y) in w.iter().zip(a) {
@@ -1435,6 +1459,51 @@ pub fn vec_dot_q6_k_q8_k_ref(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     for (x, y) in w.iter().zip(a) {
         let d = y.d * super::float::fp16_to_fp32(x.d);
         let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16]));
+        for (a, &v) in acc.iter_mut().zip(&sumi) {
+            *a = d.mul_add(v as f32, *a);
+        }
+    }
+    hsum8(acc)
+}
+
+/// The 16 signed scales of a Q3_K block (for the SIMD kernel).
+#[inline(always)]
+pub(crate) fn q3_k_scales16(s: &[u8; K_SCALE_SIZE]) -> [i8; 16] {
+    q3_k_scales(s)
+}
+
+/// Scalar twin of the AVX2 Q3_K kernel (the lanes and order of the Q6_K twin).
+#[inline]
+pub fn vec_dot_q3_k_q8_k_ref(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q3_K vec_dot: block counts differ");
+    let mut acc = [0.0f32; 8];
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * super::float::fp16_to_fp32(x.d);
+        let sc = q3_k_scales(&x.scales);
+        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| i32::from(sc[(32 * c + 4 * l) / 16]));
+        for (a, &v) in acc.iter_mut().zip(&sumi) {
+            *a = d.mul_add(v as f32, *a);
+        }
+    }
+    hsum8(acc)
+}
+
+/// Scalar twin of the AVX2 Q2_K kernel: per block, `acc[l] += (-a.d * dmin) *
+/// (m[2l] bsums[2l] + m[2l+1] bsums[2l+1])` (fused), then `acc[l] += (a.d * d) *
+/// sumi[l]` (fused) with the lanes of [`chunk_lanes`].
+#[inline]
+pub fn vec_dot_q2_k_q8_k_ref(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q2_K vec_dot: block counts differ");
+    let mut acc = [0.0f32; 8];
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * super::float::fp16_to_fp32(x.d);
+        let dmin = -y.d * super::float::fp16_to_fp32(x.dmin);
+        let m = |j: usize| i32::from(x.scales[j] >> 4);
+        for (l, a) in acc.iter_mut().enumerate() {
+            let p = m(2 * l) * i32::from(y.bsums[2 * l]) + m(2 * l + 1) * i32::from(y.bsums[2 * l + 1]);
+            *a = dmin.mul_add(p as f32, *a);
+        }
+        let sumi = chunk_lanes(&unpack_2bit(&x.qs), &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16] & 0xF));
         for (a, &v) in acc.iter_mut().zip(&sumi) {
             *a = d.mul_add(v as f32, *a);
         }

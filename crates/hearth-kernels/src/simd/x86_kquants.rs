@@ -1,18 +1,19 @@
-//! AVX2 dot products of K-quant rows with Q8_K activations: Q4_K, Q5_K, Q6_K.
+//! AVX2 dot products of K-quant rows with Q8_K activations: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 //!
 //! Per super-block of 256: each 32-value chunk's unsigned quants times the signed
 //! activation bytes (`vpmaddubsw`), times the chunk's small scales (`vpmaddwd`), summed
 //! into eight exact i32 lanes, lane `l` over elements `32c + 4l .. 32c + 4l + 4` of every
 //! chunk `c`; the lanes are scaled by `d_w * d_a` into eight f32 accumulators with one
 //! FMA per super-block. Q4_K/Q5_K also accumulate their min correction
-//! `(-d_a * dmin) * (mins · pair sums of bsums)` in four f32 lanes. One horizontal sum at
+//! `(-d_a * dmin) * (mins · pair sums of bsums)` in four f32 lanes; Q2_K adds its
+//! `(-d_a * dmin) * (mins · bsums)` (eight lanes) into the main accumulators first. One horizontal sum at
 //! the end. The scalar twins in `quants/k_quants.rs` (`vec_dot_q*_k_q8_k_ref`) do the same
 //! f32 operations in the same order; ggml's generic code (eight lanes by element index
 //! mod 8) differs from them by f32 rounding only.
 
 use std::arch::x86_64::*;
 
-use crate::quants::{fp16_to_fp32, k4_scales_mins, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K};
+use crate::quants::{fp16_to_fp32, k4_scales_mins, q3_k_scales16, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K};
 
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
@@ -76,6 +77,84 @@ pub unsafe fn vec_dot_q6_k_q8_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
                 let shuf = _mm_set_epi64x(0x0101_0101_0101_0101 * (2 * c as i64 + 1), 0x0101_0101_0101_0101 * (2 * c as i64));
                 let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum(acc)
+}
+
+/// The i16 scales of 32-value chunk `c` from 16 per-sub-block i8 scales: lanes 0..8 get
+/// scale `2c`, lanes 8..16 scale `2c + 1` (so i32 lane `l` of a `vpmaddwd` gets the
+/// scale of element `32c + 4l`).
+#[inline(always)]
+unsafe fn chunk_scales(scales: __m128i, c: usize) -> __m256i {
+    let shuf = _mm_set_epi64x(0x0101_0101_0101_0101 * (2 * c as i64 + 1), 0x0101_0101_0101_0101 * (2 * c as i64));
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf))
+}
+
+/// Q3_K × Q8_K: as Q6_K, with quants `low2 + 4 × hbit - 4`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q3_k_q8_k(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q3_K vec_dot: block counts differ");
+    let m3 = _mm256_set1_epi8(3);
+    let m1 = _mm256_set1_epi8(1);
+    let m4 = _mm256_set1_epi8(4);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * fp16_to_fp32(x.d);
+        let sc = q3_k_scales16(&x.scales);
+        let scales = _mm_loadu_si128(sc.as_ptr().cast());
+        let hbits = load(x.hmask.as_ptr());
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load(x.qs.as_ptr().add(32 * h));
+            for k in 0..4 {
+                let c = 4 * h + k;
+                let low = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                let hb = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(c as i32)), m1);
+                let u = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
+                let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
+                // (u - 4) a per byte pair, exact in i16.
+                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, q8), _mm256_maddubs_epi16(m4, q8));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(chunk_scales(scales, c), p16));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum(acc)
+}
+
+/// Q2_K × Q8_K: per super-block, the min correction `(-d_a dmin) × (mins · bsums)` (eight
+/// i32 lanes of two sub-blocks) into the accumulators, then `(d_a d) × sumi`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q2_k_q8_k(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q2_K vec_dot: block counts differ");
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0x0f);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * fp16_to_fp32(x.d);
+        let dmin = -y.d * fp16_to_fp32(x.dmin);
+        let ms = _mm_loadu_si128(x.scales.as_ptr().cast());
+        let scales = _mm_and_si128(ms, m4);
+        let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(ms, 4), m4));
+        let prod = _mm256_madd_epi16(mins, _mm256_loadu_si256(y.bsums.as_ptr().cast()));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load(x.qs.as_ptr().add(32 * h));
+            for k in 0..4 {
+                let c = 4 * h + k;
+                let u = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(chunk_scales(scales, c), _mm256_maddubs_epi16(u, q8)));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
