@@ -125,6 +125,13 @@ unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a
     let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
     let mut i = 0;
     while i + 16 <= n {
+        if T <= 2 && i % 32 == 0 {
+            // Streaming weights (decode): the next row tile's bytes are on their way in
+            // (one 64-byte line per row every 32 elements; a prefetch never faults).
+            for r in 0..R {
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((R + r) * n + i).cast::<i8>());
+            }
+        }
         for r in 0..R {
             let w0 = E::load8(w.add(r * n + i));
             let w1 = E::load8(w.add(r * n + i + 8));
