@@ -209,6 +209,7 @@ mod x86 {
         vec_dot_matches::<BlockQ5_0>("q5_0", x86_legacy::vec_dot_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
         vec_dot_matches::<BlockQ5_1>("q5_1", x86_legacy::vec_dot_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
         gemm_matches::<BlockQ5_0>("q5_0", x86_legacy::gemm_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
+        gemm_matches::<BlockQ5_1>("q5_1", x86_legacy::gemm_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
     }
 
     #[test]

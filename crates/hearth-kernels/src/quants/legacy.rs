@@ -453,6 +453,16 @@ impl WeightBlock for BlockQ5_1 {
         }
         vec_dot_q5_1_q8_1_ref(w, a)
     }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_legacy::gemm_q5_1_q8_1(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q5_1_q8_1_ref)
+    }
 }
 
 /// Scalar twin of the SIMD `vec_dot_q4_1_q8_1`, in the same order: per block, eight lane

@@ -253,3 +253,69 @@ impl Tile for TileQ5_0 {
 pub unsafe fn gemm_q5_0_q8_0(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: &mut [f32]) {
     gemm::<TileQ5_0>(nb, w, a, out)
 }
+
+struct TileQ5_1;
+
+impl Tile for TileQ5_1 {
+    type W = BlockQ5_1;
+    type A = BlockQ8_1;
+    /// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`).
+    type Prep = [f32; 8];
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            let mut h = [0u16; 8];
+            for t in 0..T {
+                let blk = &*a.add(t * nb + b);
+                h[t] = blk.d.to_bits();
+                h[4 + t] = blk.s.to_bits();
+            }
+            _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+        }
+    }
+
+    /// Per block and output, as [`vec_dot_q5_1_q8_1`]: `acc += (d_w d_a) * sumi` (one FMA
+    /// over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens share
+    /// one register, one lane per token.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &[[f32; 8]], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut summs = [_mm_setzero_ps(); R];
+        for (b, sc) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ5_1, R>(w, nb, b);
+            }
+            let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
+            let s_a = _mm_loadu_ps(sc.as_ptr().add(4));
+            for r in 0..R {
+                let bw = &*w.add(r * nb + b);
+                let dm = f16x2(bw.d, bw.m); // [d_w, m_w]
+                summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), s_a));
+                let q = quants5(&bw.qs, &bw.qh);
+                for t in 0..T {
+                    let d = _mm256_broadcastss_ps(_mm_mul_ss(dm, _mm_set_ss(sc[t])));
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, qa[t])), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            let mut m = [0.0f32; 4];
+            _mm_storeu_ps(m.as_mut_ptr(), summs[r]);
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]) + m[t];
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q5_1 × Q8_1, bit for bit [`vec_dot_q5_1_q8_1`] per output.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q5_1_q8_1(nb: usize, w: &[BlockQ5_1], a: &[BlockQ8_1], out: &mut [f32]) {
+    gemm::<TileQ5_1>(nb, w, a, out)
+}
