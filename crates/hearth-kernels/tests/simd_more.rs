@@ -222,6 +222,8 @@ mod x86 {
         vec_dot_matches::<BlockQ4_K>("q4_K", x86_kquants::vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
         vec_dot_matches::<BlockQ5_K>("q5_K", x86_kquants::vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
         vec_dot_matches::<BlockQ6_K>("q6_K", x86_kquants::vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
+        gemm_matches::<BlockQ2_K>("q2_K", x86_kquants::gemm_q2_k_q8_k, vec_dot_q2_k_q8_k_ref);
+        gemm_matches::<BlockQ3_K>("q3_K", x86_kquants::gemm_q3_k_q8_k, vec_dot_q3_k_q8_k_ref);
         gemm_matches::<BlockQ4_K>("q4_K", x86_kquants::gemm_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
         gemm_matches::<BlockQ5_K>("q5_K", x86_kquants::gemm_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
         gemm_matches::<BlockQ6_K>("q6_K", x86_kquants::gemm_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);

@@ -710,6 +710,16 @@ impl WeightBlock for BlockQ2_K {
         }
         vec_dot_q2_k_q8_k_ref(w, a)
     }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q2_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q2_k_q8_k_ref)
+    }
 }
 
 impl BlockQ2_K {
@@ -852,6 +862,16 @@ impl WeightBlock for BlockQ3_K {
             return unsafe { crate::simd::x86_kquants::vec_dot_q3_k_q8_k(w, a) };
         }
         vec_dot_q3_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q3_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q3_k_q8_k_ref)
     }
 }
 

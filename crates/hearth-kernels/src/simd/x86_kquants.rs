@@ -462,3 +462,141 @@ pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &
 pub unsafe fn gemm_q5_k_q8_k(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: &mut [f32]) {
     gemm::<TileK4<BlockQ5_K>>(nb, w, a, out)
 }
+
+struct TileQ3K;
+
+impl Tile for TileQ3K {
+    type W = BlockQ3_K;
+    type A = BlockQ8_K;
+    type Prep = ();
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(_: *const BlockQ8_K, _: usize, _: &mut [()]) {}
+
+    /// Per super-block and output, as [`vec_dot_q3_k_q8_k`].
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ3_K, a: *const BlockQ8_K, _: &[()], nb: usize) -> [[f32; T]; R] {
+        let m3 = _mm256_set1_epi8(3);
+        let m1 = _mm256_set1_epi8(1);
+        let m4 = _mm256_set1_epi8(4);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for b in 0..nb {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ3_K, R>(w, nb, b);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = &*w.add(r * nb + b);
+                let sc = q3_k_scales16(&x.scales);
+                let scales = _mm_loadu_si128(sc.as_ptr().cast());
+                let hbits = load(x.hmask.as_ptr());
+                let mut sumi = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let bits = load(x.qs.as_ptr().add(32 * h));
+                    for k in 0..4 {
+                        let c = 4 * h + k;
+                        let low = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                        let hb = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(c as i32)), m1);
+                        let u = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
+                        let csc = chunk_scales(scales, c);
+                        for (t, s) in sumi.iter_mut().enumerate() {
+                            let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
+                            let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, q8), _mm256_maddubs_epi16(m4, q8));
+                            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(csc, p16));
+                        }
+                    }
+                }
+                let dw = fp16_to_fp32(x.d);
+                for t in 0..T {
+                    let d = (*a.add(t * nb + b)).d * dw;
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q3_K × Q8_K, bit for bit [`vec_dot_q3_k_q8_k`] per output.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q3_k_q8_k(nb: usize, w: &[BlockQ3_K], a: &[BlockQ8_K], out: &mut [f32]) {
+    gemm::<TileQ3K>(nb, w, a, out)
+}
+
+struct TileQ2K;
+
+impl Tile for TileQ2K {
+    type W = BlockQ2_K;
+    type A = BlockQ8_K;
+    type Prep = ();
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(_: *const BlockQ8_K, _: usize, _: &mut [()]) {}
+
+    /// Per super-block and output, as [`vec_dot_q2_k_q8_k`]: the min correction's FMA,
+    /// then the scale's.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ2_K, a: *const BlockQ8_K, _: &[()], nb: usize) -> [[f32; T]; R] {
+        let m3 = _mm256_set1_epi8(3);
+        let m4 = _mm_set1_epi8(0x0f);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for b in 0..nb {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ2_K, R>(w, nb, b);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = &*w.add(r * nb + b);
+                let (dw, dminw) = (fp16_to_fp32(x.d), fp16_to_fp32(x.dmin));
+                let ms = _mm_loadu_si128(x.scales.as_ptr().cast());
+                let scales = _mm_and_si128(ms, m4);
+                let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(ms, 4), m4));
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let y = &*a.add(t * nb + b);
+                    let prod = _mm256_madd_epi16(mins, _mm256_loadu_si256(y.bsums.as_ptr().cast()));
+                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(-y.d * dminw), _mm256_cvtepi32_ps(prod), *acc);
+                }
+                let mut sumi = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let bits = load(x.qs.as_ptr().add(32 * h));
+                    for k in 0..4 {
+                        let c = 4 * h + k;
+                        let u = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                        let csc = chunk_scales(scales, c);
+                        for (t, s) in sumi.iter_mut().enumerate() {
+                            let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
+                            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(csc, _mm256_maddubs_epi16(u, q8)));
+                        }
+                    }
+                }
+                for t in 0..T {
+                    let d = (*a.add(t * nb + b)).d * dw;
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q2_K × Q8_K, bit for bit [`vec_dot_q2_k_q8_k`] per output.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q2_k_q8_k(nb: usize, w: &[BlockQ2_K], a: &[BlockQ8_K], out: &mut [f32]) {
+    gemm::<TileQ2K>(nb, w, a, out)
+}
