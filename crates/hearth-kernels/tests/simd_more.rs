@@ -167,12 +167,11 @@ mod x86 {
         }
     }
 
+    /// A tiled kernel: `(nb, weights, activations, out)`.
+    type GemmFn<W> = unsafe fn(usize, &[W], &[<W as WeightBlock>::Act], &mut [f32]);
+
     /// The tiled `simd` kernel against the scalar twin run once per output.
-    fn gemm_matches<W: WeightBlock>(
-        name: &str,
-        simd: unsafe fn(usize, &[W], &[W::Act], &mut [f32]),
-        twin: fn(&[W], &[W::Act]) -> f32,
-    ) {
+    fn gemm_matches<W: WeightBlock>(name: &str, simd: GemmFn<W>, twin: fn(&[W], &[W::Act]) -> f32) {
         for n in lengths(W::QK) {
             let nb = n / W::QK;
             for n_rows in [1, 2, 3, 5, 8, 9] {

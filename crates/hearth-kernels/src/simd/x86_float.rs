@@ -87,7 +87,7 @@ unsafe fn vec_dot<E: Elem>(w: &[E], a: &[E]) -> f32 {
         acc1 = madd::<E>(E::load8(wp.add(i + 8)), E::load8(ap.add(i + 8)), acc1);
         i += 16;
     }
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         let (tw, ta) = (tail16(wp, n), tail16(ap, n));
         acc0 = madd::<E>(E::load8(tw.as_ptr()), E::load8(ta.as_ptr()), acc0);
         acc1 = madd::<E>(E::load8(tw.as_ptr().add(8)), E::load8(ta.as_ptr().add(8)), acc1);
@@ -125,7 +125,7 @@ unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a
     let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
     let mut i = 0;
     while i + 16 <= n {
-        if T <= 2 && i % 32 == 0 {
+        if T <= 2 && i.is_multiple_of(32) {
             // Streaming weights (decode): the next row tile's bytes are on their way in
             // (one 64-byte line per row every 32 elements; a prefetch never faults).
             for r in 0..R {
@@ -143,7 +143,7 @@ unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a
         }
         i += 16;
     }
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         for r in 0..R {
             let tw = tail16(w.add(r * n), n);
             let (w0, w1) = (E::load8(tw.as_ptr()), E::load8(tw.as_ptr().add(8)));
@@ -191,7 +191,7 @@ unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *c
 /// `out[t * n_rows + r] = vec_dot(row r of w, row t of a)` for rows of `n` elements.
 #[inline(always)]
 unsafe fn gemm<E: Elem>(n: usize, w: &[E], a: &[E], out: &mut [f32]) {
-    assert!(n > 0 && w.len() % n == 0 && a.len() % n == 0, "gemm: lengths are not whole rows");
+    assert!(n > 0 && w.len().is_multiple_of(n) && a.len().is_multiple_of(n), "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / n, a.len() / n);
     assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
     // Activations widened to f32 once, each row zero-padded to a multiple of 16.
@@ -211,7 +211,7 @@ unsafe fn gemm<E: Elem>(n: usize, w: &[E], a: &[E], out: &mut [f32]) {
             _mm256_storeu_ps(dst.add(i + 8), E::load8(src.add(i + 8)));
             i += 16;
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tp = tail16(src, n);
             _mm256_storeu_ps(dst.add(i), E::load8(tp.as_ptr()));
             _mm256_storeu_ps(dst.add(i + 8), E::load8(tp.as_ptr().add(8)));

@@ -169,7 +169,7 @@ pub unsafe fn vec_dot_q2_k_q8_k(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
 unsafe fn k4_chunk<const FIVE: bool>(qs: *const u8, hbits: __m256i, j: usize) -> __m256i {
     let m4 = _mm256_set1_epi8(0x0f);
     let b = load(qs.add(32 * (j / 2)));
-    let lo = if j % 2 == 0 { _mm256_and_si256(b, m4) } else { _mm256_and_si256(_mm256_srli_epi16(b, 4), m4) };
+    let lo = if j.is_multiple_of(2) { _mm256_and_si256(b, m4) } else { _mm256_and_si256(_mm256_srli_epi16(b, 4), m4) };
     if FIVE {
         let h = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(j as i32)), _mm256_set1_epi8(1));
         _mm256_or_si256(lo, _mm256_slli_epi16(h, 4))

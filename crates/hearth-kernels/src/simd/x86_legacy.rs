@@ -126,7 +126,7 @@ thread_local! {
 /// tokens, else one.
 #[inline(always)]
 pub(crate) unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
-    assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
+    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb), "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
     assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
     const { assert!(std::mem::align_of::<K::Prep>() <= 32) };
