@@ -169,10 +169,39 @@ impl WeightBlock for f16 {
     /// ggml's `vec_dot_type` for F16 is F16: activations are converted to f16.
     type Act = f16;
 
+    /// The AVX2 kernel when the ISA allows, else the scalar twin [`vec_dot_f16_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        dot_lanes(w, a, f16::ZERO, fp16_to_fp32)
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_float::vec_dot_f16(w, a) };
+        }
+        vec_dot_f16_ref(w, a)
     }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_float::gemm_f16(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_f16_ref)
+    }
+}
+
+/// Scalar twin of the AVX2 F16 kernels: 16 f32 lanes (element `i` in lane `i % 16`),
+/// summed pairwise at the end.
+#[inline]
+pub fn vec_dot_f16_ref(w: &[f16], a: &[f16]) -> f32 {
+    dot_lanes(w, a, f16::ZERO, fp16_to_fp32)
+}
+
+/// Scalar twin of the AVX2 BF16 kernels (the same lanes as [`vec_dot_f16_ref`]).
+#[inline]
+pub fn vec_dot_bf16_ref(w: &[bf16], a: &[bf16]) -> f32 {
+    dot_lanes(w, a, bf16::ZERO, bf16_to_fp32)
 }
 
 impl Quantize for bf16 {
@@ -198,9 +227,25 @@ impl WeightBlock for bf16 {
     /// ggml's `vec_dot_type` for BF16 is BF16: activations are converted to bf16.
     type Act = bf16;
 
+    /// The AVX2 kernel when the ISA allows, else the scalar twin [`vec_dot_bf16_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        dot_lanes(w, a, bf16::ZERO, bf16_to_fp32)
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_float::vec_dot_bf16(w, a) };
+        }
+        vec_dot_bf16_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_float::gemm_bf16(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_bf16_ref)
     }
 }
 

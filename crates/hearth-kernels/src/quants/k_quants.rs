@@ -23,6 +23,7 @@
 
 use half::f16;
 
+use super::q8::hsum8;
 use crate::{Quantize, WeightBlock};
 
 /// Values per K-quant super-block.
@@ -699,10 +700,32 @@ impl Quantize for BlockQ2_K {
 impl WeightBlock for BlockQ2_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q2_K_q8_K_generic`: per block,
-    /// `sum += (a.d * d) * isum - (a.d * dmin) * sum_j bsums[j] * min[j]`.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q2_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q2_k_q8_k(w, a) };
+        }
+        vec_dot_q2_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q2_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q2_k_q8_k_ref)
+    }
+}
+
+impl BlockQ2_K {
+    /// ggml's `ggml_vec_dot_q2_K_q8_K_generic`, kept as a test oracle: per block,
+    /// `sum += (a.d * d) * isum - (a.d * dmin) * sum_j bsums[j] * min[j]`.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q2_K vec_dot: block counts differ");
         let mut sumf = 0.0f32;
         for (x, y) in w.iter().zip(a) {
@@ -830,10 +853,32 @@ impl Quantize for BlockQ3_K {
 impl WeightBlock for BlockQ3_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q3_K_q8_K_generic`: eight f32 lanes, each accumulating
-    /// `(d * a.d) * lane_isum` over the blocks, summed at the end.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q3_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q3_k_q8_k(w, a) };
+        }
+        vec_dot_q3_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q3_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q3_k_q8_k_ref)
+    }
+}
+
+impl BlockQ3_K {
+    /// ggml's `ggml_vec_dot_q3_K_q8_K_generic`, kept as a test oracle: eight f32 lanes,
+    /// each accumulating `(d * a.d) * lane_isum` over the blocks, summed at the end.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q3_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
         for (x, y) in w.iter().zip(a) {
@@ -1022,11 +1067,33 @@ impl Quantize for BlockQ4_K {
 impl WeightBlock for BlockQ4_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q4_K_q8_K_generic`: eight f32 lanes of
-    /// `(d * a.d) * lane_isum`, a running `-(dmin * a.d) * sum(bsums * mins)`, and the
-    /// lanes added to it at the end.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q4_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q4_k_q8_k(w, a) };
+        }
+        vec_dot_q4_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q4_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q4_k_q8_k_ref)
+    }
+}
+
+impl BlockQ4_K {
+    /// ggml's `ggml_vec_dot_q4_K_q8_K_generic`, kept as a test oracle: eight f32 lanes of
+    /// `(d * a.d) * lane_isum`, a running `-(dmin * a.d) * sum(bsums * mins)`, and the
+    /// lanes added to it at the end.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q4_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
         let mut sumf = 0.0f32;
@@ -1140,9 +1207,32 @@ impl Quantize for BlockQ5_K {
 impl WeightBlock for BlockQ5_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q5_K_q8_K_generic` (same accumulation as Q4_K).
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q5_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q5_k_q8_k(w, a) };
+        }
+        vec_dot_q5_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q5_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q5_k_q8_k_ref)
+    }
+}
+
+impl BlockQ5_K {
+    /// ggml's `ggml_vec_dot_q5_K_q8_K_generic` (same accumulation as Q4_K), kept as a
+    /// test oracle.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q5_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
         let mut sumf = 0.0f32;
@@ -1273,9 +1363,32 @@ impl Quantize for BlockQ6_K {
 impl WeightBlock for BlockQ6_K {
     type Act = BlockQ8_K;
 
-    /// ggml's `ggml_vec_dot_q6_K_q8_K_generic` (same accumulation as Q3_K).
+    /// The AVX2 kernel when the ISA allows, else its scalar twin [`vec_dot_q6_k_q8_k_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[BlockQ8_K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::vec_dot_q6_k_q8_k(w, a) };
+        }
+        vec_dot_q6_k_q8_k_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_kquants::gemm_q6_k_q8_k(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q6_k_q8_k_ref)
+    }
+}
+
+impl BlockQ6_K {
+    /// ggml's `ggml_vec_dot_q6_K_q8_K_generic` (same accumulation as Q3_K), kept as a
+    /// test oracle.
+    pub fn vec_dot_generic(w: &[Self], a: &[BlockQ8_K]) -> f32 {
         assert_eq!(w.len(), a.len(), "Q6_K vec_dot: block counts differ");
         let mut sums = [0.0f32; 8];
         for (x, y) in w.iter().zip(a) {
@@ -1289,4 +1402,131 @@ impl WeightBlock for BlockQ6_K {
         }
         sums.iter().fold(0.0f32, |acc, &s| acc + s)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scalar twins of the AVX2 kernels (`simd/x86_kquants.rs`)
+// ---------------------------------------------------------------------------------------
+
+/// The eight 6-bit scales and mins of a Q4_K/Q5_K block (for the SIMD kernels).
+#[inline(always)]
+pub(crate) fn k4_scales_mins(q: &[u8; K_SCALE_SIZE]) -> ([u8; 8], [u8; 8]) {
+    scales_mins_k4(q)
+}
+
+/// The SIMD kernels' integer lanes: lane `l` sums, over the 32-value chunks `c`,
+/// `scale(c, l) * sum_{i < 4} q[32c + 4l + i] * a[32c + 4l + i]` (exact in i32).
+#[inline(always)]
+fn chunk_lanes(q: &[i8; QK_K], a: &[i8; QK_K], scale: impl Fn(usize, usize) -> i32) -> [i32; 8] {
+    let mut sumi = [0i32; 8];
+    for c in 0..QK_K / 32 {
+        for (l, s) in sumi.iter_mut().enumerate() {
+            let base = 32 * c + 4 * l;
+            let p: i32 = (base..base + 4).map(|i| i32::from(q[i]) * i32::from(a[i])).sum();
+            *s += scale(c, l) * p;
+        }
+    }
+    sumi
+}
+
+/// Q4_K/Q5_K twin body: `acc[l] += (a.d * d) * sumi[l]` (fused), and
+/// `acc_m[k] += (-a.d * dmin) * (m[2k] s[2k] + m[2k+1] s[2k+1])` (fused), `s[j]` the sum
+/// of `bsums[2j], bsums[2j+1]`.
+#[inline(always)]
+fn k4_twin_block(d: f16, dmin: f16, scales: &[u8; K_SCALE_SIZE], q: &[i8; QK_K], y: &BlockQ8_K, acc: &mut [f32; 8], acc_m: &mut [f32; 4]) {
+    let dd = y.d * super::float::fp16_to_fp32(d);
+    let dm = -y.d * super::float::fp16_to_fp32(dmin);
+    let (sc, m) = scales_mins_k4(scales);
+    let s: [i32; 8] = std::array::from_fn(|j| i32::from(y.bsums[2 * j]) + i32::from(y.bsums[2 * j + 1]));
+    for (k, am) in acc_m.iter_mut().enumerate() {
+        let p = i32::from(m[2 * k]) * s[2 * k] + i32::from(m[2 * k + 1]) * s[2 * k + 1];
+        *am = dm.mul_add(p as f32, *am);
+    }
+    let sumi = chunk_lanes(q, &y.qs, |c, _| i32::from(sc[c]));
+    for (a, &v) in acc.iter_mut().zip(&sumi) {
+        *a = dd.mul_add(v as f32, *a);
+    }
+}
+
+/// Scalar twin of the AVX2 Q4_K kernel (same f32 operations in the same order).
+#[inline]
+pub fn vec_dot_q4_k_q8_k_ref(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q4_K vec_dot: block counts differ");
+    let (mut acc, mut acc_m) = ([0.0f32; 8], [0.0f32; 4]);
+    for (x, y) in w.iter().zip(a) {
+        k4_twin_block(x.d, x.dmin, &x.scales, &x.quants(), y, &mut acc, &mut acc_m);
+    }
+    hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+}
+
+/// Scalar twin of the AVX2 Q5_K kernel (same f32 operations in the same order).
+#[inline]
+pub fn vec_dot_q5_k_q8_k_ref(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q5_K vec_dot: block counts differ");
+    let (mut acc, mut acc_m) = ([0.0f32; 8], [0.0f32; 4]);
+    for (x, y) in w.iter().zip(a) {
+        k4_twin_block(x.d, x.dmin, &x.scales, &x.quants(), y, &mut acc, &mut acc_m);
+    }
+    hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+}
+
+/// Scalar twin of the AVX2 Q6_K kernel: `acc[l] += (a.d * d) * sumi[l]` (fused) with
+/// the lanes of [`chunk_lanes`] (sub-block scale of element `32c + 4l`).
+#[inline]
+pub fn vec_dot_q6_k_q8_k_ref(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q6_K vec_dot: block counts differ");
+    let mut acc = [0.0f32; 8];
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * super::float::fp16_to_fp32(x.d);
+        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16]));
+        for (a, &v) in acc.iter_mut().zip(&sumi) {
+            *a = d.mul_add(v as f32, *a);
+        }
+    }
+    hsum8(acc)
+}
+
+/// The 16 signed scales of a Q3_K block (for the SIMD kernel).
+#[inline(always)]
+pub(crate) fn q3_k_scales16(s: &[u8; K_SCALE_SIZE]) -> [i8; 16] {
+    q3_k_scales(s)
+}
+
+/// Scalar twin of the AVX2 Q3_K kernel (the lanes and order of the Q6_K twin).
+#[inline]
+pub fn vec_dot_q3_k_q8_k_ref(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q3_K vec_dot: block counts differ");
+    let mut acc = [0.0f32; 8];
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * super::float::fp16_to_fp32(x.d);
+        let sc = q3_k_scales(&x.scales);
+        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| i32::from(sc[(32 * c + 4 * l) / 16]));
+        for (a, &v) in acc.iter_mut().zip(&sumi) {
+            *a = d.mul_add(v as f32, *a);
+        }
+    }
+    hsum8(acc)
+}
+
+/// Scalar twin of the AVX2 Q2_K kernel: per block, `acc[l] += (-a.d * dmin) *
+/// (m[2l] bsums[2l] + m[2l+1] bsums[2l+1])` (fused), then `acc[l] += (a.d * d) *
+/// sumi[l]` (fused) with the lanes of [`chunk_lanes`].
+#[inline]
+pub fn vec_dot_q2_k_q8_k_ref(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
+    assert_eq!(w.len(), a.len(), "Q2_K vec_dot: block counts differ");
+    let mut acc = [0.0f32; 8];
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * super::float::fp16_to_fp32(x.d);
+        let dmin = -y.d * super::float::fp16_to_fp32(x.dmin);
+        let m = |j: usize| i32::from(x.scales[j] >> 4);
+        for (l, a) in acc.iter_mut().enumerate() {
+            let p = m(2 * l) * i32::from(y.bsums[2 * l]) + m(2 * l + 1) * i32::from(y.bsums[2 * l + 1]);
+            *a = dmin.mul_add(p as f32, *a);
+        }
+        let sumi = chunk_lanes(&unpack_2bit(&x.qs), &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16] & 0xF));
+        for (a, &v) in acc.iter_mut().zip(&sumi) {
+            *a = d.mul_add(v as f32, *a);
+        }
+    }
+    hsum8(acc)
 }

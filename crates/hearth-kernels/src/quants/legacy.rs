@@ -12,7 +12,7 @@
 use half::f16;
 
 use super::float::{fp16_to_fp32, fp32_to_fp16};
-use super::q8::{dot_i8_32, hsum8, BlockQ8_0, BlockQ8_1};
+use super::q8::{hsum8, BlockQ8_0, BlockQ8_1};
 use crate::{Quantize, WeightBlock};
 
 /// Values per Q4_0 block.
@@ -368,16 +368,27 @@ impl Quantize for BlockQ5_0 {
 impl WeightBlock for BlockQ5_0 {
     type Act = BlockQ8_0;
 
-    /// ggml's `ggml_vec_dot_q5_0_q8_0_generic`: per block `(d_w * d_a) * sumi` in f32.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin
+    /// [`vec_dot_q5_0_q8_0_ref`] (eight lanes; ggml's generic code sums each block's
+    /// `(d_w * d_a) * sumi` in one f32, so results differ from it by f32 rounding).
     #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        assert_eq!(w.len(), a.len(), "vec_dot q5_0: row lengths differ");
-        let mut sumf = 0.0f32;
-        for (bw, ba) in w.iter().zip(a) {
-            let sumi = dot_i8_32(&unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_0), &ba.qs);
-            sumf += (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)) * sumi as f32;
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_legacy::vec_dot_q5_0_q8_0(w, a) };
         }
-        sumf
+        vec_dot_q5_0_q8_0_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_legacy::gemm_q5_0_q8_0(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q5_0_q8_0_ref)
     }
 }
 
@@ -430,18 +441,27 @@ impl Quantize for BlockQ5_1 {
 impl WeightBlock for BlockQ5_1 {
     type Act = BlockQ8_1;
 
-    /// ggml's `ggml_vec_dot_q5_1_q8_1_generic`: per block
-    /// `(d_w * d_a) * sumi + m_w * s_a` in f32.
+    /// The AVX2 kernel when the ISA allows, else its scalar twin
+    /// [`vec_dot_q5_1_q8_1_ref`] (the lane order of Q4_1; ggml's generic code differs
+    /// from it by f32 rounding).
     #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        assert_eq!(w.len(), a.len(), "vec_dot q5_1: row lengths differ");
-        let mut sumf = 0.0f32;
-        for (bw, ba) in w.iter().zip(a) {
-            let sumi = dot_i8_32(&unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_1), &ba.qs);
-            sumf += (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)) * sumi as f32
-                + fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_legacy::vec_dot_q5_1_q8_1(w, a) };
         }
-        sumf
+        vec_dot_q5_1_q8_1_ref(w, a)
+    }
+
+    #[inline]
+    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_legacy::gemm_q5_1_q8_1(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_q5_1_q8_1_ref)
     }
 }
 
@@ -481,4 +501,41 @@ pub fn vec_dot_q4_0_q8_0_ref(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         }
     }
     hsum8(acc)
+}
+
+/// Scalar twin of the SIMD `vec_dot_q5_0_q8_0`, in the same order (see
+/// [`vec_dot_q4_1_q8_1_ref`]): eight lane sums of four products per block, scaled by
+/// `d_w * d_a` into eight f32 accumulators with a fused multiply-add.
+#[inline]
+pub fn vec_dot_q5_0_q8_0_ref(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q5_0: row lengths differ");
+    let mut acc = [0.0f32; 8];
+    for (bw, ba) in w.iter().zip(a) {
+        let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        let q = unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_0);
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            *acc = d.mul_add(sumi as f32, *acc);
+        }
+    }
+    hsum8(acc)
+}
+
+/// Scalar twin of the SIMD `vec_dot_q5_1_q8_1`, in the order of
+/// [`vec_dot_q4_1_q8_1_ref`].
+#[inline]
+pub fn vec_dot_q5_1_q8_1_ref(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q5_1: row lengths differ");
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        summs += fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
+        let q = unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_1);
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            *acc = d.mul_add(sumi as f32, *acc);
+        }
+    }
+    hsum8(acc) + summs
 }

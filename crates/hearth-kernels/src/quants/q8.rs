@@ -85,16 +85,6 @@ fn round_half_even_small(x: f32) -> f32 {
     (x + MAGIC) - MAGIC
 }
 
-/// `sum_j a[j] * b[j]` over 32 signed bytes, exact in i32.
-#[inline(always)]
-pub(crate) fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
-    let mut sumi = 0i32;
-    for (&x, &y) in a.iter().zip(b) {
-        sumi += i32::from(x) * i32::from(y);
-    }
-    sumi
-}
-
 impl Quantize for BlockQ8_0 {
     const QK: usize = QK8_0;
 

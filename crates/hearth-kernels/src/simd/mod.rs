@@ -4,3 +4,9 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_float;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_legacy;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_kquants;

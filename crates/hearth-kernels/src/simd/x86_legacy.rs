@@ -1,0 +1,321 @@
+//! AVX2 dot products of the 5-bit legacy blocks: Q5_0 × Q8_0 and Q5_1 × Q8_1.
+//!
+//! Per block, as the Q4 kernels in `x86.rs`: the 32 unsigned 5-bit quants (low nibbles
+//! from `qs`, the fifth bit spread from `qh` to bytes) times the signed activation bytes
+//! (`vpmaddubsw` + `vpmaddwd`) give eight exact i32 lane sums, lane `l` over elements
+//! `4l..4l+4`; Q5_0 subtracts `16 × (lane sums of the activations)`. The lanes are scaled
+//! by `d_w * d_a` into eight f32 accumulators with one FMA per block; one horizontal sum
+//! at the end. The scalar twins (`vec_dot_q5_0_q8_0_ref`, `vec_dot_q5_1_q8_1_ref`) do
+//! the same f32 operations in the same order.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use crate::quants::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Two f16 values to f32 lanes 0 and 1 (exact).
+#[inline(always)]
+unsafe fn f16x2(lo: f16, hi: f16) -> __m128 {
+    let bits = u32::from(lo.to_bits()) | (u32::from(hi.to_bits()) << 16);
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+}
+
+/// Sum of `u[i] * s[i]` for unsigned bytes `u <= 31` and signed bytes `s`, as 8 i32
+/// lanes of four consecutive bytes (pair sums stay below `vpmaddubsw`'s saturation).
+#[inline(always)]
+unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// The 32 unsigned 5-bit quants of a block in element order: nibbles of `qs` (low, then
+/// high) with bit `j` of the little-endian `qh` as bit 4 of byte `j`.
+#[inline(always)]
+unsafe fn quants5(qs: &[u8; 16], qh: &[u8; 4]) -> __m256i {
+    let b = _mm_loadu_si128(qs.as_ptr().cast());
+    let lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    let hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    let nib = _mm256_set_m128i(hi, lo);
+    // Byte j gets byte j/8 of qh; OR-ing every bit but j % 8 leaves all ones iff set.
+    let x = i32::from_le_bytes(*qh);
+    let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
+    let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)), _mm256_set1_epi64x(-1));
+    _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+}
+
+/// Q5_0 × Q8_0: `sum (d_w d_a) sumi`, quants offset by -16.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q5_0_q8_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q5_0: row lengths differ");
+    let mut acc = _mm256_setzero_ps();
+    for (bw, ba) in w.iter().zip(a) {
+        let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(bw.d, bw.d), f16x2(ba.d, ba.d)));
+        let qa = _mm256_loadu_si256(ba.qs.as_ptr().cast());
+        // sum (q - 16) a = sum q a - 16 sum a, exact.
+        let qa_sum = dot_u8_i8(_mm256_set1_epi8(1), qa);
+        let sumi = _mm256_sub_epi32(dot_u8_i8(quants5(&bw.qs, &bw.qh), qa), _mm256_slli_epi32(qa_sum, 4));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum(acc)
+}
+
+/// Q5_1 × Q8_1: `sum (d_w d_a) sumi + m_w s_a`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q5_1: row lengths differ");
+    let mut acc = _mm256_setzero_ps();
+    // Lane 1 accumulates m_w * s_a; lane 0 is unused.
+    let mut acc_m = _mm_setzero_ps();
+    for (bw, ba) in w.iter().zip(a) {
+        let dm = _mm_mul_ps(f16x2(bw.d, bw.m), f16x2(ba.d, ba.s));
+        acc_m = _mm_add_ps(acc_m, dm);
+        let qa = _mm256_loadu_si256(ba.qs.as_ptr().cast());
+        let sumi = dot_u8_i8(quants5(&bw.qs, &bw.qh), qa);
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
+}
+
+// ---------------------------------------------------------------------------------------
+// Tiled products: several weight rows × several tokens per step
+// ---------------------------------------------------------------------------------------
+//
+// As the tiled kernels of `x86.rs`: every output keeps its own eight-lane accumulator and
+// sees the f32 operations of the one-row `vec_dot_*` above in the same order, so it is
+// bit-identical to it whatever the tile shape; a weight block is loaded and unpacked once
+// for all the tokens of a tile, and the activations' scales and lane sums are prepared
+// once per call.
+
+/// A tile kernel: `prepare` converts the activation side of up to four tokens once,
+/// `tile` computes `R × T` outputs.
+pub(crate) trait Tile {
+    type W;
+    type A;
+    /// Activation-side data per block, for a tile of tokens (plain data: floats and
+    /// SIMD integers, aligned to at most 32).
+    type Prep: Copy;
+    /// `prep[b]` for the `T` activation rows of `nb` blocks at `a`.
+    unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
+    /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the `T`
+    /// tokens at `a` (row `t` at `a + t * nb`), with their `prep`.
+    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
+}
+
+thread_local! {
+    /// Per-thread scratch for [`Tile::prepare`], kept between calls.
+    static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `out[t * n_rows + r]` for all rows and tokens: tokens in tiles of four (the rest in
+/// one tile of three, two or one), rows four at a time for a lone token, two for two
+/// tokens, else one.
+#[inline(always)]
+pub(crate) unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb), "gemm: lengths are not whole rows");
+    let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
+    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
+    const { assert!(std::mem::align_of::<K::Prep>() <= 32) };
+    let mut buf = SCRATCH.with(|c| c.take());
+    let words = (nb * std::mem::size_of::<K::Prep>()).div_ceil(32);
+    if buf.len() < words {
+        buf.resize(words, _mm256_setzero_si256());
+    }
+    // SAFETY: the buffer holds at least nb * size_of::<Prep>() initialised bytes, aligned
+    // to 32 >= align_of::<Prep>(), and Prep (floats and SIMD integers) is valid for any bits.
+    let prep = std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<K::Prep>(), nb);
+    let mut t0 = 0;
+    while t0 < n_tokens {
+        let ap = a.as_ptr().add(t0 * nb);
+        t0 += match n_tokens - t0 {
+            1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
+            2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
+            3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
+            _ => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
+        };
+    }
+    SCRATCH.with(|c| c.set(buf));
+}
+
+/// All rows against the `T` tokens at `a` (tokens `t0..t0 + T`); returns `T`.
+#[inline(always)]
+unsafe fn rows<K: Tile, const R: usize, const T: usize>(nb: usize, w: &[K::W], a: *const K::A, t0: usize, prep: &mut [K::Prep], out: &mut [f32]) -> usize {
+    let n_rows = w.len() / nb;
+    K::prepare::<T>(a, nb, prep);
+    let mut r = 0;
+    while r < n_rows {
+        if r + R <= n_rows {
+            let v = K::tile::<R, T>(w.as_ptr().add(r * nb), a, prep, nb);
+            for (i, v) in v.iter().enumerate() {
+                for (t, &x) in v.iter().enumerate() {
+                    out[(t0 + t) * n_rows + r + i] = x;
+                }
+            }
+            r += R;
+        } else {
+            let [v] = K::tile::<1, T>(w.as_ptr().add(r * nb), a, prep, nb);
+            for (t, &x) in v.iter().enumerate() {
+                out[(t0 + t) * n_rows + r] = x;
+            }
+            r += 1;
+        }
+    }
+    T
+}
+
+/// Prefetches the part of the next row tile (the `R` rows after the current ones) that
+/// lies `b / nb` of the way through it, so that decode streams the next weights in while
+/// this tile computes. The address may be past the weights; a prefetch never faults.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
+    let step = R * std::mem::size_of::<W>();
+    let p = w.wrapping_add(R * nb).cast::<i8>().wrapping_add(b * step);
+    let mut k = 0;
+    while k < step {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
+        k += 64;
+    }
+}
+
+struct TileQ5_0;
+
+impl Tile for TileQ5_0 {
+    type W = BlockQ5_0;
+    type A = BlockQ8_0;
+    /// `d_a` of each token, and `16 × (lane sums of the quants)` of each token.
+    type Prep = ([f32; 4], [__m256i; 4]);
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            let mut d = [0.0f32; 4];
+            let mut s16 = [_mm256_setzero_si256(); 4];
+            for t in 0..T {
+                let blk = &*a.add(t * nb + b);
+                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                let qa = _mm256_loadu_si256(blk.qs.as_ptr().cast());
+                s16[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), qa), 4);
+            }
+            *p = (d, s16);
+        }
+    }
+
+    /// Per block and output, as [`vec_dot_q5_0_q8_0`].
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for (b, (d_a, s16)) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ5_0, R>(w, nb, b);
+            }
+            let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
+            for r in 0..R {
+                let bw = &*w.add(r * nb + b);
+                let d_w = f16x2(bw.d, bw.d);
+                let q = quants5(&bw.qs, &bw.qh);
+                for t in 0..T {
+                    let d = _mm256_broadcastss_ps(_mm_mul_ss(d_w, _mm_set_ss(d_a[t])));
+                    let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s16[t]);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]);
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q5_0 × Q8_0: `out[t * n_rows + r]` is [`vec_dot_q5_0_q8_0`] of weight row `r`
+/// and activation row `t` (rows of `nb` blocks), bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q5_0_q8_0(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: &mut [f32]) {
+    gemm::<TileQ5_0>(nb, w, a, out)
+}
+
+struct TileQ5_1;
+
+impl Tile for TileQ5_1 {
+    type W = BlockQ5_1;
+    type A = BlockQ8_1;
+    /// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`).
+    type Prep = [f32; 8];
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            let mut h = [0u16; 8];
+            for t in 0..T {
+                let blk = &*a.add(t * nb + b);
+                h[t] = blk.d.to_bits();
+                h[4 + t] = blk.s.to_bits();
+            }
+            _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+        }
+    }
+
+    /// Per block and output, as [`vec_dot_q5_1_q8_1`]: `acc += (d_w d_a) * sumi` (one FMA
+    /// over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens share
+    /// one register, one lane per token.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &[[f32; 8]], nb: usize) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut summs = [_mm_setzero_ps(); R];
+        for (b, sc) in prep.iter().enumerate().take(nb) {
+            if T <= 2 {
+                prefetch_next_tile::<BlockQ5_1, R>(w, nb, b);
+            }
+            let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
+            let s_a = _mm_loadu_ps(sc.as_ptr().add(4));
+            for r in 0..R {
+                let bw = &*w.add(r * nb + b);
+                let dm = f16x2(bw.d, bw.m); // [d_w, m_w]
+                summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), s_a));
+                let q = quants5(&bw.qs, &bw.qh);
+                for t in 0..T {
+                    let d = _mm256_broadcastss_ps(_mm_mul_ss(dm, _mm_set_ss(sc[t])));
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, qa[t])), acc[r][t]);
+                }
+            }
+        }
+        let mut res = [[0.0f32; T]; R];
+        for r in 0..R {
+            let mut m = [0.0f32; 4];
+            _mm_storeu_ps(m.as_mut_ptr(), summs[r]);
+            for t in 0..T {
+                res[r][t] = hsum(acc[r][t]) + m[t];
+            }
+        }
+        res
+    }
+}
+
+/// Tiled Q5_1 × Q8_1, bit for bit [`vec_dot_q5_1_q8_1`] per output.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q5_1_q8_1(nb: usize, w: &[BlockQ5_1], a: &[BlockQ8_1], out: &mut [f32]) {
+    gemm::<TileQ5_1>(nb, w, a, out)
+}
