@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = ["ngram"])]
     pub spec: Option<String>,
     /// Drafted tokens per step with --spec or --draft-model.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     pub spec_draft: usize,
     /// Speculative decoding with a draft model (name or GGUF path) of the same vocabulary,
     /// e.g. a quantized copy of the model.

@@ -56,7 +56,7 @@ pub struct SpecConfig {
 
 impl SpecConfig {
     pub fn ngram(n_draft: usize) -> SpecConfig {
-        SpecConfig { kind: SpecKind::Ngram, n_draft, ngram_max: 3, ngram_min: 1 }
+        SpecConfig { kind: SpecKind::Ngram, n_draft, ngram_max: 4, ngram_min: 2 }
     }
 
     pub fn draft(n_draft: usize) -> SpecConfig {
