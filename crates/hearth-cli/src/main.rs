@@ -3,6 +3,7 @@
 mod info;
 mod models;
 mod perplexity;
+mod quantize;
 mod run;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     Tokenize(info::TokenizeArgs),
     /// Perplexity of a text file, by llama.cpp's method.
     Perplexity(perplexity::PerplexityArgs),
+    /// Write a copy of a model with its weights converted to another type.
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Options every command that finds a model shares.
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Inspect { model, common } => info::inspect(model.as_deref(), &common.dir()),
         Command::Tokenize(a) => info::tokenize(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
+        Command::Quantize(a) => quantize::quantize(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
