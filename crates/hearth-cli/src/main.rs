@@ -1,5 +1,6 @@
 //! `hearth`: run, pull, list, inspect, tokenize and score GGUF models.
 
+mod bench;
 mod info;
 mod models;
 mod perplexity;
@@ -47,6 +48,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Write a copy of a model with its weights converted to another type.
     Quantize(quantize::QuantizeArgs),
+    /// Measure prompt processing and generation speed, as llama-bench does.
+    Bench(bench::BenchArgs),
 }
 
 /// Options every command that finds a model shares.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => info::tokenize(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
         Command::Quantize(a) => quantize::quantize(a),
+        Command::Bench(a) => bench::bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
