@@ -24,6 +24,7 @@ pub struct QuantizeArgs {
     /// Convert weights that are already quantized (dequantized to f32 first; loses accuracy).
     #[arg(long)]
     allow_requantize: bool,
+    /// Threads [default: the number of CPUs].
     #[arg(short = 't', long)]
     threads: Option<usize>,
     /// Print each tensor's conversion.
