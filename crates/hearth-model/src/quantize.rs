@@ -424,7 +424,7 @@ impl ModelFacts {
         };
         let n_head = get("attention.head_count").unwrap_or(0) as usize;
         let n_head_kv = get("attention.head_count_kv").map_or(n_head, |n| n as usize);
-        let n_gqa = if n_head_kv == 0 { 0 } else { n_head / n_head_kv };
+        let n_gqa = n_head.checked_div(n_head_kv).unwrap_or(0);
         let n_expert = get("expert_count").unwrap_or(0) as usize;
         let is_70b = arch == "llama" && n_layer == 80 && n_head != n_head_kv;
         let tied_embeddings = !file.tensors().iter().any(|t| t.name == "output.weight");
@@ -697,8 +697,9 @@ fn convert(plan: &TensorPlan, src: &[u8]) -> Result<Vec<u8>, QuantizeError> {
     Ok(out)
 }
 
-/// Builds the converted model in memory. `on_tensor(i, n, plan)` is called before each
-/// tensor is converted or copied. Conversion runs on the current rayon pool.
+/// Builds the converted model in memory (the whole output file: a limit for models
+/// larger than RAM). `on_tensor(i, n, plan)` is called before each tensor is converted or
+/// copied. Conversion runs on the current rayon pool.
 pub fn quantize(
     file: &GgufFile,
     opts: &QuantizeOptions,
