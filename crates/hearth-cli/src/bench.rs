@@ -35,8 +35,8 @@ enum Format {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model name or GGUF path (repeatable).
-    #[arg(short, long)]
+    /// Model names or GGUF paths (comma-separated or repeated) [default: the default model].
+    #[arg(short, long, value_delimiter = ',')]
     model: Vec<String>,
     /// Prompt lengths for the pp tests (comma-separated; 0 = none).
     #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
