@@ -1,8 +1,10 @@
 //! `hearth`: run, serve, pull, list, inspect, tokenize and score GGUF models.
 
+mod bench;
 mod info;
 mod models;
 mod perplexity;
+mod quantize;
 mod run;
 mod serve;
 
@@ -47,6 +49,10 @@ enum Command {
     Tokenize(info::TokenizeArgs),
     /// Perplexity of a text file, by llama.cpp's method.
     Perplexity(perplexity::PerplexityArgs),
+    /// Write a copy of a model with its weights converted to another type.
+    Quantize(quantize::QuantizeArgs),
+    /// Measure prompt processing and generation speed, as llama-bench does.
+    Bench(bench::BenchArgs),
 }
 
 /// Options every command that finds a model shares.
@@ -106,6 +112,8 @@ fn main() -> ExitCode {
         Command::Inspect { model, common } => info::inspect(model.as_deref(), &common.dir()),
         Command::Tokenize(a) => info::tokenize(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
+        Command::Quantize(a) => quantize::quantize(a),
+        Command::Bench(a) => bench::bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,8 @@ macro_rules! with_block_type {
     };
 }
 
+pub(crate) use with_block_type;
+
 /// Whether Hearth has kernels for weights of this type.
 pub fn is_supported(t: GgmlType) -> bool {
     use GgmlType::*;
