@@ -44,13 +44,19 @@ SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river ban
 SENTENCE_TOKENS = 15  # about, for the usual BPE vocabularies; the frame adds about 9
 
 
+# Distinct per run and per request, so no request finds another's prompt (from this run or
+# an earlier one) in a server's prompt cache.
+RUN_ID = f"{time.time_ns() % 1_000_000_007:x}"
+REQUEST_NO = iter(range(1 << 62))
+
+
 def make_prompt(i, prompt_tokens, shared_prefix=False):
     n = max(1, round((prompt_tokens - 9) / SENTENCE_TOKENS))
     if shared_prefix:
         # The same long start for every request (a shared system prompt or an earlier
         # conversation); only the last words differ.
         return SENTENCE * n + f"Now continue the story, part {i}:"
-    return f"Request {i}. " + SENTENCE * n + "Now continue the story:"
+    return f"Request {RUN_ID}-{next(REQUEST_NO)}. " + SENTENCE * n + "Now continue the story:"
 
 
 class Result:
