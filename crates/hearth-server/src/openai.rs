@@ -13,7 +13,7 @@ use hearth_engine::{Event, Request, SamplingParams, Summary, TokenLogprob};
 use hearth_model::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
 use crate::generate::{self, channel_body, Choice};
@@ -316,57 +316,94 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
     }
 
     let include_usage = c.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let ready_model = state.clone();
-    let chunk = move |choices: Value, usage: Option<Value>| {
-        let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+    let head = ChunkHead { id, created, model, object: "chat.completion.chunk", route: "chat" };
+    let st = state.clone();
+    Ok(sse_response(rx, move |rx, btx| async move {
+        let Ok(ready) = st.ready() else { return };
+        let opening = (0..n).map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}));
+        let token = |i: usize, tok: u32, text: String, logprob: Option<TokenLogprob>| {
+            let logprobs = logprob.as_ref().map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
+            (!text.is_empty() || logprobs.is_some())
+                .then(|| json!({"index": i, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}))
+        };
+        let done = |i: usize, text: String, s: &Summary| {
+            let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
+            json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": s.finish_reason.as_str()})
+        };
+        pump(rx, btx, head, n, n_prompt, include_usage, opening.collect(), token, done).await
+    }))
+}
+
+/// What every streamed chunk of one response repeats.
+struct ChunkHead {
+    id: String,
+    created: u64,
+    model: String,
+    object: &'static str,
+    /// For the log line of each finished choice.
+    route: &'static str,
+}
+
+impl ChunkHead {
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> Bytes {
+        let mut v = json!({"id": self.id, "object": self.object, "created": self.created, "model": self.model,
                            "system_fingerprint": crate::FINGERPRINT, "choices": choices});
         if let Some(u) = usage {
             v["usage"] = u;
         }
         sse(&v)
-    };
-    let stream = move |mut rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, btx: tokio::sync::mpsc::UnboundedSender<Bytes>| async move {
-        let Ok(ready) = ready_model.ready() else { return };
-        for i in 0..n {
-            let delta = json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
-            if btx.send(chunk(delta, None)).is_err() {
+    }
+}
+
+/// Streams `n` choices as SSE chunks: `opening` first (one choice object each), then one
+/// chunk per token that `token` turns into a choice object (`None` skips it), one per
+/// finished choice from `done`, the usage chunk when asked for, and `[DONE]`. Returns
+/// early when the client goes away (dropping `rx` cancels the sequences).
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    mut rx: UnboundedReceiver<(usize, Event)>,
+    btx: UnboundedSender<Bytes>,
+    head: ChunkHead,
+    n: usize,
+    n_prompt: usize,
+    include_usage: bool,
+    opening: Vec<Value>,
+    mut token: impl FnMut(usize, u32, String, Option<TokenLogprob>) -> Option<Value>,
+    done: impl Fn(usize, String, &Summary) -> Value,
+) {
+    for choice in opening {
+        if btx.send(head.chunk(json!([choice]), None)).is_err() {
+            return;
+        }
+    }
+    let (mut finished, mut completion, mut extra) = (0, vec![0usize; n], UsageExtra::default());
+    while finished < n {
+        let Some((i, ev)) = rx.recv().await else { break };
+        let choice = match ev {
+            Event::Token { id, text, logprob } => match token(i, id, text, logprob) {
+                Some(c) => c,
+                None => continue,
+            },
+            Event::Done { text, summary } => {
+                finished += 1;
+                completion[i] = summary.completion_tokens;
+                extra.add(&summary);
+                generate::log_summary(head.route, &head.id, &summary);
+                done(i, text, &summary)
+            }
+            Event::Error(e) => {
+                let _ = btx.send(sse(&json!({"error": {"message": e.to_string(), "type": "server_error"}})));
                 return;
             }
+        };
+        if btx.send(head.chunk(json!([choice]), None)).is_err() {
+            return;
         }
-        let (mut done, mut completion, mut extra) = (0, vec![0usize; n], UsageExtra::default());
-        while done < n {
-            let Some((i, ev)) = rx.recv().await else { break };
-            let msg = match ev {
-                Event::Token { id: tok, text, logprob } => {
-                    let logprobs = logprob.as_ref().map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
-                    if text.is_empty() && logprobs.is_none() {
-                        continue;
-                    }
-                    chunk(json!([{"index": i, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}]), None)
-                }
-                Event::Done { text, summary } => {
-                    done += 1;
-                    completion[i] = summary.completion_tokens;
-                    extra.add(&summary);
-                    generate::log_summary("chat", "stream", &summary);
-                    let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
-                    chunk(json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
-                }
-                Event::Error(e) => {
-                    let _ = btx.send(sse(&json!({"error": {"message": e.to_string(), "type": "server_error"}})));
-                    return;
-                }
-            };
-            if btx.send(msg).is_err() {
-                return; // client gone; dropping `rx` cancels the sequences
-            }
-        }
-        if include_usage {
-            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, extra, completion.into_iter()))));
-        }
-        let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
-    };
-    Ok(sse_response(rx, stream))
+    }
+    if include_usage {
+        let _ = btx.send(head.chunk(json!([]), Some(usage(n_prompt, extra, completion.into_iter()))));
+    }
+    let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
 }
 
 fn completion_tokens(c: &Choice) -> usize {
@@ -378,9 +415,9 @@ fn sse(v: &Value) -> Bytes {
 }
 
 /// Runs `produce` on its own task, feeding an SSE response body.
-fn sse_response<F, Fut>(rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, produce: F) -> Response
+fn sse_response<F, Fut>(rx: UnboundedReceiver<(usize, Event)>, produce: F) -> Response
 where
-    F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, tokio::sync::mpsc::UnboundedSender<Bytes>) -> Fut,
+    F: FnOnce(UnboundedReceiver<(usize, Event)>, UnboundedSender<Bytes>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (btx, brx) = unbounded_channel();
@@ -462,52 +499,25 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
     }
 
     let include_usage = c.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let head = ChunkHead { id, created, model, object: "text_completion", route: "completions" };
     let st = state.clone();
-    let chunk = move |choices: Value, usage: Option<Value>| {
-        let mut v = json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                           "system_fingerprint": crate::FINGERPRINT, "choices": choices});
-        if let Some(u) = usage {
-            v["usage"] = u;
-        }
-        sse(&v)
-    };
-    let stream = move |mut rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Event)>, btx: tokio::sync::mpsc::UnboundedSender<Bytes>| async move {
+    Ok(sse_response(rx, move |rx, btx| async move {
         let Ok(ready) = st.ready() else { return };
-        let (mut done, mut completion, mut offsets, mut extra) = (0, vec![0usize; n], vec![0usize; n], UsageExtra::default());
-        while done < n {
-            let Some((i, ev)) = rx.recv().await else { break };
-            let msg = match ev {
-                Event::Token { id: tok, text, logprob } => {
-                    if text.is_empty() && logprob.is_none() {
-                        continue;
-                    }
-                    let entry = [(tok, text.clone(), logprob)];
-                    let lp = logprobs.map(|_| completion_logprobs(ready, &entry, offsets[i]));
-                    offsets[i] += text.len();
-                    chunk(json!([{"index": i, "text": text, "logprobs": lp, "finish_reason": null}]), None)
-                }
-                Event::Done { text, summary } => {
-                    done += 1;
-                    completion[i] = summary.completion_tokens;
-                    extra.add(&summary);
-                    generate::log_summary("completions", "stream", &summary);
-                    chunk(json!([{"index": i, "text": text, "logprobs": null, "finish_reason": summary.finish_reason.as_str()}]), None)
-                }
-                Event::Error(e) => {
-                    let _ = btx.send(sse(&json!({"error": {"message": e.to_string(), "type": "server_error"}})));
-                    return;
-                }
-            };
-            if btx.send(msg).is_err() {
-                return;
+        let mut offsets = vec![0usize; n];
+        let token = |i: usize, tok: u32, text: String, logprob: Option<TokenLogprob>| {
+            if text.is_empty() && logprob.is_none() {
+                return None;
             }
-        }
-        if include_usage {
-            let _ = btx.send(chunk(json!([]), Some(usage(n_prompt, extra, completion.into_iter()))));
-        }
-        let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
-    };
-    Ok(sse_response(rx, stream))
+            let len = text.len();
+            let entry = [(tok, text, logprob)];
+            let lp = logprobs.map(|_| completion_logprobs(ready, &entry, offsets[i]));
+            offsets[i] += len;
+            let [(_, text, _)] = entry;
+            Some(json!({"index": i, "text": text, "logprobs": lp, "finish_reason": null}))
+        };
+        let done = |i: usize, text: String, s: &Summary| json!({"index": i, "text": text, "logprobs": null, "finish_reason": s.finish_reason.as_str()});
+        pump(rx, btx, head, n, n_prompt, include_usage, Vec::new(), token, done).await
+    }))
 }
 
 /// `GET /v1/models`
