@@ -29,6 +29,8 @@ pub struct BlockManager {
     /// Blocks with no references, next to hand out at the front: unregistered blocks
     /// first, then cached ones from the least recently freed.
     free: VecDeque<u32>,
+    /// How many of `free` are registered (kept up to date, read every engine step).
+    n_cached_free: usize,
     /// Whether blocks are registered and looked up at all.
     prefix_caching: bool,
     seed: u64,
@@ -52,6 +54,7 @@ impl BlockManager {
             cached: (0..n_blocks).map(|_| None).collect(),
             by_hash: HashMap::new(),
             free: (0..n_blocks as u32).collect(),
+            n_cached_free: 0,
             prefix_caching,
             seed,
         }
@@ -69,7 +72,7 @@ impl BlockManager {
 
     /// Free blocks that still hold a cached prefix.
     pub fn n_cached_free(&self) -> usize {
-        self.free.iter().filter(|&&b| self.cached[b as usize].is_some()).count()
+        self.n_cached_free
     }
 
     pub fn seed(&self) -> u64 {
@@ -82,6 +85,7 @@ impl BlockManager {
         let b = self.free.pop_front()?;
         if let Some(c) = self.cached[b as usize].take() {
             self.by_hash.remove(&c.hash);
+            self.n_cached_free -= 1;
         }
         self.ref_count[b as usize] = 1;
         Some(b)
@@ -98,6 +102,7 @@ impl BlockManager {
             if *rc == 0 {
                 if self.cached[b as usize].is_some() {
                     self.free.push_back(b);
+                    self.n_cached_free += 1;
                 } else {
                     self.free.push_front(b);
                 }
@@ -122,6 +127,7 @@ impl BlockManager {
             if self.ref_count[b as usize] == 0 {
                 let i = self.free.iter().position(|&f| f == b).expect("an unreferenced block is free");
                 self.free.remove(i);
+                self.n_cached_free -= 1;
             }
             self.ref_count[b as usize] += 1;
             blocks.push(b);
@@ -175,6 +181,7 @@ mod tests {
         let last = m.allocate().unwrap();
         assert_eq!(last, a[1]);
         assert!(m.allocate().is_none());
+        assert_eq!(m.n_cached_free(), 0);
         m.release(&hit);
         m.release(&fresh);
         m.release(&[last]);
