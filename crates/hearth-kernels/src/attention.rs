@@ -6,7 +6,8 @@
 //! - scores use a fixed summation order (64 lanes in 4 groups of 16, reduced as its
 //!   AVX-512 build does);
 //! - the softmax is online (one pass over the cache) and the value accumulator is f16,
-//!   rounded after every key, with the final division done in f32.
+//!   rounded after every key, with the final division done in f32;
+//! - exponentials are the C library's `expf`, bit for bit ([`crate::ops::expf`]).
 //!
 //! The arithmetic is fixed by this code, not by the CPU's ISA, so results are the same on
 //! every machine.
@@ -14,6 +15,7 @@
 use bytemuck::Zeroable;
 use half::f16;
 
+use crate::ops::expf;
 use crate::Quantize;
 
 /// An element type of the KV cache, read in place by the attention kernels.
@@ -89,21 +91,26 @@ impl<'a, T> KvSpan<'a, T> {
     }
 }
 
-/// `out = softmax(scale * q·k_p) · v_p` over the positions `p` of `spans`, in order, where
-/// key and value of a position are its row's `offset..offset + head_dim` (same for `v`).
-/// How positions are split into spans does not change the result. Uses the SIMD twin when
-/// the ISA allows (bit-identical results).
-pub fn attend_head<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+/// `out = softmax(scale * q·k_p) · v_p` over the positions `p` of `spans`, in order, for
+/// each head of `q` (`[g][head_dim]`, into `out` alike): the heads of a grouped-query
+/// group, which share the key and value of a position, its row's
+/// `offset..offset + head_dim` (same for `v`). How positions are split into spans does
+/// not change the result, nor does how many heads go together: each head's result is
+/// [`attend_head_ref`]'s, bit for bit, and the SIMD twin is used when the ISA allows.
+pub fn attend_heads<T: KvElem>(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() == out.len() && head_dim > 0 && q.len().is_multiple_of(head_dim), "attention: q and out must be whole heads");
     #[cfg(target_arch = "x86_64")]
-    if q.len() == 64 && crate::isa() >= crate::Isa::Avx2 {
-        // SAFETY: AVX2/FMA/F16C are present (`isa()`), the head is 64 wide, and the
-        // kernel checks that every row it reads lies inside its span.
-        return unsafe { crate::simd::x86::attend_head_64(q, spans, stride, offset, scale, out) };
+    if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
+        // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide, q and out are
+        // whole heads, and the kernel checks that every row it reads lies inside its span.
+        return unsafe { crate::simd::x86::attend_heads_64(q, spans, stride, offset, scale, out) };
     }
-    attend_head_ref(q, spans, stride, offset, scale, out)
+    for (q, out) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
+        attend_head_ref(q, spans, stride, offset, scale, out);
+    }
 }
 
-/// Scalar reference of [`attend_head`] (the twin of the SIMD kernel).
+/// One head of [`attend_heads`]: the scalar reference, twin of the SIMD kernel.
 #[inline]
 pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
     let hd = q.len();
@@ -115,14 +122,14 @@ pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: us
         for p in 0..span.n_pos {
             let s = dot_f16_order(&q16, &span.k[p * stride + offset..][..hd]) * scale;
             let (ms, vs) = if s > m {
-                let ms = (m - s).exp();
+                let ms = expf(m - s);
                 m = s;
                 for a in acc.iter_mut() {
                     *a = f16::from_f32(a.to_f32() * ms);
                 }
                 (ms, 1.0)
             } else {
-                (1.0, (s - m).exp())
+                (1.0, expf(s - m))
             };
             for (a, &vv) in acc.iter_mut().zip(&span.v[p * stride + offset..][..hd]) {
                 *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
@@ -136,7 +143,7 @@ pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: us
     }
 }
 
-/// [`attend_head`] over a cache of quantized blocks (`Q8_0` or `Q4_0`): spans, `stride` and
+/// One head of [`attend_heads`] over a cache of quantized blocks (`Q8_0` or `Q4_0`): spans, `stride` and
 /// `offset` count blocks. The query is quantized once to `Q8_0` and each score is the
 /// block types' integer dot product; each value row is dequantized and accumulated in f32
 /// with the same online softmax. Keys and values are read in place, never expanded into
@@ -157,12 +164,12 @@ where
         for p in 0..span.n_pos {
             let s = B::vec_dot(&span.k[p * stride + offset..][..nb], &qq) * scale;
             let (ms, vs) = if s > m {
-                let ms = (m - s).exp();
+                let ms = expf(m - s);
                 m = s;
                 acc.iter_mut().for_each(|a| *a *= ms);
                 (ms, 1.0)
             } else {
-                (1.0, (s - m).exp())
+                (1.0, expf(s - m))
             };
             B::dequantize_row(&span.v[p * stride + offset..][..nb], &mut row);
             // Separate multiply and add (no fused op): the same result on every ISA, and
@@ -210,7 +217,7 @@ mod tests {
     fn quantized_cache_attention_follows_the_f32_one() {
         use crate::{BlockQ4_0, BlockQ8_0};
         let (n_pos, hd) = (40, 64);
-        let f = |i: usize, s: f32| ((i as f32 * s).sin() * 0.8);
+        let f = |i: usize, s: f32| (i as f32 * s).sin() * 0.8;
         let k: Vec<f32> = (0..n_pos * hd).map(|i| f(i, 0.37)).collect();
         let v: Vec<f32> = (0..n_pos * hd).map(|i| f(i, 0.11)).collect();
         let q: Vec<f32> = (0..hd).map(|i| f(i, 0.7) * 3.0).collect();

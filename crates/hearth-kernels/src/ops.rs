@@ -71,6 +71,65 @@ pub fn expf_poly(x: f32) -> f32 {
     (f64::from(j) * pow2(n as i32)) as f32
 }
 
+/// `e^x` as the C library computes it (the reference engine's attention calls `expf`):
+/// `x · 32/ln2 = k + r`, then `2^(k/32)` from a table times a degree-3 polynomial in `r`,
+/// in f64 with the same fused multiply-adds, rounded once to f32 (error below 0.502 ulp).
+/// Bit-identical to glibc's x86-64 `expf` for every input (a test checks the range the
+/// attention kernels use); [`crate::simd::x86::expf8`] is its eight-lane twin.
+#[inline]
+pub fn expf(x: f32) -> f32 {
+    if x.is_nan() {
+        return x + x;
+    }
+    if x < EXPF_UNDERFLOW {
+        return 0.0;
+    }
+    if x < EXPF_MAY_UNDERFLOW {
+        return f32::from_bits(1); // the smallest subnormal, as the C library rounds here
+    }
+    if x > EXPF_OVERFLOW {
+        return f32::INFINITY;
+    }
+    let xd = f64::from(x);
+    let kd = EXPF_INVLN2_N.mul_add(xd, EXPF_SHIFT);
+    let ki = kd.to_bits();
+    let kd = kd - EXPF_SHIFT;
+    let r = EXPF_INVLN2_N.mul_add(xd, -kd);
+    let s = f64::from_bits(EXPF_TABLE[(ki % 32) as usize].wrapping_add(ki << 47));
+    let z = r.mul_add(EXPF_POLY[0], EXPF_POLY[1]);
+    let y = r.mul_add(EXPF_POLY[2], 1.0);
+    let y = z.mul_add(r * r, y);
+    (y * s) as f32
+}
+
+/// Below this [`expf`] is 0.
+pub(crate) const EXPF_UNDERFLOW: f32 = f32::from_bits(0xc2cf_f1b4); // -0x1.9fe368p6
+/// Below this (and above [`EXPF_UNDERFLOW`]) [`expf`] is the smallest subnormal.
+pub(crate) const EXPF_MAY_UNDERFLOW: f32 = f32::from_bits(0xc2ce_8ecf); // -0x1.9d1d9ep6
+/// Above this [`expf`] is infinite.
+pub(crate) const EXPF_OVERFLOW: f32 = f32::from_bits(0x42b1_7217); // 0x1.62e42ep6
+/// `32 / ln 2`.
+pub(crate) const EXPF_INVLN2_N: f64 = f64::from_bits(0x4047_1547_652b_82fe); // 0x1.71547652b82fep+5
+/// `1.5 · 2^52`: adding it rounds to an integer held in the low mantissa bits.
+pub(crate) const EXPF_SHIFT: f64 = f64::from_bits(0x4338_0000_0000_0000);
+/// Coefficients of `r^3, r^2, r` of `2^(r/32)`'s polynomial.
+pub(crate) const EXPF_POLY: [f64; 3] = [
+    f64::from_bits(0x3ebc_6af8_4b91_2394), // 0x1.c6af84b912394p-20
+    f64::from_bits(0x3f2e_bfce_50fa_c4f3), // 0x1.ebfce50fac4f3p-13
+    f64::from_bits(0x3f96_2e42_ff0c_52d6), // 0x1.62e42ff0c52d6p-6
+];
+/// `bits(2^(i/32)) - (i << 47)`: adding `k << 47` to entry `k % 32` gives `2^(k/32)`.
+pub(crate) const EXPF_TABLE: [u64; 32] = [
+    0x3ff0_0000_0000_0000, 0x3fef_d9b0_d315_8574, 0x3fef_b558_6cf9_890f, 0x3fef_9301_d012_5b51,
+    0x3fef_72b8_3c7d_517b, 0x3fef_5487_3168_b9aa, 0x3fef_387a_6e75_6238, 0x3fef_1e9d_f51f_dee1,
+    0x3fef_06fe_0a31_b715, 0x3fee_f1a7_373a_a9cb, 0x3fee_dea6_4c12_3422, 0x3fee_ce08_6061_892d,
+    0x3fee_bfda_d536_2a27, 0x3fee_b42b_569d_4f82, 0x3fee_ab07_dd48_5429, 0x3fee_a47e_b03a_5585,
+    0x3fee_a09e_667f_3bcd, 0x3fee_9f75_e8ec_5f74, 0x3fee_a114_73eb_0187, 0x3fee_a589_994c_ce13,
+    0x3fee_ace5_422a_a0db, 0x3fee_b737_b0cd_c5e5, 0x3fee_c491_82a3_f090, 0x3fee_d503_b23e_255d,
+    0x3fee_e89f_995a_d3ad, 0x3fee_ff76_f2fb_5e47, 0x3fef_199b_dd85_529c, 0x3fef_3720_dcef_9069,
+    0x3fef_5818_dcfb_a487, 0x3fef_7c97_337b_9b5f, 0x3fef_a4af_a2a4_90da, 0x3fef_d076_5b6e_4540,
+];
+
 /// `2^n` exactly, for `|n| <= 1022`, from its bits (what `2f64.powi(n)` gives there, but
 /// without a call to the runtime's `__powidf2` per value).
 #[inline(always)]
@@ -130,5 +189,65 @@ mod tests {
         assert_eq!(expf_poly(-200.0), 0.0);
         assert_eq!(expf_poly(200.0), f32::INFINITY);
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod expf_tests {
+    use super::expf;
+
+    /// Every `step`-th f32 bit pattern from `lo` to `hi` (as u32 bits, inclusive).
+    fn sweep(lo: u32, hi: u32, step: u32) -> impl Iterator<Item = f32> {
+        (lo..=hi).step_by(step as usize).map(f32::from_bits)
+    }
+
+    /// The C library's `expf`, bit for bit, over a sweep of negative inputs (what the
+    /// attention kernels pass: score minus running maximum), positives, and the specials.
+    #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    fn expf_is_the_c_library_expf() {
+        let negatives = sweep(0x8000_0000, 0xff80_0000, 97);
+        let positives = sweep(0, 0x7f80_0000, 1009);
+        let specials = [0.0, -0.0, f32::NEG_INFINITY, f32::INFINITY, -103.97, -103.5, -103.2, -87.5, 88.72, 88.73, -1e-30, 1e-30];
+        for x in negatives.chain(positives).chain(specials) {
+            assert_eq!(expf(x).to_bits(), x.exp().to_bits(), "expf({x:e})");
+        }
+        assert!(expf(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn expf_values() {
+        assert_eq!(expf(0.0), 1.0);
+        assert_eq!(expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf(-200.0), 0.0);
+        assert_eq!(expf(100.0), f32::INFINITY);
+        for i in -1000..1000 {
+            let x = i as f32 * 0.0871;
+            let want = (x as f64).exp();
+            assert!(((expf(x) as f64) - want).abs() <= 1.2e-7 * want, "expf({x})");
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn expf8_is_expf() {
+        if crate::isa() < crate::Isa::Avx2 {
+            return;
+        }
+        let xs: Vec<f32> = sweep(0x8000_0000, 0xff80_0000, 1013)
+            .chain(sweep(0, 0x7f80_0000, 4099))
+            .chain([f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -103.5, -103.1, -0.0])
+            .collect();
+        for chunk in xs.chunks(8) {
+            let mut x = [0.0f32; 8];
+            x[..chunk.len()].copy_from_slice(chunk);
+            let mut y = [0.0f32; 8];
+            // SAFETY: the ISA check above found AVX2, FMA and F16C.
+            unsafe { crate::simd::x86::expf8_slice(&x, &mut y) };
+            for (x, y) in x.iter().zip(y) {
+                let want = expf(*x);
+                assert!(y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()), "expf8({x:e}) = {y:e}, expf = {want:e}");
+            }
+        }
     }
 }

@@ -142,7 +142,7 @@ mod x86 {
                 let (mut a, mut b) = ([0.0f32; 64], [0.0f32; 64]);
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
                 let whole = [KvSpan { k: &k[..], v: &v[..], n_pos: len }];
-                unsafe { x86::attend_head_64(&q, &whole, stride, offset, 0.125, &mut a) };
+                unsafe { x86::attend_heads_64(&q, &whole, stride, offset, 0.125, &mut a) };
                 attention::attend_head_ref(&q, &whole, stride, offset, 0.125, &mut b);
                 assert_eq!(a, b, "offset {offset} len {len}");
                 // The same positions split into blocks, as a paged cache holds them.
@@ -153,7 +153,7 @@ mod x86 {
                         .collect();
                     let (mut c, mut d) = ([0.0f32; 64], [0.0f32; 64]);
                     // SAFETY: as above.
-                    unsafe { x86::attend_head_64(&q, &spans, stride, offset, 0.125, &mut c) };
+                    unsafe { x86::attend_heads_64(&q, &spans, stride, offset, 0.125, &mut c) };
                     attention::attend_head_ref(&q, &spans, stride, offset, 0.125, &mut d);
                     assert_eq!(a, c, "blocks of {bs}, offset {offset} len {len}");
                     assert_eq!(a, d, "blocks of {bs} (twin), offset {offset} len {len}");
@@ -166,11 +166,37 @@ mod x86 {
                 // SAFETY: as above.
                 let s16 = [KvSpan { k: &k16[..], v: &v16[..], n_pos: len }];
                 let sw = [KvSpan { k: &kw[..], v: &vw[..], n_pos: len }];
-                unsafe { x86::attend_head_64(&q, &s16, stride, offset, 0.125, &mut c) };
+                unsafe { x86::attend_heads_64(&q, &s16, stride, offset, 0.125, &mut c) };
                 attention::attend_head_ref(&q, &s16, stride, offset, 0.125, &mut d);
                 attention::attend_head_ref(&q, &sw, stride, offset, 0.125, &mut e);
                 assert_eq!(c, d, "f16 offset {offset} len {len}");
                 assert_eq!(d, e, "f16 vs widened, offset {offset} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_grouped_attention_is_each_head_alone() {
+        if !have_avx2() {
+            return;
+        }
+        let (n_pos, stride) = (45, 192);
+        let k: Vec<half::f16> = data(n_pos * stride, 17).iter().map(|&x| half::f16::from_f32(x)).collect();
+        let v: Vec<half::f16> = data(n_pos * stride, 18).iter().map(|&x| half::f16::from_f32(x)).collect();
+        for g in 1..=6 {
+            // Larger queries make the running maximum move often (rescaling mid-run).
+            let q: Vec<f32> = data(64 * g, 19 + g as u64).iter().map(|x| x * 6.0).collect();
+            for len in [1, 7, 8, 9, 16, 33, n_pos] {
+                let spans: Vec<_> = (0..len).step_by(16).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: 16.min(len - p0) }).collect();
+                let mut grouped = vec![0.0f32; 64 * g];
+                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+                unsafe { x86::attend_heads_64(&q, &spans, stride, 64, 0.125, &mut grouped) };
+                for h in 0..g {
+                    let mut alone = [0.0f32; 64];
+                    attention::attend_head_ref(&q[64 * h..][..64], &spans, stride, 64, 0.125, &mut alone);
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&grouped[64 * h..][..64]), bits(&alone), "group of {g}, head {h}, {len} positions");
+                }
             }
         }
     }

@@ -115,6 +115,50 @@ unsafe fn dot_i8_i8_wide(a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi))
 }
 
+/// Eight-lane twin of [`crate::ops::expf`] (the C library's `expf`), bit for bit: the
+/// same f64 steps on two halves of four lanes, the table read by a gather, then the
+/// out-of-range lanes replaced as the scalar function does.
+#[inline(always)]
+pub(crate) unsafe fn expf8(x: __m256) -> __m256 {
+    use crate::ops::{EXPF_MAY_UNDERFLOW, EXPF_OVERFLOW, EXPF_UNDERFLOW};
+    let lo = expf4_main(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+    let hi = expf4_main(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+    let mut y = _mm256_set_m128(hi, lo);
+    let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXPF_MAY_UNDERFLOW));
+    y = _mm256_blendv_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(1)), tiny);
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXPF_UNDERFLOW)));
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(f32::INFINITY), _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXPF_OVERFLOW)));
+    _mm256_blendv_ps(y, _mm256_add_ps(x, x), _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+}
+
+/// The in-range steps of [`crate::ops::expf`] on four lanes of f64.
+#[inline(always)]
+unsafe fn expf4_main(xd: __m256d) -> __m128 {
+    use crate::ops::{EXPF_INVLN2_N, EXPF_POLY, EXPF_SHIFT, EXPF_TABLE};
+    let inv = _mm256_set1_pd(EXPF_INVLN2_N);
+    let shift = _mm256_set1_pd(EXPF_SHIFT);
+    let kd = _mm256_fmadd_pd(inv, xd, shift);
+    let ki = _mm256_castpd_si256(kd);
+    let kd = _mm256_sub_pd(kd, shift);
+    let r = _mm256_fmsub_pd(inv, xd, kd);
+    let idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
+    let t = _mm256_i64gather_epi64::<8>(EXPF_TABLE.as_ptr().cast(), idx);
+    let s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64::<47>(ki)));
+    let z = _mm256_fmadd_pd(r, _mm256_set1_pd(EXPF_POLY[0]), _mm256_set1_pd(EXPF_POLY[1]));
+    let y = _mm256_fmadd_pd(r, _mm256_set1_pd(EXPF_POLY[2]), _mm256_set1_pd(1.0));
+    let y = _mm256_fmadd_pd(z, _mm256_mul_pd(r, r), y);
+    _mm256_cvtpd_ps(_mm256_mul_pd(y, s))
+}
+
+/// [`expf8`] for a test: `out[i] = expf(x[i])`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn expf8_slice(x: &[f32; 8], out: &mut [f32; 8]) {
+    _mm256_storeu_ps(out.as_mut_ptr(), expf8(_mm256_loadu_ps(x.as_ptr())));
+}
+
 /// Eight cache elements at `p` as f32 lanes (f16 widened exactly by F16C).
 #[inline(always)]
 unsafe fn load8<T: KvElem>(p: *const T) -> __m256 {
@@ -131,58 +175,133 @@ unsafe fn round_f16(x: __m256) -> __m256 {
     _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT))
 }
 
-/// AVX2 twin of [`crate::attention::attend_head`] for `head_dim == 64`: the same
-/// operations in the same order (64-lane score dot reduced as there, f16 value
-/// accumulator rounded after every key), so the results are bit-identical.
+/// AVX2 twin of [`crate::attention::attend_heads`] for `head_dim == 64`: the heads of
+/// `q` (`[g][64]`) share the keys and values at `offset` (grouped-query attention). Each
+/// head sees the same operations in the same order as
+/// [`crate::attention::attend_head_ref`] (64-lane score dot reduced as there, f16 value
+/// accumulator rounded after every key), so the results are bit-identical to it.
+///
+/// Keys go eight at a time: each key row is widened once for every head's score, the
+/// exponentials of a head's eight keys come from one [`expf8`] (their arguments depend
+/// only on the scores and the running maximum), and the value rows then update the
+/// accumulators of all the heads a few registers at a time, so several independent
+/// rounding chains are in flight instead of one.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len() == 64`. (Each span is
-/// checked to hold its rows.)
+/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
+/// of 64. (Each span is checked to hold its rows.)
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_head_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    assert!(q.len() == 64 && out.len() == 64);
-    // q rounded to f16, as 8 registers of 8 lanes.
-    let qv: [__m256; 8] = std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(8 * i))));
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
-    for span in spans {
-        assert!(span.holds(stride, offset, 64), "attention span out of bounds");
-        for p in 0..span.n_pos {
-            let kp = span.k.as_ptr().add(p * stride + offset);
-            // Lanes l of group g (16 lanes) live in register 2g + l/8.
-            let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], load8(kp.add(8 * i))));
-            // groups: 0+2, 1+3, then 0+1 (per register half).
-            let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
-            let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
-            let lo = _mm256_add_ps(g01[0], g13[0]); // lanes 0..8 of the 16-lane sum
-            let hi = _mm256_add_ps(g01[1], g13[1]); // lanes 8..16
-            let t3 = _mm256_add_ps(hi, lo); // l + l+8
-            let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3)); // l + l+4
-            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); // (0+2), (1+3)
-            let s = _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8))) * scale;
-            let (ms, vs) = if s > m {
-                let ms = (m - s).exp();
-                m = s;
-                let msv = _mm256_set1_ps(ms);
-                for a in acc.iter_mut() {
-                    *a = round_f16(_mm256_mul_ps(*a, msv));
-                }
-                (ms, 1.0)
-            } else {
-                (1.0, (s - m).exp())
-            };
-            let vsv = _mm256_set1_ps(vs);
-            let vp = span.v.as_ptr().add(p * stride + offset);
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a = round_f16(_mm256_fmadd_ps(load8(vp.add(8 * i)), vsv, *a));
-            }
-            s_sum = s_sum.mul_add(ms, vs);
+pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
+    for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
+        match q.len() / 64 {
+            1 => attend_group_64::<T, 1, 8>(q, spans, stride, offset, scale, out),
+            2 => attend_group_64::<T, 2, 4>(q, spans, stride, offset, scale, out),
+            3 => attend_group_64::<T, 3, 4>(q, spans, stride, offset, scale, out),
+            _ => attend_group_64::<T, 4, 2>(q, spans, stride, offset, scale, out),
         }
     }
-    let inv = _mm256_set1_ps(if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum });
-    for (i, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), _mm256_mul_ps(*a, inv));
+}
+
+/// [`attend_heads_64`] for `G` heads, updating `D` of each head's eight accumulator
+/// registers per pass over a run of keys (`G * D` registers stay live).
+#[inline(always)]
+unsafe fn attend_group_64<T: KvElem, const G: usize, const D: usize>(
+    q: &[f32],
+    spans: &[KvSpan<'_, T>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    // Each head's query rounded to f16, as 8 registers of 8 lanes.
+    let qv: [[__m256; 8]; G] = std::array::from_fn(|h| std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(64 * h + 8 * i)))));
+    let mut acc = [[_mm256_setzero_ps(); 8]; G];
+    let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
+    for span in spans {
+        assert!(span.holds(stride, offset, 64), "attention span out of bounds");
+        let mut p0 = 0;
+        while p0 < span.n_pos {
+            let n = (span.n_pos - p0).min(8);
+            // Exponent arguments against each head's running maximum, as the one-key
+            // loop forms them: `m - s` (and a new maximum) when the score exceeds it,
+            // else `s - m`.
+            let (mut arg, mut new_max) = ([[0.0f32; 8]; G], [[false; 8]; G]);
+            for j in 0..n {
+                let kp = span.k.as_ptr().add((p0 + j) * stride + offset);
+                let kv: [__m256; 8] = std::array::from_fn(|i| load8(kp.add(8 * i)));
+                for h in 0..G {
+                    let s = score_64(&qv[h], &kv) * scale;
+                    if s > m[h] {
+                        (arg[h][j], new_max[h][j]) = (m[h] - s, true);
+                        m[h] = s;
+                    } else {
+                        arg[h][j] = s - m[h];
+                    }
+                }
+            }
+            let mut e = [[0.0f32; 8]; G];
+            for h in 0..G {
+                _mm256_storeu_ps(e[h].as_mut_ptr(), expf8(_mm256_loadu_ps(arg[h].as_ptr())));
+            }
+            // (ms, vs) of each key: the rescale of the accumulator and the value weight.
+            let w: [[(f32, f32); 8]; G] = std::array::from_fn(|h| std::array::from_fn(|j| if new_max[h][j] { (e[h][j], 1.0) } else { (1.0, e[h][j]) }));
+            let mut c = 0;
+            while c < 8 {
+                let mut a: [[__m256; D]; G] = std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
+                for j in 0..n {
+                    let vp = span.v.as_ptr().add((p0 + j) * stride + offset + 8 * c);
+                    let v: [__m256; D] = std::array::from_fn(|i| load8(vp.add(8 * i)));
+                    for h in 0..G {
+                        let (ms, vs) = w[h][j];
+                        if new_max[h][j] {
+                            let msv = _mm256_set1_ps(ms);
+                            for x in a[h].iter_mut() {
+                                *x = round_f16(_mm256_mul_ps(*x, msv));
+                            }
+                        }
+                        let vsv = _mm256_set1_ps(vs);
+                        for (x, v) in a[h].iter_mut().zip(&v) {
+                            *x = round_f16(_mm256_fmadd_ps(*v, vsv, *x));
+                        }
+                    }
+                }
+                for h in 0..G {
+                    acc[h][c..c + D].copy_from_slice(&a[h]);
+                }
+                c += D;
+            }
+            for h in 0..G {
+                for &(ms, vs) in &w[h][..n] {
+                    s_sum[h] = s_sum[h].mul_add(ms, vs);
+                }
+            }
+            p0 += n;
+        }
     }
+    for h in 0..G {
+        let inv = _mm256_set1_ps(if s_sum[h] == 0.0 { 0.0 } else { 1.0 / s_sum[h] });
+        for (i, a) in acc[h].iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(64 * h + 8 * i), _mm256_mul_ps(*a, inv));
+        }
+    }
+}
+
+/// `q · k` for a 64-wide head (both as 8 registers of 8 lanes) in the order of
+/// [`crate::attention::dot_f16_order`]: lanes `l` of group `g` (16 lanes) live in
+/// register `2g + l/8`.
+#[inline(always)]
+unsafe fn score_64(qv: &[__m256; 8], kv: &[__m256; 8]) -> f32 {
+    let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], kv[i]));
+    // groups: 0+2, 1+3, then 0+1 (per register half).
+    let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
+    let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
+    let lo = _mm256_add_ps(g01[0], g13[0]); // lanes 0..8 of the 16-lane sum
+    let hi = _mm256_add_ps(g01[1], g13[1]); // lanes 8..16
+    let t3 = _mm256_add_ps(hi, lo); // l + l+8
+    let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3)); // l + l+4
+    let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); // (0+2), (1+3)
+    _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,22 +465,28 @@ struct TileQ4_1;
 impl Tile for TileQ4_1 {
     type W = BlockQ4_1;
     type A = BlockQ8_1;
-    type Prep = [f32; 16];
+    /// `[d_a(t), s_a(t)]` as f32, and each `d_a(t)` broadcast to a whole register.
+    type Prep = ([f32; 16], [__m256; TILE_TOKENS]);
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 16]]) {
-        scales_q8_1::<T>(a, nb, prep)
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [Self::Prep]) {
+        for (b, (sc, d)) in prep.iter_mut().enumerate().take(nb) {
+            scales_q8_1::<T>(a.add(b), nb, std::slice::from_mut(sc));
+            for t in 0..T {
+                d[t] = _mm256_set1_ps(sc[t]);
+            }
+        }
     }
 
     /// Per block and output, as [`vec_dot_q4_1_q8_1`]: `acc += (d_w d_a) * sumi` (one
     /// FMA over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens
     /// share one register, one lane per token.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, a: *const BlockQ8_1, prep: &[[f32; 16]], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, a: *const BlockQ8_1, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut summs1 = [_mm_setzero_ps(); R]; // one token: lane 1
         let mut summs = [_mm256_setzero_ps(); R]; // several: lane t
-        for (b, sc) in prep.iter().enumerate().take(nb) {
+        for (b, (sc, d_a)) in prep.iter().enumerate().take(nb) {
             let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
             let s_a = _mm256_loadu_ps(sc.as_ptr().add(8));
             if T <= 2 {
@@ -386,7 +511,8 @@ impl Tile for TileQ4_1 {
                 let m_w = _mm256_broadcastss_ps(_mm_shuffle_ps(dm, dm, 0x55));
                 summs[r] = _mm256_add_ps(summs[r], _mm256_mul_ps(m_w, s_a));
                 for t in 0..T {
-                    let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&sc[t]));
+                    // d_a(t) is already in all lanes: one multiply, its operand a load.
+                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     let sumi = dot_u8_i8(q, qa[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
@@ -420,8 +546,8 @@ struct TileQ4_0;
 impl Tile for TileQ4_0 {
     type W = BlockQ4_0;
     type A = BlockQ8_0;
-    /// `d_a` of each token, and `8 × (lane sums of the quants)` of each token.
-    type Prep = ([f32; TILE_TOKENS], [__m256i; TILE_TOKENS]);
+    /// `d_a` of each token (in all lanes), and `8 × (lane sums of the quants)` of each token.
+    type Prep = ([__m256; TILE_TOKENS], [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
@@ -429,7 +555,7 @@ impl Tile for TileQ4_0 {
         for (b, (d, s8)) in prep.iter_mut().enumerate().take(nb) {
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
-                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
                 s8[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), 3);
             }
         }
@@ -452,7 +578,7 @@ impl Tile for TileQ4_0 {
                 let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
                 let q = nibbles_at((*bw).qs.as_ptr());
                 for t in 0..T {
-                    let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&d_a[t]));
+                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s8[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
@@ -483,9 +609,9 @@ struct TileQ8_0;
 impl Tile for TileQ8_0 {
     type W = BlockQ8_0;
     type A = BlockQ8_0;
-    /// `d_a` of each token, and each token's quants widened to i16 (elements 0..16 and
+    /// `d_a` of each token (in all lanes), and each token's quants widened to i16 (elements 0..16 and
     /// 16..32).
-    type Prep = ([f32; TILE_TOKENS], [[__m256i; 2]; TILE_TOKENS]);
+    type Prep = ([__m256; TILE_TOKENS], [[__m256i; 2]; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
@@ -493,7 +619,7 @@ impl Tile for TileQ8_0 {
         for (b, (d, q16)) in prep.iter_mut().enumerate().take(nb) {
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
-                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
                 q16[t] = widen_i8(blk.qs.as_ptr());
             }
         }
@@ -515,7 +641,7 @@ impl Tile for TileQ8_0 {
                 let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
                 let [w_lo, w_hi] = widen_i8((*bw).qs.as_ptr().cast());
                 for t in 0..T {
-                    let d = _mm256_mul_ps(d_w, _mm256_broadcast_ss(&d_a[t]));
+                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     let sumi = _mm256_add_epi32(_mm256_madd_epi16(w_lo, q16[t][0]), _mm256_madd_epi16(w_hi, q16[t][1]));
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }

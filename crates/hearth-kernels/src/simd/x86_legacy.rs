@@ -196,17 +196,18 @@ struct TileQ5_0;
 impl Tile for TileQ5_0 {
     type W = BlockQ5_0;
     type A = BlockQ8_0;
-    /// `d_a` of each token, and `16 × (lane sums of the quants)` of each token.
-    type Prep = ([f32; 4], [__m256i; 4]);
+    /// `d_a` of each token (in all lanes), and `16 × (lane sums of the quants)` of each
+    /// token.
+    type Prep = ([__m256; 4], [__m256i; 4]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
-            let mut d = [0.0f32; 4];
+            let mut d = [_mm256_setzero_ps(); 4];
             let mut s16 = [_mm256_setzero_si256(); 4];
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
-                d[t] = _mm_cvtss_f32(f16x2(blk.d, blk.d));
+                d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
                 let qa = _mm256_loadu_si256(blk.qs.as_ptr().cast());
                 s16[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), qa), 4);
             }
@@ -225,10 +226,10 @@ impl Tile for TileQ5_0 {
             let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
             for r in 0..R {
                 let bw = &*w.add(r * nb + b);
-                let d_w = f16x2(bw.d, bw.d);
+                let d_w = _mm256_broadcastss_ps(f16x2(bw.d, bw.d));
                 let q = quants5(&bw.qs, &bw.qh);
                 for t in 0..T {
-                    let d = _mm256_broadcastss_ps(_mm_mul_ss(d_w, _mm_set_ss(d_a[t])));
+                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s16[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
@@ -259,12 +260,13 @@ struct TileQ5_1;
 impl Tile for TileQ5_1 {
     type W = BlockQ5_1;
     type A = BlockQ8_1;
-    /// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`).
-    type Prep = [f32; 8];
+    /// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`), and each `d_a(t)`
+    /// in all lanes of a register.
+    type Prep = ([f32; 8], [__m256; 4]);
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 8]]) {
-        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [Self::Prep]) {
+        for (b, (p, d)) in prep.iter_mut().enumerate().take(nb) {
             let mut h = [0u16; 8];
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
@@ -272,6 +274,9 @@ impl Tile for TileQ5_1 {
                 h[4 + t] = blk.s.to_bits();
             }
             _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+            for t in 0..T {
+                d[t] = _mm256_set1_ps(p[t]);
+            }
         }
     }
 
@@ -279,10 +284,10 @@ impl Tile for TileQ5_1 {
     /// over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens share
     /// one register, one lane per token.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &[[f32; 8]], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut summs = [_mm_setzero_ps(); R];
-        for (b, sc) in prep.iter().enumerate().take(nb) {
+        for (b, (sc, d_a)) in prep.iter().enumerate().take(nb) {
             if T <= 2 {
                 prefetch_next_tile::<BlockQ5_1, R>(w, nb, b);
             }
@@ -293,8 +298,9 @@ impl Tile for TileQ5_1 {
                 let dm = f16x2(bw.d, bw.m); // [d_w, m_w]
                 summs[r] = _mm_add_ps(summs[r], _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), s_a));
                 let q = quants5(&bw.qs, &bw.qh);
+                let d_w = _mm256_broadcastss_ps(dm);
                 for t in 0..T {
-                    let d = _mm256_broadcastss_ps(_mm_mul_ss(dm, _mm_set_ss(sc[t])));
+                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, qa[t])), acc[r][t]);
                 }
             }

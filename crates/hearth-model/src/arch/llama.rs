@@ -113,10 +113,11 @@ impl Llama {
                     .collect()
             })
             .collect();
-        out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-            let (t, h) = (i / c.n_head, i % c.n_head);
-            let qh = &q[i * hd..(i + 1) * hd];
-            T::attend(qh, &spans[t], n_kv, (h / group) * hd_el, scale, o);
+        // One task per (token, KV head): the group's query heads share its keys and values.
+        out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
+            let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
+            let qg = &q[i * group * hd..(i + 1) * group * hd];
+            T::attend(qg, hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
         });
     }
 }
@@ -127,11 +128,12 @@ trait CachedAs: Sized + Send + Sync {
     /// Values per storage element.
     const QK: usize;
     fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]);
-    fn attend(q: &[f32], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
+    /// The heads of `q` (`[g][head_dim]`) that share the KV head at `offset`.
+    fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
 }
 
 macro_rules! cached_as {
-    ($t:ty, $variant:ident, $qk:expr, $kernel:path) => {
+    ($t:ty, $variant:ident, $qk:expr, |$q:ident, $hd:ident, $spans:ident, $stride:ident, $offset:ident, $scale:ident, $out:ident| $attend:expr) => {
         impl CachedAs for $t {
             const QK: usize = $qk;
             fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
@@ -140,17 +142,21 @@ macro_rules! cached_as {
                     _ => unreachable!("the cache holds one element type"),
                 }
             }
-            fn attend(q: &[f32], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-                $kernel(q, spans, stride, offset, scale, out)
+            fn attend($q: &[f32], $hd: usize, $spans: &[KvSpan<'_, Self>], $stride: usize, $offset: usize, $scale: f32, $out: &mut [f32]) {
+                $attend
             }
         }
     };
 }
 
-cached_as!(half::f16, F16, 1, attention::attend_head);
-cached_as!(f32, F32, 1, attention::attend_head);
-cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_head_quant);
-cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_head_quant);
+cached_as!(half::f16, F16, 1, |q, hd, spans, stride, offset, scale, out| attention::attend_heads(q, hd, spans, stride, offset, scale, out));
+cached_as!(f32, F32, 1, |q, hd, spans, stride, offset, scale, out| attention::attend_heads(q, hd, spans, stride, offset, scale, out));
+cached_as!(BlockQ8_0, Q8_0, 32, |q, hd, spans, stride, offset, scale, out| for (q, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+    attention::attend_head_quant(q, spans, stride, offset, scale, o)
+});
+cached_as!(BlockQ4_0, Q4_0, 32, |q, hd, spans, stride, offset, scale, out| for (q, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+    attention::attend_head_quant(q, spans, stride, offset, scale, o)
+});
 
 impl super::Architecture for Llama {
     fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
