@@ -31,7 +31,7 @@ fn gemm_matches_vec_dot<W: WeightBlock>(name: &str) {
         let nb = ne0 / W::QK;
         for n_rows in [1, 3, 4, 5, 7, 13] {
             let w = quantize::<W>(&data(ne0 * n_rows, seed + n_rows as u64));
-            for n_tokens in [1, 2, 3, 4, 5, 8, 11, 16] {
+            for n_tokens in [1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16] {
                 let x = data(ne0 * n_tokens, seed + 1000 + n_tokens as u64);
                 let mut a = quantize::<W::Act>(&x);
                 W::Act::quantize_row_act(&x, &mut a);
@@ -103,7 +103,7 @@ mod x86 {
             for n_rows in [1, 2, 3, 5, 8, 9] {
                 let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
                 let (w41, w40, w80) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w));
-                for n_tokens in [1, 3, 4, 5, 9, 12, 16] {
+                for n_tokens in [1, 3, 4, 5, 6, 7, 9, 12, 14, 16] {
                     let x = data(ne0 * n_tokens, 500 + n_tokens as u64);
                     let (a81, a80) = (quantize::<BlockQ8_1>(&x), quantize::<BlockQ8_0>(&x));
                     let n = n_rows * n_tokens;

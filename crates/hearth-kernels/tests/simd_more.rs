@@ -70,7 +70,7 @@ fn gemm_is_vec_dot<W: WeightBlock>(name: &str) {
         let nb = ne0 / W::QK;
         for n_rows in [1, 3, 4, 5, 7] {
             let w = quantize::<W>(&data(ne0 * n_rows, ne0 as u64 + n_rows as u64));
-            for n_tokens in [1, 2, 3, 4, 5, 9] {
+            for n_tokens in [1, 2, 3, 4, 5, 6, 7, 9, 15] {
                 let a = quantize_act::<W::Act>(&data(ne0 * n_tokens, 7 + n_tokens as u64));
                 let mut got = vec![f32::NAN; n_rows * n_tokens];
                 W::gemm(nb, &w, &a, &mut got);
@@ -176,7 +176,7 @@ mod x86 {
             let nb = n / W::QK;
             for n_rows in [1, 2, 3, 5, 8, 9] {
                 let w = quantize::<W>(&data(n * n_rows, n as u64 * 31 + n_rows as u64));
-                for n_tokens in [1, 2, 3, 4, 5, 16] {
+                for n_tokens in [1, 2, 3, 4, 5, 6, 7, 13, 16] {
                     let a = quantize_act::<W::Act>(&data(n * n_tokens, 500 + n_tokens as u64));
                     let (mut s, mut r) = (vec![0.0; n_rows * n_tokens], vec![0.0; n_rows * n_tokens]);
                     // SAFETY: the callers check AVX2, FMA and F16C first.

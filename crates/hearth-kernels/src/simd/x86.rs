@@ -25,12 +25,12 @@ unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
 /// Sum of `u[i] * s[i]` for unsigned bytes `u <= 15` and signed bytes `s`, as 8 i32 lanes
 /// (byte-pair sums stay far below `vpmaddubsw`'s i16 saturation).
 #[inline(always)]
-unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -39,7 +39,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 
 /// Two f16 values to f32 lanes 0 and 1 (hardware F16C; exact).
 #[inline(always)]
-unsafe fn f16x2(lo: f16, hi: f16) -> __m128 {
+pub(crate) unsafe fn f16x2(lo: f16, hi: f16) -> __m128 {
     let bits = u32::from(lo.to_bits()) | (u32::from(hi.to_bits()) << 16);
     _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
 }
@@ -320,11 +320,11 @@ unsafe fn score_64(qv: &[__m256; 8], kv: &[__m256; 8]) -> f32 {
 // are converted once per call instead of once per row.
 
 /// Most tokens per tile: the accumulators of a tile's outputs stay in registers.
-const TILE_TOKENS: usize = 8;
+pub(crate) const TILE_TOKENS: usize = 8;
 
 /// A tile kernel for one weight type: `prepare` converts the activation-side data of up
 /// to [`TILE_TOKENS`] tokens once, `tile` computes `R × T` outputs.
-trait Tile {
+pub(crate) trait Tile {
     type W;
     type A;
     /// Activation-side data per block, for a tile of tokens.
@@ -336,11 +336,13 @@ trait Tile {
     unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
 }
 
-/// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of eight (the
-/// rest in tiles of four, three, two or one), rows four at a time for a lone token, two
-/// for two tokens, else one (larger tiles spill registers).
+/// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of `MAX_T`
+/// (at most [`TILE_TOKENS`]; the rest in one tile of their number, so a weight row is
+/// read once per `MAX_T` tokens), rows four at a time for a lone token, two for two
+/// tokens, else one (larger tiles spill registers).
 #[inline(always)]
-unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+pub(crate) unsafe fn gemm<K: Tile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+    const { assert!(MAX_T >= 1 && MAX_T <= TILE_TOKENS) };
     assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
     assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
@@ -351,12 +353,15 @@ unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
     let mut t0 = 0;
     while t0 < n_tokens {
         let ap = a.as_ptr().add(t0 * nb);
-        t0 += match n_tokens - t0 {
+        t0 += match (n_tokens - t0).min(MAX_T) {
             1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
             2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
             3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
-            4..=7 => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
-            _ => rows::<K, 1, TILE_TOKENS>(nb, w, ap, t0, prep, out),
+            4 => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
+            5 => rows::<K, 1, 5>(nb, w, ap, t0, prep, out),
+            6 => rows::<K, 1, 6>(nb, w, ap, t0, prep, out),
+            7 => rows::<K, 1, 7>(nb, w, ap, t0, prep, out),
+            _ => rows::<K, 1, 8>(nb, w, ap, t0, prep, out),
         };
     }
     SCRATCH.with(|c| c.set(buf));
@@ -450,7 +455,7 @@ unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut
 /// lies `b / nb` of the way through it, so the next tile's weights stream in while this
 /// one computes. The address may be past the weights; a prefetch never faults.
 #[inline(always)]
-unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
+pub(crate) unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
     let step = R * std::mem::size_of::<W>();
     let p = w.wrapping_add(R * nb).cast::<i8>().wrapping_add(b * step);
     let mut k = 0;
@@ -538,7 +543,7 @@ impl Tile for TileQ4_1 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q4_1_q8_1(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: &mut [f32]) {
-    gemm::<TileQ4_1>(nb, w, a, out)
+    gemm::<TileQ4_1, TILE_TOKENS>(nb, w, a, out)
 }
 
 struct TileQ4_0;
@@ -601,7 +606,7 @@ impl Tile for TileQ4_0 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q4_0_q8_0(nb: usize, w: &[BlockQ4_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    gemm::<TileQ4_0>(nb, w, a, out)
+    gemm::<TileQ4_0, TILE_TOKENS>(nb, w, a, out)
 }
 
 struct TileQ8_0;
@@ -670,5 +675,5 @@ unsafe fn widen_i8(p: *const i8) -> [__m256i; 2] {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q8_0_q8_0(nb: usize, w: &[BlockQ8_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    gemm::<TileQ8_0>(nb, w, a, out)
+    gemm::<TileQ8_0, TILE_TOKENS>(nb, w, a, out)
 }

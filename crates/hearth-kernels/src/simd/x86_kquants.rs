@@ -248,7 +248,7 @@ pub unsafe fn vec_dot_q5_k_q8_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
 // how a tile orders them does not matter); a weight super-block is unpacked once for all
 // the tokens of a tile.
 
-use super::x86_legacy::{gemm, prefetch_next_tile, Tile};
+use super::x86::{gemm, prefetch_next_tile, Tile};
 
 struct TileQ6K;
 
@@ -322,7 +322,7 @@ impl Tile for TileQ6K {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q6_k_q8_k(nb: usize, w: &[BlockQ6_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileQ6K>(nb, w, a, out)
+    gemm::<TileQ6K, 4>(nb, w, a, out)
 }
 
 /// The parts of a Q4_K or Q5_K block the kernels read.
@@ -451,7 +451,7 @@ impl<B: K4Block> Tile for TileK4<B> {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileK4<BlockQ4_K>>(nb, w, a, out)
+    gemm::<TileK4<BlockQ4_K>, 4>(nb, w, a, out)
 }
 
 /// Tiled Q5_K × Q8_K, bit for bit [`vec_dot_q5_k_q8_k`] per output.
@@ -460,7 +460,7 @@ pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q5_k_q8_k(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileK4<BlockQ5_K>>(nb, w, a, out)
+    gemm::<TileK4<BlockQ5_K>, 4>(nb, w, a, out)
 }
 
 struct TileQ3K;
@@ -528,7 +528,7 @@ impl Tile for TileQ3K {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q3_k_q8_k(nb: usize, w: &[BlockQ3_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileQ3K>(nb, w, a, out)
+    gemm::<TileQ3K, 4>(nb, w, a, out)
 }
 
 struct TileQ2K;
@@ -598,5 +598,5 @@ impl Tile for TileQ2K {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q2_k_q8_k(nb: usize, w: &[BlockQ2_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileQ2K>(nb, w, a, out)
+    gemm::<TileQ2K, 4>(nb, w, a, out)
 }

@@ -10,31 +10,9 @@
 
 use std::arch::x86_64::*;
 
-use half::f16;
 
+use super::x86::{dot_u8_i8, f16x2, gemm, hsum, prefetch_next_tile, Tile, TILE_TOKENS};
 use crate::quants::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
-
-#[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
-/// Two f16 values to f32 lanes 0 and 1 (exact).
-#[inline(always)]
-unsafe fn f16x2(lo: f16, hi: f16) -> __m128 {
-    let bits = u32::from(lo.to_bits()) | (u32::from(hi.to_bits()) << 16);
-    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
-}
-
-/// Sum of `u[i] * s[i]` for unsigned bytes `u <= 31` and signed bytes `s`, as 8 i32
-/// lanes of four consecutive bytes (pair sums stay below `vpmaddubsw`'s saturation).
-#[inline(always)]
-unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-}
 
 /// The 32 unsigned 5-bit quants of a block in element order: nibbles of `qs` (low, then
 /// high) with bit `j` of the little-endian `qh` as bit 4 of byte `j`.
@@ -99,97 +77,7 @@ pub unsafe fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
 // sees the f32 operations of the one-row `vec_dot_*` above in the same order, so it is
 // bit-identical to it whatever the tile shape; a weight block is loaded and unpacked once
 // for all the tokens of a tile, and the activations' scales and lane sums are prepared
-// once per call.
-
-/// A tile kernel: `prepare` converts the activation side of up to four tokens once,
-/// `tile` computes `R × T` outputs.
-pub(crate) trait Tile {
-    type W;
-    type A;
-    /// Activation-side data per block, for a tile of tokens (plain data: floats and
-    /// SIMD integers, aligned to at most 32).
-    type Prep: Copy;
-    /// `prep[b]` for the `T` activation rows of `nb` blocks at `a`.
-    unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
-    /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the `T`
-    /// tokens at `a` (row `t` at `a + t * nb`), with their `prep`.
-    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
-}
-
-thread_local! {
-    /// Per-thread scratch for [`Tile::prepare`], kept between calls.
-    static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// `out[t * n_rows + r]` for all rows and tokens: tokens in tiles of four (the rest in
-/// one tile of three, two or one), rows four at a time for a lone token, two for two
-/// tokens, else one.
-#[inline(always)]
-pub(crate) unsafe fn gemm<K: Tile>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
-    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb), "gemm: lengths are not whole rows");
-    let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
-    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
-    const { assert!(std::mem::align_of::<K::Prep>() <= 32) };
-    let mut buf = SCRATCH.with(|c| c.take());
-    let words = (nb * std::mem::size_of::<K::Prep>()).div_ceil(32);
-    if buf.len() < words {
-        buf.resize(words, _mm256_setzero_si256());
-    }
-    // SAFETY: the buffer holds at least nb * size_of::<Prep>() initialised bytes, aligned
-    // to 32 >= align_of::<Prep>(), and Prep (floats and SIMD integers) is valid for any bits.
-    let prep = std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<K::Prep>(), nb);
-    let mut t0 = 0;
-    while t0 < n_tokens {
-        let ap = a.as_ptr().add(t0 * nb);
-        t0 += match n_tokens - t0 {
-            1 => rows::<K, 4, 1>(nb, w, ap, t0, prep, out),
-            2 => rows::<K, 2, 2>(nb, w, ap, t0, prep, out),
-            3 => rows::<K, 1, 3>(nb, w, ap, t0, prep, out),
-            _ => rows::<K, 1, 4>(nb, w, ap, t0, prep, out),
-        };
-    }
-    SCRATCH.with(|c| c.set(buf));
-}
-
-/// All rows against the `T` tokens at `a` (tokens `t0..t0 + T`); returns `T`.
-#[inline(always)]
-unsafe fn rows<K: Tile, const R: usize, const T: usize>(nb: usize, w: &[K::W], a: *const K::A, t0: usize, prep: &mut [K::Prep], out: &mut [f32]) -> usize {
-    let n_rows = w.len() / nb;
-    K::prepare::<T>(a, nb, prep);
-    let mut r = 0;
-    while r < n_rows {
-        if r + R <= n_rows {
-            let v = K::tile::<R, T>(w.as_ptr().add(r * nb), a, prep, nb);
-            for (i, v) in v.iter().enumerate() {
-                for (t, &x) in v.iter().enumerate() {
-                    out[(t0 + t) * n_rows + r + i] = x;
-                }
-            }
-            r += R;
-        } else {
-            let [v] = K::tile::<1, T>(w.as_ptr().add(r * nb), a, prep, nb);
-            for (t, &x) in v.iter().enumerate() {
-                out[(t0 + t) * n_rows + r] = x;
-            }
-            r += 1;
-        }
-    }
-    T
-}
-
-/// Prefetches the part of the next row tile (the `R` rows after the current ones) that
-/// lies `b / nb` of the way through it, so that decode streams the next weights in while
-/// this tile computes. The address may be past the weights; a prefetch never faults.
-#[inline(always)]
-pub(crate) unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usize, b: usize) {
-    let step = R * std::mem::size_of::<W>();
-    let p = w.wrapping_add(R * nb).cast::<i8>().wrapping_add(b * step);
-    let mut k = 0;
-    while k < step {
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
-        k += 64;
-    }
-}
+// once per call. The tile driver is `x86.rs`'s.
 
 struct TileQ5_0;
 
@@ -198,13 +86,13 @@ impl Tile for TileQ5_0 {
     type A = BlockQ8_0;
     /// `d_a` of each token (in all lanes), and `16 × (lane sums of the quants)` of each
     /// token.
-    type Prep = ([__m256; 4], [__m256i; 4]);
+    type Prep = ([__m256; TILE_TOKENS], [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
-            let mut d = [_mm256_setzero_ps(); 4];
-            let mut s16 = [_mm256_setzero_si256(); 4];
+            let mut d = [_mm256_setzero_ps(); TILE_TOKENS];
+            let mut s16 = [_mm256_setzero_si256(); TILE_TOKENS];
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
                 d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
@@ -252,7 +140,7 @@ impl Tile for TileQ5_0 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q5_0_q8_0(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    gemm::<TileQ5_0>(nb, w, a, out)
+    gemm::<TileQ5_0, TILE_TOKENS>(nb, w, a, out)
 }
 
 struct TileQ5_1;
@@ -261,7 +149,7 @@ impl Tile for TileQ5_1 {
     type W = BlockQ5_1;
     type A = BlockQ8_1;
     /// `[d_a(t) for t < 4, s_a(t) for t < 4]` as f32 (zero past `T`), and each `d_a(t)`
-    /// in all lanes of a register.
+    /// in all lanes of a register (tiles of at most four tokens).
     type Prep = ([f32; 8], [__m256; 4]);
 
     #[inline(always)]
@@ -323,5 +211,5 @@ impl Tile for TileQ5_1 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q5_1_q8_1(nb: usize, w: &[BlockQ5_1], a: &[BlockQ8_1], out: &mut [f32]) {
-    gemm::<TileQ5_1>(nb, w, a, out)
+    gemm::<TileQ5_1, 4>(nb, w, a, out)
 }
