@@ -169,9 +169,15 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
         return;
     }
 
+    // Each input row quantized once, compiled for the process's ISA (the arithmetic is
+    // plain IEEE either way), rows spread over the pool for a batch.
     let mut xq = vec![W::Act::zeroed(); a_per_row * n_tokens];
-    for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
-        W::Act::quantize_row_act(xr, qr);
+    if n_tokens < 8 {
+        for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
+            with_isa(|| W::Act::quantize_row_act(xr, qr));
+        }
+    } else {
+        x.par_chunks_exact(ne0).zip(xq.par_chunks_exact_mut(a_per_row)).with_min_len(4).for_each(|(xr, qr)| with_isa(|| W::Act::quantize_row_act(xr, qr)));
     }
 
     // Rows are split into about eight tasks per thread to balance the threads (at most

@@ -122,6 +122,22 @@ impl Llama {
     }
 }
 
+/// Batches with at least this many rows spread the per-row steps (norms, RoPE, SwiGLU,
+/// residual adds) over the pool; smaller ones run them on the calling thread.
+const PAR_ROWS: usize = 8;
+
+/// `f(dst_row, src_row)` for each row of `dst` (`[n][d]`) and `src` (`[n][s]`), compiled
+/// for the process's ISA, on the rayon pool for a batch of [`PAR_ROWS`] rows or more. A
+/// row's arithmetic is the same either way.
+fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(&mut [f32], &[S]) + Sync + Send) {
+    debug_assert_eq!(dst.len() / d, src.len() / s);
+    if dst.len() / d < PAR_ROWS {
+        dst.chunks_exact_mut(d).zip(src.chunks_exact(s)).for_each(|(a, b)| with_isa(|| f(a, b)));
+    } else {
+        dst.par_chunks_exact_mut(d).zip(src.par_chunks_exact(s)).with_min_len(4).for_each(|(a, b)| with_isa(|| f(a, b)));
+    }
+}
+
 /// A KV-cache storage type: picks its slices out of a [`KvLayer`] and runs its attention
 /// kernel.
 trait CachedAs: Sized + Send + Sync {
@@ -178,27 +194,26 @@ impl super::Architecture for Llama {
             self.token_embd.dequantize_row(tok as usize, row);
         }
 
+        let eps = c.rms_norm_eps;
         for (il, l) in self.layers.iter().enumerate() {
-            ops::rms_norm(&x, &l.attn_norm, c.rms_norm_eps, &mut xn);
+            for_rows(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &l.attn_norm, eps, y));
             QTensor::matmul_many(&[&l.wq, &l.wk, &l.wv], &xn, &mut [&mut q, &mut k, &mut v]);
+            for_rows(&mut q, n_q, &batch.positions, 1, |q, pos| ops::rope_norm(q, c.head_dim, c.n_rot, pos[0], c.rope_freq_base));
+            for_rows(&mut k, n_kv, &batch.positions, 1, |k, pos| ops::rope_norm(k, c.head_dim, c.n_rot, pos[0], c.rope_freq_base));
             for (t, &pos) in batch.positions.iter().enumerate() {
-                with_isa(|| {
-                    ops::rope_norm(&mut q[t * n_q..(t + 1) * n_q], c.head_dim, c.n_rot, pos, c.rope_freq_base);
-                    ops::rope_norm(&mut k[t * n_kv..(t + 1) * n_kv], c.head_dim, c.n_rot, pos, c.rope_freq_base);
-                });
                 let (pos, bs) = (pos as usize, kv.block_size());
                 let block = batch.block_tables[batch.seq[t] as usize][pos / bs] as usize;
                 kv.store(il, block, pos % bs, &k[t * n_kv..(t + 1) * n_kv], &v[t * n_kv..(t + 1) * n_kv]);
             }
             self.attention(il, batch, kv, &q, &mut attn);
             l.wo.matmul(&attn, &mut xn);
-            x.iter_mut().zip(&xn).for_each(|(a, b)| *a += b);
+            for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
 
-            ops::rms_norm(&x, &l.ffn_norm, c.rms_norm_eps, &mut xn);
+            for_rows(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &l.ffn_norm, eps, y));
             QTensor::matmul_many(&[&l.ffn_gate, &l.ffn_up], &xn, &mut [&mut gate, &mut up]);
-            with_isa(|| ops::swiglu(&mut gate, &up));
+            for_rows(&mut gate, c.n_ff, &up, c.n_ff, ops::swiglu);
             l.ffn_down.matmul(&gate, &mut xn);
-            x.iter_mut().zip(&xn).for_each(|(a, b)| *a += b);
+            for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
         }
 
         let rows: Vec<usize> = (0..n).filter(|&i| batch.output[i]).collect();
