@@ -38,8 +38,10 @@ pub struct ServeArgs {
     /// KV-cache memory budget in MiB, when --kv-blocks is not given.
     #[arg(long, default_value_t = 512)]
     pub kv_memory: usize,
-    /// KV-cache type: f16, f32, q8_0 or q4_0 (the block types are read in place by attention).
-    #[arg(long, default_value = "f16")]
+    /// KV-cache type: q8_0, f16, f32 or q4_0 (the block types are read in place by
+    /// attention). q8_0 halves f16's memory, is faster, and costs +0.5% perplexity; f16
+    /// reproduces the reference engine's outputs token for token.
+    #[arg(long, default_value = "q8_0")]
     pub kv_cache_type: KvType,
     /// Tokens per engine step (decode tokens and prompt chunks together).
     #[arg(long, default_value_t = 512)]

@@ -46,7 +46,8 @@ fn check_reference_case(i: usize, n_same: usize, extra: &[&str], prompt: &str) {
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(data("greedy_q4_1.json")).unwrap()).unwrap();
     let case = &golden["cases"][i];
     let m = model_path();
-    let mut args = vec!["run", "-m", m.to_str().unwrap(), "--temp", "0", "-n", "64", "--json", "-t", "2"];
+    // The reference ran with an f16 KV cache.
+    let mut args = vec!["run", "-m", m.to_str().unwrap(), "--temp", "0", "-n", "64", "--json", "-t", "2", "--kv-cache-type", "f16"];
     args.extend_from_slice(extra);
     args.push(prompt);
     let o = hearth(&args);

@@ -143,6 +143,43 @@ pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: us
     }
 }
 
+/// [`attend_heads`] over a cache of quantized blocks (spans, `stride` and `offset` count
+/// blocks): each head is [`attend_head_quant`], bit for bit, with the SIMD twin for a
+/// `Q8_0` cache and 64-wide heads when the ISA allows.
+pub fn attend_heads_quant<B: QuantKv>(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, B>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() == out.len() && head_dim > 0 && q.len().is_multiple_of(head_dim), "attention: q and out must be whole heads");
+    if !B::attend_heads_simd(q, head_dim, spans, stride, offset, scale, out) {
+        for (q, out) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
+            attend_head_quant(q, spans, stride, offset, scale, out);
+        }
+    }
+}
+
+/// A quantized KV-cache block type, and whether it has a SIMD attention kernel.
+pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
+    /// Runs the SIMD twin of [`attend_heads_quant`] if there is one for this type, head
+    /// width and ISA; `false` if not (nothing written).
+    fn attend_heads_simd(_q: &[f32], _head_dim: usize, _spans: &[KvSpan<'_, Self>], _stride: usize, _offset: usize, _scale: f32, _out: &mut [f32]) -> bool {
+        false
+    }
+}
+
+impl QuantKv for crate::BlockQ4_0 {}
+
+impl QuantKv for crate::BlockQ8_0 {
+    fn attend_heads_simd(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide and whole
+            // (checked by the caller), and the kernel checks every span it reads.
+            unsafe { crate::simd::x86::attend_heads_q8_0_64(q, spans, stride, offset, scale, out) };
+            return true;
+        }
+        let _ = (q, head_dim, spans, stride, offset, scale, out);
+        false
+    }
+}
+
 /// One head of [`attend_heads`] over a cache of quantized blocks (`Q8_0` or `Q4_0`): spans, `stride` and
 /// `offset` count blocks. The query is quantized once to `Q8_0` and each score is the
 /// block types' integer dot product; each value row is dequantized and accumulated in f32

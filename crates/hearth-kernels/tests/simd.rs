@@ -201,6 +201,36 @@ mod x86 {
         }
     }
 
+    #[test]
+    fn avx2_q8_0_cache_attention_is_the_scalar_kernel() {
+        if !have_avx2() {
+            return;
+        }
+        let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
+        let quant = |seed: u64| {
+            let x = data(n_pos * stride * 32, seed);
+            let mut y = vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n_pos * stride];
+            BlockQ8_0::quantize_row(&x, &mut y);
+            y
+        };
+        let (k, v) = (quant(27), quant(28));
+        for g in 1..=6 {
+            let q: Vec<f32> = data(64 * g, 29 + g as u64).iter().map(|x| x * 6.0).collect();
+            for len in [1, 7, 8, 9, 16, 33, n_pos] {
+                let spans: Vec<_> = (0..len).step_by(16).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: 16.min(len - p0) }).collect();
+                let mut grouped = vec![0.0f32; 64 * g];
+                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+                unsafe { x86::attend_heads_q8_0_64(&q, &spans, stride, 2, 0.125, &mut grouped) };
+                for h in 0..g {
+                    let mut alone = [0.0f32; 64];
+                    attention::attend_head_quant(&q[64 * h..][..64], &spans, stride, 2, 0.125, &mut alone);
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&grouped[64 * h..][..64]), bits(&alone), "group of {g}, head {h}, {len} positions");
+                }
+            }
+        }
+    }
+
     fn block_q8_0(d: f32, qs: [i8; 32]) -> BlockQ8_0 {
         BlockQ8_0 { d: half::f16::from_f32(d), qs }
     }

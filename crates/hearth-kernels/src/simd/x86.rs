@@ -287,6 +287,126 @@ unsafe fn attend_group_64<T: KvElem, const G: usize, const D: usize>(
     }
 }
 
+/// AVX2 twin of [`crate::attention::attend_head_quant`] over a `Q8_0` cache, for
+/// `head_dim == 64` (two blocks per head) and the heads of `q` (`[g][64]`) sharing the
+/// KV head at block `offset`: the same operations in the same order per head (the Q8_0
+/// dot product of [`vec_dot_q8_0_q8_0`], the value row `q * d` accumulated in f32 by a
+/// separate multiply and add), so the results are bit-identical to the scalar kernel.
+/// A key row is widened once for every head's score and a value row converted once for
+/// every head's accumulator; exponentials go eight keys at a time.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
+/// of 64. (Each span is checked to hold its rows.)
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_heads_q8_0_64(q: &[f32], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
+    for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
+        match q.len() / 64 {
+            1 => attend_group_q8_0_64::<1, 8>(q, spans, stride, offset, scale, out),
+            2 => attend_group_q8_0_64::<2, 4>(q, spans, stride, offset, scale, out),
+            3 => attend_group_q8_0_64::<3, 2>(q, spans, stride, offset, scale, out),
+            _ => attend_group_q8_0_64::<4, 2>(q, spans, stride, offset, scale, out),
+        }
+    }
+}
+
+/// [`attend_heads_q8_0_64`] for `G` heads, `D` accumulator registers of each per pass.
+#[inline(always)]
+unsafe fn attend_group_q8_0_64<const G: usize, const D: usize>(
+    q: &[f32],
+    spans: &[KvSpan<'_, BlockQ8_0>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    use crate::Quantize;
+    // Each head's query as two Q8_0 blocks, widened to i16 (4 registers) with its scales.
+    let mut qq = [[BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2]; G];
+    for h in 0..G {
+        BlockQ8_0::quantize_row_act(&q[64 * h..64 * (h + 1)], &mut qq[h]);
+    }
+    let q16: [[[__m256i; 2]; 2]; G] = std::array::from_fn(|h| std::array::from_fn(|b| widen_i8(qq[h][b].qs.as_ptr())));
+    let mut acc = [[_mm256_setzero_ps(); 8]; G];
+    let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
+    for span in spans {
+        assert!(span.holds(stride, offset, 2), "attention span out of bounds");
+        let mut p0 = 0;
+        while p0 < span.n_pos {
+            let n = (span.n_pos - p0).min(8);
+            let (mut arg, mut new_max) = ([[0.0f32; 8]; G], [[false; 8]; G]);
+            for j in 0..n {
+                let kb = span.k.as_ptr().add((p0 + j) * stride + offset);
+                let k16: [[__m256i; 2]; 2] = std::array::from_fn(|b| widen_i8((*kb.add(b)).qs.as_ptr()));
+                for h in 0..G {
+                    // As vec_dot_q8_0_q8_0: per block, d_w * d_a and one FMA of the lane sums.
+                    let mut sacc = _mm256_setzero_ps();
+                    for b in 0..2 {
+                        let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2((*kb.add(b)).d, (*kb.add(b)).d), f16x2(qq[h][b].d, qq[h][b].d)));
+                        let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], q16[h][b][0]), _mm256_madd_epi16(k16[b][1], q16[h][b][1]));
+                        sacc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), sacc);
+                    }
+                    let s = hsum(sacc) * scale;
+                    if s > m[h] {
+                        (arg[h][j], new_max[h][j]) = (m[h] - s, true);
+                        m[h] = s;
+                    } else {
+                        arg[h][j] = s - m[h];
+                    }
+                }
+            }
+            let mut e = [[0.0f32; 8]; G];
+            for h in 0..G {
+                _mm256_storeu_ps(e[h].as_mut_ptr(), expf8(_mm256_loadu_ps(arg[h].as_ptr())));
+            }
+            let w: [[(f32, f32); 8]; G] = std::array::from_fn(|h| std::array::from_fn(|j| if new_max[h][j] { (e[h][j], 1.0) } else { (1.0, e[h][j]) }));
+            let mut c = 0;
+            while c < 8 {
+                let mut a: [[__m256; D]; G] = std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
+                for j in 0..n {
+                    let row = span.v.as_ptr().add((p0 + j) * stride + offset);
+                    // Register r holds dims 8r..8r + 8: bytes 8(r % 4).. of block r / 4.
+                    let v: [__m256; D] = std::array::from_fn(|i| {
+                        let vb = &*row.add((c + i) / 4);
+                        let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * ((c + i) % 4)).cast());
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), _mm256_broadcastss_ps(f16x2(vb.d, vb.d)))
+                    });
+                    for h in 0..G {
+                        let (ms, vs) = w[h][j];
+                        if new_max[h][j] {
+                            let msv = _mm256_set1_ps(ms);
+                            for x in a[h].iter_mut() {
+                                *x = _mm256_mul_ps(*x, msv);
+                            }
+                        }
+                        let vsv = _mm256_set1_ps(vs);
+                        for (x, v) in a[h].iter_mut().zip(&v) {
+                            *x = _mm256_add_ps(*x, _mm256_mul_ps(*v, vsv));
+                        }
+                    }
+                }
+                for h in 0..G {
+                    acc[h][c..c + D].copy_from_slice(&a[h]);
+                }
+                c += D;
+            }
+            for h in 0..G {
+                for &(ms, vs) in &w[h][..n] {
+                    s_sum[h] = s_sum[h] * ms + vs;
+                }
+            }
+            p0 += n;
+        }
+    }
+    for h in 0..G {
+        let inv = _mm256_set1_ps(if s_sum[h] == 0.0 { 0.0 } else { 1.0 / s_sum[h] });
+        for (i, a) in acc[h].iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(64 * h + 8 * i), _mm256_mul_ps(*a, inv));
+        }
+    }
+}
+
 /// `q · k` for a 64-wide head (both as 8 registers of 8 lanes) in the order of
 /// [`crate::attention::dot_f16_order`]: lanes `l` of group `g` (16 lanes) live in
 /// register `2g + l/8`.

@@ -167,12 +167,8 @@ macro_rules! cached_as {
 
 cached_as!(half::f16, F16, 1, |q, hd, spans, stride, offset, scale, out| attention::attend_heads(q, hd, spans, stride, offset, scale, out));
 cached_as!(f32, F32, 1, |q, hd, spans, stride, offset, scale, out| attention::attend_heads(q, hd, spans, stride, offset, scale, out));
-cached_as!(BlockQ8_0, Q8_0, 32, |q, hd, spans, stride, offset, scale, out| for (q, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-    attention::attend_head_quant(q, spans, stride, offset, scale, o)
-});
-cached_as!(BlockQ4_0, Q4_0, 32, |q, hd, spans, stride, offset, scale, out| for (q, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-    attention::attend_head_quant(q, spans, stride, offset, scale, o)
-});
+cached_as!(BlockQ8_0, Q8_0, 32, |q, hd, spans, stride, offset, scale, out| attention::attend_heads_quant(q, hd, spans, stride, offset, scale, out));
+cached_as!(BlockQ4_0, Q4_0, 32, |q, hd, spans, stride, offset, scale, out| attention::attend_heads_quant(q, hd, spans, stride, offset, scale, out));
 
 impl super::Architecture for Llama {
     fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
