@@ -217,8 +217,9 @@ unsafe fn gemm<E: Elem>(n: usize, w: &[E], a: &[E], out: &mut [f32]) {
             _mm256_storeu_ps(dst.add(i + 8), E::load8(tp.as_ptr().add(8)));
         }
     }
-    // Tiles of eight outputs (16 accumulators would not fit the 16 registers with the
-    // weights): 1 row × 4 tokens, 2 × 2 for two tokens, 4 rows × 1 token for decode.
+    // Tiles of up to twelve accumulators beside the two weight registers: 1 row × up to
+    // 6 tokens, 2 × 2 for two tokens, 4 rows × 1 token for decode. A speculative verify
+    // batch of up to six tokens reads the weights once.
     let mut t0 = 0;
     while t0 < n_tokens {
         let ap = af.add(t0 * np);
@@ -226,7 +227,9 @@ unsafe fn gemm<E: Elem>(n: usize, w: &[E], a: &[E], out: &mut [f32]) {
             1 => rows::<E, 4, 1>(w, n, ap, np, t0, out),
             2 => rows::<E, 2, 2>(w, n, ap, np, t0, out),
             3 => rows::<E, 1, 3>(w, n, ap, np, t0, out),
-            _ => rows::<E, 1, 4>(w, n, ap, np, t0, out),
+            4 => rows::<E, 1, 4>(w, n, ap, np, t0, out),
+            5 => rows::<E, 1, 5>(w, n, ap, np, t0, out),
+            _ => rows::<E, 1, 6>(w, n, ap, np, t0, out),
         };
     }
     SCRATCH.with(|c| c.set(buf));
