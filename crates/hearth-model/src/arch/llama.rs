@@ -149,7 +149,7 @@ trait CachedAs: Sized + Send + Sync {
 }
 
 macro_rules! cached_as {
-    ($t:ty, $variant:ident, $qk:expr, |$q:ident, $hd:ident, $spans:ident, $stride:ident, $offset:ident, $scale:ident, $out:ident| $attend:expr) => {
+    ($t:ty, $variant:ident, $qk:expr, $kernel:path) => {
         impl CachedAs for $t {
             const QK: usize = $qk;
             fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
@@ -158,17 +158,17 @@ macro_rules! cached_as {
                     _ => unreachable!("the cache holds one element type"),
                 }
             }
-            fn attend($q: &[f32], $hd: usize, $spans: &[KvSpan<'_, Self>], $stride: usize, $offset: usize, $scale: f32, $out: &mut [f32]) {
-                $attend
+            fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+                $kernel(q, head_dim, spans, stride, offset, scale, out)
             }
         }
     };
 }
 
-cached_as!(half::f16, F16, 1, |q, hd, spans, stride, offset, scale, out| attention::attend_heads(q, hd, spans, stride, offset, scale, out));
-cached_as!(f32, F32, 1, |q, hd, spans, stride, offset, scale, out| attention::attend_heads(q, hd, spans, stride, offset, scale, out));
-cached_as!(BlockQ8_0, Q8_0, 32, |q, hd, spans, stride, offset, scale, out| attention::attend_heads_quant(q, hd, spans, stride, offset, scale, out));
-cached_as!(BlockQ4_0, Q4_0, 32, |q, hd, spans, stride, offset, scale, out| attention::attend_heads_quant(q, hd, spans, stride, offset, scale, out));
+cached_as!(half::f16, F16, 1, attention::attend_heads);
+cached_as!(f32, F32, 1, attention::attend_heads);
+cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_heads_quant);
+cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_heads_quant);
 
 impl super::Architecture for Llama {
     fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
