@@ -65,7 +65,8 @@ impl SpecConfig {
 }
 
 /// Up to `n_draft` tokens that followed the most recent earlier occurrence of the longest
-/// suffix of `tokens` (from `ngram_max` down to `ngram_min` tokens) found in `tokens`.
+/// suffix of `tokens` (from `ngram_max` down to `ngram_min` tokens) found in `tokens`,
+/// cut where the continuation of the occurrence before it differs (keeping at least one).
 pub fn ngram_drafts(tokens: &[u32], n_draft: usize, ngram_max: usize, ngram_min: usize) -> Vec<u32> {
     let len = tokens.len();
     if n_draft == 0 {
@@ -77,9 +78,17 @@ pub fn ngram_drafts(tokens: &[u32], n_draft: usize, ngram_max: usize, ngram_min:
         }
         let suffix = &tokens[len - n..];
         // Latest start `i < len - n` with tokens[i..i + n] == suffix.
-        if let Some(i) = (0..len - n).rev().find(|&i| &tokens[i..i + n] == suffix) {
+        let mut hits = (0..len - n).rev().filter(|&i| &tokens[i..i + n] == suffix);
+        if let Some(i) = hits.next() {
             let from = i + n;
-            return tokens[from..len.min(from + n_draft)].to_vec();
+            let mut k = len.min(from + n_draft) - from;
+            // When the suffix occurred before that too, draft only as far as the two
+            // continuations agree (at least one token): past a point where the text has
+            // gone two ways, a draft is a guess that costs a verify slot.
+            if let Some(j) = hits.next() {
+                k = (0..k).take_while(|&d| j + n + d < len && tokens[j + n + d] == tokens[from + d]).count().max(1);
+            }
+            return tokens[from..from + k].to_vec();
         }
     }
     Vec::new()
@@ -92,11 +101,17 @@ mod tests {
     #[test]
     fn drafts_continue_the_latest_match_of_the_longest_suffix() {
         //            0  1  2  3  4  5  6  7  8  9
-        let t = [1, 2, 3, 9, 1, 2, 3, 7, 8, 2, 3];
-        // Suffix [2, 3] last occurred at 5..7, followed by 7, 8, 2.
-        assert_eq!(ngram_drafts(&t, 3, 3, 1), vec![7, 8, 2]);
-        // Suffix [8, 2, 3] never occurred before; [2, 3] did.
-        assert_eq!(ngram_drafts(&t, 1, 3, 2), vec![7]);
+        let t = [1, 2, 3, 9, 4, 2, 3, 7, 8, 5, 2, 3];
+        // Suffix [5, 2, 3] never occurred before; [2, 3] last did at 5..7, followed by
+        // 7, 8, 5 (and at 1..3 before that, followed by 9: the continuations differ at
+        // once, so one token).
+        assert_eq!(ngram_drafts(&t, 3, 3, 1), vec![7]);
+        // Only one earlier occurrence: its whole continuation, up to n_draft.
+        let u = [6, 1, 2, 7, 8, 9, 1, 2];
+        assert_eq!(ngram_drafts(&u, 3, 3, 2), vec![7, 8, 9]);
+        // Two earlier occurrences agreeing on [7, 8]: drafts stop where they part.
+        let v = [5, 1, 2, 7, 8, 1, 1, 2, 7, 8, 3, 1, 2];
+        assert_eq!(ngram_drafts(&v, 4, 2, 2), vec![7, 8]);
         // Nothing repeats: no drafts.
         assert!(ngram_drafts(&[1, 2, 3, 4], 4, 3, 1).is_empty());
         // The continuation stops at the end of the text.
