@@ -556,19 +556,20 @@ unsafe fn f16_pair_at(p: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p.cast::<i32>())))
 }
 
-/// `[d_a(t) for t < 8, s_a(t) for t < 8]` as f32 (zero past `T`), for each block.
+/// `[d_a(t) for t < 8, s_a(t) for t < 8]` as f32 (zero past `T`) for the block at `a` of
+/// `T` activation rows (row `t`'s block at `a + t * nb`).
 #[inline(always)]
-unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [[f32; 16]]) {
-    for (b, p) in prep.iter_mut().enumerate().take(nb) {
-        let mut h = [0u16; 16];
-        for t in 0..T {
-            let blk = &*a.add(t * nb + b);
-            h[t] = blk.d.to_bits();
-            h[8 + t] = blk.s.to_bits();
-        }
-        _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
-        _mm256_storeu_ps(p.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(8).cast())));
+unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize) -> [f32; 16] {
+    let mut h = [0u16; 16];
+    for t in 0..T {
+        let blk = &*a.add(t * nb);
+        h[t] = blk.d.to_bits();
+        h[8 + t] = blk.s.to_bits();
     }
+    let mut p = [0.0f32; 16];
+    _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+    _mm256_storeu_ps(p.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(8).cast())));
+    p
 }
 
 /// Prefetches the part of the next row tile (the `R` rows after the current ones) that
@@ -596,7 +597,7 @@ impl Tile for TileQ4_1 {
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [Self::Prep]) {
         for (b, (sc, d)) in prep.iter_mut().enumerate().take(nb) {
-            scales_q8_1::<T>(a.add(b), nb, std::slice::from_mut(sc));
+            *sc = scales_q8_1::<T>(a.add(b), nb);
             for t in 0..T {
                 d[t] = _mm256_set1_ps(sc[t]);
             }
