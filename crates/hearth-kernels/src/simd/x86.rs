@@ -181,12 +181,6 @@ unsafe fn round_f16(x: __m256) -> __m256 {
 /// [`crate::attention::attend_head_ref`] (64-lane score dot reduced as there, f16 value
 /// accumulator rounded after every key), so the results are bit-identical to it.
 ///
-/// Keys go eight at a time: each key row is widened once for every head's score, the
-/// exponentials of a head's eight keys come from one [`expf8`] (their arguments depend
-/// only on the scores and the running maximum), and the value rows then update the
-/// accumulators of all the heads a few registers at a time, so several independent
-/// rounding chains are in flight instead of one.
-///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
 /// of 64. (Each span is checked to hold its rows.)
@@ -195,31 +189,186 @@ pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], str
     assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
     for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
         match q.len() / 64 {
-            1 => attend_group_64::<T, 1, 8>(q, spans, stride, offset, scale, out),
-            2 => attend_group_64::<T, 2, 4>(q, spans, stride, offset, scale, out),
-            3 => attend_group_64::<T, 3, 4>(q, spans, stride, offset, scale, out),
-            _ => attend_group_64::<T, 4, 2>(q, spans, stride, offset, scale, out),
+            1 => attend_group::<FloatHeads<T, 1>, 1, 8>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            2 => attend_group::<FloatHeads<T, 2>, 2, 4>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            3 => attend_group::<FloatHeads<T, 3>, 3, 4>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            _ => attend_group::<FloatHeads<T, 4>, 4, 2>(FloatHeads::new(q), spans, stride, offset, scale, out),
         }
     }
 }
 
-/// [`attend_heads_64`] for `G` heads, updating `D` of each head's eight accumulator
-/// registers per pass over a run of keys (`G * D` registers stay live).
+/// AVX2 twin of [`crate::attention::attend_head_quant`] over a `Q8_0` cache, for
+/// `head_dim == 64` (two blocks per head) and the heads of `q` (`[g][64]`) sharing the
+/// KV head at block `offset`: the same operations in the same order per head (the Q8_0
+/// dot product of [`vec_dot_q8_0_q8_0`], the value row `q * d` accumulated in f32 by a
+/// separate multiply and add), so the results are bit-identical to the scalar kernel.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
+/// of 64. (Each span is checked to hold its rows.)
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_heads_q8_0_64(q: &[f32], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
+    for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
+        match q.len() / 64 {
+            1 => attend_group::<Q8_0Heads<1>, 1, 8>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            2 => attend_group::<Q8_0Heads<2>, 2, 4>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            3 => attend_group::<Q8_0Heads<3>, 3, 2>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            _ => attend_group::<Q8_0Heads<4>, 4, 2>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+        }
+    }
+}
+
+/// What the grouped attention loop needs from a cache type for `G` query heads of 64:
+/// the queries prepared once, every head's score of a key row, a value row's registers,
+/// and the scalar kernel's arithmetic for the accumulator and the weight sum.
+trait GroupKv<const G: usize> {
+    type Elem;
+    /// Cache elements one head spans in a row (64 floats, or two Q8_0 blocks).
+    const HEAD_ELEMS: usize;
+    /// Each head's score of the key row at `k` (before the scale).
+    unsafe fn scores(&self, k: *const Self::Elem) -> [f32; G];
+    /// Dims `8r..8r + 8` of the value row at `v`, as f32.
+    unsafe fn value(v: *const Self::Elem, r: usize) -> __m256;
+    /// The accumulator rescaled by a new maximum's `ms`.
+    unsafe fn rescale(a: __m256, ms: __m256) -> __m256;
+    /// `a + v * vs`.
+    unsafe fn accumulate(a: __m256, v: __m256, vs: __m256) -> __m256;
+    /// The running sum of weights after a key: `s_sum * ms + vs`.
+    fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32;
+}
+
+/// The queries of an f16 or f32 cache: each rounded to f16, as 8 registers of 8 lanes. The
+/// accumulator is rounded to f16 after every operation, as the reference engine's is.
+struct FloatHeads<T, const G: usize> {
+    qv: [[__m256; 8]; G],
+    _elem: std::marker::PhantomData<T>,
+}
+
+impl<T: KvElem, const G: usize> FloatHeads<T, G> {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn new(q: &[f32]) -> Self {
+        let qv = std::array::from_fn(|h| std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(64 * h + 8 * i)))));
+        FloatHeads { qv, _elem: std::marker::PhantomData }
+    }
+}
+
+impl<T: KvElem, const G: usize> GroupKv<G> for FloatHeads<T, G> {
+    type Elem = T;
+    const HEAD_ELEMS: usize = 64;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores(&self, k: *const T) -> [f32; G] {
+        let kv: [__m256; 8] = std::array::from_fn(|i| load8(k.add(8 * i)));
+        std::array::from_fn(|h| score_64(&self.qv[h], &kv))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn value(v: *const T, r: usize) -> __m256 {
+        load8(v.add(8 * r))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rescale(a: __m256, ms: __m256) -> __m256 {
+        round_f16(_mm256_mul_ps(a, ms))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn accumulate(a: __m256, v: __m256, vs: __m256) -> __m256 {
+        round_f16(_mm256_fmadd_ps(v, vs, a))
+    }
+    #[inline(always)]
+    fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32 {
+        s_sum.mul_add(ms, vs)
+    }
+}
+
+/// The queries of a Q8_0 cache: each quantized to two Q8_0 blocks, widened to i16. The
+/// accumulator is f32, updated by a separate multiply and add.
+struct Q8_0Heads<const G: usize> {
+    qq: [[BlockQ8_0; 2]; G],
+    q16: [[[__m256i; 2]; 2]; G],
+}
+
+impl<const G: usize> Q8_0Heads<G> {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn new(q: &[f32]) -> Self {
+        use crate::Quantize;
+        let mut qq = [[BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2]; G];
+        for (h, qq) in qq.iter_mut().enumerate() {
+            BlockQ8_0::quantize_row_act(&q[64 * h..64 * (h + 1)], qq);
+        }
+        let q16 = std::array::from_fn(|h| std::array::from_fn(|b| widen_i8(qq[h][b].qs.as_ptr())));
+        Q8_0Heads { qq, q16 }
+    }
+}
+
+impl<const G: usize> GroupKv<G> for Q8_0Heads<G> {
+    type Elem = BlockQ8_0;
+    const HEAD_ELEMS: usize = 2;
+
+    /// As [`vec_dot_q8_0_q8_0`]: per block, `d_w * d_a` and one FMA of the lane sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores(&self, k: *const BlockQ8_0) -> [f32; G] {
+        let k16: [[__m256i; 2]; 2] = std::array::from_fn(|b| widen_i8((*k.add(b)).qs.as_ptr()));
+        std::array::from_fn(|h| {
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..2 {
+                let (kd, qd) = ((*k.add(b)).d, self.qq[h][b].d);
+                let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(kd, kd), f16x2(qd, qd)));
+                let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], self.q16[h][b][0]), _mm256_madd_epi16(k16[b][1], self.q16[h][b][1]));
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+            }
+            hsum(acc)
+        })
+    }
+    /// Register `r` is bytes `8(r % 4)..` of block `r / 4`, times its `d`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn value(v: *const BlockQ8_0, r: usize) -> __m256 {
+        let vb = &*v.add(r / 4);
+        let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * (r % 4)).cast());
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), _mm256_broadcastss_ps(f16x2(vb.d, vb.d)))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rescale(a: __m256, ms: __m256) -> __m256 {
+        _mm256_mul_ps(a, ms)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn accumulate(a: __m256, v: __m256, vs: __m256) -> __m256 {
+        _mm256_add_ps(a, _mm256_mul_ps(v, vs))
+    }
+    #[inline(always)]
+    fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32 {
+        s_sum * ms + vs
+    }
+}
+
+/// The online softmax of `G` heads over the cache, the loop shared by the cache types.
+/// Keys go eight at a time: each key row is read once for every head's score, the
+/// exponentials of a head's eight keys come from one [`expf8`] (their arguments depend
+/// only on the scores and the running maximum), and the value rows then update `D` of
+/// each head's eight accumulator registers per pass, so `G * D` independent chains are in
+/// flight.
 #[inline(always)]
-unsafe fn attend_group_64<T: KvElem, const G: usize, const D: usize>(
-    q: &[f32],
-    spans: &[KvSpan<'_, T>],
+unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
+    heads: K,
+    spans: &[KvSpan<'_, K::Elem>],
     stride: usize,
     offset: usize,
     scale: f32,
     out: &mut [f32],
 ) {
-    // Each head's query rounded to f16, as 8 registers of 8 lanes.
-    let qv: [[__m256; 8]; G] = std::array::from_fn(|h| std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(64 * h + 8 * i)))));
     let mut acc = [[_mm256_setzero_ps(); 8]; G];
     let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
     for span in spans {
-        assert!(span.holds(stride, offset, 64), "attention span out of bounds");
+        assert!(span.holds(stride, offset, K::HEAD_ELEMS), "attention span out of bounds");
         let mut p0 = 0;
         while p0 < span.n_pos {
             let n = (span.n_pos - p0).min(8);
@@ -228,10 +377,9 @@ unsafe fn attend_group_64<T: KvElem, const G: usize, const D: usize>(
             // else `s - m`.
             let (mut arg, mut new_max) = ([[0.0f32; 8]; G], [[false; 8]; G]);
             for j in 0..n {
-                let kp = span.k.as_ptr().add((p0 + j) * stride + offset);
-                let kv: [__m256; 8] = std::array::from_fn(|i| load8(kp.add(8 * i)));
+                let scores = heads.scores(span.k.as_ptr().add((p0 + j) * stride + offset));
                 for h in 0..G {
-                    let s = score_64(&qv[h], &kv) * scale;
+                    let s = scores[h] * scale;
                     if s > m[h] {
                         (arg[h][j], new_max[h][j]) = (m[h] - s, true);
                         m[h] = s;
@@ -250,139 +398,19 @@ unsafe fn attend_group_64<T: KvElem, const G: usize, const D: usize>(
             while c < 8 {
                 let mut a: [[__m256; D]; G] = std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
                 for j in 0..n {
-                    let vp = span.v.as_ptr().add((p0 + j) * stride + offset + 8 * c);
-                    let v: [__m256; D] = std::array::from_fn(|i| load8(vp.add(8 * i)));
-                    for h in 0..G {
-                        let (ms, vs) = w[h][j];
-                        if new_max[h][j] {
-                            let msv = _mm256_set1_ps(ms);
-                            for x in a[h].iter_mut() {
-                                *x = round_f16(_mm256_mul_ps(*x, msv));
-                            }
-                        }
-                        let vsv = _mm256_set1_ps(vs);
-                        for (x, v) in a[h].iter_mut().zip(&v) {
-                            *x = round_f16(_mm256_fmadd_ps(*v, vsv, *x));
-                        }
-                    }
-                }
-                for h in 0..G {
-                    acc[h][c..c + D].copy_from_slice(&a[h]);
-                }
-                c += D;
-            }
-            for h in 0..G {
-                for &(ms, vs) in &w[h][..n] {
-                    s_sum[h] = s_sum[h].mul_add(ms, vs);
-                }
-            }
-            p0 += n;
-        }
-    }
-    for h in 0..G {
-        let inv = _mm256_set1_ps(if s_sum[h] == 0.0 { 0.0 } else { 1.0 / s_sum[h] });
-        for (i, a) in acc[h].iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(64 * h + 8 * i), _mm256_mul_ps(*a, inv));
-        }
-    }
-}
-
-/// AVX2 twin of [`crate::attention::attend_head_quant`] over a `Q8_0` cache, for
-/// `head_dim == 64` (two blocks per head) and the heads of `q` (`[g][64]`) sharing the
-/// KV head at block `offset`: the same operations in the same order per head (the Q8_0
-/// dot product of [`vec_dot_q8_0_q8_0`], the value row `q * d` accumulated in f32 by a
-/// separate multiply and add), so the results are bit-identical to the scalar kernel.
-/// A key row is widened once for every head's score and a value row converted once for
-/// every head's accumulator; exponentials go eight keys at a time.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
-/// of 64. (Each span is checked to hold its rows.)
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_heads_q8_0_64(q: &[f32], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
-    for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
-        match q.len() / 64 {
-            1 => attend_group_q8_0_64::<1, 8>(q, spans, stride, offset, scale, out),
-            2 => attend_group_q8_0_64::<2, 4>(q, spans, stride, offset, scale, out),
-            3 => attend_group_q8_0_64::<3, 2>(q, spans, stride, offset, scale, out),
-            _ => attend_group_q8_0_64::<4, 2>(q, spans, stride, offset, scale, out),
-        }
-    }
-}
-
-/// [`attend_heads_q8_0_64`] for `G` heads, `D` accumulator registers of each per pass.
-#[inline(always)]
-unsafe fn attend_group_q8_0_64<const G: usize, const D: usize>(
-    q: &[f32],
-    spans: &[KvSpan<'_, BlockQ8_0>],
-    stride: usize,
-    offset: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
-    use crate::Quantize;
-    // Each head's query as two Q8_0 blocks, widened to i16 (4 registers) with its scales.
-    let mut qq = [[BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2]; G];
-    for h in 0..G {
-        BlockQ8_0::quantize_row_act(&q[64 * h..64 * (h + 1)], &mut qq[h]);
-    }
-    let q16: [[[__m256i; 2]; 2]; G] = std::array::from_fn(|h| std::array::from_fn(|b| widen_i8(qq[h][b].qs.as_ptr())));
-    let mut acc = [[_mm256_setzero_ps(); 8]; G];
-    let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
-    for span in spans {
-        assert!(span.holds(stride, offset, 2), "attention span out of bounds");
-        let mut p0 = 0;
-        while p0 < span.n_pos {
-            let n = (span.n_pos - p0).min(8);
-            let (mut arg, mut new_max) = ([[0.0f32; 8]; G], [[false; 8]; G]);
-            for j in 0..n {
-                let kb = span.k.as_ptr().add((p0 + j) * stride + offset);
-                let k16: [[__m256i; 2]; 2] = std::array::from_fn(|b| widen_i8((*kb.add(b)).qs.as_ptr()));
-                for h in 0..G {
-                    // As vec_dot_q8_0_q8_0: per block, d_w * d_a and one FMA of the lane sums.
-                    let mut sacc = _mm256_setzero_ps();
-                    for b in 0..2 {
-                        let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2((*kb.add(b)).d, (*kb.add(b)).d), f16x2(qq[h][b].d, qq[h][b].d)));
-                        let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], q16[h][b][0]), _mm256_madd_epi16(k16[b][1], q16[h][b][1]));
-                        sacc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), sacc);
-                    }
-                    let s = hsum(sacc) * scale;
-                    if s > m[h] {
-                        (arg[h][j], new_max[h][j]) = (m[h] - s, true);
-                        m[h] = s;
-                    } else {
-                        arg[h][j] = s - m[h];
-                    }
-                }
-            }
-            let mut e = [[0.0f32; 8]; G];
-            for h in 0..G {
-                _mm256_storeu_ps(e[h].as_mut_ptr(), expf8(_mm256_loadu_ps(arg[h].as_ptr())));
-            }
-            let w: [[(f32, f32); 8]; G] = std::array::from_fn(|h| std::array::from_fn(|j| if new_max[h][j] { (e[h][j], 1.0) } else { (1.0, e[h][j]) }));
-            let mut c = 0;
-            while c < 8 {
-                let mut a: [[__m256; D]; G] = std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
-                for j in 0..n {
                     let row = span.v.as_ptr().add((p0 + j) * stride + offset);
-                    // Register r holds dims 8r..8r + 8: bytes 8(r % 4).. of block r / 4.
-                    let v: [__m256; D] = std::array::from_fn(|i| {
-                        let vb = &*row.add((c + i) / 4);
-                        let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * ((c + i) % 4)).cast());
-                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), _mm256_broadcastss_ps(f16x2(vb.d, vb.d)))
-                    });
+                    let v: [__m256; D] = std::array::from_fn(|i| K::value(row, c + i));
                     for h in 0..G {
                         let (ms, vs) = w[h][j];
                         if new_max[h][j] {
                             let msv = _mm256_set1_ps(ms);
                             for x in a[h].iter_mut() {
-                                *x = _mm256_mul_ps(*x, msv);
+                                *x = K::rescale(*x, msv);
                             }
                         }
                         let vsv = _mm256_set1_ps(vs);
                         for (x, v) in a[h].iter_mut().zip(&v) {
-                            *x = _mm256_add_ps(*x, _mm256_mul_ps(*v, vsv));
+                            *x = K::accumulate(*x, *v, vsv);
                         }
                     }
                 }
@@ -393,7 +421,7 @@ unsafe fn attend_group_q8_0_64<const G: usize, const D: usize>(
             }
             for h in 0..G {
                 for &(ms, vs) in &w[h][..n] {
-                    s_sum[h] = s_sum[h] * ms + vs;
+                    s_sum[h] = K::add_weight(s_sum[h], ms, vs);
                 }
             }
             p0 += n;
@@ -410,7 +438,8 @@ unsafe fn attend_group_q8_0_64<const G: usize, const D: usize>(
 /// `q · k` for a 64-wide head (both as 8 registers of 8 lanes) in the order of
 /// [`crate::attention::dot_f16_order`]: lanes `l` of group `g` (16 lanes) live in
 /// register `2g + l/8`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn score_64(qv: &[__m256; 8], kv: &[__m256; 8]) -> f32 {
     let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], kv[i]));
     // groups: 0+2, 1+3, then 0+1 (per register half).
