@@ -45,7 +45,7 @@ pub(crate) unsafe fn f16x2(lo: f16, hi: f16) -> __m128 {
 }
 
 #[inline(always)]
-unsafe fn load_i8x32(qs: &[i8; 32]) -> __m256i {
+pub(crate) unsafe fn load_i8x32(qs: &[i8; 32]) -> __m256i {
     _mm256_loadu_si256(qs.as_ptr().cast())
 }
 
@@ -696,45 +696,71 @@ pub unsafe fn gemm_q4_1_q8_1(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: &
     gemm::<TileQ4_1, TILE_TOKENS>(nb, w, a, out)
 }
 
-struct TileQ4_0;
+/// A weight block of unsigned quants stored with an offset, `w = d (q - 2^SHIFT)` (Q4_0,
+/// Q5_0), dotted with Q8_0 activations as `q·a - 2^SHIFT Σa` in the lanes.
+pub(crate) trait OffsetBlock {
+    /// log2 of the offset: 3 for Q4_0's 8, 4 for Q5_0's 16.
+    const SHIFT: i32;
+    /// The block's scale as f32 lane 0.
+    unsafe fn scale(&self) -> __m128;
+    /// The 32 unsigned quants in element order.
+    unsafe fn quants(&self) -> __m256i;
+}
 
-impl Tile for TileQ4_0 {
-    type W = BlockQ4_0;
+impl OffsetBlock for BlockQ4_0 {
+    const SHIFT: i32 = 3;
+    #[inline(always)]
+    unsafe fn scale(&self) -> __m128 {
+        f16x2(self.d, self.d)
+    }
+    #[inline(always)]
+    unsafe fn quants(&self) -> __m256i {
+        nibbles_at(self.qs.as_ptr())
+    }
+}
+
+/// The tile kernel of an [`OffsetBlock`] type.
+pub(crate) struct TileOffset<W>(std::marker::PhantomData<W>);
+
+impl<W: OffsetBlock> Tile for TileOffset<W> {
+    type W = W;
     type A = BlockQ8_0;
-    /// `d_a` of each token (in all lanes), and `8 × (lane sums of the quants)` of each token.
+    /// `d_a` of each token (in all lanes), and `2^SHIFT × (lane sums of the quants)` of
+    /// each token.
     type Prep = ([__m256; TILE_TOKENS], [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         // Only the first T tokens' entries are written (and read).
-        for (b, (d, s8)) in prep.iter_mut().enumerate().take(nb) {
+        let shift = _mm_cvtsi32_si128(W::SHIFT);
+        for (b, (d, s)) in prep.iter_mut().enumerate().take(nb) {
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
                 d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
-                s8[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), 3);
+                s[t] = _mm256_sll_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), shift);
             }
         }
     }
 
-    /// Per block and output, as [`vec_dot_q4_0_q8_0`]: `acc += (d_w d_a) * sumi` with
-    /// `sumi = q·a - 8 Σa` in the same lanes.
+    /// Per block and output, as the type's one-row `vec_dot`: `acc += (d_w d_a) * sumi`
+    /// with `sumi = q·a - 2^SHIFT Σa` in the same lanes.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const W, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for (b, (d_a, s8)) in prep.iter().enumerate().take(nb) {
+        for (b, (d_a, s)) in prep.iter().enumerate().take(nb) {
             if T <= 2 {
                 // Streaming weights (decode): the next tile's bytes are on their way in.
-                prefetch_next_tile::<BlockQ4_0, R>(w, nb, b);
+                prefetch_next_tile::<W, R>(w, nb, b);
             }
             let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
             for r in 0..R {
-                let bw = w.add(r * nb + b);
-                let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
-                let q = nibbles_at((*bw).qs.as_ptr());
+                let bw = &*w.add(r * nb + b);
+                let d_w = _mm256_broadcastss_ps(bw.scale());
+                let q = bw.quants();
                 for t in 0..T {
                     let d = _mm256_mul_ps(d_w, d_a[t]);
-                    let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s8[t]);
+                    let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
             }
@@ -756,7 +782,7 @@ impl Tile for TileQ4_0 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q4_0_q8_0(nb: usize, w: &[BlockQ4_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    gemm::<TileQ4_0, TILE_TOKENS>(nb, w, a, out)
+    gemm::<TileOffset<BlockQ4_0>, TILE_TOKENS>(nb, w, a, out)
 }
 
 struct TileQ8_0;

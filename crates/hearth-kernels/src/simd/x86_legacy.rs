@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 
-use super::x86::{dot_u8_i8, f16x2, gemm, hsum, prefetch_next_tile, Tile, TILE_TOKENS};
+use super::x86::{dot_u8_i8, f16x2, gemm, hsum, prefetch_next_tile, OffsetBlock, Tile, TileOffset, TILE_TOKENS};
 use crate::quants::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 /// The 32 unsigned 5-bit quants of a block in element order: nibbles of `qs` (low, then
@@ -79,57 +79,15 @@ pub unsafe fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
 // for all the tokens of a tile, and the activations' scales and lane sums are prepared
 // once per call. The tile driver is `x86.rs`'s.
 
-struct TileQ5_0;
-
-impl Tile for TileQ5_0 {
-    type W = BlockQ5_0;
-    type A = BlockQ8_0;
-    /// `d_a` of each token (in all lanes), and `16 × (lane sums of the quants)` of each
-    /// token.
-    type Prep = ([__m256; TILE_TOKENS], [__m256i; TILE_TOKENS]);
-
+impl OffsetBlock for BlockQ5_0 {
+    const SHIFT: i32 = 4;
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
-        for (b, p) in prep.iter_mut().enumerate().take(nb) {
-            let mut d = [_mm256_setzero_ps(); TILE_TOKENS];
-            let mut s16 = [_mm256_setzero_si256(); TILE_TOKENS];
-            for t in 0..T {
-                let blk = &*a.add(t * nb + b);
-                d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
-                let qa = _mm256_loadu_si256(blk.qs.as_ptr().cast());
-                s16[t] = _mm256_slli_epi32(dot_u8_i8(_mm256_set1_epi8(1), qa), 4);
-            }
-            *p = (d, s16);
-        }
+    unsafe fn scale(&self) -> __m128 {
+        f16x2(self.d, self.d)
     }
-
-    /// Per block and output, as [`vec_dot_q5_0_q8_0`].
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_0, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
-        let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for (b, (d_a, s16)) in prep.iter().enumerate().take(nb) {
-            if T <= 2 {
-                prefetch_next_tile::<BlockQ5_0, R>(w, nb, b);
-            }
-            let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
-            for r in 0..R {
-                let bw = &*w.add(r * nb + b);
-                let d_w = _mm256_broadcastss_ps(f16x2(bw.d, bw.d));
-                let q = quants5(&bw.qs, &bw.qh);
-                for t in 0..T {
-                    let d = _mm256_mul_ps(d_w, d_a[t]);
-                    let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s16[t]);
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
-                }
-            }
-        }
-        let mut res = [[0.0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                res[r][t] = hsum(acc[r][t]);
-            }
-        }
-        res
+    unsafe fn quants(&self) -> __m256i {
+        quants5(&self.qs, &self.qh)
     }
 }
 
@@ -140,7 +98,7 @@ impl Tile for TileQ5_0 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q5_0_q8_0(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    gemm::<TileQ5_0, TILE_TOKENS>(nb, w, a, out)
+    gemm::<TileOffset<BlockQ5_0>, TILE_TOKENS>(nb, w, a, out)
 }
 
 struct TileQ5_1;
