@@ -1,44 +1,13 @@
 //! The `hearth` binary end to end on the real default model: greedy output, JSON,
 //! tokenize, perplexity against the reference engine, and one-line errors on bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Command;
 
 use serde_json::Value;
 
-fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("HEARTH_TEST_MODEL") {
-        return PathBuf::from(p);
-    }
-    let dir = std::env::var_os("HEARTH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/hearth/models"));
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.is_file(), "default model missing at {}: run `hearth pull` first", p.display());
-    p
-}
-
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name)
-}
-
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failure must be a clear one-line `error:` message, a non-zero exit, no panic.
-fn assert_clean_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "message {:?} lacks {needle:?}", lines[0]);
-}
+use common::{assert_clean_error, data_path as data, hearth, model_path, stderr};
 
 /// Reference case `i` of greedy_q4_1.json through `hearth run --json`: the same prompt ids
 /// and the same first `n_same` generated tokens.

@@ -2,43 +2,14 @@
 //! output's structure (never its times), and quantized files compared byte for byte with
 //! what llama.cpp's quantizer writes from the same input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("HEARTH_TEST_MODEL") {
-        return PathBuf::from(p);
-    }
-    let dir = std::env::var_os("HEARTH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/hearth/models"));
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.is_file(), "default model missing at {}: run `hearth pull` first", p.display());
-    p
-}
-
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "hearth failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-/// A failure must be a clear one-line `error:` message, a non-zero exit, no panic.
-fn assert_clean_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "message {:?} lacks {needle:?}", lines[0]);
-    assert!(o.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&o.stdout));
-}
+use common::{assert_clean_error, hearth, model_path, stdout};
 
 #[test]
 fn bench_json_has_one_object_per_test_with_llama_bench_fields() {

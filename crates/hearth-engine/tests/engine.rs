@@ -2,6 +2,7 @@
 //! preemption must not change what a greedy request returns, and a dropped client frees
 //! its blocks.
 
+#[path = "../../hearth-model/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
