@@ -7,7 +7,7 @@
 //! FMA per super-block. Q4_K/Q5_K also accumulate their min correction
 //! `(-d_a * dmin) * (mins · pair sums of bsums)` in four f32 lanes; Q2_K adds its
 //! `(-d_a * dmin) * (mins · bsums)` (eight lanes) into the main accumulators first. One horizontal sum at
-//! the end. The scalar twins in `quants/k_quants.rs` (`vec_dot_q*_k_q8_k_ref`) do the same
+//! the end. The scalar twins in `quants/k_quants/mod.rs` (`vec_dot_q*_k_q8_k_ref`) do the same
 //! f32 operations in the same order; ggml's generic code (eight lanes by element index
 //! mod 8) differs from them by f32 rounding only.
 
