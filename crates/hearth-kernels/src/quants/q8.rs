@@ -118,6 +118,8 @@ impl Quantize for BlockQ8_0 {
     }
 
     /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
+    /// Inlined so that callers under `with_isa` get it vectorized for their ISA.
+    #[inline]
     fn quantize_row_act(x: &[f32], y: &mut [Self]) {
         assert_eq!(x.len(), y.len() * QK8_0, "quantize_row_act q8_0: length mismatch");
         for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
@@ -187,6 +189,8 @@ impl Quantize for BlockQ8_1 {
     }
 
     /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
+    /// Inlined so that callers under `with_isa` get it vectorized for their ISA.
+    #[inline]
     fn quantize_row_act(x: &[f32], y: &mut [Self]) {
         assert_eq!(x.len(), y.len() * QK8_1, "quantize_row_act q8_1: length mismatch");
         for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {

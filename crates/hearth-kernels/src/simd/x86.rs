@@ -482,7 +482,7 @@ pub(crate) trait Tile {
     unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
     /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the tokens
     /// of `prep` (and `a`, row `t` at `a + t * nb`).
-    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R];
+    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R];
 }
 
 /// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of `MAX_T`
@@ -585,22 +585,6 @@ unsafe fn f16_pair_at(p: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p.cast::<i32>())))
 }
 
-/// `[d_a(t) for t < 8, s_a(t) for t < 8]` as f32 (zero past `T`) for the block at `a` of
-/// `T` activation rows (row `t`'s block at `a + t * nb`).
-#[inline(always)]
-unsafe fn scales_q8_1<const T: usize>(a: *const BlockQ8_1, nb: usize) -> [f32; 16] {
-    let mut h = [0u16; 16];
-    for t in 0..T {
-        let blk = &*a.add(t * nb);
-        h[t] = blk.d.to_bits();
-        h[8 + t] = blk.s.to_bits();
-    }
-    let mut p = [0.0f32; 16];
-    _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
-    _mm256_storeu_ps(p.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(8).cast())));
-    p
-}
-
 /// Prefetches the part of the next row tile (the `R` rows after the current ones) that
 /// lies `b / nb` of the way through it, so the next tile's weights stream in while this
 /// one computes. The address may be past the weights; a prefetch never faults.
@@ -617,69 +601,105 @@ pub(crate) unsafe fn prefetch_next_tile<W, const R: usize>(w: *const W, nb: usiz
 
 struct TileQ4_1;
 
+/// What [`TileQ4_1`] keeps per block for a tile of tokens.
+#[derive(Clone, Copy)]
+struct PrepQ4_1 {
+    /// `[d_a(t), s_a(t)]` of each token as f32 (lanes `2t`, `2t + 1`; zero past `T`).
+    ds: [f32; 2 * TILE_TOKENS],
+    /// The tokens' quants side by side (aligned: in the activation rows a block's quants
+    /// straddle cache lines).
+    qa: [__m256i; TILE_TOKENS],
+    /// Per weight row of the tile in turn, `[d_w, m_w] × ds` of each group of four tokens:
+    /// `d_w d_a(t)` in lane `2t`, `m_w s_a(t)` in lane `2t + 1` (written by `tile`).
+    dm_ds: [f32; 2 * TILE_TOKENS],
+}
+
 impl Tile for TileQ4_1 {
     type W = BlockQ4_1;
     type A = BlockQ8_1;
-    /// `[d_a(t), s_a(t)]` as f32, and each `d_a(t)` broadcast to a whole register.
-    type Prep = ([f32; 16], [__m256; TILE_TOKENS]);
+    type Prep = PrepQ4_1;
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [Self::Prep]) {
-        for (b, (sc, d)) in prep.iter_mut().enumerate().take(nb) {
-            *sc = scales_q8_1::<T>(a.add(b), nb);
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [PrepQ4_1]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            let mut h = [0u32; TILE_TOKENS];
             for t in 0..T {
-                d[t] = _mm256_set1_ps(sc[t]);
+                let blk = a.add(t * nb + b);
+                h[t] = std::ptr::read_unaligned(blk.cast::<u32>()); // d, s
+                p.qa[t] = load_i8x32(&(*blk).qs);
             }
+            _mm256_storeu_ps(p.ds.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+            _mm256_storeu_ps(p.ds.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(4).cast())));
         }
     }
 
     /// Per block and output, as [`vec_dot_q4_1_q8_1`]: `acc += (d_w d_a) * sumi` (one
-    /// FMA over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens
-    /// share one register, one lane per token.
+    /// FMA over the eight lanes), `summs += m_w * s_a`.
+    ///
+    /// Several tokens: a first pass over the blocks multiplies each row's `[d_w, m_w]`
+    /// by the tokens' `[d_a, s_a]` (both products of four tokens in one multiply), sums
+    /// the `m_w s_a` and stores the products; the integer pass then reads each `d_w d_a`
+    /// back with a broadcast load, which costs a load port instead of a multiply per
+    /// token: the same product, rounded once, so the same result. Two passes, not one,
+    /// keep the integer pass's registers for its accumulators and constants.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, a: *const BlockQ8_1, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, _a: *const BlockQ8_1, prep: &mut [PrepQ4_1], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let mut summs1 = [_mm_setzero_ps(); R]; // one token: lane 1
-        let mut summs = [_mm256_setzero_ps(); R]; // several: lane t
-        for (b, (sc, d_a)) in prep.iter().enumerate().take(nb) {
-            let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
-            let s_a = _mm256_loadu_ps(sc.as_ptr().add(8));
-            if T <= 2 {
+        if T == 1 {
+            // One token: one product per row as in the one-row kernel.
+            let mut summs = [_mm_setzero_ps(); R];
+            for (b, p) in prep.iter().enumerate().take(nb) {
                 // Streaming weights (decode): the next tile's bytes are on their way in.
                 prefetch_next_tile::<BlockQ4_1, R>(w, nb, b);
-            }
-            // One token: [d_a, s_a, 0, 0], for one product per row as in the one-row kernel.
-            let ds = _mm_unpacklo_ps(_mm_load_ss(&sc[0]), _mm_load_ss(&sc[8]));
-            for r in 0..R {
-                let bw = w.add(r * nb + b);
-                let dm = f16_pair_at(bw.cast()); // [d_w, m_w, 0, 0]
-                let q = nibbles_at((*bw).qs.as_ptr());
-                if T == 1 {
-                    // [d_w d_a, m_w s_a]; summs keeps its sum in lane 1.
-                    let p = _mm_mul_ps(dm, ds);
-                    summs1[r] = _mm_add_ps(summs1[r], p);
-                    let sumi = dot_u8_i8(q, qa[0]);
-                    acc[r][0] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(sumi), acc[r][0]);
-                    continue;
+                let ds = _mm_loadu_ps(p.ds.as_ptr()); // [d_a, s_a, 0, 0]
+                for r in 0..R {
+                    let bw = w.add(r * nb + b);
+                    let dm_ds = _mm_mul_ps(f16_pair_at(bw.cast()), ds); // [d_w d_a, m_w s_a, ..]
+                    summs[r] = _mm_add_ps(summs[r], dm_ds);
+                    let sumi = dot_u8_i8(nibbles_at((*bw).qs.as_ptr()), p.qa[0]);
+                    acc[r][0] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm_ds), _mm256_cvtepi32_ps(sumi), acc[r][0]);
                 }
-                let d_w = _mm256_broadcastss_ps(dm);
-                let m_w = _mm256_broadcastss_ps(_mm_shuffle_ps(dm, dm, 0x55));
-                summs[r] = _mm256_add_ps(summs[r], _mm256_mul_ps(m_w, s_a));
+            }
+            let mut res = [[0.0f32; T]; R];
+            for r in 0..R {
+                res[r][0] = hsum(acc[r][0]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r]));
+            }
+            return res;
+        }
+        // Groups of four tokens; row r's group h at dm_ds[8 (r G + h)..].
+        let groups = T.div_ceil(4);
+        const { assert!(T == 1 || R * T.div_ceil(4) <= 2, "dm_ds holds two groups") };
+        let mut summs = [[_mm256_setzero_ps(); 2]; R]; // lane 2t + 1: token 4h + t
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            for r in 0..R {
+                // [d_w, m_w] in every pair of lanes.
+                let dm = _mm256_cvtph_ps(_mm_set1_epi32(std::ptr::read_unaligned(w.add(r * nb + b).cast::<i32>())));
+                for h in 0..groups {
+                    let dm_ds = _mm256_mul_ps(dm, _mm256_loadu_ps(p.ds.as_ptr().add(8 * h)));
+                    summs[r][h] = _mm256_add_ps(summs[r][h], dm_ds);
+                    _mm256_storeu_ps(p.dm_ds.as_mut_ptr().add(8 * (r * groups + h)), dm_ds);
+                }
+            }
+        }
+        let mut m = [[0.0f32; 2 * TILE_TOKENS]; R];
+        for r in 0..R {
+            for h in 0..groups {
+                _mm256_storeu_ps(m[r].as_mut_ptr().add(8 * h), summs[r][h]);
+            }
+        }
+        for (b, p) in prep.iter().enumerate().take(nb) {
+            for r in 0..R {
+                let q = nibbles_at((*w.add(r * nb + b)).qs.as_ptr());
                 for t in 0..T {
-                    // d_a(t) is already in all lanes: one multiply, its operand a load.
-                    let d = _mm256_mul_ps(d_w, d_a[t]);
-                    let sumi = dot_u8_i8(q, qa[t]);
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    let d = _mm256_broadcast_ss(&p.dm_ds[8 * (r * groups + t / 4) + 2 * (t % 4)]);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, p.qa[t])), acc[r][t]);
                 }
             }
         }
         let mut res = [[0.0f32; T]; R];
         for r in 0..R {
-            let (mut m1, mut m) = ([0.0f32; 4], [0.0f32; 8]);
-            _mm_storeu_ps(m1.as_mut_ptr(), summs1[r]);
-            _mm256_storeu_ps(m.as_mut_ptr(), summs[r]);
             for t in 0..T {
-                res[r][t] = hsum(acc[r][t]) + if T == 1 { m1[1] } else { m[t] };
+                res[r][t] = hsum(acc[r][t]) + m[r][2 * t + 1];
             }
         }
         res
@@ -746,7 +766,7 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
     /// with `sumi = q·a - 2^SHIFT Σa` in the same lanes.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const W, a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const W, a: *const BlockQ8_0, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for (b, (d_a, s)) in prep.iter().enumerate().take(nb) {
             if T <= 2 {
@@ -810,7 +830,7 @@ impl Tile for TileQ8_0 {
     /// of elements `2l, 2l+1` and `16+2l, 17+2l`; `acc += (d_w d_a) * sumi`.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for (b, (d_a, q16)) in prep.iter().enumerate().take(nb) {
             if T <= 2 {

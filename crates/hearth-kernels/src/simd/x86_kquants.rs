@@ -263,7 +263,7 @@ impl Tile for TileQ6K {
 
     /// Per super-block and output, as [`vec_dot_q6_k_q8_k`].
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ6_K, a: *const BlockQ8_K, _: &[()], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ6_K, a: *const BlockQ8_K, _: &mut [()], nb: usize) -> [[f32; T]; R] {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
         let m32 = _mm256_set1_epi8(32);
@@ -404,7 +404,7 @@ impl<B: K4Block> Tile for TileK4<B> {
 
     /// Per super-block and output, as `k4_block` in the one-row kernels.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const B, a: *const BlockQ8_K, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const B, a: *const BlockQ8_K, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut acc_m = [[_mm_setzero_ps(); T]; R];
         for (b, q8s) in prep.iter().enumerate().take(nb) {
@@ -475,7 +475,7 @@ impl Tile for TileQ3K {
 
     /// Per super-block and output, as [`vec_dot_q3_k_q8_k`].
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ3_K, a: *const BlockQ8_K, _: &[()], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ3_K, a: *const BlockQ8_K, _: &mut [()], nb: usize) -> [[f32; T]; R] {
         let m3 = _mm256_set1_epi8(3);
         let m1 = _mm256_set1_epi8(1);
         let m4 = _mm256_set1_epi8(4);
@@ -544,7 +544,7 @@ impl Tile for TileQ2K {
     /// Per super-block and output, as [`vec_dot_q2_k_q8_k`]: the min correction's FMA,
     /// then the scale's.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ2_K, a: *const BlockQ8_K, _: &[()], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ2_K, a: *const BlockQ8_K, _: &mut [()], nb: usize) -> [[f32; T]; R] {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm_set1_epi8(0x0f);
         let mut acc = [[_mm256_setzero_ps(); T]; R];

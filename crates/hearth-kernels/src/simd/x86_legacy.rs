@@ -130,7 +130,7 @@ impl Tile for TileQ5_1 {
     /// over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens share
     /// one register, one lane per token.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &[Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut summs = [_mm_setzero_ps(); R];
         for (b, (sc, d_a)) in prep.iter().enumerate().take(nb) {
