@@ -742,56 +742,113 @@ impl OffsetBlock for BlockQ4_0 {
 /// The tile kernel of an [`OffsetBlock`] type.
 pub(crate) struct TileOffset<W>(std::marker::PhantomData<W>);
 
+/// What the Q8_0-activation tiles keep per block for a tile of tokens, besides their own
+/// form of the quants.
+#[derive(Clone, Copy)]
+pub(crate) struct ScalesQ8_0 {
+    /// `d_a` of each token as f32 (zero past `T`).
+    d_a: [f32; TILE_TOKENS],
+    /// Per weight row of the tile in turn, `d_w × d_a` of each token (written by the
+    /// tile's scale pass).
+    dd: [f32; 2 * TILE_TOKENS],
+}
+
+impl ScalesQ8_0 {
+    #[inline(always)]
+    unsafe fn new<const T: usize>(a: *const BlockQ8_0, nb: usize) -> Self {
+        let mut h = [0u16; TILE_TOKENS];
+        for t in 0..T {
+            h[t] = (*a.add(t * nb)).d.to_bits();
+        }
+        let mut d_a = [0.0f32; TILE_TOKENS];
+        _mm256_storeu_ps(d_a.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+        Self { d_a, dd: [0.0; 2 * TILE_TOKENS] }
+    }
+
+    /// Stores `d_w × d_a(t)` for row `r` (`d_w` in all lanes of `d_w`).
+    #[inline(always)]
+    unsafe fn set_products(&mut self, r: usize, d_w: __m256) {
+        _mm256_storeu_ps(self.dd.as_mut_ptr().add(8 * r), _mm256_mul_ps(d_w, _mm256_loadu_ps(self.d_a.as_ptr())));
+    }
+
+    /// Row `r`, token `t`'s product in all lanes: a broadcast load (a load port, not a
+    /// multiply per token; the same product, rounded once, so the same result).
+    #[inline(always)]
+    unsafe fn product(&self, r: usize, t: usize) -> __m256 {
+        _mm256_broadcast_ss(&self.dd[8 * r + t])
+    }
+}
+
+/// `acc[r][t]` horizontally summed, in [`hsum`]'s order.
+#[inline(always)]
+unsafe fn hsums<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> [[f32; T]; R] {
+    // (Loops, not closures: a closure would not inherit the caller's target features.)
+    let mut res = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            res[r][t] = hsum(acc[r][t]);
+        }
+    }
+    res
+}
+
 impl<W: OffsetBlock> Tile for TileOffset<W> {
     type W = W;
     type A = BlockQ8_0;
-    /// `d_a` of each token (in all lanes), and `2^SHIFT × (lane sums of the quants)` of
-    /// each token.
-    type Prep = ([__m256; TILE_TOKENS], [__m256i; TILE_TOKENS]);
+    /// The scales, and `2^SHIFT × (lane sums of the quants)` of each token.
+    type Prep = (ScalesQ8_0, [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         // Only the first T tokens' entries are written (and read).
         let shift = _mm_cvtsi32_si128(W::SHIFT);
-        for (b, (d, s)) in prep.iter_mut().enumerate().take(nb) {
+        for (b, (sc, s)) in prep.iter_mut().enumerate().take(nb) {
+            *sc = ScalesQ8_0::new::<T>(a.add(b), nb);
             for t in 0..T {
                 let blk = &*a.add(t * nb + b);
-                d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
                 s[t] = _mm256_sll_epi32(dot_u8_i8(_mm256_set1_epi8(1), load_i8x32(&blk.qs)), shift);
             }
         }
     }
 
     /// Per block and output, as the type's one-row `vec_dot`: `acc += (d_w d_a) * sumi`
-    /// with `sumi = q·a - 2^SHIFT Σa` in the same lanes.
+    /// with `sumi = q·a - 2^SHIFT Σa` in the same lanes. Several tokens: the scale
+    /// products of each block row first, then the integer pass (see [`TileQ4_1`]).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
     unsafe fn tile<const R: usize, const T: usize>(w: *const W, a: *const BlockQ8_0, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for (b, (d_a, s)) in prep.iter().enumerate().take(nb) {
-            if T <= 2 {
+        if T == 1 {
+            for (b, (sc, s)) in prep.iter().enumerate().take(nb) {
                 // Streaming weights (decode): the next tile's bytes are on their way in.
                 prefetch_next_tile::<W, R>(w, nb, b);
+                let qa = load_i8x32(&(*a.add(b)).qs);
+                for r in 0..R {
+                    let bw = &*w.add(r * nb + b);
+                    let d = _mm256_mul_ps(_mm256_broadcastss_ps(bw.scale()), _mm256_broadcast_ss(&sc.d_a[0]));
+                    let sumi = _mm256_sub_epi32(dot_u8_i8(bw.quants(), qa), s[0]);
+                    acc[r][0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][0]);
+                }
             }
+            return hsums(&acc);
+        }
+        const { assert!(T == 1 || R <= 2, "ScalesQ8_0 holds two rows") };
+        for (b, (sc, _)) in prep.iter_mut().enumerate().take(nb) {
+            for r in 0..R {
+                sc.set_products(r, _mm256_broadcastss_ps((*w.add(r * nb + b)).scale()));
+            }
+        }
+        for (b, (sc, s)) in prep.iter().enumerate().take(nb) {
             let qa: [__m256i; T] = std::array::from_fn(|t| load_i8x32(&(*a.add(t * nb + b)).qs));
             for r in 0..R {
-                let bw = &*w.add(r * nb + b);
-                let d_w = _mm256_broadcastss_ps(bw.scale());
-                let q = bw.quants();
+                let q = (*w.add(r * nb + b)).quants();
                 for t in 0..T {
-                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s[t]);
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(sc.product(r, t), _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
             }
         }
-        let mut res = [[0.0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                res[r][t] = hsum(acc[r][t]);
-            }
-        }
-        res
+        hsums(&acc)
     }
 }
 
@@ -810,51 +867,58 @@ struct TileQ8_0;
 impl Tile for TileQ8_0 {
     type W = BlockQ8_0;
     type A = BlockQ8_0;
-    /// `d_a` of each token (in all lanes), and each token's quants widened to i16 (elements 0..16 and
-    /// 16..32).
-    type Prep = ([__m256; TILE_TOKENS], [[__m256i; 2]; TILE_TOKENS]);
+    /// The scales, and each token's quants widened to i16 (elements 0..16 and 16..32).
+    type Prep = (ScalesQ8_0, [[__m256i; 2]; TILE_TOKENS]);
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         // Only the first T tokens' entries are written (and read).
-        for (b, (d, q16)) in prep.iter_mut().enumerate().take(nb) {
+        for (b, (sc, q16)) in prep.iter_mut().enumerate().take(nb) {
+            *sc = ScalesQ8_0::new::<T>(a.add(b), nb);
             for t in 0..T {
-                let blk = &*a.add(t * nb + b);
-                d[t] = _mm256_broadcastss_ps(f16x2(blk.d, blk.d));
-                q16[t] = widen_i8(blk.qs.as_ptr());
+                q16[t] = widen_i8((*a.add(t * nb + b)).qs.as_ptr());
             }
         }
     }
 
     /// Per block and output, as [`vec_dot_q8_0_q8_0`]: lane `l` sums the 16-bit products
-    /// of elements `2l, 2l+1` and `16+2l, 17+2l`; `acc += (d_w d_a) * sumi`.
+    /// of elements `2l, 2l+1` and `16+2l, 17+2l`; `acc += (d_w d_a) * sumi`. Several
+    /// tokens: the scale products of each block row first, then the integer pass (see
+    /// [`TileQ4_1`]).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
     unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for (b, (d_a, q16)) in prep.iter().enumerate().take(nb) {
-            if T <= 2 {
+        if T == 1 {
+            for (b, (sc, q16)) in prep.iter().enumerate().take(nb) {
                 // Streaming weights (decode): the next tile's bytes are on their way in.
                 prefetch_next_tile::<BlockQ8_0, R>(w, nb, b);
+                for r in 0..R {
+                    let bw = w.add(r * nb + b);
+                    let d = _mm256_mul_ps(_mm256_broadcastss_ps(f16_pair_at(bw.cast())), _mm256_broadcast_ss(&sc.d_a[0]));
+                    let [w_lo, w_hi] = widen_i8((*bw).qs.as_ptr().cast());
+                    let sumi = _mm256_add_epi32(_mm256_madd_epi16(w_lo, q16[0][0]), _mm256_madd_epi16(w_hi, q16[0][1]));
+                    acc[r][0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][0]);
+                }
             }
+            return hsums(&acc);
+        }
+        const { assert!(T == 1 || R <= 2, "ScalesQ8_0 holds two rows") };
+        for (b, (sc, _)) in prep.iter_mut().enumerate().take(nb) {
             for r in 0..R {
-                let bw = w.add(r * nb + b);
-                let d_w = _mm256_broadcastss_ps(f16_pair_at(bw.cast()));
-                let [w_lo, w_hi] = widen_i8((*bw).qs.as_ptr().cast());
+                sc.set_products(r, _mm256_broadcastss_ps(f16_pair_at(w.add(r * nb + b).cast())));
+            }
+        }
+        for (b, (sc, q16)) in prep.iter().enumerate().take(nb) {
+            for r in 0..R {
+                let [w_lo, w_hi] = widen_i8((*w.add(r * nb + b)).qs.as_ptr().cast());
                 for t in 0..T {
-                    let d = _mm256_mul_ps(d_w, d_a[t]);
                     let sumi = _mm256_add_epi32(_mm256_madd_epi16(w_lo, q16[t][0]), _mm256_madd_epi16(w_hi, q16[t][1]));
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(sc.product(r, t), _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
             }
         }
-        let mut res = [[0.0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                res[r][t] = hsum(acc[r][t]);
-            }
-        }
-        res
+        hsums(&acc)
     }
 }
 
