@@ -292,3 +292,34 @@ mod x86 {
         }
     }
 }
+
+/// The AVX2 activation quantizers against their scalar twins, byte for byte, on ordinary
+/// rows and on rows with zeros, ties, extremes, infinities and NaNs.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_activation_quantizers_match_scalar_twins() {
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
+        return;
+    }
+    let mut rows: Vec<Vec<f32>> = (0..20).map(|s| data(1536, 900 + s)).collect();
+    rows.push(vec![0.0; 64]);
+    // x * 127 / amax lands on halves: ties must go to even.
+    rows.push((0..64).map(|i| (i as f32 - 32.0) * 0.5 + if i % 32 == 0 { 127.0 / 2.0 } else { 0.0 }).collect());
+    rows.push((0..64).map(|i| if i % 5 == 0 { f32::MAX } else { -(i as f32) }).collect());
+    rows.push((0..64).map(|i| [f32::NAN, f32::INFINITY, -1.0, 1e-30][i % 4]).collect());
+    rows.push((0..64).map(|i| if i == 7 { f32::NEG_INFINITY } else { i as f32 * 1e-3 }).collect());
+    for x in &rows {
+        let n = x.len() / 32;
+        let (mut a0, mut r0) = (vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n], vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n]);
+        let (mut a1, mut r1) = (vec![<BlockQ8_1 as bytemuck::Zeroable>::zeroed(); n], vec![<BlockQ8_1 as bytemuck::Zeroable>::zeroed(); n]);
+        // SAFETY: AVX2, FMA and F16C were detected above.
+        unsafe {
+            hearth_kernels::simd::x86::quantize_row_q8_0_act(x, &mut a0);
+            hearth_kernels::simd::x86::quantize_row_q8_1_act(x, &mut a1);
+        }
+        quantize_row_q8_0_act_ref(x, &mut r0);
+        quantize_row_q8_1_act_ref(x, &mut r1);
+        assert_eq!(bytemuck::cast_slice::<_, u8>(&a0), bytemuck::cast_slice::<_, u8>(&r0), "q8_0 row {:?}", &x[..4]);
+        assert_eq!(bytemuck::cast_slice::<_, u8>(&a1), bytemuck::cast_slice::<_, u8>(&r1), "q8_1 row {:?}", &x[..4]);
+    }
+}

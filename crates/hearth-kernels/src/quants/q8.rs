@@ -118,14 +118,14 @@ impl Quantize for BlockQ8_0 {
     }
 
     /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
-    /// Inlined so that callers under `with_isa` get it vectorized for their ISA.
-    #[inline]
     fn quantize_row_act(x: &[f32], y: &mut [Self]) {
         assert_eq!(x.len(), y.len() * QK8_0, "quantize_row_act q8_0: length mismatch");
-        for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
-            let xb: &[f32; QK8_0] = xb.try_into().unwrap();
-            yb.d = fp32_to_fp16(quantize_block_q8_act(xb, &mut yb.qs));
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86::quantize_row_q8_0_act(x, y) };
         }
+        quantize_row_q8_0_act_ref(x, y)
     }
 }
 
@@ -189,17 +189,36 @@ impl Quantize for BlockQ8_1 {
     }
 
     /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
-    /// Inlined so that callers under `with_isa` get it vectorized for their ISA.
-    #[inline]
     fn quantize_row_act(x: &[f32], y: &mut [Self]) {
         assert_eq!(x.len(), y.len() * QK8_1, "quantize_row_act q8_1: length mismatch");
-        for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
-            let xb: &[f32; QK8_1] = xb.try_into().unwrap();
-            let d = quantize_block_q8_act(xb, &mut yb.qs);
-            let sum: i32 = yb.qs.iter().map(|&q| i32::from(q)).sum();
-            yb.d = fp32_to_fp16(d);
-            yb.s = fp32_to_fp16(d * sum as f32);
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86::quantize_row_q8_1_act(x, y) };
         }
+        quantize_row_q8_1_act_ref(x, y)
+    }
+}
+
+/// Scalar twin of the SIMD activation quantizer into Q8_0 blocks.
+pub fn quantize_row_q8_0_act_ref(x: &[f32], y: &mut [BlockQ8_0]) {
+    assert_eq!(x.len(), y.len() * QK8_0, "quantize_row_act q8_0: length mismatch");
+    for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
+        let xb: &[f32; QK8_0] = xb.try_into().unwrap();
+        yb.d = fp32_to_fp16(quantize_block_q8_act(xb, &mut yb.qs));
+    }
+}
+
+/// Scalar twin of the SIMD activation quantizer into Q8_1 blocks (`s = f16(d * sum(qs))`
+/// with the f32 `d`).
+pub fn quantize_row_q8_1_act_ref(x: &[f32], y: &mut [BlockQ8_1]) {
+    assert_eq!(x.len(), y.len() * QK8_1, "quantize_row_act q8_1: length mismatch");
+    for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
+        let xb: &[f32; QK8_1] = xb.try_into().unwrap();
+        let d = quantize_block_q8_act(xb, &mut yb.qs);
+        let sum: i32 = yb.qs.iter().map(|&q| i32::from(q)).sum();
+        yb.d = fp32_to_fp16(d);
+        yb.s = fp32_to_fp16(d * sum as f32);
     }
 }
 

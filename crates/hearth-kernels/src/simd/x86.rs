@@ -49,6 +49,73 @@ pub(crate) unsafe fn load_i8x32(qs: &[i8; 32]) -> __m256i {
     _mm256_loadu_si256(qs.as_ptr().cast())
 }
 
+/// One block of the activation quantizer ([`crate::quantize_row_q8_0_act_ref`]'s twin):
+/// `amax = max |x|`, `d = amax / 127`, `q = round_half_even(x * 127 / amax)` (a NaN
+/// product gives 0, as the scalar cast does); returns `d` and the sum of the quants.
+/// Bit-identical: the maximum is exact, the scales are the same scalar divisions, and
+/// `_mm256_round_ps` rounds half to even as the scalar's magic-number addition does.
+#[inline(always)]
+unsafe fn quantize_block_q8_act(x: *const f32, qs: *mut i8) -> (f32, i32) {
+    // (Loops, not closures: a closure would not inherit the caller's target features.)
+    let mut v = [_mm256_setzero_ps(); 4];
+    for (i, v) in v.iter_mut().enumerate() {
+        *v = _mm256_loadu_ps(x.add(8 * i));
+    }
+    let abs = _mm256_set1_ps(-0.0);
+    // max_ps returns its second operand when the first is NaN: NaNs drop out, as in
+    // the scalar `f32::max`.
+    let mut m = _mm256_setzero_ps();
+    for v in v {
+        m = _mm256_max_ps(_mm256_andnot_ps(abs, v), m);
+    }
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let mut q = [_mm256_setzero_si256(); 4];
+    for i in 0..4 {
+        let r = _mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[i] = _mm256_cvtps_epi32(_mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)));
+    }
+    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let sum = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b01_00_11_10));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b10_11_00_01)));
+    // Packing interleaves the 128-bit halves; the permute restores element order.
+    let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(qs.cast(), p);
+    (d, sum)
+}
+
+/// AVX2 twin of [`crate::quantize_row_q8_0_act_ref`].
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_row_q8_0_act(x: &[f32], y: &mut [BlockQ8_0]) {
+    assert_eq!(x.len(), y.len() * 32, "quantize_row_act q8_0: length mismatch");
+    for (b, yb) in y.iter_mut().enumerate() {
+        let (d, _) = quantize_block_q8_act(x.as_ptr().add(32 * b), yb.qs.as_mut_ptr());
+        yb.d = crate::quants::fp32_to_fp16(d);
+    }
+}
+
+/// AVX2 twin of [`crate::quantize_row_q8_1_act_ref`].
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_row_q8_1_act(x: &[f32], y: &mut [BlockQ8_1]) {
+    assert_eq!(x.len(), y.len() * 32, "quantize_row_act q8_1: length mismatch");
+    for (b, yb) in y.iter_mut().enumerate() {
+        let (d, sum) = quantize_block_q8_act(x.as_ptr().add(32 * b), yb.qs.as_mut_ptr());
+        yb.d = crate::quants::fp32_to_fp16(d);
+        yb.s = crate::quants::fp32_to_fp16(d * sum as f32);
+    }
+}
+
 /// Q4_1 × Q8_1: `sum (d_w d_a) sumi + m_w s_a`.
 ///
 /// # Safety
