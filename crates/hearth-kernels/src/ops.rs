@@ -20,18 +20,35 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
 
 /// Rotary position embedding, "normal" (GPT-J) style: adjacent pairs `(x[2i], x[2i+1])`
 /// of each head are rotated by `pos * theta^(-2i / n_rot)`. `x` is `[n_head][head_dim]`;
-/// only the first `n_rot` dims of each head rotate.
-#[inline]
+/// only the first `n_rot` dims of each head rotate. ([`rope_angles`] then [`rope_rotate`].)
 pub fn rope_norm(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_base: f32) {
+    let mut cs = vec![(0.0, 0.0); n_rot / 2];
+    rope_angles(pos, n_rot, freq_base, &mut cs);
+    rope_rotate(x, head_dim, &cs);
+}
+
+/// `(cos, sin)` of position `pos`'s rotation angle for each of the `n_rot / 2` pairs
+/// (`cs.len()`), the angle stepping by `theta^(-2 / n_rot)` from `pos` as the reference
+/// engine steps it. The same for every head and layer, so computed once per position.
+pub fn rope_angles(pos: u32, n_rot: usize, freq_base: f32, cs: &mut [(f32, f32)]) {
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for cs in cs {
+        let (sin, cos) = theta.sin_cos();
+        *cs = (cos, sin);
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates the first `2 * cs.len()` dims of each head of `x` (`[n_head][head_dim]`) by
+/// the angles of [`rope_angles`].
+#[inline]
+pub fn rope_rotate(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
     for head in x.chunks_exact_mut(head_dim) {
-        let mut theta = pos as f32;
-        for pair in head[..n_rot].chunks_exact_mut(2) {
-            let (sin, cos) = theta.sin_cos();
+        for (pair, &(cos, sin)) in head[..2 * cs.len()].chunks_exact_mut(2).zip(cs) {
             let (x0, x1) = (pair[0], pair[1]);
             pair[0] = x0.mul_add(cos, -(x1 * sin));
             pair[1] = x0.mul_add(sin, x1 * cos);
-            theta *= theta_scale;
         }
     }
 }

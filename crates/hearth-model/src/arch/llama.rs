@@ -190,12 +190,19 @@ impl super::Architecture for Llama {
             self.token_embd.dequantize_row(tok as usize, row);
         }
 
+        // Each position's rotation angles, [n][n_rot / 2]: the same for every layer and head.
+        let n_pairs = c.n_rot / 2;
+        let mut rope = vec![(0.0f32, 0.0f32); n * n_pairs];
+        for (cs, &pos) in rope.chunks_exact_mut(n_pairs).zip(&batch.positions) {
+            ops::rope_angles(pos, c.n_rot, c.rope_freq_base, cs);
+        }
+
         let eps = c.rms_norm_eps;
         for (il, l) in self.layers.iter().enumerate() {
             for_rows(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &l.attn_norm, eps, y));
             QTensor::matmul_many(&[&l.wq, &l.wk, &l.wv], &xn, &mut [&mut q, &mut k, &mut v]);
-            for_rows(&mut q, n_q, &batch.positions, 1, |q, pos| ops::rope_norm(q, c.head_dim, c.n_rot, pos[0], c.rope_freq_base));
-            for_rows(&mut k, n_kv, &batch.positions, 1, |k, pos| ops::rope_norm(k, c.head_dim, c.n_rot, pos[0], c.rope_freq_base));
+            for_rows(&mut q, n_q, &rope, n_pairs, |q, cs| ops::rope_rotate(q, c.head_dim, cs));
+            for_rows(&mut k, n_kv, &rope, n_pairs, |k, cs| ops::rope_rotate(k, c.head_dim, cs));
             for (t, &pos) in batch.positions.iter().enumerate() {
                 let (pos, bs) = (pos as usize, kv.block_size());
                 let block = batch.block_tables[batch.seq[t] as usize][pos / bs] as usize;
