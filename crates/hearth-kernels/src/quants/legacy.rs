@@ -13,6 +13,7 @@ use half::f16;
 
 use super::float::{fp16_to_fp32, fp32_to_fp16};
 use super::q8::{hsum8, BlockQ8_0, BlockQ8_1};
+use super::signed_absmax;
 use crate::{Quantize, WeightBlock};
 
 /// Values per Q4_0 block.
@@ -80,21 +81,6 @@ pub struct BlockQ5_1 {
     pub qs: [u8; QK5_1 / 2],
 }
 const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
-
-/// ggml's signed max-abs scan for Q4_0/Q5_0: the first value with the largest magnitude,
-/// sign kept (`amax < |v|` strictly, so ties keep the earlier value).
-#[inline(always)]
-fn signed_absmax(x: &[f32; 32]) -> f32 {
-    let mut amax = 0.0f32;
-    let mut max = 0.0f32;
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    max
-}
 
 /// ggml's min/max scan: `min` starts at `f32::MAX`, `max` at `-f32::MAX`.
 #[inline(always)]

@@ -328,15 +328,8 @@ fn unpack_2bit(qs: &[u8; QK_K / 4]) -> [i8; QK_K] {
 
 impl BlockQ8_K {
     fn quantize_block(x: &[f32; QK_K]) -> Self {
-        let mut max = 0.0f32;
-        let mut amax = 0.0f32;
-        for &v in x {
-            let av = v.abs();
-            if av > amax {
-                amax = av;
-                max = v;
-            }
-        }
+        let max = super::signed_absmax(x);
+        let amax = max.abs();
         // ggml leaves `bsums` untouched for an all-zero block; here they are zero.
         let mut b = <Self as bytemuck::Zeroable>::zeroed();
         if amax == 0.0 {

@@ -3,6 +3,7 @@
 //! `make_qkx2_quants` (the affine types), with ggml's constants and order of operations.
 
 use super::GROUP_MAX_EPS;
+use crate::quants::signed_absmax;
 
 /// ggml's `nearest_int`: round to the nearest integer, ties to even, via the
 /// "add 1.5 * 2^23" trick. Exact for `|v| <= 4194303` (ggml asserts this in debug
@@ -19,15 +20,8 @@ pub(super) fn nearest_int(v: f32) -> i32 {
 /// `(sum w x l)^2 / sum w l^2` with weights `w = x^2`. Writes `L = l + nmax` and
 /// returns the scale.
 pub(super) fn make_qx_quants(nmax: i32, x: &[f32; 16], out: &mut [i8; 16]) -> f32 {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        let av = v.abs();
-        if av > amax {
-            amax = av;
-            max = v;
-        }
-    }
+    let max = signed_absmax(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         *out = [0; 16];
         return 0.0;
@@ -77,15 +71,8 @@ pub(super) fn make_qx_quants(nmax: i32, x: &[f32; 16], out: &mut [i8; 16]) -> f3
 /// descent on each `l` to maximize `(sum w x l)^2 / sum w l^2` with `w = x^2`.
 /// Writes `L = l + nmax` (or all zeros for an all-zero group) and returns the scale.
 pub(super) fn make_q3_quants(nmax: i32, x: &[f32; 16], out: &mut [i8; 16]) -> f32 {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        let av = v.abs();
-        if av > amax {
-            amax = av;
-            max = v;
-        }
-    }
+    let max = signed_absmax(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         *out = [0; 16];
         return 0.0;
