@@ -19,14 +19,9 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
 }
 
 /// Rotary position embedding, "normal" (GPT-J) style: adjacent pairs `(x[2i], x[2i+1])`
-/// of each head are rotated by `pos * theta^(-2i / n_rot)`. `x` is `[n_head][head_dim]`;
-/// only the first `n_rot` dims of each head rotate. ([`rope_angles`] then [`rope_rotate`].)
-pub fn rope_norm(x: &mut [f32], head_dim: usize, n_rot: usize, pos: u32, freq_base: f32) {
-    let mut cs = vec![(0.0, 0.0); n_rot / 2];
-    rope_angles(pos, n_rot, freq_base, &mut cs);
-    rope_rotate(x, head_dim, &cs);
-}
-
+/// of each head are rotated by `pos * theta^(-2i / n_rot)`, only the first `n_rot` dims
+/// of each head. This gives the angles, [`rope_rotate`] applies them.
+///
 /// `(cos, sin)` of position `pos`'s rotation angle for each of the `n_rot / 2` pairs
 /// (`cs.len()`), the angle stepping by `theta^(-2 / n_rot)` from `pos` as the reference
 /// engine steps it. The same for every head and layer, so computed once per position.
@@ -178,9 +173,14 @@ mod tests {
     fn rope_at_position_zero_is_identity_and_preserves_norm() {
         let mut x: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
         let orig = x.clone();
-        rope_norm(&mut x, 64, 64, 0, 10000.0);
+        let rope = |x: &mut [f32], pos| {
+            let mut cs = [(0.0, 0.0); 32];
+            rope_angles(pos, 64, 10000.0, &mut cs);
+            rope_rotate(x, 64, &cs);
+        };
+        rope(&mut x, 0);
         assert_eq!(x, orig);
-        rope_norm(&mut x, 64, 64, 17, 10000.0);
+        rope(&mut x, 17);
         let n0: f32 = orig.iter().map(|v| v * v).sum();
         let n1: f32 = x.iter().map(|v| v * v).sum();
         assert!((n0 - n1).abs() < 1e-3);

@@ -399,6 +399,7 @@ impl<const G: usize> GroupKv<G> for Q8_0Heads<G> {
     /// As [`vec_dot_q8_0_q8_0`]: per block, `d_w * d_a` and one FMA of the lane sums.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn score_parts(&self, k: *const BlockQ8_0) -> [__m256; G] {
         let k16: [[__m256i; 2]; 2] = std::array::from_fn(|b| widen_i8((*k.add(b)).qs.as_ptr()));
         std::array::from_fn(|h| {
@@ -443,6 +444,7 @@ impl<const G: usize> GroupKv<G> for Q8_0Heads<G> {
 /// each head's eight accumulator registers per pass, so `G * D` independent chains are in
 /// flight.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
 unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
     heads: K,
     spans: &[KvSpan<'_, K::Elem>],
@@ -713,6 +715,7 @@ impl Tile for TileQ4_1 {
     type Prep = PrepQ4_1;
 
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [PrepQ4_1]) {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             let mut h = [0u32; TILE_TOKENS];
@@ -736,6 +739,7 @@ impl Tile for TileQ4_1 {
     /// token: the same product, rounded once, so the same result. Two passes, not one,
     /// keep the integer pass's registers for its accumulators and constants.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, _a: *const BlockQ8_1, prep: &mut [PrepQ4_1], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         if T == 1 {
@@ -774,6 +778,8 @@ impl Tile for TileQ4_1 {
                 }
             }
         }
+        // The sums go to memory before the integer pass: kept in registers across it,
+        // they pushed its constants out (a reload per block, entry 26 of docs/perf.md).
         let mut m = [[0.0f32; 2 * TILE_TOKENS]; R];
         for r in 0..R {
             for h in 0..groups {
@@ -848,6 +854,7 @@ pub(crate) struct ScalesQ8_0 {
 
 impl ScalesQ8_0 {
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn new<const T: usize>(a: *const BlockQ8_0, nb: usize) -> Self {
         let mut h = [0u16; TILE_TOKENS];
         for t in 0..T {
@@ -892,6 +899,7 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
     type Prep = (ScalesQ8_0, [__m256i; TILE_TOKENS]);
 
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         // Only the first T tokens' entries are written (and read).
         let shift = _mm_cvtsi32_si128(W::SHIFT);
@@ -964,6 +972,7 @@ impl Tile for TileQ8_0 {
     type Prep = (ScalesQ8_0, [[__m256i; 2]; TILE_TOKENS]);
 
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [Self::Prep]) {
         // Only the first T tokens' entries are written (and read).
         for (b, (sc, q16)) in prep.iter_mut().enumerate().take(nb) {
