@@ -669,7 +669,7 @@ unsafe fn rows<K: Tile, const R: usize, const T: usize>(
 /// The 32 nibbles of a 16-byte block at `qs` as bytes in element order (low nibbles,
 /// then high), from one broadcast load: the upper half is shifted down by four.
 #[inline(always)]
-unsafe fn nibbles_at(qs: *const u8) -> __m256i {
+pub(crate) unsafe fn nibbles_at(qs: *const u8) -> __m256i {
     let b = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.cast()));
     _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f))
 }

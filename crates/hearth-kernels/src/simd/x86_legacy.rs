@@ -11,23 +11,19 @@
 use std::arch::x86_64::*;
 
 
-use super::x86::{dot_u8_i8, f16x2, gemm, hsum, prefetch_next_tile, OffsetBlock, Tile, TileOffset, TILE_TOKENS};
+use super::x86::{dot_u8_i8, f16x2, gemm, hsum, nibbles_at, prefetch_next_tile, OffsetBlock, Tile, TileOffset, TILE_TOKENS};
 use crate::quants::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 /// The 32 unsigned 5-bit quants of a block in element order: nibbles of `qs` (low, then
 /// high) with bit `j` of the little-endian `qh` as bit 4 of byte `j`.
 #[inline(always)]
 unsafe fn quants5(qs: &[u8; 16], qh: &[u8; 4]) -> __m256i {
-    let b = _mm_loadu_si128(qs.as_ptr().cast());
-    let lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
-    let hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
-    let nib = _mm256_set_m128i(hi, lo);
-    // Byte j gets byte j/8 of qh; OR-ing every bit but j % 8 leaves all ones iff set.
-    let x = i32::from_le_bytes(*qh);
+    // Byte j gets byte j/8 of qh, masked to its bit j % 8: equal to the mask iff set.
     let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
-    let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)), _mm256_set1_epi64x(-1));
-    _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+    let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(*qh)), shuf);
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_or_si256(nibbles_at(qs.as_ptr()), _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
 }
 
 /// Q5_0 × Q8_0: `sum (d_w d_a) sumi`, quants offset by -16.
