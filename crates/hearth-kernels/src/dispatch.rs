@@ -1,5 +1,5 @@
 //! Run-time ISA selection, done once: the best instruction set the CPU reports, capped by
-//! the `HEARTH_ISA` environment variable (`scalar`, `avx2`, `avx512`) so tests and users
+//! the `HEARTH_ISA` environment variable (`scalar`, `neon`, `avx2`, `avx512`) so tests and users
 //! can force a lower path. Never decided at build time: one binary runs on any x86-64.
 
 use std::sync::OnceLock;
@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     Scalar,
+    /// NEON (aarch64's base SIMD).
+    Neon,
     /// AVX2 + FMA + F16C.
     Avx2,
     /// AVX-512 F/BW/VL/VNNI on top of AVX2.
@@ -18,6 +20,7 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
         }
@@ -26,6 +29,7 @@ impl Isa {
     fn parse(s: &str) -> Option<Isa> {
         match s.trim().to_ascii_lowercase().as_str() {
             "scalar" | "none" => Some(Isa::Scalar),
+            "neon" => Some(Isa::Neon),
             "avx2" => Some(Isa::Avx2),
             "avx512" => Some(Isa::Avx512),
             _ => None,
@@ -49,6 +53,9 @@ impl Isa {
                 return Isa::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        return Isa::Neon;
+        #[allow(unreachable_code)]
         Isa::Scalar
     }
 }
@@ -59,6 +66,9 @@ pub fn isa() -> Isa {
     *ISA.get_or_init(|| {
         let best = Isa::detect();
         match std::env::var("HEARTH_ISA").ok().as_deref().and_then(Isa::parse) {
+            // NEON and the x86 levels are not steps of one ladder: NEON forced on x86
+            // is the scalar path.
+            Some(Isa::Neon) if best != Isa::Neon => Isa::Scalar,
             Some(forced) => forced.min(best),
             None => best,
         }
@@ -85,7 +95,7 @@ pub fn with_isa<R>(f: impl FnOnce() -> R) -> R {
             Isa::Avx512 => return unsafe { avx512(f) },
             // SAFETY: as above.
             Isa::Avx2 => return unsafe { avx2(f) },
-            Isa::Scalar => {}
+            Isa::Scalar | Isa::Neon => {}
         }
     }
     f()

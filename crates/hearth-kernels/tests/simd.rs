@@ -62,6 +62,47 @@ fn gemm_is_vec_dot_per_output() {
     gemm_matches_vec_dot::<BlockQ5_1>("q5_1");
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::*;
+    use hearth_kernels::simd::neon;
+
+    /// Blocks with every byte drawn at random (quants of -128 included) and ordinary
+    /// scales, so the integer sums see the extremes the quantizer never writes.
+    fn raw<T: bytemuck::Pod>(n: usize, seed: u64, fix: impl Fn(&mut T)) -> Vec<T> {
+        let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut v = vec![T::zeroed(); n];
+        for b in &mut v {
+            r.fill(bytemuck::bytes_of_mut(b));
+            fix(b);
+        }
+        v
+    }
+
+    #[test]
+    fn neon_kernels_match_scalar_twins() {
+        for (n, seed) in [(32, 1), (576, 2), (1536, 3), (4096, 4)] {
+            let (w, a) = (data(n, seed), data(n, seed + 100));
+            let (w41, a81) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ8_1>(&a));
+            let (w40, w80, a80) = (quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w), quantize::<BlockQ8_0>(&a));
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            let (s41, s40, s80) = unsafe { (neon::vec_dot_q4_1_q8_1(&w41, &a81), neon::vec_dot_q4_0_q8_0(&w40, &a80), neon::vec_dot_q8_0_q8_0(&w80, &a80)) };
+            assert!(close(s41, vec_dot_q4_1_q8_1_ref(&w41, &a81), n), "q4_1 n={n}");
+            assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40, &a80), n), "q4_0 n={n}");
+            assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80, &a80), n), "q8_0 n={n}");
+            // Arbitrary quant bytes, scales kept finite and small.
+            let d = |x: u16| half::f16::from_f32((x % 200) as f32 / 1000.0);
+            let w80r = raw::<BlockQ8_0>(n / 32, seed + 7, |b| b.d = d(b.d.to_bits()));
+            let a80r = raw::<BlockQ8_0>(n / 32, seed + 8, |b| b.d = d(b.d.to_bits()));
+            let w40r = raw::<BlockQ4_0>(n / 32, seed + 9, |b| b.d = d(b.d.to_bits()));
+            // SAFETY: as above.
+            let (s80, s40) = unsafe { (neon::vec_dot_q8_0_q8_0(&w80r, &a80r), neon::vec_dot_q4_0_q8_0(&w40r, &a80r)) };
+            assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80r, &a80r), n), "q8_0 raw n={n}");
+            assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40r, &a80r), n), "q4_0 raw n={n}");
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;

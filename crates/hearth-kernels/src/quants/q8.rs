@@ -140,6 +140,11 @@ impl WeightBlock for BlockQ8_0 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86::vec_dot_q8_0_q8_0(w, a) };
         }
+        #[cfg(target_arch = "aarch64")]
+        if crate::isa() == crate::Isa::Neon {
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            return unsafe { crate::simd::neon::vec_dot_q8_0_q8_0(w, a) };
+        }
         vec_dot_q8_0_q8_0_ref(w, a)
     }
 
@@ -149,6 +154,11 @@ impl WeightBlock for BlockQ8_0 {
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86::gemm_q8_0_q8_0(nb, w, a, out) };
+        }
+        #[cfg(target_arch = "aarch64")]
+        if crate::isa() == crate::Isa::Neon {
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q8_0_q8_0(w, a) });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q8_0_q8_0_ref)
     }

@@ -2,6 +2,8 @@
 //! in `quants/`) that the tests compare it with; callers reach them only through the
 //! block types' `vec_dot`, which picks one by [`crate::isa`].
 
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 #[cfg(target_arch = "x86_64")]

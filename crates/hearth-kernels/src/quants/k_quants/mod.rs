@@ -1183,6 +1183,7 @@ impl BlockQ6_K {
 
 /// The eight 6-bit scales and mins of a Q4_K/Q5_K block (for the SIMD kernels).
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn k4_scales_mins(q: &[u8; K_SCALE_SIZE]) -> ([u8; 8], [u8; 8]) {
     scales_mins_k4(q)
 }
@@ -1261,6 +1262,7 @@ pub fn vec_dot_q6_k_q8_k_ref(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
 
 /// The 16 signed scales of a Q3_K block (for the SIMD kernel).
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn q3_k_scales16(s: &[u8; K_SCALE_SIZE]) -> [i8; 16] {
     q3_k_scales(s)
 }

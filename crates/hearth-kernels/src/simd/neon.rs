@@ -1,0 +1,110 @@
+//! NEON dot products for aarch64 (NEON is part of the base ISA there, so nothing is
+//! detected at run time): Q4_1 × Q8_1, Q4_0 × Q8_0 and Q8_0 × Q8_0, the block types of
+//! the default model and its output layer.
+//!
+//! The functions are marked `#[target_feature(enable = "neon")]` so the intrinsics are
+//! safe to call inside them; callers outside assert that NEON is there (it always is).
+//!
+//! Each is bit-identical to its scalar twin in `quants/`: the eight lane sums of a block
+//! are exact integers (widening multiplies, pairwise adds; any grouping of an integer sum
+//! is the same sum), and the f32 steps are the twin's: `d_w * d_a` as one scalar product,
+//! one fused multiply-add per lane and block into eight accumulators (two registers of
+//! four lanes: lanes 0..4, 4..8), then [`crate::quants::q8::hsum8`]'s order.
+
+use std::arch::aarch64::*;
+
+use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+
+/// `[sum of products of elements 4l..4l+4]` for `l` in 0..4 of 16 byte pairs.
+#[inline]
+#[target_feature(enable = "neon")]
+fn quad_sums(w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    let lo = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a))); // pairs of 0..8
+    let hi = vpaddlq_s16(vmull_high_s8(w, a)); // pairs of 8..16
+    vpaddq_s32(lo, hi)
+}
+
+/// `[sum of products of elements 2l, 2l+1]` for `l` in 0..8 of 16 byte pairs, as lanes
+/// 0..4 and 4..8.
+#[inline]
+#[target_feature(enable = "neon")]
+fn pair_sums(w: int8x16_t, a: int8x16_t) -> (int32x4_t, int32x4_t) {
+    (vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a))), vpaddlq_s16(vmull_high_s8(w, a)))
+}
+
+/// `acc += d * sumi` per lane, fused (the twin's `d.mul_add(sumi as f32, acc)`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn scale_add(acc: float32x4_t, d: f32, sumi: int32x4_t) -> float32x4_t {
+    vfmaq_f32(acc, vcvtq_f32_s32(sumi), vdupq_n_f32(d))
+}
+
+/// The twin's horizontal sum of lanes 0..4 (`lo`) and 4..8 (`hi`): `l + l+4`, then
+/// `(0+2) + (1+3)`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
+    let s = vaddq_f32(lo, hi);
+    (vgetq_lane_f32::<0>(s) + vgetq_lane_f32::<2>(s)) + (vgetq_lane_f32::<1>(s) + vgetq_lane_f32::<3>(s))
+}
+
+/// Q4_1 × Q8_1, bit for bit [`crate::vec_dot_q4_1_q8_1_ref`].
+#[target_feature(enable = "neon")]
+pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q4_1: row lengths differ");
+    let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let mut summs = 0.0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let d = bw.d.to_f32() * ba.d.to_f32();
+        summs += bw.m.to_f32() * ba.s.to_f32();
+        // SAFETY: NEON is always present on aarch64; the loads read the blocks' 16- and
+        // 32-byte arrays.
+        unsafe {
+            let qs = vld1q_u8(bw.qs.as_ptr());
+            let (q_lo, q_hi) = (vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs)));
+            lo = scale_add(lo, d, quad_sums(q_lo, vld1q_s8(ba.qs.as_ptr())));
+            hi = scale_add(hi, d, quad_sums(q_hi, vld1q_s8(ba.qs.as_ptr().add(16))));
+        }
+    }
+    hsum8(lo, hi) + summs
+}
+
+/// Q4_0 × Q8_0, bit for bit [`crate::vec_dot_q4_0_q8_0_ref`].
+#[target_feature(enable = "neon")]
+pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q4_0: row lengths differ");
+    let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    for (bw, ba) in w.iter().zip(a) {
+        let d = bw.d.to_f32() * ba.d.to_f32();
+        // SAFETY: as in `vec_dot_q4_1_q8_1`.
+        unsafe {
+            let qs = vld1q_u8(bw.qs.as_ptr());
+            let eight = vdupq_n_s8(8);
+            let q_lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f))), eight);
+            let q_hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs)), eight);
+            lo = scale_add(lo, d, quad_sums(q_lo, vld1q_s8(ba.qs.as_ptr())));
+            hi = scale_add(hi, d, quad_sums(q_hi, vld1q_s8(ba.qs.as_ptr().add(16))));
+        }
+    }
+    hsum8(lo, hi)
+}
+
+/// Q8_0 × Q8_0, bit for bit [`crate::vec_dot_q8_0_q8_0_ref`]: lane `l` sums elements
+/// `2l, 2l+1, 16+2l, 17+2l`.
+#[target_feature(enable = "neon")]
+pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
+    let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    for (bw, ba) in w.iter().zip(a) {
+        let d = bw.d.to_f32() * ba.d.to_f32();
+        // SAFETY: as in `vec_dot_q4_1_q8_1`.
+        unsafe {
+            let (w0, w1) = (vld1q_s8(bw.qs.as_ptr()), vld1q_s8(bw.qs.as_ptr().add(16)));
+            let (a0, a1) = (vld1q_s8(ba.qs.as_ptr()), vld1q_s8(ba.qs.as_ptr().add(16)));
+            let ((p0, p1), (p2, p3)) = (pair_sums(w0, a0), pair_sums(w1, a1));
+            lo = scale_add(lo, d, vaddq_s32(p0, p2));
+            hi = scale_add(hi, d, vaddq_s32(p1, p3));
+        }
+    }
+    hsum8(lo, hi)
+}
