@@ -49,6 +49,9 @@ fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
 }
 
 /// Q4_1 × Q8_1, bit for bit [`crate::vec_dot_q4_1_q8_1_ref`].
+///
+/// # Safety
+/// The CPU must support NEON (every aarch64 CPU does).
 #[target_feature(enable = "neon")]
 pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q4_1: row lengths differ");
@@ -70,6 +73,9 @@ pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
 }
 
 /// Q4_0 × Q8_0, bit for bit [`crate::vec_dot_q4_0_q8_0_ref`].
+///
+/// # Safety
+/// The CPU must support NEON (every aarch64 CPU does).
 #[target_feature(enable = "neon")]
 pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q4_0: row lengths differ");
@@ -91,6 +97,9 @@ pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
 
 /// Q8_0 × Q8_0, bit for bit [`crate::vec_dot_q8_0_q8_0_ref`]: lane `l` sums elements
 /// `2l, 2l+1, 16+2l, 17+2l`.
+///
+/// # Safety
+/// The CPU must support NEON (every aarch64 CPU does).
 #[target_feature(enable = "neon")]
 pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
