@@ -214,6 +214,7 @@ mod expf_tests {
     use super::expf;
 
     /// Every `step`-th f32 bit pattern from `lo` to `hi` (as u32 bits, inclusive).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn sweep(lo: u32, hi: u32, step: u32) -> impl Iterator<Item = f32> {
         (lo..=hi).step_by(step as usize).map(f32::from_bits)
     }

@@ -4,6 +4,7 @@
 //! the scalar twins.)
 
 use hearth_kernels::*;
+#[cfg(target_arch = "x86_64")]
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
@@ -99,6 +100,16 @@ mod neon {
             let (s80, s40) = unsafe { (neon::vec_dot_q8_0_q8_0(&w80r, &a80r), neon::vec_dot_q4_0_q8_0(&w40r, &a80r)) };
             assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80r, &a80r), n), "q8_0 raw n={n}");
             assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40r, &a80r), n), "q4_0 raw n={n}");
+            // The five-bit types, on quantized rows and on arbitrary quant and qh bytes.
+            let (w50, w51) = (quantize::<BlockQ5_0>(&w), quantize::<BlockQ5_1>(&w));
+            let w50r = raw::<BlockQ5_0>(n / 32, seed + 10, |b| b.d = d(b.d.to_bits()));
+            let w51r = raw::<BlockQ5_1>(n / 32, seed + 11, |b| (b.d, b.m) = (d(b.d.to_bits()), d(b.m.to_bits())));
+            for (w50, w51, what) in [(&w50, &w51, "quantized"), (&w50r, &w51r, "raw")] {
+                // SAFETY: as above.
+                let (s50, s51) = unsafe { (neon::vec_dot_q5_0_q8_0(w50, &a80), neon::vec_dot_q5_1_q8_1(w51, &a81)) };
+                assert!(close(s50, vec_dot_q5_0_q8_0_ref(w50, &a80), n), "q5_0 {what} n={n}");
+                assert!(close(s51, vec_dot_q5_1_q8_1_ref(w51, &a81), n), "q5_1 {what} n={n}");
+            }
         }
     }
 }

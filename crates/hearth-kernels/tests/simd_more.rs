@@ -31,6 +31,7 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.gen_range(-2.0f32..2.0)).collect()
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }

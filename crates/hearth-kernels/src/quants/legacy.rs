@@ -384,6 +384,11 @@ impl WeightBlock for BlockQ5_0 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86_legacy::vec_dot_q5_0_q8_0(w, a) };
         }
+        #[cfg(target_arch = "aarch64")]
+        if crate::isa() == crate::Isa::Neon {
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            return unsafe { crate::simd::neon::vec_dot_q5_0_q8_0(w, a) };
+        }
         vec_dot_q5_0_q8_0_ref(w, a)
     }
 
@@ -393,6 +398,11 @@ impl WeightBlock for BlockQ5_0 {
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86_legacy::gemm_q5_0_q8_0(nb, w, a, out) };
+        }
+        #[cfg(target_arch = "aarch64")]
+        if crate::isa() == crate::Isa::Neon {
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q5_0_q8_0(w, a) });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q5_0_q8_0_ref)
     }
@@ -457,6 +467,11 @@ impl WeightBlock for BlockQ5_1 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86_legacy::vec_dot_q5_1_q8_1(w, a) };
         }
+        #[cfg(target_arch = "aarch64")]
+        if crate::isa() == crate::Isa::Neon {
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            return unsafe { crate::simd::neon::vec_dot_q5_1_q8_1(w, a) };
+        }
         vec_dot_q5_1_q8_1_ref(w, a)
     }
 
@@ -466,6 +481,11 @@ impl WeightBlock for BlockQ5_1 {
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86_legacy::gemm_q5_1_q8_1(nb, w, a, out) };
+        }
+        #[cfg(target_arch = "aarch64")]
+        if crate::isa() == crate::Isa::Neon {
+            // SAFETY: NEON is part of the aarch64 base ISA.
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q5_1_q8_1(w, a) });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q5_1_q8_1_ref)
     }

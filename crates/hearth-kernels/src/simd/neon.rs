@@ -1,6 +1,7 @@
 //! NEON dot products for aarch64 (NEON is part of the base ISA there, so nothing is
-//! detected at run time): Q4_1 × Q8_1, Q4_0 × Q8_0 and Q8_0 × Q8_0, the block types of
-//! the default model and its output layer.
+//! detected at run time): the legacy block types, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, against
+//! their 8-bit activations (the default model, its output layer, and the types the K-quant
+//! mixes fall back to).
 //!
 //! The functions are marked `#[target_feature(enable = "neon")]` so the intrinsics are
 //! safe to call inside them; callers outside assert that NEON is there (it always is).
@@ -13,7 +14,7 @@
 
 use std::arch::aarch64::*;
 
-use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 /// `[sum of products of elements 4l..4l+4]` for `l` in 0..4 of 16 byte pairs.
 #[inline]
@@ -116,4 +117,60 @@ pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
         }
     }
     hsum8(lo, hi)
+}
+
+/// The 32 five-bit quants of a block in element order as two registers (elements 0..16,
+/// 16..32): nibbles of `qs` (low, then high) with bit `j` of the little-endian `qh` as
+/// bit 4 of element `j`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn quants5(qs: &[u8; 16], qh: &[u8; 4]) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: the load reads the block's 16 bytes.
+    let b = unsafe { vld1q_u8(qs.as_ptr()) };
+    let bits = vcombine_u8(vcreate_u8(0x8040_2010_0804_0201), vcreate_u8(0x8040_2010_0804_0201));
+    // Byte j of a half gets byte j/8 of its two qh bytes; its bit j % 8, tested, as 0x10.
+    let fifth = |q0: u8, q1: u8| vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(q0), vdup_n_u8(q1)), bits), vdupq_n_u8(0x10));
+    (vorrq_u8(vandq_u8(b, vdupq_n_u8(0x0f)), fifth(qh[0], qh[1])), vorrq_u8(vshrq_n_u8::<4>(b), fifth(qh[2], qh[3])))
+}
+
+/// Q5_0 × Q8_0, bit for bit [`crate::vec_dot_q5_0_q8_0_ref`].
+///
+/// # Safety
+/// The CPU must support NEON (every aarch64 CPU does).
+#[target_feature(enable = "neon")]
+pub fn vec_dot_q5_0_q8_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q5_0: row lengths differ");
+    let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    for (bw, ba) in w.iter().zip(a) {
+        let d = bw.d.to_f32() * ba.d.to_f32();
+        let (q0, q1) = quants5(&bw.qs, &bw.qh);
+        let sixteen = vdupq_n_s8(16);
+        let (q0, q1) = (vsubq_s8(vreinterpretq_s8_u8(q0), sixteen), vsubq_s8(vreinterpretq_s8_u8(q1), sixteen));
+        // SAFETY: the loads read the block's 32 quants.
+        let (a0, a1) = unsafe { (vld1q_s8(ba.qs.as_ptr()), vld1q_s8(ba.qs.as_ptr().add(16))) };
+        lo = scale_add(lo, d, quad_sums(q0, a0));
+        hi = scale_add(hi, d, quad_sums(q1, a1));
+    }
+    hsum8(lo, hi)
+}
+
+/// Q5_1 × Q8_1, bit for bit [`crate::vec_dot_q5_1_q8_1_ref`].
+///
+/// # Safety
+/// The CPU must support NEON (every aarch64 CPU does).
+#[target_feature(enable = "neon")]
+pub fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q5_1: row lengths differ");
+    let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let mut summs = 0.0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let d = bw.d.to_f32() * ba.d.to_f32();
+        summs += bw.m.to_f32() * ba.s.to_f32();
+        let (q0, q1) = quants5(&bw.qs, &bw.qh);
+        // SAFETY: the loads read the block's 32 quants.
+        let (a0, a1) = unsafe { (vld1q_s8(ba.qs.as_ptr()), vld1q_s8(ba.qs.as_ptr().add(16))) };
+        lo = scale_add(lo, d, quad_sums(vreinterpretq_s8_u8(q0), a0));
+        hi = scale_add(hi, d, quad_sums(vreinterpretq_s8_u8(q1), a1));
+    }
+    hsum8(lo, hi) + summs
 }
