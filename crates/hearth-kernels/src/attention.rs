@@ -9,6 +9,10 @@
 //!   rounded after every key, with the final division done in f32;
 //! - exponentials are the C library's `expf`, bit for bit ([`crate::ops::expf`]).
 //!
+//! Quantized caches (Q8_0, Q4_0) have no reference to follow; their attention
+//! ([`attend_head_quant`]) takes the softmax over tiles of [`KV_TILE`] positions with an
+//! f32 accumulator, which costs fewer operations per key.
+//!
 //! The arithmetic is fixed by this code, not by the CPU's ISA, so results are the same on
 //! every machine.
 
@@ -16,6 +20,7 @@ use bytemuck::Zeroable;
 use half::f16;
 
 use crate::ops::expf;
+use crate::quants::q8::hsum8;
 use crate::Quantize;
 
 /// An element type of the KV cache, read in place by the attention kernels.
@@ -180,11 +185,73 @@ impl QuantKv for crate::BlockQ8_0 {
     }
 }
 
-/// One head of [`attend_heads`] over a cache of quantized blocks (`Q8_0` or `Q4_0`): spans, `stride` and
-/// `offset` count blocks. The query is quantized once to `Q8_0` and each score is the
-/// block types' integer dot product; each value row is dequantized and accumulated in f32
-/// with the same online softmax. Keys and values are read in place, never expanded into
-/// a full-precision copy.
+/// Positions per softmax tile of the quantized-cache attention: a head's positions,
+/// counted from its first, go in tiles of this many (the last one shorter), however the
+/// spans split them.
+pub const KV_TILE: usize = 8;
+
+/// Walks the positions of `spans` in tiles of [`KV_TILE`], yielding each tile's key and
+/// value rows (a tile may take rows from several spans).
+pub(crate) struct Tiles<'s, 'a, T> {
+    spans: &'s [KvSpan<'a, T>],
+    stride: usize,
+    offset: usize,
+    span: usize,
+    pos: usize,
+}
+
+impl<'s, 'a, T> Tiles<'s, 'a, T> {
+    /// Panics if a span does not hold its rows (`elems` per head at `offset`).
+    pub(crate) fn new(spans: &'s [KvSpan<'a, T>], stride: usize, offset: usize, elems: usize) -> Self {
+        for span in spans {
+            assert!(span.holds(stride, offset, elems), "attention span out of bounds");
+        }
+        Tiles { spans, stride, offset, span: 0, pos: 0 }
+    }
+
+    /// The next tile's rows as (key, value) pointers to each row's head, in `rows`;
+    /// returns their number, 0 at the end. Each row holds the `elems` of [`Tiles::new`].
+    #[inline(always)]
+    pub(crate) fn next(&mut self, rows: &mut [(*const T, *const T); KV_TILE]) -> usize {
+        let mut n = 0;
+        while n < KV_TILE && self.span < self.spans.len() {
+            let span = &self.spans[self.span];
+            if self.pos == span.n_pos {
+                (self.span, self.pos) = (self.span + 1, 0);
+                continue;
+            }
+            // In bounds: `new` checked that the span holds all its rows.
+            let at = self.pos * self.stride + self.offset;
+            rows[n] = (span.k[at..].as_ptr(), span.v[at..].as_ptr());
+            (n, self.pos) = (n + 1, self.pos + 1);
+        }
+        n
+    }
+}
+
+/// The maximum of eight lanes as the SIMD kernel takes it: `l` against `l+4`, then `0+2`
+/// and `1+3`, then the two; `max(a, b)` is `a > b ? a : b` (x86 `maxps`).
+#[inline(always)]
+pub(crate) fn hmax8(x: [f32; 8]) -> f32 {
+    let max = |a: f32, b: f32| if a > b { a } else { b };
+    let m: [f32; 4] = std::array::from_fn(|l| max(x[l], x[l + 4]));
+    max(max(m[0], m[2]), max(m[1], m[3]))
+}
+
+/// One head of [`attend_heads`] over a cache of quantized blocks (`Q8_0` or `Q4_0`): spans,
+/// `stride` and `offset` count blocks. The query is quantized once to `Q8_0` and each
+/// score is the block types' integer dot product. The softmax is online over tiles of
+/// [`KV_TILE`] positions:
+/// - a tile's scores (missing lanes `-inf`) and their maximum ([`hmax8`]); a tile whose
+///   maximum is `-inf` adds nothing;
+/// - a maximum above the running one rescales the f32 accumulator and the weight sum by
+///   `expf(m_old - m_new)`;
+/// - the weights `expf(s - m)` are summed as [`hsum8`], and each value row (dequantized)
+///   is added in position order, times its weight, by a fused multiply-add.
+///
+/// A query's arithmetic depends only on its keys and values: not on the other queries of
+/// a batch, nor on how the positions are split into spans. Keys and values are read in
+/// place, never expanded into a full-precision copy.
 pub fn attend_head_quant<B>(q: &[f32], spans: &[KvSpan<'_, B>], stride: usize, offset: usize, scale: f32, out: &mut [f32])
 where
     B: crate::WeightBlock<Act = crate::BlockQ8_0>,
@@ -196,25 +263,36 @@ where
     crate::BlockQ8_0::quantize_row_act(q, &mut qq);
     let (mut acc, mut row) = (vec![0.0f32; hd], vec![0.0f32; hd]);
     let (mut m, mut s_sum) = (f32::NEG_INFINITY, 0.0f32);
-    for span in spans {
-        assert!(span.holds(stride, offset, nb), "attention span out of bounds");
-        for p in 0..span.n_pos {
-            let s = B::vec_dot(&span.k[p * stride + offset..][..nb], &qq) * scale;
-            let (ms, vs) = if s > m {
-                let ms = expf(m - s);
-                m = s;
-                acc.iter_mut().for_each(|a| *a *= ms);
-                (ms, 1.0)
-            } else {
-                (1.0, expf(s - m))
-            };
-            B::dequantize_row(&span.v[p * stride + offset..][..nb], &mut row);
-            // Separate multiply and add (no fused op): the same result on every ISA, and
-            // vector code without FMA.
+    let mut tiles = Tiles::new(spans, stride, offset, nb);
+    let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
+    loop {
+        let n = tiles.next(&mut rows);
+        if n == 0 {
+            break;
+        }
+        // SAFETY: `Tiles` yields rows that hold `nb` blocks (checked by `Tiles::new`).
+        let blocks = |p: *const B| unsafe { std::slice::from_raw_parts(p, nb) };
+        let mut s = [f32::NEG_INFINITY; KV_TILE];
+        for (s, &(k, _)) in s.iter_mut().zip(&rows[..n]) {
+            *s = B::vec_dot(blocks(k), &qq) * scale;
+        }
+        let t_max = hmax8(s);
+        if t_max == f32::NEG_INFINITY {
+            continue;
+        }
+        if t_max > m {
+            let ms = expf(m - t_max);
+            acc.iter_mut().for_each(|a| *a *= ms);
+            s_sum *= ms;
+            m = t_max;
+        }
+        let p: [f32; KV_TILE] = std::array::from_fn(|j| expf(s[j] - m));
+        s_sum += hsum8(p);
+        for (&p, &(_, v)) in p.iter().zip(&rows[..n]) {
+            B::dequantize_row(blocks(v), &mut row);
             for (a, &v) in acc.iter_mut().zip(&row) {
-                *a += v * vs;
+                *a = v.mul_add(p, *a);
             }
-            s_sum = s_sum * ms + vs;
         }
     }
     let inv = if s_sum == 0.0 { 0.0 } else { 1.0 / s_sum };
@@ -277,6 +355,30 @@ mod tests {
         assert!(err(&o8) < 0.01, "q8_0 error {}", err(&o8));
         assert!(err(&o4) < 0.08, "q4_0 error {}", err(&o4));
         assert!(err(&o4) > err(&o8));
+    }
+
+    #[test]
+    fn quantized_cache_attention_does_not_depend_on_the_spans() {
+        use crate::BlockQ8_0;
+        let (n_pos, hd) = (45, 64);
+        let f = |i: usize, s: f32| (i as f32 * s).sin() * 0.8;
+        let mut k = vec![BlockQ8_0::zeroed(); n_pos * 2];
+        let mut v = k.clone();
+        BlockQ8_0::quantize_row(&(0..n_pos * hd).map(|i| f(i, 0.37)).collect::<Vec<_>>(), &mut k);
+        BlockQ8_0::quantize_row(&(0..n_pos * hd).map(|i| f(i, 0.11)).collect::<Vec<_>>(), &mut v);
+        // Large scores, so the running maximum moves across tiles.
+        let q: Vec<f32> = (0..hd).map(|i| f(i, 0.7) * 12.0).collect();
+        let mut whole = vec![0.0f32; hd];
+        attend_heads_quant(&q, hd, &[KvSpan { k: &k, v: &v, n_pos }], 2, 0, 0.125, &mut whole);
+        for bs in [1, 3, 5, 8, 13] {
+            let spans: Vec<_> = (0..n_pos).step_by(bs).map(|p| KvSpan { k: &k[p * 2..], v: &v[p * 2..], n_pos: bs.min(n_pos - p) }).collect();
+            let (mut simd, mut twin) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+            attend_heads_quant(&q, hd, &spans, 2, 0, 0.125, &mut simd);
+            attend_head_quant(&q, &spans, 2, 0, 0.125, &mut twin);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&simd), bits(&whole), "spans of {bs}");
+            assert_eq!(bits(&twin), bits(&whole), "spans of {bs} (scalar twin)");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod float;
 mod k_quants;
 mod legacy;
-mod q8;
+pub(crate) mod q8;
 
 pub use float::*;
 pub use k_quants::*;

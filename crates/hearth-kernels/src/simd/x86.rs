@@ -285,8 +285,9 @@ pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], str
 /// AVX2 twin of [`crate::attention::attend_head_quant`] over a `Q8_0` cache, for
 /// `head_dim == 64` (two blocks per head) and the heads of `q` (`[g][64]`) sharing the
 /// KV head at block `offset`: the same operations in the same order per head (the Q8_0
-/// dot product of [`vec_dot_q8_0_q8_0`], the value row `q * d` accumulated in f32 by a
-/// separate multiply and add), so the results are bit-identical to the scalar kernel.
+/// dot product of [`vec_dot_q8_0_q8_0`], the tile's maximum in [`crate::attention::hmax8`]'s
+/// order, its weights from [`expf8`], the value rows `q * d` accumulated in f32 by fused
+/// multiply-adds), so the results are bit-identical to the scalar kernel.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
@@ -296,20 +297,112 @@ pub unsafe fn attend_heads_q8_0_64(q: &[f32], spans: &[KvSpan<'_, BlockQ8_0>], s
     assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
     for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
         match q.len() / 64 {
-            1 => attend_group::<Q8_0Heads<1>, 1, 8>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-            2 => attend_group::<Q8_0Heads<2>, 2, 4>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-            3 => attend_group::<Q8_0Heads<3>, 3, 2>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-            _ => attend_group::<Q8_0Heads<4>, 4, 2>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            1 => attend_tiles_q8_0::<1>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            2 => attend_tiles_q8_0::<2>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            3 => attend_tiles_q8_0::<3>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
+            _ => attend_tiles_q8_0::<4>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
         }
     }
 }
 
-/// What the grouped attention loop needs from a cache type for `G` query heads of 64:
+/// The tile-wise online softmax of `G` heads over a `Q8_0` cache. Per tile of eight
+/// positions: each key row is read once for every head's score and a head's eight
+/// scores reduced at once ([`hsum_x8`]); each value row is dequantized once into `vals`,
+/// then every head's eight accumulator registers take the rows in order.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // lanes, heads and rows read best indexed
+unsafe fn attend_tiles_q8_0<const G: usize>(
+    heads: Q8_0Heads<G>,
+    spans: &[KvSpan<'_, BlockQ8_0>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    use crate::attention::{Tiles, KV_TILE};
+    let mut acc = [[_mm256_setzero_ps(); 8]; G];
+    let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
+    let mut tiles = Tiles::new(spans, stride, offset, 2);
+    let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
+    let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
+    let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
+    loop {
+        let n = tiles.next(&mut rows);
+        if n == 0 {
+            break;
+        }
+        let mut parts = [[_mm256_setzero_ps(); 8]; G];
+        for j in 0..n {
+            let p = heads.score_parts(rows[j].0);
+            for h in 0..G {
+                parts[h][j] = p[h];
+            }
+        }
+        let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        // Each head's weights of the tile's keys (none where the tile adds nothing).
+        let mut w = [[0.0f32; 8]; G];
+        let mut live = [false; G];
+        for h in 0..G {
+            let s = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts[h]), scale_v), valid);
+            let t_max = hmax(s);
+            if t_max == f32::NEG_INFINITY {
+                continue;
+            }
+            if t_max > m[h] {
+                let ms = crate::ops::expf(m[h] - t_max);
+                let msv = _mm256_set1_ps(ms);
+                for a in acc[h].iter_mut() {
+                    *a = _mm256_mul_ps(*a, msv);
+                }
+                s_sum[h] *= ms;
+                m[h] = t_max;
+            }
+            let p = expf8(_mm256_sub_ps(s, _mm256_set1_ps(m[h])));
+            s_sum[h] += hsum(p);
+            _mm256_storeu_ps(w[h].as_mut_ptr(), p);
+            live[h] = true;
+        }
+        for j in 0..n {
+            Q8_0Heads::<G>::value_row(rows[j].1, &mut vals[j]);
+        }
+        for h in 0..G {
+            if !live[h] {
+                continue;
+            }
+            let mut a = acc[h];
+            for j in 0..n {
+                let p = _mm256_set1_ps(w[h][j]);
+                for r in 0..8 {
+                    a[r] = _mm256_fmadd_ps(vals[j][r], p, a[r]);
+                }
+            }
+            acc[h] = a;
+        }
+    }
+    for h in 0..G {
+        let inv = _mm256_set1_ps(if s_sum[h] == 0.0 { 0.0 } else { 1.0 / s_sum[h] });
+        for (i, a) in acc[h].iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(64 * h + 8 * i), _mm256_mul_ps(*a, inv));
+        }
+    }
+}
+
+/// The maximum of eight lanes in [`crate::attention::hmax8`]'s order (`maxps` keeps its
+/// first operand where it is greater, else the second).
+#[inline(always)]
+unsafe fn hmax(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)); // l vs l+4
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m)); // 0 vs 2, 1 vs 3
+    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// What the grouped attention loop of the float caches (f16, f32) needs for `G` query
+/// heads of 64:
 /// the queries prepared once, every head's score of a key row, a value row's registers,
 /// and the scalar kernel's arithmetic for the accumulator and the weight sum.
 trait GroupKv<const G: usize> {
     type Elem;
-    /// Cache elements one head spans in a row (64 floats, or two Q8_0 blocks).
+    /// Cache elements one head spans in a row (64).
     const HEAD_ELEMS: usize;
     /// Each head's score of the key row at `k` (before the scale) as eight lanes whose
     /// [`hsum`] is the score: the loop sums eight keys' at once with [`hsum_x8`].
@@ -371,10 +464,10 @@ impl<T: KvElem, const G: usize> GroupKv<G> for FloatHeads<T, G> {
     }
 }
 
-/// The queries of a Q8_0 cache: each quantized to two Q8_0 blocks, widened to i16. The
-/// accumulator is f32, updated by a separate multiply and add.
+/// The queries of a Q8_0 cache: each quantized to two Q8_0 blocks, widened to i16.
 struct Q8_0Heads<const G: usize> {
-    qq: [[BlockQ8_0; 2]; G],
+    /// Each head's two block scales as f32.
+    qd: [[f32; 2]; G],
     q16: [[[__m256i; 2]; 2]; G],
 }
 
@@ -388,56 +481,50 @@ impl<const G: usize> Q8_0Heads<G> {
             BlockQ8_0::quantize_row_act(&q[64 * h..64 * (h + 1)], qq);
         }
         let q16 = std::array::from_fn(|h| std::array::from_fn(|b| widen_i8(qq[h][b].qs.as_ptr())));
-        Q8_0Heads { qq, q16 }
+        let qd = std::array::from_fn(|h| [qq[h][0].d.to_f32(), qq[h][1].d.to_f32()]);
+        Q8_0Heads { qd, q16 }
     }
-}
 
-impl<const G: usize> GroupKv<G> for Q8_0Heads<G> {
-    type Elem = BlockQ8_0;
-    const HEAD_ELEMS: usize = 2;
-
-    /// As [`vec_dot_q8_0_q8_0`]: per block, `d_w * d_a` and one FMA of the lane sums.
+    /// Each head's score of the key row at `k` (before the scale) as eight lanes whose
+    /// [`hsum`] is the score; as [`vec_dot_q8_0_q8_0`]: per block, `d_w * d_a` (one f32
+    /// product) and one FMA of the lane sums.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
     unsafe fn score_parts(&self, k: *const BlockQ8_0) -> [__m256; G] {
-        let k16: [[__m256i; 2]; 2] = std::array::from_fn(|b| widen_i8((*k.add(b)).qs.as_ptr()));
-        std::array::from_fn(|h| {
+        let k16 = [widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())];
+        let kd = f16x2((*k).d, (*k.add(1)).d);
+        let kd = [_mm_cvtss_f32(kd), _mm_cvtss_f32(_mm_movehdup_ps(kd))];
+        let mut parts = [_mm256_setzero_ps(); G];
+        for h in 0..G {
             let mut acc = _mm256_setzero_ps();
             for b in 0..2 {
-                let (kd, qd) = ((*k.add(b)).d, self.qq[h][b].d);
-                let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(kd, kd), f16x2(qd, qd)));
+                let d = _mm256_set1_ps(kd[b] * self.qd[h][b]);
                 let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], self.q16[h][b][0]), _mm256_madd_epi16(k16[b][1], self.q16[h][b][1]));
                 acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
             }
-            acc
-        })
+            parts[h] = acc;
+        }
+        parts
     }
-    /// Register `r` is bytes `8(r % 4)..` of block `r / 4`, times its `d`.
+
+    /// The value row at `v` (two blocks) as f32, dims `8r..8r + 8` in `out[r]`: each
+    /// quant times its block's `d`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn value(v: *const BlockQ8_0, r: usize) -> __m256 {
-        let vb = &*v.add(r / 4);
-        let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * (r % 4)).cast());
-        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), _mm256_broadcastss_ps(f16x2(vb.d, vb.d)))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn rescale(a: __m256, ms: __m256) -> __m256 {
-        _mm256_mul_ps(a, ms)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn accumulate(a: __m256, v: __m256, vs: __m256) -> __m256 {
-        _mm256_add_ps(a, _mm256_mul_ps(v, vs))
-    }
-    #[inline(always)]
-    fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32 {
-        s_sum * ms + vs
+    unsafe fn value_row(v: *const BlockQ8_0, out: &mut [__m256; 8]) {
+        for b in 0..2 {
+            let vb = &*v.add(b);
+            let d = _mm256_broadcastss_ps(f16x2(vb.d, vb.d));
+            for i in 0..4 {
+                let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * i).cast());
+                out[4 * b + i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), d);
+            }
+        }
     }
 }
 
-/// The online softmax of `G` heads over the cache, the loop shared by the cache types.
+/// The one-key-at-a-time online softmax of `G` heads over a float cache.
 /// Keys go eight at a time: each key row is read once for every head's score, the
 /// exponentials of a head's eight keys come from one [`expf8`] (their arguments depend
 /// only on the scores and the running maximum), and the value rows then update `D` of
