@@ -33,6 +33,16 @@ fn pair_sums(w: int8x16_t, a: int8x16_t) -> (int32x4_t, int32x4_t) {
     (vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a))), vpaddlq_s16(vmull_high_s8(w, a)))
 }
 
+/// The 32 nibbles of a 16-byte block in element order: low nibbles (elements 0..16),
+/// then high (16..32).
+#[inline]
+#[target_feature(enable = "neon")]
+fn nibbles(qs: &[u8; 16]) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: the load reads the block's 16 bytes.
+    let b = unsafe { vld1q_u8(qs.as_ptr()) };
+    (vandq_u8(b, vdupq_n_u8(0x0f)), vshrq_n_u8::<4>(b))
+}
+
 /// `acc += d * sumi` per lane, fused (the twin's `d.mul_add(sumi as f32, acc)`).
 #[inline]
 #[target_feature(enable = "neon")]
@@ -64,8 +74,8 @@ pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
         // SAFETY: NEON is always present on aarch64; the loads read the blocks' 16- and
         // 32-byte arrays.
         unsafe {
-            let qs = vld1q_u8(bw.qs.as_ptr());
-            let (q_lo, q_hi) = (vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs)));
+            let (q_lo, q_hi) = nibbles(&bw.qs);
+            let (q_lo, q_hi) = (vreinterpretq_s8_u8(q_lo), vreinterpretq_s8_u8(q_hi));
             lo = scale_add(lo, d, quad_sums(q_lo, vld1q_s8(ba.qs.as_ptr())));
             hi = scale_add(hi, d, quad_sums(q_hi, vld1q_s8(ba.qs.as_ptr().add(16))));
         }
@@ -85,10 +95,9 @@ pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         let d = bw.d.to_f32() * ba.d.to_f32();
         // SAFETY: as in `vec_dot_q4_1_q8_1`.
         unsafe {
-            let qs = vld1q_u8(bw.qs.as_ptr());
+            let (q_lo, q_hi) = nibbles(&bw.qs);
             let eight = vdupq_n_s8(8);
-            let q_lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f))), eight);
-            let q_hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs)), eight);
+            let (q_lo, q_hi) = (vsubq_s8(vreinterpretq_s8_u8(q_lo), eight), vsubq_s8(vreinterpretq_s8_u8(q_hi), eight));
             lo = scale_add(lo, d, quad_sums(q_lo, vld1q_s8(ba.qs.as_ptr())));
             hi = scale_add(hi, d, quad_sums(q_hi, vld1q_s8(ba.qs.as_ptr().add(16))));
         }
@@ -125,12 +134,11 @@ pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
 #[inline]
 #[target_feature(enable = "neon")]
 fn quants5(qs: &[u8; 16], qh: &[u8; 4]) -> (uint8x16_t, uint8x16_t) {
-    // SAFETY: the load reads the block's 16 bytes.
-    let b = unsafe { vld1q_u8(qs.as_ptr()) };
+    let (lo, hi) = nibbles(qs);
     let bits = vcombine_u8(vcreate_u8(0x8040_2010_0804_0201), vcreate_u8(0x8040_2010_0804_0201));
     // Byte j of a half gets byte j/8 of its two qh bytes; its bit j % 8, tested, as 0x10.
     let fifth = |q0: u8, q1: u8| vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(q0), vdup_n_u8(q1)), bits), vdupq_n_u8(0x10));
-    (vorrq_u8(vandq_u8(b, vdupq_n_u8(0x0f)), fifth(qh[0], qh[1])), vorrq_u8(vshrq_n_u8::<4>(b), fifth(qh[2], qh[3])))
+    (vorrq_u8(lo, fifth(qh[0], qh[1])), vorrq_u8(hi, fifth(qh[2], qh[3])))
 }
 
 /// Q5_0 × Q8_0, bit for bit [`crate::vec_dot_q5_0_q8_0_ref`].

@@ -379,6 +379,14 @@ unsafe fn attend_tiles_q8_0<const G: usize>(
             acc[h] = a;
         }
     }
+    store_heads(&acc, &s_sum, out);
+}
+
+/// `out[h] = acc[h] / s_sum[h]` for each head of 64 (zero where the weights sum to 0),
+/// as the scalar kernels finish.
+#[inline(always)]
+unsafe fn store_heads<const G: usize>(acc: &[[__m256; 8]; G], s_sum: &[f32; G], out: &mut [f32]) {
+    assert!(out.len() >= 64 * G);
     for h in 0..G {
         let inv = _mm256_set1_ps(if s_sum[h] == 0.0 { 0.0 } else { 1.0 / s_sum[h] });
         for (i, a) in acc[h].iter().enumerate() {
@@ -612,12 +620,7 @@ unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
             p0 += n;
         }
     }
-    for h in 0..G {
-        let inv = _mm256_set1_ps(if s_sum[h] == 0.0 { 0.0 } else { 1.0 / s_sum[h] });
-        for (i, a) in acc[h].iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(64 * h + 8 * i), _mm256_mul_ps(*a, inv));
-        }
-    }
+    store_heads(&acc, &s_sum, out);
 }
 
 /// `q · k` for a 64-wide head (both as 8 registers of 8 lanes) in the order of
