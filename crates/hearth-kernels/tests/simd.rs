@@ -283,6 +283,42 @@ mod x86 {
         }
     }
 
+    #[test]
+    fn avx2_tiled_attention_is_the_scalar_kernel_for_every_query() {
+        if !have_avx2() {
+            return;
+        }
+        let (n_pos, stride) = (45, 192);
+        let k: Vec<half::f16> = data(n_pos * stride, 37).iter().map(|&x| half::f16::from_f32(x)).collect();
+        let v: Vec<half::f16> = data(n_pos * stride, 38).iter().map(|&x| half::f16::from_f32(x)).collect();
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for g in [1, 3, 6] {
+            for n_q in [1, 2, 5, 8] {
+                // Larger queries make the running maximum move often (rescaling mid-run).
+                let q: Vec<f32> = data(64 * g * n_q, 39 + (g * n_q) as u64).iter().map(|x| x * 6.0).collect();
+                for last in [n_q, 9, 16, 17, 33, n_pos] {
+                    // Consecutive positions ending at `last`, as a prompt chunk has them.
+                    let lens: Vec<usize> = (last + 1 - n_q..=last).collect();
+                    for bs in [16, 5] {
+                        let spans: Vec<_> = (0..last).step_by(bs).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: bs.min(last - p0) }).collect();
+                        let mut tiled = vec![0.0f32; 64 * g * n_q];
+                        // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+                        unsafe { x86::attend_tiled_64(&q, &lens, &spans, stride, 64, 0.125, &mut tiled) };
+                        for (i, &len) in lens.iter().enumerate() {
+                            let visible = attention::first_positions(&spans, len);
+                            for h in 0..g {
+                                let at = (i * g + h) * 64;
+                                let mut alone = [0.0f32; 64];
+                                attention::attend_head_tiled(&q[at..at + 64], &visible, stride, 64, 0.125, &mut alone);
+                                assert_eq!(bits(&tiled[at..at + 64]), bits(&alone), "{g} heads, {n_q} queries to {last}, blocks of {bs}: query {i} head {h}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn block_q8_0(d: f32, qs: [i8; 32]) -> BlockQ8_0 {
         BlockQ8_0 { d: half::f16::from_f32(d), qs }
     }

@@ -40,42 +40,76 @@ fn fast_forward_matches_naive_f32_oracle() {
     assert!(tv_mean < 0.08, "mean total variation {tv_mean}");
 }
 
+/// A prompt that reaches past `TILED_FROM_POSITION`, where float caches switch kernels.
+fn long_prompt(model: &Model) -> Vec<u32> {
+    let text = "Batch invariance means the same arithmetic per row, at every position. ".repeat(10);
+    let tokens = model.tokenizer.encode(&text, true, true);
+    assert!(tokens.len() > hearth_kernels::attention::TILED_FROM_POSITION + 8, "{} tokens", tokens.len());
+    tokens
+}
+
 #[test]
 fn prefill_in_one_batch_equals_token_by_token() {
     let model = Model::load(common::model_path()).unwrap();
-    let tokens = model.tokenizer.encode("Batch invariance means the same arithmetic per row.", true, true);
-    let mut kv = model.new_kv_cache(64, KvType::F16);
-    let batched = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();
-    let mut kv2 = model.new_kv_cache(64, KvType::F16);
-    for (i, &t) in tokens.iter().enumerate() {
-        let one = model.forward(&Batch::contiguous(&[t], i, false), &mut kv2).unwrap();
-        assert_eq!(one.last(), batched.row(i), "position {i} differs");
+    let tokens = long_prompt(&model);
+    for kv_type in [KvType::F16, KvType::F32, KvType::Q8_0] {
+        let mut kv = model.new_kv_cache(256, kv_type);
+        let batched = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();
+        let mut kv2 = model.new_kv_cache(256, kv_type);
+        for (i, &t) in tokens.iter().enumerate() {
+            let one = model.forward(&Batch::contiguous(&[t], i, false), &mut kv2).unwrap();
+            assert_eq!(one.last(), batched.row(i), "{kv_type:?}: position {i} differs");
+        }
     }
+}
+
+#[test]
+fn long_prompt_follows_the_naive_f32_oracle() {
+    // Past `TILED_FROM_POSITION` the float caches attend with the tiled kernel.
+    let model = Model::load(common::model_path()).unwrap();
+    let mut oracle = ReferenceLlama::load(&model).unwrap();
+    let tokens = long_prompt(&model);
+    let mut kv = model.new_kv_cache(256, KvType::F32);
+    let fast = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();
+    let (mut worst, mut tv_sum, mut n) = (0.0f64, 0.0f64, 0);
+    for (i, &t) in tokens.iter().enumerate() {
+        let slow = oracle.step(t);
+        if i < hearth_kernels::attention::TILED_FROM_POSITION {
+            continue;
+        }
+        let (pf, ps) = (softmax(fast.row(i)), softmax(&slow));
+        worst = pf.iter().zip(&ps).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
+        tv_sum += 0.5 * pf.iter().zip(&ps).map(|(a, b)| (a - b).abs()).sum::<f64>();
+        n += 1;
+    }
+    let tv_mean = tv_sum / n as f64;
+    eprintln!("tiled positions vs oracle: max |dp| {worst:.4}, mean total variation {tv_mean:.4}");
+    // The same bounds as at short range (see above).
+    assert!(worst < 0.12, "max probability difference {worst}");
+    assert!(tv_mean < 0.08, "mean total variation {tv_mean}");
 }
 
 #[test]
 fn sequences_batched_in_a_paged_cache_equal_each_alone() {
     let model = Model::load(common::model_path()).unwrap();
-    let prompts: Vec<Vec<u32>> = ["Paged caches hold blocks.", "A second, longer prompt with other words in it."]
-        .iter()
-        .map(|p| model.tokenizer.encode(p, true, true))
-        .collect();
+    // The second prompt reaches the positions of the tiled kernel.
+    let prompts: Vec<Vec<u32>> = vec![model.tokenizer.encode("Paged caches hold blocks.", true, true), long_prompt(&model)];
     // Alone: each prompt in its own contiguous cache, logits of every position.
     let alone: Vec<_> = prompts
         .iter()
         .map(|p| {
-            let mut kv = model.new_kv_cache(64, KvType::F16);
+            let mut kv = model.new_kv_cache(256, KvType::F16);
             model.forward(&Batch::contiguous(p, 0, true), &mut kv).unwrap()
         })
         .collect();
     // Together: blocks of 4 positions, the two sequences' blocks interleaved in the pool,
     // the prompts fed in uneven chunks that mix both sequences in one batch.
     let bs = 4;
-    let mut kv = model.new_paged_kv_cache(40, bs, KvType::F16);
-    let tables: Vec<Vec<u32>> = (0..2).map(|s| (0..16).map(|i| (2 * i + s) as u32).rev().collect()).collect();
+    let mut kv = model.new_paged_kv_cache(128, bs, KvType::F16);
+    let tables: Vec<Vec<u32>> = (0..2).map(|s| (0..64).map(|i| (2 * i + s) as u32).rev().collect()).collect();
     let mut done = [0usize; 2];
     let mut got: [Vec<Vec<f32>>; 2] = Default::default();
-    for chunk in [3usize, 5, 1, 7, 64] {
+    for chunk in [3usize, 5, 1, 7, 64, 9, 50, 256] {
         let mut batch = Batch { block_tables: tables.clone(), ..Default::default() };
         for s in 0..2 {
             let end = (done[s] + chunk + s).min(prompts[s].len());

@@ -382,6 +382,143 @@ unsafe fn attend_tiles_q8_0<const G: usize>(
     store_heads(&acc, &s_sum, out);
 }
 
+/// AVX2 twin of [`crate::attention::attend_heads_tiled`] for `head_dim == 64`: `q` and
+/// `out` are `[n_q][g][64]` (`n_q = lens.len()`), query `i` sees the first `lens[i]`
+/// positions. Per tile of eight positions, the key and value rows are widened to f32
+/// once, for every query and head; each (query, head) then takes the operations of
+/// [`crate::attention::attend_head_tiled`] in its order, so the results are
+/// bit-identical to it.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
+/// of `64 * lens.len()`, and `lens.len() <= TILED_QUERIES`. (Each span is checked to hold
+/// its rows.)
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_tiled_64<T: KvElem>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    use crate::attention::TILED_QUERIES;
+    let n_q = lens.len();
+    assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && q.len().is_multiple_of(64 * n_q) && !q.is_empty());
+    let g = q.len() / (64 * n_q);
+    let mut h0 = 0;
+    while h0 < g {
+        let gh = (g - h0).min(4);
+        match gh {
+            1 => attend_tiled_group::<T, 1>(q, g, h0, lens, spans, stride, offset, scale, out),
+            2 => attend_tiled_group::<T, 2>(q, g, h0, lens, spans, stride, offset, scale, out),
+            3 => attend_tiled_group::<T, 3>(q, g, h0, lens, spans, stride, offset, scale, out),
+            _ => attend_tiled_group::<T, 4>(q, g, h0, lens, spans, stride, offset, scale, out),
+        }
+        h0 += gh;
+    }
+}
+
+/// Heads `h0..h0 + G` (of `g` per query) of [`attend_tiled_64`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // lanes, heads and rows read best indexed
+unsafe fn attend_tiled_group<T: KvElem, const G: usize>(
+    q: &[f32],
+    g: usize,
+    h0: usize,
+    lens: &[usize],
+    spans: &[KvSpan<'_, T>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
+    let n_q = lens.len();
+    let n_max = lens.iter().copied().max().unwrap_or(0);
+    let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
+    let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
+    let mut tiles = Tiles::new(spans, stride, offset, 64);
+    let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
+    let (mut keys, mut vals) = ([[_mm256_setzero_ps(); 8]; KV_TILE], [[_mm256_setzero_ps(); 8]; KV_TILE]);
+    let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
+    let mut t0 = 0;
+    while t0 < n_max {
+        let n = tiles.next(&mut rows).min(n_max - t0);
+        if n == 0 {
+            break;
+        }
+        for j in 0..n {
+            for i in 0..8 {
+                keys[j][i] = load8(rows[j].0.add(8 * i));
+                vals[j][i] = load8(rows[j].1.add(8 * i));
+            }
+        }
+        // Three passes over the (query, head) pairs, so that the pairs' dependency chains
+        // (scores, softmax, values) overlap instead of running one after another.
+        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(lens[qi].saturating_sub(t0)) } else { 0 });
+        // 1. Scores: all eight keys' chains interleaved; rows past `nq` (stale) only reach
+        //    lanes that the blend replaces with -inf.
+        let mut scores = [[ninf; G]; TILED_QUERIES];
+        for qi in 0..n_q {
+            if nq[qi] == 0 {
+                continue;
+            }
+            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+            for h in 0..G {
+                let qp = q.as_ptr().add((qi * g + h0 + h) * 64);
+                let mut parts = [_mm256_setzero_ps(); 8];
+                for i in 0..8 {
+                    let qv = _mm256_loadu_ps(qp.add(8 * i));
+                    for j in 0..8 {
+                        parts[j] = _mm256_fmadd_ps(qv, keys[j][i], parts[j]);
+                    }
+                }
+                scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
+            }
+        }
+        // 2. The softmax step: new maxima rescale the accumulators; the weights.
+        let mut w = [[[0.0f32; 8]; G]; TILED_QUERIES];
+        let mut live = [[false; G]; TILED_QUERIES];
+        for qi in 0..n_q {
+            for h in 0..G {
+                let s = scores[qi][h];
+                let t_max = hmax(s);
+                if t_max == f32::NEG_INFINITY {
+                    continue;
+                }
+                live[qi][h] = true;
+                if t_max > m[qi][h] {
+                    let ms = crate::ops::expf(m[qi][h] - t_max);
+                    let msv = _mm256_set1_ps(ms);
+                    for x in acc[qi][h].iter_mut() {
+                        *x = _mm256_mul_ps(*x, msv);
+                    }
+                    s_sum[qi][h] *= ms;
+                    m[qi][h] = t_max;
+                }
+                let p = expf8(_mm256_sub_ps(s, _mm256_set1_ps(m[qi][h])));
+                s_sum[qi][h] += hsum(p);
+                _mm256_storeu_ps(w[qi][h].as_mut_ptr(), p);
+            }
+        }
+        // 3. The value rows, in position order, times their weights (the first `nq`).
+        for qi in 0..n_q {
+            for h in 0..G {
+                if !live[qi][h] {
+                    continue;
+                }
+                let mut a = acc[qi][h];
+                for j in 0..nq[qi] {
+                    let pj = _mm256_set1_ps(w[qi][h][j]);
+                    for r in 0..8 {
+                        a[r] = _mm256_fmadd_ps(vals[j][r], pj, a[r]);
+                    }
+                }
+                acc[qi][h] = a;
+            }
+        }
+        t0 += n;
+    }
+    for qi in 0..n_q {
+        let at = (qi * g + h0) * 64;
+        store_heads(&acc[qi], &s_sum[qi], &mut out[at..]);
+    }
+}
+
 /// `out[h] = acc[h] / s_sum[h]` for each head of 64 (zero where the weights sum to 0),
 /// as the scalar kernels finish.
 #[inline(always)]

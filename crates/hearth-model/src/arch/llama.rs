@@ -113,9 +113,50 @@ impl Llama {
                     .collect()
             })
             .collect();
-        // One task per (token, KV head): the group's query heads share its keys and values.
+        // Positions from `TILED_FROM_POSITION` on take the tiled kernel: runs of
+        // consecutive positions of a sequence, up to `TILED_QUERIES` per call, one task per
+        // (run, KV head).
+        let tiled = |t: usize| T::TILED && batch.positions[t] as usize >= attention::TILED_FROM_POSITION;
+        let mut runs = Vec::new();
+        let mut t = 0;
+        while t < batch.len() {
+            let mut e = t + 1;
+            if tiled(t) {
+                while e < batch.len() && e - t < attention::TILED_QUERIES && batch.seq[e] == batch.seq[t] && batch.positions[e] == batch.positions[e - 1] + 1 {
+                    e += 1;
+                }
+                runs.push((t, e - t));
+            }
+            t = e;
+        }
+        let row = c.n_head * hd;
+        let tiled_out: Vec<Vec<f32>> = (0..runs.len() * c.n_head_kv)
+            .into_par_iter()
+            .map(|i| {
+                let ((t0, n_q), h_kv) = (runs[i / c.n_head_kv], i % c.n_head_kv);
+                let mut qg = Vec::with_capacity(n_q * group * hd);
+                for t in t0..t0 + n_q {
+                    qg.extend_from_slice(&q[t * row + h_kv * group * hd..][..group * hd]);
+                }
+                let lens: Vec<usize> = (t0..t0 + n_q).map(|t| batch.positions[t] as usize + 1).collect();
+                let mut o = vec![0.0f32; qg.len()];
+                T::attend_tiled(&qg, hd, &lens, &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, &mut o);
+                o
+            })
+            .collect();
+        for (i, o) in tiled_out.iter().enumerate() {
+            let ((t0, n_q), h_kv) = (runs[i / c.n_head_kv], i % c.n_head_kv);
+            for j in 0..n_q {
+                out[(t0 + j) * row + h_kv * group * hd..][..group * hd].copy_from_slice(&o[j * group * hd..][..group * hd]);
+            }
+        }
+        // Every other token: one task per (token, KV head); the group's query heads share
+        // its keys and values.
         out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
             let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
+            if tiled(t) {
+                return;
+            }
             let qg = &q[i * group * hd..(i + 1) * group * hd];
             T::attend(qg, hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
         });
@@ -143,15 +184,21 @@ fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(
 trait CachedAs: Sized + Send + Sync {
     /// Values per storage element.
     const QK: usize;
+    /// Whether [`CachedAs::attend_tiled`] exists (float caches).
+    const TILED: bool;
     fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]);
     /// The heads of `q` (`[g][head_dim]`) that share the KV head at `offset`.
     fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
+    /// [`attention::attend_heads_tiled`]: `q` is `[lens.len()][g][head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_tiled(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
 }
 
 macro_rules! cached_as {
-    ($t:ty, $variant:ident, $qk:expr, $kernel:path) => {
+    ($t:ty, $variant:ident, $qk:expr, $kernel:path, $tiled_kernel:path, $tiled:expr) => {
         impl CachedAs for $t {
             const QK: usize = $qk;
+            const TILED: bool = $tiled;
             fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
                 match l {
                     KvLayer::$variant(k, v) => (k, v),
@@ -161,14 +208,27 @@ macro_rules! cached_as {
             fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
                 $kernel(q, head_dim, spans, stride, offset, scale, out)
             }
+            fn attend_tiled(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+                $tiled_kernel(q, head_dim, lens, spans, stride, offset, scale, out)
+            }
         }
     };
 }
 
-cached_as!(half::f16, F16, 1, attention::attend_heads);
-cached_as!(f32, F32, 1, attention::attend_heads);
-cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_heads_quant);
-cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_heads_quant);
+/// [`CachedAs::attend_tiled`] as one [`CachedAs::attend`] per query: the quantized caches'
+/// kernel already takes each query alone in tiles.
+#[allow(clippy::too_many_arguments)]
+fn attend_each_query<T: CachedAs>(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    let per_query = q.len() / lens.len();
+    for ((q, out), &len) in q.chunks_exact(per_query).zip(out.chunks_exact_mut(per_query)).zip(lens) {
+        T::attend(q, head_dim, &attention::first_positions(spans, len), stride, offset, scale, out);
+    }
+}
+
+cached_as!(half::f16, F16, 1, attention::attend_heads, attention::attend_heads_tiled, true);
+cached_as!(f32, F32, 1, attention::attend_heads, attention::attend_heads_tiled, true);
+cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_heads_quant, attend_each_query::<BlockQ8_0>, false);
+cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_heads_quant, attend_each_query::<BlockQ4_0>, false);
 
 impl super::Architecture for Llama {
     fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
