@@ -11,7 +11,8 @@
 //!
 //! Quantized caches (Q8_0, Q4_0) have no reference to follow; their attention
 //! ([`attend_head_quant`]) takes the softmax over tiles of [`KV_TILE`] positions with an
-//! f32 accumulator, which costs fewer operations per key.
+//! f32 accumulator, which costs fewer operations per key. Float caches do the same from
+//! [`TILED_FROM_POSITION`] on ([`attend_heads_tiled`]), several queries per call.
 //!
 //! The arithmetic is fixed by this code, not by the CPU's ISA, so results are the same on
 //! every machine.
@@ -149,22 +150,39 @@ pub fn attend_head_ref<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: us
 }
 
 /// [`attend_heads`] over a cache of quantized blocks (spans, `stride` and `offset` count
-/// blocks): each head is [`attend_head_quant`], bit for bit, with the SIMD twin for a
-/// `Q8_0` cache and 64-wide heads when the ISA allows.
+/// blocks): each head is [`attend_head_quant`], bit for bit.
 pub fn attend_heads_quant<B: QuantKv>(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, B>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    assert!(q.len() == out.len() && head_dim > 0 && q.len().is_multiple_of(head_dim), "attention: q and out must be whole heads");
-    if !B::attend_heads_simd(q, head_dim, spans, stride, offset, scale, out) {
-        for (q, out) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
-            attend_head_quant(q, spans, stride, offset, scale, out);
+    let n_pos = spans.iter().map(|s| s.n_pos).sum();
+    attend_heads_quant_tiled(q, head_dim, &[n_pos], spans, stride, offset, scale, out);
+}
+
+/// [`attend_heads_tiled`] over a cache of quantized blocks (spans, `stride` and `offset`
+/// count blocks): each (query, head) is [`attend_head_quant`], bit for bit, with the SIMD
+/// twin for a `Q8_0` cache and 64-wide heads when the ISA allows.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_heads_quant_tiled<B: QuantKv>(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, B>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    let n_q = lens.len();
+    assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && head_dim > 0, "attention: bad tiled query batch");
+    assert!(q.len().is_multiple_of(n_q * head_dim), "attention: q and out must be whole heads");
+    if B::attend_tiled_simd(q, head_dim, lens, spans, stride, offset, scale, out) {
+        return;
+    }
+    let g = q.len() / (n_q * head_dim);
+    for (i, &len) in lens.iter().enumerate() {
+        let visible = first_positions(spans, len);
+        for h in 0..g {
+            let at = (i * g + h) * head_dim;
+            attend_head_quant(&q[at..at + head_dim], &visible, stride, offset, scale, &mut out[at..at + head_dim]);
         }
     }
 }
 
 /// A quantized KV-cache block type, and whether it has a SIMD attention kernel.
 pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
-    /// Runs the SIMD twin of [`attend_heads_quant`] if there is one for this type, head
-    /// width and ISA; `false` if not (nothing written).
-    fn attend_heads_simd(_q: &[f32], _head_dim: usize, _spans: &[KvSpan<'_, Self>], _stride: usize, _offset: usize, _scale: f32, _out: &mut [f32]) -> bool {
+    /// Runs the SIMD twin of [`attend_heads_quant_tiled`] if there is one for this type,
+    /// head width and ISA; `false` if not (nothing written).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_tiled_simd(_q: &[f32], _head_dim: usize, _lens: &[usize], _spans: &[KvSpan<'_, Self>], _stride: usize, _offset: usize, _scale: f32, _out: &mut [f32]) -> bool {
         false
     }
 }
@@ -172,15 +190,16 @@ pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
 impl QuantKv for crate::BlockQ4_0 {}
 
 impl QuantKv for crate::BlockQ8_0 {
-    fn attend_heads_simd(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) -> bool {
+    fn attend_tiled_simd(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
-            // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide and whole
-            // (checked by the caller), and the kernel checks every span it reads.
-            unsafe { crate::simd::x86::attend_heads_q8_0_64(q, spans, stride, offset, scale, out) };
+            // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide and whole,
+            // at most `TILED_QUERIES` queries (checked by the caller), and the kernel
+            // checks every span it reads.
+            unsafe { crate::simd::x86::attend_tiled_q8_0_64(q, lens, spans, stride, offset, scale, out) };
             return true;
         }
-        let _ = (q, head_dim, spans, stride, offset, scale, out);
+        let _ = (q, head_dim, lens, spans, stride, offset, scale, out);
         false
     }
 }
@@ -250,7 +269,7 @@ where
 {
     let hd = q.len();
     let nb = hd / B::QK;
-    assert!(hd % B::QK == 0 && out.len() == hd, "head of {hd} is not whole blocks");
+    assert!(hd.is_multiple_of(B::QK) && out.len() == hd, "head of {hd} is not whole blocks");
     let mut qq = vec![crate::BlockQ8_0::zeroed(); nb];
     crate::BlockQ8_0::quantize_row_act(q, &mut qq);
     // SAFETY: `Tiles` yields rows that hold `nb` blocks (checked by `Tiles::new`).

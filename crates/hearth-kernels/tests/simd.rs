@@ -272,12 +272,51 @@ mod x86 {
                 let spans: Vec<_> = (0..len).step_by(16).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: 16.min(len - p0) }).collect();
                 let mut grouped = vec![0.0f32; 64 * g];
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                unsafe { x86::attend_heads_q8_0_64(&q, &spans, stride, 2, 0.125, &mut grouped) };
+                unsafe { x86::attend_tiled_q8_0_64(&q, &[len], &spans, stride, 2, 0.125, &mut grouped) };
                 for h in 0..g {
                     let mut alone = [0.0f32; 64];
                     attention::attend_head_quant(&q[64 * h..][..64], &spans, stride, 2, 0.125, &mut alone);
                     let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&grouped[64 * h..][..64]), bits(&alone), "group of {g}, head {h}, {len} positions");
+                }
+            }
+        }
+    }
+
+    /// Runs `simd` on consecutive queries (1 to 8 of them, `g` heads each) ending at
+    /// several positions, over spans of 16 and of 5 positions, and checks each (query,
+    /// head) against `alone` over its visible positions, bit for bit.
+    fn check_tiled<T: Copy>(
+        k: &[T],
+        v: &[T],
+        stride: usize,
+        offset: usize,
+        simd: impl Fn(&[f32], &[usize], &[KvSpan<'_, T>], &mut [f32]),
+        alone: impl Fn(&[f32], &[KvSpan<'_, T>], &mut [f32]),
+    ) {
+        let n_pos = k.len() / stride;
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for g in [1, 3, 6] {
+            for n_q in [1, 2, 5, 8] {
+                // Larger queries make the running maximum move often (rescaling mid-run).
+                let q: Vec<f32> = data(64 * g * n_q, 39 + (g * n_q) as u64).iter().map(|x| x * 6.0).collect();
+                for last in [n_q, 9, 16, 17, 33, n_pos] {
+                    // Consecutive positions ending at `last`, as a prompt chunk has them.
+                    let lens: Vec<usize> = (last + 1 - n_q..=last).collect();
+                    for bs in [16, 5] {
+                        let spans: Vec<_> = (0..last).step_by(bs).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: bs.min(last - p0) }).collect();
+                        let mut tiled = vec![0.0f32; 64 * g * n_q];
+                        simd(&q, &lens, &spans, &mut tiled);
+                        for (i, &len) in lens.iter().enumerate() {
+                            let visible = attention::first_positions(&spans, len);
+                            for h in 0..g {
+                                let at = (i * g + h) * 64;
+                                let mut one = [0.0f32; 64];
+                                alone(&q[at..at + 64], &visible, &mut one);
+                                assert_eq!(bits(&tiled[at..at + 64]), bits(&one), "{g} heads, {n_q} queries to {last}, blocks of {bs}: query {i} head {h} (offset {offset})");
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -291,32 +330,39 @@ mod x86 {
         let (n_pos, stride) = (45, 192);
         let k: Vec<half::f16> = data(n_pos * stride, 37).iter().map(|&x| half::f16::from_f32(x)).collect();
         let v: Vec<half::f16> = data(n_pos * stride, 38).iter().map(|&x| half::f16::from_f32(x)).collect();
-        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        for g in [1, 3, 6] {
-            for n_q in [1, 2, 5, 8] {
-                // Larger queries make the running maximum move often (rescaling mid-run).
-                let q: Vec<f32> = data(64 * g * n_q, 39 + (g * n_q) as u64).iter().map(|x| x * 6.0).collect();
-                for last in [n_q, 9, 16, 17, 33, n_pos] {
-                    // Consecutive positions ending at `last`, as a prompt chunk has them.
-                    let lens: Vec<usize> = (last + 1 - n_q..=last).collect();
-                    for bs in [16, 5] {
-                        let spans: Vec<_> = (0..last).step_by(bs).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: bs.min(last - p0) }).collect();
-                        let mut tiled = vec![0.0f32; 64 * g * n_q];
-                        // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                        unsafe { x86::attend_tiled_64(&q, &lens, &spans, stride, 64, 0.125, &mut tiled) };
-                        for (i, &len) in lens.iter().enumerate() {
-                            let visible = attention::first_positions(&spans, len);
-                            for h in 0..g {
-                                let at = (i * g + h) * 64;
-                                let mut alone = [0.0f32; 64];
-                                attention::attend_head_tiled(&q[at..at + 64], &visible, stride, 64, 0.125, &mut alone);
-                                assert_eq!(bits(&tiled[at..at + 64]), bits(&alone), "{g} heads, {n_q} queries to {last}, blocks of {bs}: query {i} head {h}");
-                            }
-                        }
-                    }
-                }
-            }
+        check_tiled(
+            &k,
+            &v,
+            stride,
+            64,
+            // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
+            |q, lens, spans, out| unsafe { x86::attend_tiled_64(q, lens, spans, stride, 64, 0.125, out) },
+            |q, spans, out| attention::attend_head_tiled(q, spans, stride, 64, 0.125, out),
+        );
+    }
+
+    #[test]
+    fn avx2_q8_0_cache_tiled_attention_is_the_scalar_kernel_for_every_query() {
+        if !have_avx2() {
+            return;
         }
+        let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
+        let quant = |seed: u64| {
+            let x = data(n_pos * stride * 32, seed);
+            let mut y = vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n_pos * stride];
+            BlockQ8_0::quantize_row(&x, &mut y);
+            y
+        };
+        let (k, v) = (quant(47), quant(48));
+        check_tiled(
+            &k,
+            &v,
+            stride,
+            4,
+            // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
+            |q, lens, spans, out| unsafe { x86::attend_tiled_q8_0_64(q, lens, spans, stride, 4, 0.125, out) },
+            |q, spans, out| attention::attend_head_quant(q, spans, stride, 4, 0.125, out),
+        );
     }
 
     fn block_q8_0(d: f32, qs: [i8; 32]) -> BlockQ8_0 {

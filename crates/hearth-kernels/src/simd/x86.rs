@@ -282,110 +282,9 @@ pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], str
     }
 }
 
-/// AVX2 twin of [`crate::attention::attend_head_quant`] over a `Q8_0` cache, for
-/// `head_dim == 64` (two blocks per head) and the heads of `q` (`[g][64]`) sharing the
-/// KV head at block `offset`: the same operations in the same order per head (the Q8_0
-/// dot product of [`vec_dot_q8_0_q8_0`], the tile's maximum in [`crate::attention::hmax8`]'s
-/// order, its weights from [`expf8`], the value rows `q * d` accumulated in f32 by fused
-/// multiply-adds), so the results are bit-identical to the scalar kernel.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
-/// of 64. (Each span is checked to hold its rows.)
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_heads_q8_0_64(q: &[f32], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
-    for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
-        match q.len() / 64 {
-            1 => attend_tiles_q8_0::<1>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-            2 => attend_tiles_q8_0::<2>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-            3 => attend_tiles_q8_0::<3>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-            _ => attend_tiles_q8_0::<4>(Q8_0Heads::new(q), spans, stride, offset, scale, out),
-        }
-    }
-}
-
-/// The tile-wise online softmax of `G` heads over a `Q8_0` cache. Per tile of eight
-/// positions: each key row is read once for every head's score and a head's eight
-/// scores reduced at once ([`hsum_x8`]); each value row is dequantized once into `vals`,
-/// then every head's eight accumulator registers take the rows in order.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // lanes, heads and rows read best indexed
-unsafe fn attend_tiles_q8_0<const G: usize>(
-    heads: Q8_0Heads<G>,
-    spans: &[KvSpan<'_, BlockQ8_0>],
-    stride: usize,
-    offset: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
-    use crate::attention::{Tiles, KV_TILE};
-    let mut acc = [[_mm256_setzero_ps(); 8]; G];
-    let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
-    let mut tiles = Tiles::new(spans, stride, offset, 2);
-    let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
-    let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
-    let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
-    loop {
-        let n = tiles.next(&mut rows);
-        if n == 0 {
-            break;
-        }
-        let mut parts = [[_mm256_setzero_ps(); 8]; G];
-        for j in 0..n {
-            let p = heads.score_parts(rows[j].0);
-            for h in 0..G {
-                parts[h][j] = p[h];
-            }
-        }
-        let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-        // Each head's weights of the tile's keys (none where the tile adds nothing).
-        let mut w = [[0.0f32; 8]; G];
-        let mut live = [false; G];
-        for h in 0..G {
-            let s = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts[h]), scale_v), valid);
-            let t_max = hmax(s);
-            if t_max == f32::NEG_INFINITY {
-                continue;
-            }
-            if t_max > m[h] {
-                let ms = crate::ops::expf(m[h] - t_max);
-                let msv = _mm256_set1_ps(ms);
-                for a in acc[h].iter_mut() {
-                    *a = _mm256_mul_ps(*a, msv);
-                }
-                s_sum[h] *= ms;
-                m[h] = t_max;
-            }
-            let p = expf8(_mm256_sub_ps(s, _mm256_set1_ps(m[h])));
-            s_sum[h] += hsum(p);
-            _mm256_storeu_ps(w[h].as_mut_ptr(), p);
-            live[h] = true;
-        }
-        for j in 0..n {
-            Q8_0Heads::<G>::value_row(rows[j].1, &mut vals[j]);
-        }
-        for h in 0..G {
-            if !live[h] {
-                continue;
-            }
-            let mut a = acc[h];
-            for j in 0..n {
-                let p = _mm256_set1_ps(w[h][j]);
-                for r in 0..8 {
-                    a[r] = _mm256_fmadd_ps(vals[j][r], p, a[r]);
-                }
-            }
-            acc[h] = a;
-        }
-    }
-    store_heads(&acc, &s_sum, out);
-}
-
 /// AVX2 twin of [`crate::attention::attend_heads_tiled`] for `head_dim == 64`: `q` and
 /// `out` are `[n_q][g][64]` (`n_q = lens.len()`), query `i` sees the first `lens[i]`
-/// positions. Per tile of eight positions, the key and value rows are widened to f32
-/// once, for every query and head; each (query, head) then takes the operations of
+/// positions. Each (query, head) takes the operations of
 /// [`crate::attention::attend_head_tiled`] in its order, so the results are
 /// bit-identical to it.
 ///
@@ -395,6 +294,25 @@ unsafe fn attend_tiles_q8_0<const G: usize>(
 /// its rows.)
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn attend_tiled_64<T: KvElem>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    attend_tiled::<FloatKv<T>>(q, lens, spans, stride, offset, scale, out)
+}
+
+/// AVX2 twin of [`crate::attention::attend_heads_quant_tiled`] over a `Q8_0` cache, for
+/// `head_dim == 64` (two blocks per head; `offset` counts blocks): as
+/// [`attend_tiled_64`], with each (query, head) taking the operations of
+/// [`crate::attention::attend_head_quant`] in its order (the query quantized to Q8_0,
+/// each score [`vec_dot_q8_0_q8_0`]'s, the value rows `q * d`), so the results are
+/// bit-identical to it.
+///
+/// # Safety
+/// As [`attend_tiled_64`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_tiled_q8_0_64(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    attend_tiled::<Q8_0Kv>(q, lens, spans, stride, offset, scale, out)
+}
+
+#[inline(always)]
+unsafe fn attend_tiled<K: TiledKv>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, K::Elem>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
     use crate::attention::TILED_QUERIES;
     let n_q = lens.len();
     assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && q.len().is_multiple_of(64 * n_q) && !q.is_empty());
@@ -403,24 +321,138 @@ pub unsafe fn attend_tiled_64<T: KvElem>(q: &[f32], lens: &[usize], spans: &[KvS
     while h0 < g {
         let gh = (g - h0).min(4);
         match gh {
-            1 => attend_tiled_group::<T, 1>(q, g, h0, lens, spans, stride, offset, scale, out),
-            2 => attend_tiled_group::<T, 2>(q, g, h0, lens, spans, stride, offset, scale, out),
-            3 => attend_tiled_group::<T, 3>(q, g, h0, lens, spans, stride, offset, scale, out),
-            _ => attend_tiled_group::<T, 4>(q, g, h0, lens, spans, stride, offset, scale, out),
+            1 => attend_tiled_group::<K, 1>(q, g, h0, lens, spans, stride, offset, scale, out),
+            2 => attend_tiled_group::<K, 2>(q, g, h0, lens, spans, stride, offset, scale, out),
+            3 => attend_tiled_group::<K, 3>(q, g, h0, lens, spans, stride, offset, scale, out),
+            _ => attend_tiled_group::<K, 4>(q, g, h0, lens, spans, stride, offset, scale, out),
         }
         h0 += gh;
     }
 }
 
-/// Heads `h0..h0 + G` (of `g` per query) of [`attend_tiled_64`].
+/// What the multi-query tile loop needs of a cache type, for heads of 64.
+trait TiledKv {
+    type Elem;
+    /// A query head, prepared once per call.
+    type Query: Copy;
+    /// A key row, prepared once per tile for every query and head.
+    type Key: Copy;
+    /// Cache elements one head spans in a row.
+    const HEAD_ELEMS: usize;
+    unsafe fn query(q: *const f32) -> Self::Query;
+    unsafe fn key(k: *const Self::Elem) -> Self::Key;
+    /// A key of zeros (the initial contents of a tile's rows).
+    unsafe fn key_zero() -> Self::Key;
+    /// The value row at `v` as f32, dims `8r..8r + 8` in `out[r]`.
+    unsafe fn value(v: *const Self::Elem, out: &mut [__m256; 8]);
+    /// Each key's score with `q` (before the scale) as eight lanes whose [`hsum`] is
+    /// the score.
+    unsafe fn scores(q: &Self::Query, keys: &[Self::Key; 8]) -> [__m256; 8];
+}
+
+/// An f16 or f32 cache: queries and keys as eight registers of f32; a score's lane `l`
+/// sums dims `l, l + 8, ..` by fused multiply-adds in dim order.
+struct FloatKv<T>(std::marker::PhantomData<T>);
+
+impl<T: KvElem> TiledKv for FloatKv<T> {
+    type Elem = T;
+    type Query = [__m256; 8];
+    type Key = [__m256; 8];
+    const HEAD_ELEMS: usize = 64;
+    #[inline(always)]
+    unsafe fn query(q: *const f32) -> [__m256; 8] {
+        std::array::from_fn(|i| _mm256_loadu_ps(q.add(8 * i)))
+    }
+    #[inline(always)]
+    unsafe fn key(k: *const T) -> [__m256; 8] {
+        std::array::from_fn(|i| load8(k.add(8 * i)))
+    }
+    #[inline(always)]
+    unsafe fn key_zero() -> [__m256; 8] {
+        [_mm256_setzero_ps(); 8]
+    }
+    #[inline(always)]
+    unsafe fn value(v: *const T, out: &mut [__m256; 8]) {
+        *out = Self::key(v);
+    }
+    #[inline(always)]
+    unsafe fn scores(q: &[__m256; 8], keys: &[[__m256; 8]; 8]) -> [__m256; 8] {
+        // All eight keys' chains interleaved.
+        let mut parts = [_mm256_setzero_ps(); 8];
+        for i in 0..8 {
+            for j in 0..8 {
+                parts[j] = _mm256_fmadd_ps(q[i], keys[j][i], parts[j]);
+            }
+        }
+        parts
+    }
+}
+
+/// A Q8_0 cache: queries quantized to two Q8_0 blocks, and keys, widened to i16 with
+/// their block scales as f32.
+struct Q8_0Kv;
+
+impl TiledKv for Q8_0Kv {
+    type Elem = BlockQ8_0;
+    type Query = ([[__m256i; 2]; 2], [f32; 2]);
+    type Key = ([[__m256i; 2]; 2], [f32; 2]);
+    const HEAD_ELEMS: usize = 2;
+    #[inline(always)]
+    unsafe fn query(q: *const f32) -> Self::Query {
+        use crate::Quantize;
+        let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
+        BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
+        Self::key(qq.as_ptr())
+    }
+    #[inline(always)]
+    unsafe fn key(k: *const BlockQ8_0) -> Self::Key {
+        let d = f16x2((*k).d, (*k.add(1)).d);
+        ([widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())], [_mm_cvtss_f32(d), _mm_cvtss_f32(_mm_movehdup_ps(d))])
+    }
+    #[inline(always)]
+    unsafe fn key_zero() -> Self::Key {
+        ([[_mm256_setzero_si256(); 2]; 2], [0.0; 2])
+    }
+    #[inline(always)]
+    unsafe fn value(v: *const BlockQ8_0, out: &mut [__m256; 8]) {
+        for b in 0..2 {
+            let vb = &*v.add(b);
+            let d = _mm256_broadcastss_ps(f16x2(vb.d, vb.d));
+            for i in 0..4 {
+                let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * i).cast());
+                out[4 * b + i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), d);
+            }
+        }
+    }
+    /// As [`vec_dot_q8_0_q8_0`]: per block, `d_k * d_q` (one f32 product) and one FMA of
+    /// the lane sums.
+    #[inline(always)]
+    unsafe fn scores(q: &Self::Query, keys: &[Self::Key; 8]) -> [__m256; 8] {
+        let mut parts = [_mm256_setzero_ps(); 8];
+        for j in 0..8 {
+            let (k16, kd) = &keys[j];
+            for b in 0..2 {
+                let d = _mm256_set1_ps(kd[b] * q.1[b]);
+                let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], q.0[b][0]), _mm256_madd_epi16(k16[b][1], q.0[b][1]));
+                parts[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), parts[j]);
+            }
+        }
+        parts
+    }
+}
+
+/// Heads `h0..h0 + G` (of `g` per query) of [`attend_tiled`]. Per tile of eight
+/// positions, the key and value rows are prepared once for every query and head; then
+/// three passes over the (query, head) pairs (scores, softmax step, values), so that the
+/// pairs' dependency chains overlap instead of running one after another.
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // lanes, heads and rows read best indexed
-unsafe fn attend_tiled_group<T: KvElem, const G: usize>(
+unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     q: &[f32],
     g: usize,
     h0: usize,
     lens: &[usize],
-    spans: &[KvSpan<'_, T>],
+    spans: &[KvSpan<'_, K::Elem>],
     stride: usize,
     offset: usize,
     scale: f32,
@@ -429,11 +461,15 @@ unsafe fn attend_tiled_group<T: KvElem, const G: usize>(
     use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
     let n_max = lens.iter().copied().max().unwrap_or(0);
+    let queries: [[K::Query; G]; TILED_QUERIES] = std::array::from_fn(|qi| std::array::from_fn(|h| K::query(q.as_ptr().add((qi.min(n_q - 1) * g + h0 + h) * 64))));
     let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
-    let mut tiles = Tiles::new(spans, stride, offset, 64);
+    let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
     let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
-    let (mut keys, mut vals) = ([[_mm256_setzero_ps(); 8]; KV_TILE], [[_mm256_setzero_ps(); 8]; KV_TILE]);
+    // Rows past a tile's end keep the previous tile's (stale) contents: their scores only
+    // reach lanes that are replaced by -inf, and their values are never read.
+    let mut keys = [K::key_zero(); KV_TILE];
+    let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
     let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
     let mut t0 = 0;
     while t0 < n_max {
@@ -442,16 +478,11 @@ unsafe fn attend_tiled_group<T: KvElem, const G: usize>(
             break;
         }
         for j in 0..n {
-            for i in 0..8 {
-                keys[j][i] = load8(rows[j].0.add(8 * i));
-                vals[j][i] = load8(rows[j].1.add(8 * i));
-            }
+            keys[j] = K::key(rows[j].0);
+            K::value(rows[j].1, &mut vals[j]);
         }
-        // Three passes over the (query, head) pairs, so that the pairs' dependency chains
-        // (scores, softmax, values) overlap instead of running one after another.
         let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(lens[qi].saturating_sub(t0)) } else { 0 });
-        // 1. Scores: all eight keys' chains interleaved; rows past `nq` (stale) only reach
-        //    lanes that the blend replaces with -inf.
+        // 1. Scores.
         let mut scores = [[ninf; G]; TILED_QUERIES];
         for qi in 0..n_q {
             if nq[qi] == 0 {
@@ -459,14 +490,7 @@ unsafe fn attend_tiled_group<T: KvElem, const G: usize>(
             }
             let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
             for h in 0..G {
-                let qp = q.as_ptr().add((qi * g + h0 + h) * 64);
-                let mut parts = [_mm256_setzero_ps(); 8];
-                for i in 0..8 {
-                    let qv = _mm256_loadu_ps(qp.add(8 * i));
-                    for j in 0..8 {
-                        parts[j] = _mm256_fmadd_ps(qv, keys[j][i], parts[j]);
-                    }
-                }
+                let parts = K::scores(&queries[qi][h], &keys);
                 scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
             }
         }
@@ -606,66 +630,6 @@ impl<T: KvElem, const G: usize> GroupKv<G> for FloatHeads<T, G> {
     #[inline(always)]
     fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32 {
         s_sum.mul_add(ms, vs)
-    }
-}
-
-/// The queries of a Q8_0 cache: each quantized to two Q8_0 blocks, widened to i16.
-struct Q8_0Heads<const G: usize> {
-    /// Each head's two block scales as f32.
-    qd: [[f32; 2]; G],
-    q16: [[[__m256i; 2]; 2]; G],
-}
-
-impl<const G: usize> Q8_0Heads<G> {
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn new(q: &[f32]) -> Self {
-        use crate::Quantize;
-        let mut qq = [[BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2]; G];
-        for (h, qq) in qq.iter_mut().enumerate() {
-            BlockQ8_0::quantize_row_act(&q[64 * h..64 * (h + 1)], qq);
-        }
-        let q16 = std::array::from_fn(|h| std::array::from_fn(|b| widen_i8(qq[h][b].qs.as_ptr())));
-        let qd = std::array::from_fn(|h| [qq[h][0].d.to_f32(), qq[h][1].d.to_f32()]);
-        Q8_0Heads { qd, q16 }
-    }
-
-    /// Each head's score of the key row at `k` (before the scale) as eight lanes whose
-    /// [`hsum`] is the score; as [`vec_dot_q8_0_q8_0`]: per block, `d_w * d_a` (one f32
-    /// product) and one FMA of the lane sums.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
-    unsafe fn score_parts(&self, k: *const BlockQ8_0) -> [__m256; G] {
-        let k16 = [widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())];
-        let kd = f16x2((*k).d, (*k.add(1)).d);
-        let kd = [_mm_cvtss_f32(kd), _mm_cvtss_f32(_mm_movehdup_ps(kd))];
-        let mut parts = [_mm256_setzero_ps(); G];
-        for h in 0..G {
-            let mut acc = _mm256_setzero_ps();
-            for b in 0..2 {
-                let d = _mm256_set1_ps(kd[b] * self.qd[h][b]);
-                let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], self.q16[h][b][0]), _mm256_madd_epi16(k16[b][1], self.q16[h][b][1]));
-                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-            }
-            parts[h] = acc;
-        }
-        parts
-    }
-
-    /// The value row at `v` (two blocks) as f32, dims `8r..8r + 8` in `out[r]`: each
-    /// quant times its block's `d`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn value_row(v: *const BlockQ8_0, out: &mut [__m256; 8]) {
-        for b in 0..2 {
-            let vb = &*v.add(b);
-            let d = _mm256_broadcastss_ps(f16x2(vb.d, vb.d));
-            for i in 0..4 {
-                let bytes = _mm_loadl_epi64(vb.qs.as_ptr().add(8 * i).cast());
-                out[4 * b + i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), d);
-            }
-        }
     }
 }
 

@@ -113,10 +113,10 @@ impl Llama {
                     .collect()
             })
             .collect();
-        // Positions from `TILED_FROM_POSITION` on take the tiled kernel: runs of
-        // consecutive positions of a sequence, up to `TILED_QUERIES` per call, one task per
-        // (run, KV head).
-        let tiled = |t: usize| T::TILED && batch.positions[t] as usize >= attention::TILED_FROM_POSITION;
+        // Positions from `T::TILED_FROM` on take the tiled kernel: runs of consecutive
+        // positions of a sequence, up to `TILED_QUERIES` per call, one task per (run, KV
+        // head).
+        let tiled = |t: usize| batch.positions[t] as usize >= T::TILED_FROM;
         let mut runs = Vec::new();
         let mut t = 0;
         while t < batch.len() {
@@ -184,21 +184,24 @@ fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(
 trait CachedAs: Sized + Send + Sync {
     /// Values per storage element.
     const QK: usize;
-    /// Whether [`CachedAs::attend_tiled`] exists (float caches).
-    const TILED: bool;
+    /// First position that attends with [`CachedAs::attend_tiled`]: the quantized caches'
+    /// kernels take every query that way; the float caches from
+    /// [`attention::TILED_FROM_POSITION`].
+    const TILED_FROM: usize;
     fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]);
     /// The heads of `q` (`[g][head_dim]`) that share the KV head at `offset`.
     fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
-    /// [`attention::attend_heads_tiled`]: `q` is `[lens.len()][g][head_dim]`.
+    /// Consecutive queries of a sequence (`q` is `[lens.len()][g][head_dim]`), query `i`
+    /// over the first `lens[i]` positions, as [`attention::attend_heads_tiled`].
     #[allow(clippy::too_many_arguments)]
     fn attend_tiled(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
 }
 
 macro_rules! cached_as {
-    ($t:ty, $variant:ident, $qk:expr, $kernel:path, $tiled_kernel:path, $tiled:expr) => {
+    ($t:ty, $variant:ident, $qk:expr, $kernel:path, $tiled_kernel:path, $tiled_from:expr) => {
         impl CachedAs for $t {
             const QK: usize = $qk;
-            const TILED: bool = $tiled;
+            const TILED_FROM: usize = $tiled_from;
             fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]) {
                 match l {
                     KvLayer::$variant(k, v) => (k, v),
@@ -215,20 +218,10 @@ macro_rules! cached_as {
     };
 }
 
-/// [`CachedAs::attend_tiled`] as one [`CachedAs::attend`] per query: the quantized caches'
-/// kernel already takes each query alone in tiles.
-#[allow(clippy::too_many_arguments)]
-fn attend_each_query<T: CachedAs>(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    let per_query = q.len() / lens.len();
-    for ((q, out), &len) in q.chunks_exact(per_query).zip(out.chunks_exact_mut(per_query)).zip(lens) {
-        T::attend(q, head_dim, &attention::first_positions(spans, len), stride, offset, scale, out);
-    }
-}
-
-cached_as!(half::f16, F16, 1, attention::attend_heads, attention::attend_heads_tiled, true);
-cached_as!(f32, F32, 1, attention::attend_heads, attention::attend_heads_tiled, true);
-cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_heads_quant, attend_each_query::<BlockQ8_0>, false);
-cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_heads_quant, attend_each_query::<BlockQ4_0>, false);
+cached_as!(half::f16, F16, 1, attention::attend_heads, attention::attend_heads_tiled, attention::TILED_FROM_POSITION);
+cached_as!(f32, F32, 1, attention::attend_heads, attention::attend_heads_tiled, attention::TILED_FROM_POSITION);
+cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_heads_quant, attention::attend_heads_quant_tiled, 0);
+cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_heads_quant, attention::attend_heads_quant_tiled, 0);
 
 impl super::Architecture for Llama {
     fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
