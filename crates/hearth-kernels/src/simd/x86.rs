@@ -340,6 +340,8 @@ trait TiledKv {
     /// Cache elements one head spans in a row.
     const HEAD_ELEMS: usize;
     unsafe fn query(q: *const f32) -> Self::Query;
+    /// A query of zeros (the unused entries of a call's queries).
+    unsafe fn query_zero() -> Self::Query;
     unsafe fn key(k: *const Self::Elem) -> Self::Key;
     /// A key of zeros (the initial contents of a tile's rows).
     unsafe fn key_zero() -> Self::Key;
@@ -362,6 +364,10 @@ impl<T: KvElem> TiledKv for FloatKv<T> {
     #[inline(always)]
     unsafe fn query(q: *const f32) -> [__m256; 8] {
         std::array::from_fn(|i| _mm256_loadu_ps(q.add(8 * i)))
+    }
+    #[inline(always)]
+    unsafe fn query_zero() -> [__m256; 8] {
+        [_mm256_setzero_ps(); 8]
     }
     #[inline(always)]
     unsafe fn key(k: *const T) -> [__m256; 8] {
@@ -403,6 +409,10 @@ impl TiledKv for Q8_0Kv {
         let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
         BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
         Self::key(qq.as_ptr())
+    }
+    #[inline(always)]
+    unsafe fn query_zero() -> Self::Query {
+        Self::key_zero()
     }
     #[inline(always)]
     unsafe fn key(k: *const BlockQ8_0) -> Self::Key {
@@ -461,7 +471,8 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
     let n_max = lens.iter().copied().max().unwrap_or(0);
-    let queries: [[K::Query; G]; TILED_QUERIES] = std::array::from_fn(|qi| std::array::from_fn(|h| K::query(q.as_ptr().add((qi.min(n_q - 1) * g + h0 + h) * 64))));
+    let queries: [[K::Query; G]; TILED_QUERIES] =
+        std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::query_zero() }));
     let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
     let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
