@@ -161,18 +161,29 @@ pub fn attend_heads_quant<B: QuantKv>(q: &[f32], head_dim: usize, spans: &[KvSpa
 /// twin for a `Q8_0` cache and 64-wide heads when the ISA allows.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_heads_quant_tiled<B: QuantKv>(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, B>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    check_tiled_batch(q, head_dim, lens, out);
+    if !B::attend_tiled_simd(q, head_dim, lens, spans, stride, offset, scale, out) {
+        each_query_head(q, head_dim, lens, spans, out, |q, visible, out| attend_head_quant(q, visible, stride, offset, scale, out));
+    }
+}
+
+/// Panics unless `q` and `out` hold whole heads of `lens.len()` queries, at most
+/// [`TILED_QUERIES`].
+fn check_tiled_batch(q: &[f32], head_dim: usize, lens: &[usize], out: &[f32]) {
     let n_q = lens.len();
     assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && head_dim > 0, "attention: bad tiled query batch");
     assert!(q.len().is_multiple_of(n_q * head_dim), "attention: q and out must be whole heads");
-    if B::attend_tiled_simd(q, head_dim, lens, spans, stride, offset, scale, out) {
-        return;
-    }
-    let g = q.len() / (n_q * head_dim);
+}
+
+/// `one(q_head, visible_spans, out_head)` for each (query, head) of a tiled batch, query
+/// `i` over the first `lens[i]` positions of `spans`.
+fn each_query_head<T>(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, T>], out: &mut [f32], one: impl Fn(&[f32], &[KvSpan<'_, T>], &mut [f32])) {
+    let g = q.len() / (lens.len() * head_dim);
     for (i, &len) in lens.iter().enumerate() {
         let visible = first_positions(spans, len);
         for h in 0..g {
             let at = (i * g + h) * head_dim;
-            attend_head_quant(&q[at..at + head_dim], &visible, stride, offset, scale, &mut out[at..at + head_dim]);
+            one(&q[at..at + head_dim], &visible, &mut out[at..at + head_dim]);
         }
     }
 }
@@ -303,23 +314,14 @@ pub const TILED_QUERIES: usize = 8;
 /// all of them.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_heads_tiled<T: KvElem>(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    let n_q = lens.len();
-    assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && head_dim > 0, "attention: bad tiled query batch");
-    assert!(q.len().is_multiple_of(n_q * head_dim), "attention: q and out must be whole heads");
+    check_tiled_batch(q, head_dim, lens, out);
     #[cfg(target_arch = "x86_64")]
     if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
         // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide, q and out are
         // whole heads of `n_q` queries, and the kernel checks every span it reads.
         return unsafe { crate::simd::x86::attend_tiled_64(q, lens, spans, stride, offset, scale, out) };
     }
-    let g = q.len() / (n_q * head_dim);
-    for (i, &len) in lens.iter().enumerate() {
-        let visible = first_positions(spans, len);
-        for h in 0..g {
-            let at = (i * g + h) * head_dim;
-            attend_head_tiled(&q[at..at + head_dim], &visible, stride, offset, scale, &mut out[at..at + head_dim]);
-        }
-    }
+    each_query_head(q, head_dim, lens, spans, out, |q, visible, out| attend_head_tiled(q, visible, stride, offset, scale, out));
 }
 
 /// The first `n` positions of `spans`.
