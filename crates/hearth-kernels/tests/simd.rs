@@ -253,18 +253,20 @@ mod x86 {
         }
     }
 
+    /// `n` Q8_0 blocks of test data.
+    fn q8_0_rows(n: usize, seed: u64) -> Vec<BlockQ8_0> {
+        let mut y = vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n];
+        BlockQ8_0::quantize_row(&data(n * 32, seed), &mut y);
+        y
+    }
+
     #[test]
     fn avx2_q8_0_cache_attention_is_the_scalar_kernel() {
         if !have_avx2() {
             return;
         }
         let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
-        let quant = |seed: u64| {
-            let x = data(n_pos * stride * 32, seed);
-            let mut y = vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n_pos * stride];
-            BlockQ8_0::quantize_row(&x, &mut y);
-            y
-        };
+        let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
         let (k, v) = (quant(27), quant(28));
         for g in 1..=6 {
             let q: Vec<f32> = data(64 * g, 29 + g as u64).iter().map(|x| x * 6.0).collect();
@@ -347,12 +349,7 @@ mod x86 {
             return;
         }
         let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
-        let quant = |seed: u64| {
-            let x = data(n_pos * stride * 32, seed);
-            let mut y = vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n_pos * stride];
-            BlockQ8_0::quantize_row(&x, &mut y);
-            y
-        };
+        let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
         let (k, v) = (quant(47), quant(48));
         check_tiled(
             &k,

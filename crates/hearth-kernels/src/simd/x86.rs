@@ -274,10 +274,10 @@ pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], str
     assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
     for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
         match q.len() / 64 {
-            1 => attend_group::<FloatHeads<T, 1>, 1, 8>(FloatHeads::new(q), spans, stride, offset, scale, out),
-            2 => attend_group::<FloatHeads<T, 2>, 2, 4>(FloatHeads::new(q), spans, stride, offset, scale, out),
-            3 => attend_group::<FloatHeads<T, 3>, 3, 4>(FloatHeads::new(q), spans, stride, offset, scale, out),
-            _ => attend_group::<FloatHeads<T, 4>, 4, 2>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            1 => attend_group::<T, 1, 8>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            2 => attend_group::<T, 2, 4>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            3 => attend_group::<T, 3, 4>(FloatHeads::new(q), spans, stride, offset, scale, out),
+            _ => attend_group::<T, 4, 2>(FloatHeads::new(q), spans, stride, offset, scale, out),
         }
     }
 }
@@ -333,23 +333,20 @@ unsafe fn attend_tiled<K: TiledKv>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_
 /// What the multi-query tile loop needs of a cache type, for heads of 64.
 trait TiledKv {
     type Elem;
-    /// A query head, prepared once per call.
-    type Query: Copy;
-    /// A key row, prepared once per tile for every query and head.
-    type Key: Copy;
+    /// A query head (prepared once per call) or a key row (once per tile, for every
+    /// query and head), in the form the scores read.
+    type Row: Copy;
     /// Cache elements one head spans in a row.
     const HEAD_ELEMS: usize;
-    unsafe fn query(q: *const f32) -> Self::Query;
-    /// A query of zeros (the unused entries of a call's queries).
-    unsafe fn query_zero() -> Self::Query;
-    unsafe fn key(k: *const Self::Elem) -> Self::Key;
-    /// A key of zeros (the initial contents of a tile's rows).
-    unsafe fn key_zero() -> Self::Key;
+    unsafe fn query(q: *const f32) -> Self::Row;
+    unsafe fn key(k: *const Self::Elem) -> Self::Row;
+    /// A row of zeros (the unused queries, and a tile's rows before the first).
+    unsafe fn zero() -> Self::Row;
     /// The value row at `v` as f32, dims `8r..8r + 8` in `out[r]`.
     unsafe fn value(v: *const Self::Elem, out: &mut [__m256; 8]);
     /// Each key's score with `q` (before the scale) as eight lanes whose [`hsum`] is
     /// the score.
-    unsafe fn scores(q: &Self::Query, keys: &[Self::Key; 8]) -> [__m256; 8];
+    unsafe fn scores(q: &Self::Row, keys: &[Self::Row; 8]) -> [__m256; 8];
 }
 
 /// An f16 or f32 cache: queries and keys as eight registers of f32; a score's lane `l`
@@ -358,23 +355,18 @@ struct FloatKv<T>(std::marker::PhantomData<T>);
 
 impl<T: KvElem> TiledKv for FloatKv<T> {
     type Elem = T;
-    type Query = [__m256; 8];
-    type Key = [__m256; 8];
+    type Row = [__m256; 8];
     const HEAD_ELEMS: usize = 64;
     #[inline(always)]
     unsafe fn query(q: *const f32) -> [__m256; 8] {
         std::array::from_fn(|i| _mm256_loadu_ps(q.add(8 * i)))
     }
     #[inline(always)]
-    unsafe fn query_zero() -> [__m256; 8] {
-        [_mm256_setzero_ps(); 8]
-    }
-    #[inline(always)]
     unsafe fn key(k: *const T) -> [__m256; 8] {
         std::array::from_fn(|i| load8(k.add(8 * i)))
     }
     #[inline(always)]
-    unsafe fn key_zero() -> [__m256; 8] {
+    unsafe fn zero() -> [__m256; 8] {
         [_mm256_setzero_ps(); 8]
     }
     #[inline(always)]
@@ -400,27 +392,22 @@ struct Q8_0Kv;
 
 impl TiledKv for Q8_0Kv {
     type Elem = BlockQ8_0;
-    type Query = ([[__m256i; 2]; 2], [f32; 2]);
-    type Key = ([[__m256i; 2]; 2], [f32; 2]);
+    type Row = ([[__m256i; 2]; 2], [f32; 2]);
     const HEAD_ELEMS: usize = 2;
     #[inline(always)]
-    unsafe fn query(q: *const f32) -> Self::Query {
+    unsafe fn query(q: *const f32) -> Self::Row {
         use crate::Quantize;
         let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
         BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
         Self::key(qq.as_ptr())
     }
     #[inline(always)]
-    unsafe fn query_zero() -> Self::Query {
-        Self::key_zero()
-    }
-    #[inline(always)]
-    unsafe fn key(k: *const BlockQ8_0) -> Self::Key {
+    unsafe fn key(k: *const BlockQ8_0) -> Self::Row {
         let d = f16x2((*k).d, (*k.add(1)).d);
         ([widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())], [_mm_cvtss_f32(d), _mm_cvtss_f32(_mm_movehdup_ps(d))])
     }
     #[inline(always)]
-    unsafe fn key_zero() -> Self::Key {
+    unsafe fn zero() -> Self::Row {
         ([[_mm256_setzero_si256(); 2]; 2], [0.0; 2])
     }
     #[inline(always)]
@@ -437,7 +424,7 @@ impl TiledKv for Q8_0Kv {
     /// As [`vec_dot_q8_0_q8_0`]: per block, `d_k * d_q` (one f32 product) and one FMA of
     /// the lane sums.
     #[inline(always)]
-    unsafe fn scores(q: &Self::Query, keys: &[Self::Key; 8]) -> [__m256; 8] {
+    unsafe fn scores(q: &Self::Row, keys: &[Self::Row; 8]) -> [__m256; 8] {
         let mut parts = [_mm256_setzero_ps(); 8];
         for j in 0..8 {
             let (k16, kd) = &keys[j];
@@ -471,15 +458,15 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
     let n_max = lens.iter().copied().max().unwrap_or(0);
-    let queries: [[K::Query; G]; TILED_QUERIES] =
-        std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::query_zero() }));
+    let queries: [[K::Row; G]; TILED_QUERIES] =
+        std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::zero() }));
     let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
     let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
     let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
     // Rows past a tile's end keep the previous tile's (stale) contents: their scores only
     // reach lanes that are replaced by -inf, and their values are never read.
-    let mut keys = [K::key_zero(); KV_TILE];
+    let mut keys = [K::zero(); KV_TILE];
     let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
     let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
     let mut t0 = 0;
@@ -576,27 +563,6 @@ unsafe fn hmax(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
 }
 
-/// What the grouped attention loop of the float caches (f16, f32) needs for `G` query
-/// heads of 64:
-/// the queries prepared once, every head's score of a key row, a value row's registers,
-/// and the scalar kernel's arithmetic for the accumulator and the weight sum.
-trait GroupKv<const G: usize> {
-    type Elem;
-    /// Cache elements one head spans in a row (64).
-    const HEAD_ELEMS: usize;
-    /// Each head's score of the key row at `k` (before the scale) as eight lanes whose
-    /// [`hsum`] is the score: the loop sums eight keys' at once with [`hsum_x8`].
-    unsafe fn score_parts(&self, k: *const Self::Elem) -> [__m256; G];
-    /// Dims `8r..8r + 8` of the value row at `v`, as f32.
-    unsafe fn value(v: *const Self::Elem, r: usize) -> __m256;
-    /// The accumulator rescaled by a new maximum's `ms`.
-    unsafe fn rescale(a: __m256, ms: __m256) -> __m256;
-    /// `a + v * vs`.
-    unsafe fn accumulate(a: __m256, v: __m256, vs: __m256) -> __m256;
-    /// The running sum of weights after a key: `s_sum * ms + vs`.
-    fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32;
-}
-
 /// The queries of an f16 or f32 cache: each rounded to f16, as 8 registers of 8 lanes. The
 /// accumulator is rounded to f16 after every operation, as the reference engine's is.
 struct FloatHeads<T, const G: usize> {
@@ -611,36 +577,14 @@ impl<T: KvElem, const G: usize> FloatHeads<T, G> {
         let qv = std::array::from_fn(|h| std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(64 * h + 8 * i)))));
         FloatHeads { qv, _elem: std::marker::PhantomData }
     }
-}
 
-impl<T: KvElem, const G: usize> GroupKv<G> for FloatHeads<T, G> {
-    type Elem = T;
-    const HEAD_ELEMS: usize = 64;
-
+    /// Each head's score of the key row at `k` (before the scale) as eight lanes whose
+    /// [`hsum`] is the score: the loop sums eight keys' at once with [`hsum_x8`].
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn score_parts(&self, k: *const T) -> [__m256; G] {
         let kv: [__m256; 8] = std::array::from_fn(|i| load8(k.add(8 * i)));
         std::array::from_fn(|h| score_parts_64(&self.qv[h], &kv))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn value(v: *const T, r: usize) -> __m256 {
-        load8(v.add(8 * r))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn rescale(a: __m256, ms: __m256) -> __m256 {
-        round_f16(_mm256_mul_ps(a, ms))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn accumulate(a: __m256, v: __m256, vs: __m256) -> __m256 {
-        round_f16(_mm256_fmadd_ps(v, vs, a))
-    }
-    #[inline(always)]
-    fn add_weight(s_sum: f32, ms: f32, vs: f32) -> f32 {
-        s_sum.mul_add(ms, vs)
     }
 }
 
@@ -652,9 +596,9 @@ impl<T: KvElem, const G: usize> GroupKv<G> for FloatHeads<T, G> {
 /// flight.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
-unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
-    heads: K,
-    spans: &[KvSpan<'_, K::Elem>],
+unsafe fn attend_group<T: KvElem, const G: usize, const D: usize>(
+    heads: FloatHeads<T, G>,
+    spans: &[KvSpan<'_, T>],
     stride: usize,
     offset: usize,
     scale: f32,
@@ -663,7 +607,7 @@ unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
     let mut acc = [[_mm256_setzero_ps(); 8]; G];
     let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
     for span in spans {
-        assert!(span.holds(stride, offset, K::HEAD_ELEMS), "attention span out of bounds");
+        assert!(span.holds(stride, offset, 64), "attention span out of bounds");
         let mut p0 = 0;
         while p0 < span.n_pos {
             let n = (span.n_pos - p0).min(8);
@@ -704,18 +648,18 @@ unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
                 let mut a: [[__m256; D]; G] = std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
                 for j in 0..n {
                     let row = span.v.as_ptr().add((p0 + j) * stride + offset);
-                    let v: [__m256; D] = std::array::from_fn(|i| K::value(row, c + i));
+                    let v: [__m256; D] = std::array::from_fn(|i| load8(row.add(8 * (c + i))));
                     for h in 0..G {
                         let (ms, vs) = w[h][j];
                         if new_max[h][j] {
                             let msv = _mm256_set1_ps(ms);
                             for x in a[h].iter_mut() {
-                                *x = K::rescale(*x, msv);
+                                *x = round_f16(_mm256_mul_ps(*x, msv));
                             }
                         }
                         let vsv = _mm256_set1_ps(vs);
                         for (x, v) in a[h].iter_mut().zip(&v) {
-                            *x = K::accumulate(*x, *v, vsv);
+                            *x = round_f16(_mm256_fmadd_ps(*v, vsv, *x));
                         }
                     }
                 }
@@ -726,7 +670,7 @@ unsafe fn attend_group<K: GroupKv<G>, const G: usize, const D: usize>(
             }
             for h in 0..G {
                 for &(ms, vs) in &w[h][..n] {
-                    s_sum[h] = K::add_weight(s_sum[h], ms, vs);
+                    s_sum[h] = s_sum[h].mul_add(ms, vs);
                 }
             }
             p0 += n;

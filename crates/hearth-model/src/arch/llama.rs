@@ -129,37 +129,46 @@ impl Llama {
             }
             t = e;
         }
-        let row = c.n_head * hd;
-        let tiled_out: Vec<Vec<f32>> = (0..runs.len() * c.n_head_kv)
-            .into_par_iter()
-            .map(|i| {
-                let ((t0, n_q), h_kv) = (runs[i / c.n_head_kv], i % c.n_head_kv);
-                let mut qg = Vec::with_capacity(n_q * group * hd);
-                for t in t0..t0 + n_q {
-                    qg.extend_from_slice(&q[t * row + h_kv * group * hd..][..group * hd]);
-                }
-                let lens: Vec<usize> = (t0..t0 + n_q).map(|t| batch.positions[t] as usize + 1).collect();
-                let mut o = vec![0.0f32; qg.len()];
-                T::attend_tiled(&qg, hd, &lens, &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, &mut o);
-                o
-            })
-            .collect();
-        for (i, o) in tiled_out.iter().enumerate() {
-            let ((t0, n_q), h_kv) = (runs[i / c.n_head_kv], i % c.n_head_kv);
-            for j in 0..n_q {
-                out[(t0 + j) * row + h_kv * group * hd..][..group * hd].copy_from_slice(&o[j * group * hd..][..group * hd]);
+        // Each (run, KV head) task packs its queries into the kernel's
+        // `[n_q][group][head_dim]` layout in its part of one scratch buffer, followed by
+        // room for the result, which is then copied back into `out`.
+        let (row, gw) = (c.n_head * hd, group * hd);
+        let tasks: Vec<(usize, usize, usize)> = runs.iter().flat_map(|&(t0, n_q)| (0..c.n_head_kv).map(move |h_kv| (t0, n_q, h_kv))).collect();
+        let mut scratch = vec![0.0f32; tasks.iter().map(|&(_, n_q, _)| 2 * n_q * gw).sum()];
+        let mut bufs = Vec::with_capacity(tasks.len());
+        let mut rest = scratch.as_mut_slice();
+        for &(_, n_q, _) in &tasks {
+            let (buf, r) = rest.split_at_mut(2 * n_q * gw);
+            bufs.push(buf);
+            rest = r;
+        }
+        bufs.into_par_iter().zip(&tasks).for_each(|(buf, &(t0, n_q, h_kv))| {
+            let (qg, o) = buf.split_at_mut(n_q * gw);
+            let mut lens = [0usize; attention::TILED_QUERIES];
+            for (j, t) in (t0..t0 + n_q).enumerate() {
+                qg[j * gw..][..gw].copy_from_slice(&q[t * row + h_kv * gw..][..gw]);
+                lens[j] = batch.positions[t] as usize + 1;
             }
+            T::attend_tiled(qg, hd, &lens[..n_q], &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, o);
+        });
+        let mut at = 0;
+        for &(t0, n_q, h_kv) in &tasks {
+            let o = &scratch[at + n_q * gw..at + 2 * n_q * gw];
+            for j in 0..n_q {
+                out[(t0 + j) * row + h_kv * gw..][..gw].copy_from_slice(&o[j * gw..][..gw]);
+            }
+            at += 2 * n_q * gw;
         }
         // Every other token: one task per (token, KV head); the group's query heads share
-        // its keys and values.
-        out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
-            let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
-            if tiled(t) {
-                return;
-            }
-            let qg = &q[i * group * hd..(i + 1) * group * hd];
-            T::attend(qg, hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
-        });
+        // its keys and values. (None with a quantized cache.)
+        if runs.iter().map(|r| r.1).sum::<usize>() < batch.len() {
+            out.par_chunks_mut(gw).enumerate().for_each(|(i, o)| {
+                let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
+                if !tiled(t) {
+                    T::attend(&q[i * gw..(i + 1) * gw], hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
+                }
+            });
+        }
     }
 }
 
