@@ -6,6 +6,7 @@
 use bytemuck::Zeroable;
 use half::f16;
 use hearth_kernels::{BlockQ4_0, BlockQ8_0, Quantize};
+use rayon::prelude::*;
 
 /// Element type of the cached keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,13 +149,25 @@ impl KvCache {
         (layer * self.n_blocks + block) * self.block_size * self.row_len()
     }
 
-    /// Stores one position's keys and values (`[n_embd_kv]` each) at `row` of `block`.
-    pub fn store(&mut self, layer: usize, block: usize, row: usize, k: &[f32], v: &[f32]) {
-        debug_assert!(row < self.block_size);
-        let n = self.row_len();
-        let i = self.index(layer, block) + row * n;
-        write(&mut self.k, i, n, &k[..self.n_embd_kv]);
-        write(&mut self.v, i, n, &v[..self.n_embd_kv]);
+    /// Stores the keys and values of a batch's positions in `layer`: token `t`'s
+    /// (`k`, `v`: `[n][n_embd_kv]`) at row `slots[t].1` of block `slots[t].0`. A batch of
+    /// [`PAR_SLOTS`] positions or more is converted on the rayon pool. Panics if two
+    /// tokens name one slot.
+    pub fn store(&mut self, layer: usize, slots: &[(usize, usize)], k: &[f32], v: &[f32]) {
+        let (n, ne) = (self.row_len(), self.n_embd_kv);
+        assert!(k.len() == slots.len() * ne && v.len() == k.len(), "KV store: one key and one value row per slot");
+        // Storage offset of each slot's row, in increasing order, with its token.
+        let mut order: Vec<(usize, usize)> = slots
+            .iter()
+            .enumerate()
+            .map(|(t, &(block, row))| {
+                assert!(row < self.block_size, "KV store: row {row} outside a block of {}", self.block_size);
+                (self.index(layer, block) + row * n, t)
+            })
+            .collect();
+        order.sort_unstable();
+        write_rows(&mut self.k, &order, n, k, ne);
+        write_rows(&mut self.v, &order, n, v, ne);
     }
 
     /// Keys and values of rows `0..n_rows` of `block` in `layer`, in place:
@@ -181,16 +194,80 @@ pub enum KvLayer<'a> {
     Q4_0(&'a [BlockQ4_0], &'a [BlockQ4_0]),
 }
 
-/// Writes one row (`n` storage elements) converted from `src`.
-fn write(store: &mut Store, i: usize, n: usize, src: &[f32]) {
+/// Batches of at least this many positions convert their KV rows on the rayon pool.
+const PAR_SLOTS: usize = 8;
+
+/// Writes token `t`'s row of `src` (`[..][ne]`, converted) at storage offset `i` for each
+/// `(i, t)` of `order` (sorted by offset): `n` storage elements per row.
+fn write_rows(store: &mut Store, order: &[(usize, usize)], n: usize, src: &[f32], ne: usize) {
     match store {
-        Store::Q8_0(d) => BlockQ8_0::quantize_row(src, &mut d[i..i + n]),
-        Store::Q4_0(d) => BlockQ4_0::quantize_row(src, &mut d[i..i + n]),
-        Store::F16(d) => {
-            for (dst, &s) in d[i..i + n].iter_mut().zip(src) {
-                *dst = f16::from_f32(s);
+        Store::Q8_0(d) => convert_rows(d, order, n, src, ne, |s, d| BlockQ8_0::quantize_row(s, d)),
+        Store::Q4_0(d) => convert_rows(d, order, n, src, ne, |s, d| BlockQ4_0::quantize_row(s, d)),
+        Store::F16(d) => convert_rows(d, order, n, src, ne, |s, d| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f16::from_f32(s))),
+        Store::F32(d) => convert_rows(d, order, n, src, ne, |s, d| d.copy_from_slice(s)),
+    }
+}
+
+/// Cuts the rows of `order` out of `data` (each once: the offsets are sorted, and a
+/// repeated or overlapping one is a caller's bug) and fills each with `f(src row, row)`.
+fn convert_rows<T: Send>(data: &mut [T], order: &[(usize, usize)], n: usize, src: &[f32], ne: usize, f: impl Fn(&[f32], &mut [T]) + Sync) {
+    let mut rows = Vec::with_capacity(order.len());
+    let (mut rest, mut at) = (data, 0);
+    for &(i, t) in order {
+        assert!(i >= at, "KV store: two tokens write one cache slot");
+        let (row, tail) = std::mem::take(&mut rest)[i - at..].split_at_mut(n);
+        rows.push((t, row));
+        (rest, at) = (tail, i + n);
+    }
+    let put = |(t, row): (usize, &mut [T])| f(&src[t * ne..(t + 1) * ne], row);
+    if rows.len() < PAR_SLOTS {
+        rows.into_iter().for_each(put);
+    } else {
+        rows.into_par_iter().with_min_len(4).for_each(put);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows `0..n` of `block` in `layer`, keys and values as f32.
+    fn read(kv: &KvCache, layer: usize, block: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        match kv.block(layer, block, n) {
+            KvLayer::F32(k, v) => (k.to_vec(), v.to_vec()),
+            KvLayer::F16(k, v) => (k.iter().map(|x| x.to_f32()).collect(), v.iter().map(|x| x.to_f32()).collect()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_batch_lands_in_its_slots_serial_or_parallel() {
+        for kv_type in [KvType::F32, KvType::F16] {
+            // 3 positions (serial path) and 20 (pool path), out of order across blocks.
+            for n in [3usize, 20] {
+                let (n_blocks, bs, ne) = (8, 4, 6);
+                let mut kv = KvCache::paged(2, n_blocks, bs, ne, kv_type);
+                let slots: Vec<(usize, usize)> = (0..n).map(|t| ((t * 3) % n_blocks, (t / n_blocks + t) % bs)).collect();
+                let mut seen = std::collections::HashSet::new();
+                let slots: Vec<_> = slots.into_iter().filter(|s| seen.insert(*s)).collect();
+                let k: Vec<f32> = (0..slots.len() * ne).map(|i| i as f32).collect();
+                let v: Vec<f32> = k.iter().map(|x| -x).collect();
+                kv.store(1, &slots, &k, &v);
+                for (t, &(block, row)) in slots.iter().enumerate() {
+                    let (ck, cv) = read(&kv, 1, block, bs);
+                    assert_eq!(&ck[row * ne..(row + 1) * ne], &k[t * ne..(t + 1) * ne]);
+                    assert_eq!(&cv[row * ne..(row + 1) * ne], &v[t * ne..(t + 1) * ne]);
+                }
+                // Layer 0 is untouched.
+                assert!((0..n_blocks).all(|b| read(&kv, 0, b, bs).0.iter().all(|&x| x == 0.0)));
             }
         }
-        Store::F32(d) => d[i..i + n].copy_from_slice(&src[..n]),
+    }
+
+    #[test]
+    #[should_panic(expected = "two tokens write one cache slot")]
+    fn two_tokens_in_one_slot_is_refused() {
+        let mut kv = KvCache::paged(1, 2, 4, 2, KvType::F32);
+        kv.store(0, &[(1, 2), (0, 0), (1, 2)], &[0.0; 6], &[0.0; 6]);
     }
 }

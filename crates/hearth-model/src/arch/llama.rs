@@ -129,20 +129,22 @@ impl Llama {
             }
             t = e;
         }
-        // Each (run, KV head) task packs its queries into the kernel's
-        // `[n_q][group][head_dim]` layout in its part of one scratch buffer, followed by
-        // room for the result, which is then copied back into `out`.
+        // Each (token, KV head) pair's output: `out` is `[n][n_head_kv][group * head_dim]`.
         let (row, gw) = (c.n_head * hd, group * hd);
-        let tasks: Vec<(usize, usize, usize)> = runs.iter().flat_map(|&(t0, n_q)| (0..c.n_head_kv).map(move |h_kv| (t0, n_q, h_kv))).collect();
-        let mut scratch = vec![0.0f32; tasks.iter().map(|&(_, n_q, _)| 2 * n_q * gw).sum()];
-        let mut bufs = Vec::with_capacity(tasks.len());
-        let mut rest = scratch.as_mut_slice();
-        for &(_, n_q, _) in &tasks {
-            let (buf, r) = rest.split_at_mut(2 * n_q * gw);
-            bufs.push(buf);
-            rest = r;
+        let mut outs: Vec<Option<&mut [f32]>> = out.chunks_exact_mut(gw).map(Some).collect();
+        // One task per (run, KV head). It packs its queries into the kernel's
+        // `[n_q][group][head_dim]` layout, followed by room for the result, which it then
+        // copies to its output slices.
+        let mut tasks = Vec::with_capacity(runs.len() * c.n_head_kv);
+        for &(t0, n_q) in &runs {
+            for h_kv in 0..c.n_head_kv {
+                let dst: Vec<&mut [f32]> = (t0..t0 + n_q).map(|t| outs[t * c.n_head_kv + h_kv].take().expect("one run per token")).collect();
+                tasks.push((t0, h_kv, dst));
+            }
         }
-        bufs.into_par_iter().zip(&tasks).for_each(|(buf, &(t0, n_q, h_kv))| {
+        tasks.into_par_iter().for_each(|(t0, h_kv, mut dst)| {
+            let n_q = dst.len();
+            let mut buf = vec![0.0f32; 2 * n_q * gw];
             let (qg, o) = buf.split_at_mut(n_q * gw);
             let mut lens = [0usize; attention::TILED_QUERIES];
             for (j, t) in (t0..t0 + n_q).enumerate() {
@@ -150,25 +152,19 @@ impl Llama {
                 lens[j] = batch.positions[t] as usize + 1;
             }
             T::attend_tiled(qg, hd, &lens[..n_q], &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, o);
-        });
-        let mut at = 0;
-        for &(t0, n_q, h_kv) in &tasks {
-            let o = &scratch[at + n_q * gw..at + 2 * n_q * gw];
-            for j in 0..n_q {
-                out[(t0 + j) * row + h_kv * gw..][..gw].copy_from_slice(&o[j * gw..][..gw]);
+            for (d, o) in dst.iter_mut().zip(o.chunks_exact(gw)) {
+                d.copy_from_slice(o);
             }
-            at += 2 * n_q * gw;
-        }
+        });
         // Every other token: one task per (token, KV head); the group's query heads share
-        // its keys and values. (None with a quantized cache.)
-        if runs.iter().map(|r| r.1).sum::<usize>() < batch.len() {
-            out.par_chunks_mut(gw).enumerate().for_each(|(i, o)| {
-                let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
-                if !tiled(t) {
-                    T::attend(&q[i * gw..(i + 1) * gw], hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
-                }
-            });
-        }
+        // its keys and values. (None with a quantized cache.) Only these pairs are split
+        // over the pool: they are the first positions of a sequence, and a split of all
+        // pairs by index would leave one thread with every one of them.
+        let rest: Vec<(usize, &mut [f32])> = outs.into_iter().enumerate().filter_map(|(i, o)| Some((i, o?))).collect();
+        rest.into_par_iter().with_max_len(8).for_each(|(i, o)| {
+            let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
+            T::attend(&q[i * gw..(i + 1) * gw], hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
+        });
     }
 }
 
@@ -259,17 +255,22 @@ impl super::Architecture for Llama {
             ops::rope_angles(pos, c.n_rot, c.rope_freq_base, cs);
         }
 
+        // Each token's KV cache slot: (block, row).
+        let bs = kv.block_size();
+        let slots: Vec<(usize, usize)> = (0..n)
+            .map(|t| {
+                let pos = batch.positions[t] as usize;
+                (batch.block_tables[batch.seq[t] as usize][pos / bs] as usize, pos % bs)
+            })
+            .collect();
+
         let eps = c.rms_norm_eps;
         for (il, l) in self.layers.iter().enumerate() {
             for_rows(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &l.attn_norm, eps, y));
             QTensor::matmul_many(&[&l.wq, &l.wk, &l.wv], &xn, &mut [&mut q, &mut k, &mut v]);
             for_rows(&mut q, n_q, &rope, n_pairs, |q, cs| ops::rope_rotate(q, c.head_dim, cs));
             for_rows(&mut k, n_kv, &rope, n_pairs, |k, cs| ops::rope_rotate(k, c.head_dim, cs));
-            for (t, &pos) in batch.positions.iter().enumerate() {
-                let (pos, bs) = (pos as usize, kv.block_size());
-                let block = batch.block_tables[batch.seq[t] as usize][pos / bs] as usize;
-                kv.store(il, block, pos % bs, &k[t * n_kv..(t + 1) * n_kv], &v[t * n_kv..(t + 1) * n_kv]);
-            }
+            kv.store(il, &slots, &k, &v);
             self.attention(il, batch, kv, &q, &mut attn);
             l.wo.matmul(&attn, &mut xn);
             for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
