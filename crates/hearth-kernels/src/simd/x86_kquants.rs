@@ -248,7 +248,7 @@ pub unsafe fn vec_dot_q5_k_q8_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
 // how a tile orders them does not matter); a weight super-block is unpacked once for all
 // the tokens of a tile.
 
-use super::x86::{gemm, prefetch_next_tile, Tile};
+use super::x86::{gemm, prefetch_next_tile, Tile, TILE_TOKENS};
 
 struct TileQ6K;
 
@@ -386,11 +386,28 @@ impl K4Block for BlockQ5_K {
 
 struct TileK4<B>(std::marker::PhantomData<B>);
 
+/// Each token's `d_a` as eight f32 lanes (zero past `T`).
+#[inline(always)]
+unsafe fn token_scales<const T: usize>(a: *const BlockQ8_K, nb: usize, b: usize) -> __m256 {
+    let mut d = [0.0f32; 8];
+    for (t, d) in d.iter_mut().enumerate().take(T) {
+        *d = (*a.add(t * nb + b)).d;
+    }
+    _mm256_loadu_ps(d.as_ptr())
+}
+
+/// `d_w` and `dmin_w` of a K-quant super-block as f32 (F16C).
+#[inline(always)]
+unsafe fn f16_pair(d: half::f16, dmin: half::f16) -> (f32, f32) {
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(d.to_bits()) | (i32::from(dmin.to_bits()) << 16)));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
 impl<B: K4Block> Tile for TileK4<B> {
     type W = B;
     type A = BlockQ8_K;
     /// Each token's pair sums of `bsums` (eight i16, one per 32-value chunk).
-    type Prep = [__m128i; 4];
+    type Prep = [__m128i; TILE_TOKENS];
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_K, nb: usize, prep: &mut [Self::Prep]) {
@@ -402,8 +419,12 @@ impl<B: K4Block> Tile for TileK4<B> {
         }
     }
 
-    /// Per super-block and output, as `k4_block` in the one-row kernels.
+    /// Per super-block and output, as `k4_block` in the one-row kernels. A row's scales
+    /// and mins are unpacked once for the tile's tokens, each chunk's scale pair stored
+    /// for a broadcast load, and the tokens' `d_a d_w` and `-d_a dmin_w` computed in one
+    /// multiply each (the same products, rounded once).
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
     unsafe fn tile<const R: usize, const T: usize>(w: *const B, a: *const BlockQ8_K, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut acc_m = [[_mm_setzero_ps(); T]; R];
@@ -411,27 +432,31 @@ impl<B: K4Block> Tile for TileK4<B> {
             if T <= 2 {
                 prefetch_next_tile::<B, R>(w, nb, b);
             }
+            let d_a = token_scales::<T>(a, nb, b);
             for r in 0..R {
                 let x = &*w.add(r * nb + b);
                 let (sc, m) = k4_scales_mins(x.scales());
+                // Each chunk's scale in both i16 halves of an i32, for a broadcast.
+                let scw: [i32; 8] = sc.map(|s| i32::from(s) * 0x1_0001);
                 let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(m.as_ptr().cast()));
+                let (dw, dminw) = f16_pair(x.d(), x.dmin());
+                let (mut d, mut dmin) = ([0.0f32; 8], [0.0f32; 8]);
+                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(d_a, _mm256_set1_ps(dw)));
+                _mm256_storeu_ps(dmin.as_mut_ptr(), _mm256_mul_ps(_mm256_xor_ps(d_a, _mm256_set1_ps(-0.0)), _mm256_set1_ps(dminw)));
                 let hbits = x.hbits();
                 let mut sumi = [_mm256_setzero_si256(); T];
-                for (j, &s) in sc.iter().enumerate() {
+                for j in 0..8 {
                     let chunk = if B::FIVE { k4_chunk::<true>(x.qs(), hbits, j) } else { k4_chunk::<false>(x.qs(), hbits, j) };
-                    let scj = _mm256_set1_epi16(i16::from(s));
+                    let scj = _mm256_set1_epi32(scw[j]);
                     for (t, si) in sumi.iter_mut().enumerate() {
                         let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * j).cast());
                         *si = _mm256_add_epi32(*si, _mm256_madd_epi16(scj, _mm256_maddubs_epi16(chunk, q8)));
                     }
                 }
-                let (dw, dminw) = (fp16_to_fp32(x.d()), fp16_to_fp32(x.dmin()));
                 for t in 0..T {
-                    let yd = (*a.add(t * nb + b)).d;
-                    let (d, dmin) = (yd * dw, -yd * dminw);
                     let prod = _mm_madd_epi16(mins, q8s[t]);
-                    acc_m[r][t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r][t]);
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+                    acc_m[r][t] = _mm_fmadd_ps(_mm_set1_ps(dmin[t]), _mm_cvtepi32_ps(prod), acc_m[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
                 }
             }
         }
@@ -451,7 +476,7 @@ impl<B: K4Block> Tile for TileK4<B> {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileK4<BlockQ4_K>, 4>(nb, w, a, out)
+    gemm::<TileK4<BlockQ4_K>, TILE_TOKENS>(nb, w, a, out)
 }
 
 /// Tiled Q5_K × Q8_K, bit for bit [`vec_dot_q5_k_q8_k`] per output.
@@ -460,7 +485,7 @@ pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q5_k_q8_k(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileK4<BlockQ5_K>, 4>(nb, w, a, out)
+    gemm::<TileK4<BlockQ5_K>, TILE_TOKENS>(nb, w, a, out)
 }
 
 struct TileQ3K;
