@@ -274,6 +274,27 @@ mod x86 {
             prop_assert_eq!(s3.to_bits(), vec_dot_q3_k_q8_k_ref(&w3, &a).to_bits());
         }
 
+        /// The tiled K-quant kernels on arbitrary blocks, against activations over the whole
+        /// i8 range (-128 included): 4 rows, tiles of one and of three tokens.
+        #[test]
+        fn avx2_k_quant_tiles_match_twins_on_arbitrary_blocks(bytes in prop::collection::vec(any::<u8>(), 4 * 210..=4 * 210), qa in prop::collection::vec(any::<i8>(), 3 * 256..=3 * 256)) {
+            prop_assume!(have_avx2());
+            let w6: Vec<BlockQ6_K> = arbitrary_k(&bytes, |b: &mut BlockQ6_K| b.d = f16::from_f32(0.02));
+            let w4: Vec<BlockQ4_K> = arbitrary_k(&bytes[..4 * 144], |b: &mut BlockQ4_K| { b.d = f16::from_f32(0.03); b.dmin = f16::from_f32(0.05) });
+            for n_tokens in [1, 3] {
+                let a = arbitrary_q8_k(&qa[..256 * n_tokens], 0.011);
+                let (mut s, mut r) = (vec![0.0; 4 * n_tokens], vec![0.0; 4 * n_tokens]);
+                // SAFETY: AVX2, FMA and F16C were detected (prop_assume above).
+                unsafe { x86_kquants::gemm_q6_k_q8_k(1, &w6, &a, &mut s) };
+                gemm_with(1, &w6, &a, &mut r, vec_dot_q6_k_q8_k_ref);
+                prop_assert_eq!(bits(&s), bits(&r));
+                // SAFETY: as above.
+                unsafe { x86_kquants::gemm_q4_k_q8_k(1, &w4, &a, &mut s) };
+                gemm_with(1, &w4, &a, &mut r, vec_dot_q4_k_q8_k_ref);
+                prop_assert_eq!(bits(&s), bits(&r));
+            }
+        }
+
         /// Arbitrary quant bytes (every fifth-bit pattern) and activation bytes.
         #[test]
         fn avx2_q5_match_twins_on_arbitrary_blocks(qs in prop::collection::vec(any::<u8>(), 48..=48), qh in any::<[u32; 3]>(), qa in prop::collection::vec(any::<i8>(), 96..=96)) {

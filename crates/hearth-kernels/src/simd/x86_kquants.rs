@@ -255,53 +255,79 @@ struct TileQ6K;
 impl Tile for TileQ6K {
     type W = BlockQ6_K;
     type A = BlockQ8_K;
-    /// Nothing to prepare: the activation scale is read from the block.
-    type Prep = ();
+    /// Each token's activation bytes plus 128, as unsigned bytes, per 32-value chunk
+    /// (tiles of two tokens or more).
+    type Prep = [[__m256i; 8]; TILE_TOKENS];
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(_: *const BlockQ8_K, _: usize, _: &mut [()]) {}
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_K, nb: usize, prep: &mut [Self::Prep]) {
+        if T == 1 {
+            return; // a lone token's tile reads its activations in place
+        }
+        let m128 = _mm256_set1_epi8(i8::MIN);
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            for (t, chunks) in p.iter_mut().enumerate().take(T) {
+                let qs = (*a.add(t * nb + b)).qs.as_ptr();
+                for (c, u) in chunks.iter_mut().enumerate() {
+                    *u = _mm256_xor_si256(load(qs.add(32 * c).cast()), m128);
+                }
+            }
+        }
+    }
 
-    /// Per super-block and output, as [`vec_dot_q6_k_q8_k`].
+    /// Per super-block and output, the same i32 lanes as [`vec_dot_q6_k_q8_k`], so the
+    /// same result. The signed quants `w = q - 32` take `vpmaddubsw`'s signed side and
+    /// the activations `a + 128` its unsigned side: `(a + 128)·w - 128·w = a·w = (q -
+    /// 32)·a` per byte pair, exact in i16 (|pair| ≤ 255·32·2). The `128·w` terms, scaled,
+    /// depend on the weight row alone: one correction per row and super-block instead of
+    /// the one-row kernel's second `vpmaddubsw` and subtraction per token and chunk.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ6_K, a: *const BlockQ8_K, _: &mut [()], nb: usize) -> [[f32; T]; R] {
+    #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
+    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ6_K, a: *const BlockQ8_K, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
         let m32 = _mm256_set1_epi8(32);
+        let m128 = _mm256_set1_epi8(i8::MIN);
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for b in 0..nb {
+        for (b, au) in prep.iter().enumerate().take(nb) {
             if T <= 2 {
                 prefetch_next_tile::<BlockQ6_K, R>(w, nb, b);
             }
-            for (r, acc) in acc.iter_mut().enumerate() {
+            let d_a = token_scales::<T>(a, nb, b);
+            for r in 0..R {
                 let x = &*w.add(r * nb + b);
                 let scales = _mm_loadu_si128(x.scales.as_ptr().cast());
+                let mut d = [0.0f32; 8];
+                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(d_a, _mm256_set1_ps(f16_pair(x.d, x.d).0)));
                 let mut sumi = [_mm256_setzero_si256(); T];
-                for h in 0..2 {
-                    let ql = x.ql.as_ptr().add(64 * h);
-                    let bits1 = load(ql);
-                    let bits2 = load(ql.add(32));
+                let mut corr = _mm256_setzero_si256();
+                for c in 0..8 {
+                    let (h, k) = (c / 4, c % 4);
+                    let bits = load(x.ql.as_ptr().add(64 * h + 32 * (k % 2)));
                     let bits_h = load(x.qh.as_ptr().add(32 * h));
-                    let q = [
-                        _mm256_or_si256(_mm256_and_si256(bits1, m4), q6_high::<0>(bits_h, m2)),
-                        _mm256_or_si256(_mm256_and_si256(bits2, m4), q6_high::<2>(bits_h, m2)),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4), q6_high::<4>(bits_h, m2)),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), q6_high::<6>(bits_h, m2)),
-                    ];
-                    for (k, &qk) in q.iter().enumerate() {
-                        let c = 4 * h + k;
-                        let shuf = _mm_set_epi64x(0x0101_0101_0101_0101 * (2 * c as i64 + 1), 0x0101_0101_0101_0101 * (2 * c as i64));
-                        let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
-                        for (t, s) in sumi.iter_mut().enumerate() {
-                            let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
-                            let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qk, q8), _mm256_maddubs_epi16(m32, q8));
-                            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(sc, p16));
-                        }
+                    let low = if k < 2 { _mm256_and_si256(bits, m4) } else { _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4) };
+                    let high = match k {
+                        0 => q6_high::<0>(bits_h, m2),
+                        1 => q6_high::<2>(bits_h, m2),
+                        2 => q6_high::<4>(bits_h, m2),
+                        _ => q6_high::<6>(bits_h, m2),
+                    };
+                    let (q, sc) = (_mm256_or_si256(low, high), chunk_scales(scales, c));
+                    if T == 1 {
+                        // One token: the one-row kernel's form, with no correction to amortize.
+                        let q8 = load((*a.add(b)).qs.as_ptr().add(32 * c).cast());
+                        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32, q8));
+                        sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(sc, p16));
+                        continue;
+                    }
+                    let ws = _mm256_sub_epi8(q, m32);
+                    corr = _mm256_add_epi32(corr, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(m128, ws)));
+                    for (t, s) in sumi.iter_mut().enumerate() {
+                        *s = _mm256_add_epi32(*s, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(au[t][c], ws)));
                     }
                 }
-                let dw = fp16_to_fp32(x.d);
                 for t in 0..T {
-                    let d = (*a.add(t * nb + b)).d * dw;
-                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], corr)), acc[r][t]);
                 }
             }
         }
@@ -322,7 +348,7 @@ impl Tile for TileQ6K {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q6_k_q8_k(nb: usize, w: &[BlockQ6_K], a: &[BlockQ8_K], out: &mut [f32]) {
-    gemm::<TileQ6K, 4>(nb, w, a, out)
+    gemm::<TileQ6K, TILE_TOKENS>(nb, w, a, out)
 }
 
 /// The parts of a Q4_K or Q5_K block the kernels read.
