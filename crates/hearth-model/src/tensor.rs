@@ -152,7 +152,7 @@ fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: every task writes a disjoint set of indices (its own rows), and the pointer
+// SAFETY: every task writes a disjoint set of indices (its own rows of its own tokens), and the pointer
 // outlives the parallel section (it borrows `out` for the whole call).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
@@ -182,39 +182,40 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
 
     // Rows are split into about eight tasks per thread to balance the threads (at most
     // 256 rows: the output layer's 49152 rows in 768 tasks of 64 cost 3.5% more cycles
-    // per decoded token than in 192), a multiple of four, the decode kernels' row tile. A
-    // task runs its rows against the tokens in chunks, so its weights stay in L1/L2
-    // while they meet every input.
+    // per decoded token than in 192), a multiple of four, the decode kernels' row tile; a
+    // batch's tokens into chunks of `TOKENS_PER_CHUNK`, each chunk its own task, so a
+    // prompt's product ends with one short task, not one of all its tokens, on one
+    // thread while the other waits. A task's weights stay in L1/L2 while they meet its
+    // tokens.
     let n_threads = rayon::current_num_threads().max(1);
-    let mut tasks = Vec::new(); // (matrix, first row, end row)
+    let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
+    let mut tasks = Vec::new(); // (matrix, first row, end row, first token)
     for (m, w) in ws.iter().enumerate() {
         let ne1 = w.ne[1];
         let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 256) & !3;
-        tasks.extend((0..ne1).step_by(rows_per_task).map(|r0| (m, r0, (r0 + rows_per_task).min(ne1))));
+        for t0 in (0..n_tokens).step_by(tokens_per_chunk) {
+            tasks.extend((0..ne1).step_by(rows_per_task).map(|r0| (m, r0, (r0 + rows_per_task).min(ne1), t0)));
+        }
     }
     let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
     let dsts: Vec<(SharedOut, usize)> = ws.iter().zip(outs.iter_mut()).map(|(w, o)| (SharedOut(o.as_mut_ptr()), w.ne[1])).collect();
-    let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
-    tasks.into_par_iter().for_each(|(m, r0, r1)| {
+    tasks.into_par_iter().for_each(|(m, r0, r1, t0)| {
         let (dst, ne1) = dsts[m];
-        let n_rows = r1 - r0;
+        let (n_rows, nt) = (r1 - r0, tokens_per_chunk.min(n_tokens - t0));
         let wr = &weights[m][r0 * w_per_row..r1 * w_per_row];
         TILE.with_borrow_mut(|tile| {
             // [tokens][n_rows], reused by this thread's tasks (the product writes every
             // element it hands back, so old contents never show).
-            if tile.len() < n_rows * tokens_per_chunk {
-                tile.resize(n_rows * tokens_per_chunk, 0.0);
+            if tile.len() < n_rows * nt {
+                tile.resize(n_rows * nt, 0.0);
             }
-            for t0 in (0..n_tokens).step_by(tokens_per_chunk) {
-                let nt = tokens_per_chunk.min(n_tokens - t0);
-                let tile = &mut tile[..n_rows * nt];
-                with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], tile));
-                for (t, src) in tile.chunks_exact(n_rows).enumerate() {
-                    // SAFETY: elements (t0 + t) * ne1 + r0 .. + n_rows lie inside output
-                    // `m` (r1 <= ne1, t0 + t < n_tokens), belong to this task's rows
-                    // alone, and do not overlap `tile`.
-                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add((t0 + t) * ne1 + r0), n_rows) };
-                }
+            let tile = &mut tile[..n_rows * nt];
+            with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], tile));
+            for (t, src) in tile.chunks_exact(n_rows).enumerate() {
+                // SAFETY: elements (t0 + t) * ne1 + r0 .. + n_rows lie inside output `m`
+                // (r1 <= ne1, t0 + t < n_tokens), belong to this task's rows and tokens
+                // alone, and do not overlap `tile`.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add((t0 + t) * ne1 + r0), n_rows) };
             }
         });
     });
@@ -226,5 +227,5 @@ thread_local! {
     static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Tokens a task runs against its rows at a time (bounds its scratch tile).
+/// Tokens of one task: a batch's chunk (bounds the task's length and its scratch tile).
 const TOKENS_PER_CHUNK: usize = 64;
