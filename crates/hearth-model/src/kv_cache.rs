@@ -6,7 +6,7 @@
 use bytemuck::Zeroable;
 use half::f16;
 use hearth_kernels::{BlockQ4_0, BlockQ8_0, Quantize};
-use rayon::prelude::*;
+use crate::team::par_each;
 
 /// Element type of the cached keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -223,7 +223,7 @@ fn convert_rows<T: Send>(data: &mut [T], order: &[(usize, usize)], n: usize, src
     if rows.len() < PAR_SLOTS {
         rows.into_iter().for_each(put);
     } else {
-        rows.into_par_iter().with_min_len(4).for_each(put);
+        par_each(rows, put);
     }
 }
 

@@ -8,6 +8,7 @@ mod error;
 mod kv_cache;
 pub mod quantize;
 pub mod reference;
+mod team;
 pub mod tensor;
 pub mod tokenizer;
 
@@ -187,7 +188,7 @@ impl Model {
             }
             let mut b = batch.clone();
             b.block_tables = vec![(0..kv.n_blocks() as u32).collect()];
-            return Ok(rayon::scope(|_| self.arch.forward(&b, kv)));
+            return Ok(team::with_team(|| self.arch.forward(&b, kv)));
         }
         if let Some(&b) = batch.block_tables.iter().flatten().find(|&&b| b as usize >= kv.n_blocks()) {
             return bad(format!("block {b} is outside the KV cache ({} blocks)", kv.n_blocks()));
@@ -200,9 +201,7 @@ impl Model {
                 return bad(format!("position {p} of sequence {s} is past its {} KV blocks", table.len()));
             }
         }
-        // Run the whole pass on a pool thread: its ~200 parallel sections per token then
-        // start from inside the pool (work stealing) instead of each one handing a job
-        // to the pool and blocking the caller on a lock and a wake-up.
-        Ok(rayon::scope(|_| self.arch.forward(batch, kv)))
+        // The whole pass runs with the pool's threads as one spinning team (`team.rs`).
+        Ok(team::with_team(|| self.arch.forward(batch, kv)))
     }
 }

@@ -6,9 +6,9 @@ use bytemuck::Zeroable;
 use half::{bf16, f16};
 use hearth_gguf::{GgmlType, GgufFile};
 use hearth_kernels::*;
-use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
+use crate::team::par_each;
 
 /// Calls `$f::<BlockType>($args)` for the block type that matches a `GgmlType`.
 /// Only types listed here can be computed with; [`QTensor::load`] rejects the rest.
@@ -177,7 +177,12 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
             with_isa(|| W::Act::quantize_row_act(xr, qr));
         }
     } else {
-        x.par_chunks_exact(ne0).zip(xq.par_chunks_exact_mut(a_per_row)).with_min_len(4).for_each(|(xr, qr)| with_isa(|| W::Act::quantize_row_act(xr, qr)));
+        let rows: Vec<_> = x.chunks(4 * ne0).zip(xq.chunks_mut(4 * a_per_row)).collect();
+        par_each(rows, |(x4, q4)| {
+            for (xr, qr) in x4.chunks_exact(ne0).zip(q4.chunks_exact_mut(a_per_row)) {
+                with_isa(|| W::Act::quantize_row_act(xr, qr));
+            }
+        });
     }
 
     // Rows are split into about eight tasks per thread to balance the threads (at most
@@ -199,7 +204,7 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
     }
     let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
     let dsts: Vec<(SharedOut, usize)> = ws.iter().zip(outs.iter_mut()).map(|(w, o)| (SharedOut(o.as_mut_ptr()), w.ne[1])).collect();
-    tasks.into_par_iter().for_each(|(m, r0, r1, t0)| {
+    par_each(tasks, |(m, r0, r1, t0)| {
         let (dst, ne1) = dsts[m];
         let (n_rows, nt) = (r1 - r0, tokens_per_chunk.min(n_tokens - t0));
         let wr = &weights[m][r0 * w_per_row..r1 * w_per_row];

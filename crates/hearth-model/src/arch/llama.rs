@@ -7,9 +7,9 @@ use hearth_gguf::GgufFile;
 use hearth_kernels::attention::{self, KvSpan};
 use hearth_kernels::{BlockQ4_0, BlockQ8_0};
 use hearth_kernels::{ops, with_isa};
-use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::team::par_each;
 use crate::tensor::QTensor;
 use crate::{Batch, KvCache, KvLayer, KvType, Logits, ModelConfig};
 
@@ -142,7 +142,7 @@ impl Llama {
                 tasks.push((t0, h_kv, dst));
             }
         }
-        tasks.into_par_iter().for_each(|(t0, h_kv, mut dst)| {
+        par_each(tasks, |(t0, h_kv, mut dst)| {
             let n_q = dst.len();
             let mut buf = vec![0.0f32; 2 * n_q * gw];
             let (qg, o) = buf.split_at_mut(n_q * gw);
@@ -161,7 +161,7 @@ impl Llama {
         // over the pool: they are the first positions of a sequence, and a split of all
         // pairs by index would leave one thread with every one of them.
         let rest: Vec<(usize, &mut [f32])> = outs.into_iter().enumerate().filter_map(|(i, o)| Some((i, o?))).collect();
-        rest.into_par_iter().with_max_len(8).for_each(|(i, o)| {
+        par_each(rest, |(i, o)| {
             let (t, h_kv) = (i / c.n_head_kv, i % c.n_head_kv);
             T::attend(&q[i * gw..(i + 1) * gw], hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
         });
@@ -180,7 +180,8 @@ fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(
     if dst.len() / d < PAR_ROWS {
         dst.chunks_exact_mut(d).zip(src.chunks_exact(s)).for_each(|(a, b)| with_isa(|| f(a, b)));
     } else {
-        dst.par_chunks_exact_mut(d).zip(src.par_chunks_exact(s)).with_min_len(4).for_each(|(a, b)| with_isa(|| f(a, b)));
+        let rows: Vec<_> = dst.chunks_mut(4 * d).zip(src.chunks(4 * s)).collect();
+        par_each(rows, |(a4, b4)| a4.chunks_exact_mut(d).zip(b4.chunks_exact(s)).for_each(|(a, b)| with_isa(|| f(a, b))));
     }
 }
 
