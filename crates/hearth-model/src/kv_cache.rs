@@ -151,7 +151,7 @@ impl KvCache {
 
     /// Stores the keys and values of a batch's positions in `layer`: token `t`'s
     /// (`k`, `v`: `[n][n_embd_kv]`) at row `slots[t].1` of block `slots[t].0`. A batch of
-    /// [`PAR_SLOTS`] positions or more is converted on the rayon pool. Panics if two
+    /// [`PAR_SLOTS`] positions or more is converted in parallel (`par_each`). Panics if two
     /// tokens name one slot.
     pub fn store(&mut self, layer: usize, slots: &[(usize, usize)], k: &[f32], v: &[f32]) {
         let (n, ne) = (self.row_len(), self.n_embd_kv);
@@ -194,7 +194,7 @@ pub enum KvLayer<'a> {
     Q4_0(&'a [BlockQ4_0], &'a [BlockQ4_0]),
 }
 
-/// Batches of at least this many positions convert their KV rows on the rayon pool.
+/// Batches of at least this many positions convert their KV rows in parallel.
 const PAR_SLOTS: usize = 8;
 
 /// Writes token `t`'s row of `src` (`[..][ne]`, converted) at storage offset `i` for each

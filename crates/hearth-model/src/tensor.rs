@@ -112,9 +112,10 @@ impl QTensor {
     }
 
     /// `out[t][r] = dot(row r, x[t])` for `n_tokens` inputs `x: [n_tokens][ne0]`,
-    /// `out: [n_tokens][ne1]`, on the current rayon pool. Each input row is quantized once
-    /// to the weight type's activation format. A row's arithmetic does not depend on the
-    /// number of tokens or on its neighbours, so results are batch-invariant.
+    /// `out: [n_tokens][ne1]`, in parallel (on the forward pass's team, see `team.rs`,
+    /// else on the current rayon pool). Each input row is quantized once to the weight
+    /// type's activation format. A row's arithmetic does not depend on the number of
+    /// tokens or on its neighbours, so results are batch-invariant.
     pub fn matmul(&self, x: &[f32], out: &mut [f32]) {
         let n_tokens = x.len() / self.ne[0];
         assert_eq!(x.len(), n_tokens * self.ne[0]);
@@ -152,13 +153,13 @@ fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: every task writes a disjoint set of indices (its own rows of its own tokens), and the pointer
-// outlives the parallel section (it borrows `out` for the whole call).
+// SAFETY: every task writes a disjoint set of indices (its own rows of its own tokens),
+// and the pointer outlives the parallel section (it borrows `out` for the whole call).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// `outs[i] = ws[i] · x` for weights of one type `W` and one row length: `x` quantized
-/// once, then every matrix's rows split into tasks on the rayon pool.
+/// once, then every matrix's rows split into tasks run in parallel.
 fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]]) {
     let ne0 = ws[0].ne[0];
     let w_per_row = ne0 / W::QK;

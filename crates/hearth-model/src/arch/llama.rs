@@ -173,8 +173,8 @@ impl Llama {
 const PAR_ROWS: usize = 8;
 
 /// `f(dst_row, src_row)` for each row of `dst` (`[n][d]`) and `src` (`[n][s]`), compiled
-/// for the process's ISA, on the rayon pool for a batch of [`PAR_ROWS`] rows or more. A
-/// row's arithmetic is the same either way.
+/// for the process's ISA, in parallel (`par_each`, four rows a task) for a batch of
+/// [`PAR_ROWS`] rows or more. A row's arithmetic is the same either way.
 fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(&mut [f32], &[S]) + Sync + Send) {
     debug_assert_eq!(dst.len() / d, src.len() / s);
     if dst.len() / d < PAR_ROWS {
