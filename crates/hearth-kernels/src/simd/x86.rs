@@ -441,7 +441,10 @@ impl TiledKv for Q8_0Kv {
 /// Heads `h0..h0 + G` (of `g` per query) of [`attend_tiled`]. Per tile of eight
 /// positions, the key and value rows are prepared once for every query and head; then
 /// three passes over the (query, head) pairs (scores, softmax step, values), so that the
-/// pairs' dependency chains overlap instead of running one after another.
+/// pairs' dependency chains overlap instead of running one after another. The value pass
+/// takes a query's heads two at a time, half a row per step, so each value register
+/// feeds two accumulators (a head's eight accumulators and its row would fill the
+/// registers alone).
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // lanes, heads and rows read best indexed
 unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
@@ -519,18 +522,39 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
         }
         // 3. The value rows, in position order, times their weights (the first `nq`).
         for qi in 0..n_q {
-            for h in 0..G {
-                if !live[qi][h] {
+            let mut h = 0;
+            while h < G {
+                if h + 1 < G && live[qi][h] && live[qi][h + 1] {
+                    // Two heads, half a row at a time: each value register feeds both.
+                    for half in 0..2 {
+                        let (mut a, mut b) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+                        a.copy_from_slice(&acc[qi][h][4 * half..4 * half + 4]);
+                        b.copy_from_slice(&acc[qi][h + 1][4 * half..4 * half + 4]);
+                        for j in 0..nq[qi] {
+                            let (pa, pb) = (_mm256_set1_ps(w[qi][h][j]), _mm256_set1_ps(w[qi][h + 1][j]));
+                            for r in 0..4 {
+                                let v = vals[j][4 * half + r];
+                                a[r] = _mm256_fmadd_ps(v, pa, a[r]);
+                                b[r] = _mm256_fmadd_ps(v, pb, b[r]);
+                            }
+                        }
+                        acc[qi][h][4 * half..4 * half + 4].copy_from_slice(&a);
+                        acc[qi][h + 1][4 * half..4 * half + 4].copy_from_slice(&b);
+                    }
+                    h += 2;
                     continue;
                 }
-                let mut a = acc[qi][h];
-                for j in 0..nq[qi] {
-                    let pj = _mm256_set1_ps(w[qi][h][j]);
-                    for r in 0..8 {
-                        a[r] = _mm256_fmadd_ps(vals[j][r], pj, a[r]);
+                if live[qi][h] {
+                    let mut a = acc[qi][h];
+                    for j in 0..nq[qi] {
+                        let pj = _mm256_set1_ps(w[qi][h][j]);
+                        for r in 0..8 {
+                            a[r] = _mm256_fmadd_ps(vals[j][r], pj, a[r]);
+                        }
                     }
+                    acc[qi][h] = a;
                 }
-                acc[qi][h] = a;
+                h += 1;
             }
         }
         t0 += n;
