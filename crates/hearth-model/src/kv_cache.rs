@@ -201,8 +201,8 @@ const PAR_SLOTS: usize = 8;
 /// `(i, t)` of `order` (sorted by offset): `n` storage elements per row.
 fn write_rows(store: &mut Store, order: &[(usize, usize)], n: usize, src: &[f32], ne: usize) {
     match store {
-        Store::Q8_0(d) => convert_rows(d, order, n, src, ne, |s, d| BlockQ8_0::quantize_row(s, d)),
-        Store::Q4_0(d) => convert_rows(d, order, n, src, ne, |s, d| BlockQ4_0::quantize_row(s, d)),
+        Store::Q8_0(d) => convert_rows(d, order, n, src, ne, BlockQ8_0::quantize_row),
+        Store::Q4_0(d) => convert_rows(d, order, n, src, ne, BlockQ4_0::quantize_row),
         Store::F16(d) => convert_rows(d, order, n, src, ne, |s, d| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f16::from_f32(s))),
         Store::F32(d) => convert_rows(d, order, n, src, ne, |s, d| d.copy_from_slice(s)),
     }
