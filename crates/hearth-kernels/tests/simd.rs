@@ -424,6 +424,112 @@ mod x86 {
     }
 }
 
+/// The AVX-512 tiles against the scalar twins, bit for bit, where the CPU has AVX-512
+/// (F/BW/VL/VNNI); elsewhere these print a note and pass.
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512 {
+    use super::*;
+    use hearth_kernels::simd::x86_avx512 as k;
+
+    fn have_avx512() -> bool {
+        let ok = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        if !ok {
+            eprintln!("no AVX-512 VNNI on this CPU: its kernels not exercised");
+        }
+        ok
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn avx512_gemm_kernels_match_scalar_twins() {
+        if !have_avx512() {
+            return;
+        }
+        for ne0 in [32, 576, 1536] {
+            let nb = ne0 / 32;
+            for n_rows in [1, 2, 3, 5, 8, 9] {
+                let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
+                let (w41, w80) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ8_0>(&w));
+                for n_tokens in [1, 2, 3, 7, 8, 9, 15, 16, 17, 33] {
+                    let x = data(ne0 * n_tokens, 700 + n_tokens as u64);
+                    let (a81, a80) = (quantize::<BlockQ8_1>(&x), quantize::<BlockQ8_0>(&x));
+                    let n = n_rows * n_tokens;
+                    let (mut s41, mut s80) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                    // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected above.
+                    unsafe {
+                        k::gemm_q4_1_q8_1(nb, &w41, &a81, &mut s41);
+                        k::gemm_q8_0_q8_0(nb, &w80, &a80, &mut s80);
+                    }
+                    let (mut r41, mut r80) = (vec![0.0; n], vec![0.0; n]);
+                    gemm_with(nb, &w41, &a81, &mut r41, vec_dot_q4_1_q8_1_ref);
+                    gemm_with(nb, &w80, &a80, &mut r80, vec_dot_q8_0_q8_0_ref);
+                    let what = format!("ne0 {ne0} rows {n_rows} tokens {n_tokens}");
+                    assert_eq!(bits(&s41), bits(&r41), "q4_1 {what}");
+                    assert_eq!(bits(&s80), bits(&r80), "q8_0 {what}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Every byte drawn (quants of -128 included, scales of any sign and size but
+        /// finite), 3 rows × 1..20 tokens of 2 blocks.
+        #[test]
+        fn avx512_gemm_matches_scalar_on_arbitrary_blocks(
+            wq in proptest::collection::vec(any::<u8>(), 3 * 2 * 34),
+            aq in proptest::collection::vec(any::<u8>(), 20 * 2 * 36),
+            n_tokens in 1usize..=20,
+        ) {
+            prop_assume!(have_avx512());
+            let finite = |h: &mut half::f16| if !h.is_finite() { *h = half::f16::from_f32(0.5) };
+            let w80: Vec<BlockQ8_0> = wq.chunks_exact(34).map(|c| {
+                let mut b: BlockQ8_0 = bytemuck::pod_read_unaligned(c);
+                finite(&mut b.d);
+                b
+            }).collect();
+            let a80: Vec<BlockQ8_0> = aq.chunks_exact(36).take(2 * n_tokens).map(|c| {
+                let mut b: BlockQ8_0 = bytemuck::pod_read_unaligned(&c[..34]);
+                finite(&mut b.d);
+                b
+            }).collect();
+            let w41: Vec<BlockQ4_1> = wq.chunks_exact(34).map(|c| {
+                let mut b: BlockQ4_1 = bytemuck::pod_read_unaligned(&c[..20]);
+                finite(&mut b.d);
+                finite(&mut b.m);
+                b
+            }).collect();
+            let a81: Vec<BlockQ8_1> = aq.chunks_exact(36).take(2 * n_tokens).map(|c| {
+                let mut b: BlockQ8_1 = bytemuck::pod_read_unaligned(c);
+                finite(&mut b.d);
+                finite(&mut b.s);
+                b
+            }).collect();
+            let n = 3 * n_tokens;
+            let (mut s41, mut s80, mut r41, mut r80) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected (prop_assume).
+            unsafe {
+                k::gemm_q4_1_q8_1(2, &w41, &a81, &mut s41);
+                k::gemm_q8_0_q8_0(2, &w80, &a80, &mut s80);
+            }
+            gemm_with(2, &w41, &a81, &mut r41, vec_dot_q4_1_q8_1_ref);
+            gemm_with(2, &w80, &a80, &mut r80, vec_dot_q8_0_q8_0_ref);
+            prop_assert_eq!(bits(&s41), bits(&r41));
+            prop_assert_eq!(bits(&s80), bits(&r80));
+        }
+    }
+}
+
 /// The AVX2 activation quantizers against their scalar twins, byte for byte, on ordinary
 /// rows and on rows with zeros, ties, extremes, infinities and NaNs.
 #[cfg(target_arch = "x86_64")]

@@ -12,3 +12,5 @@ pub mod x86_float;
 pub mod x86_legacy;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_kquants;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512;
