@@ -449,35 +449,37 @@ mod x86_avx512 {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// `k::gemm_*` against one twin `vec_dot` per output, bit for bit.
+    fn check<W: WeightBlock>(name: &str, gemm: unsafe fn(usize, &[W], &[W::Act], &mut [f32]), twin: fn(&[W], &[W::Act]) -> f32) {
+        for ne0 in [32, 576, 1536] {
+            let nb = ne0 / 32;
+            for n_rows in [1, 2, 3, 5, 8, 9] {
+                let w = quantize::<W>(&data(ne0 * n_rows, ne0 as u64 + n_rows as u64));
+                for n_tokens in [1, 2, 3, 7, 8, 9, 15, 16, 17, 33] {
+                    let x = data(ne0 * n_tokens, 700 + n_tokens as u64);
+                    let mut a = quantize::<W::Act>(&x);
+                    W::Act::quantize_row_act(&x, &mut a);
+                    let n = n_rows * n_tokens;
+                    let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
+                    // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected.
+                    unsafe { gemm(nb, &w, &a, &mut got) };
+                    gemm_with(nb, &w, &a, &mut want, twin);
+                    assert_eq!(bits(&got), bits(&want), "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn avx512_gemm_kernels_match_scalar_twins() {
         if !have_avx512() {
             return;
         }
-        for ne0 in [32, 576, 1536] {
-            let nb = ne0 / 32;
-            for n_rows in [1, 2, 3, 5, 8, 9] {
-                let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
-                let (w41, w80) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ8_0>(&w));
-                for n_tokens in [1, 2, 3, 7, 8, 9, 15, 16, 17, 33] {
-                    let x = data(ne0 * n_tokens, 700 + n_tokens as u64);
-                    let (a81, a80) = (quantize::<BlockQ8_1>(&x), quantize::<BlockQ8_0>(&x));
-                    let n = n_rows * n_tokens;
-                    let (mut s41, mut s80) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-                    // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected above.
-                    unsafe {
-                        k::gemm_q4_1_q8_1(nb, &w41, &a81, &mut s41);
-                        k::gemm_q8_0_q8_0(nb, &w80, &a80, &mut s80);
-                    }
-                    let (mut r41, mut r80) = (vec![0.0; n], vec![0.0; n]);
-                    gemm_with(nb, &w41, &a81, &mut r41, vec_dot_q4_1_q8_1_ref);
-                    gemm_with(nb, &w80, &a80, &mut r80, vec_dot_q8_0_q8_0_ref);
-                    let what = format!("ne0 {ne0} rows {n_rows} tokens {n_tokens}");
-                    assert_eq!(bits(&s41), bits(&r41), "q4_1 {what}");
-                    assert_eq!(bits(&s80), bits(&r80), "q8_0 {what}");
-                }
-            }
-        }
+        check::<BlockQ4_0>("q4_0", k::gemm_q4_0_q8_0, vec_dot_q4_0_q8_0_ref);
+        check::<BlockQ4_1>("q4_1", k::gemm_q4_1_q8_1, vec_dot_q4_1_q8_1_ref);
+        check::<BlockQ5_0>("q5_0", k::gemm_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
+        check::<BlockQ5_1>("q5_1", k::gemm_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
+        check::<BlockQ8_0>("q8_0", k::gemm_q8_0_q8_0, vec_dot_q8_0_q8_0_ref);
     }
 
     proptest! {
@@ -515,17 +517,40 @@ mod x86_avx512 {
                 finite(&mut b.s);
                 b
             }).collect();
+            let blocks = |size: usize, fix: &dyn Fn(&mut [u8])| -> Vec<u8> {
+                wq.chunks_exact(34).flat_map(|c| {
+                    let mut b = c[..size].to_vec();
+                    fix(&mut b);
+                    b
+                }).collect()
+            };
+            // The scale (and Q5_1's minimum) made finite, the rest as drawn.
+            let fix_d = |b: &mut [u8]| if !half::f16::from_le_bytes([b[0], b[1]]).is_finite() { b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes()) };
+            let fix_dm = |b: &mut [u8]| {
+                fix_d(b);
+                if !half::f16::from_le_bytes([b[2], b[3]]).is_finite() { b[2..4].copy_from_slice(&half::f16::from_f32(-0.5).to_le_bytes()) }
+            };
+            let w40: Vec<BlockQ4_0> = blocks(18, &fix_d).chunks_exact(18).map(bytemuck::pod_read_unaligned).collect();
+            let w50: Vec<BlockQ5_0> = blocks(22, &fix_d).chunks_exact(22).map(bytemuck::pod_read_unaligned).collect();
+            let w51: Vec<BlockQ5_1> = blocks(24, &fix_dm).chunks_exact(24).map(bytemuck::pod_read_unaligned).collect();
             let n = 3 * n_tokens;
-            let (mut s41, mut s80, mut r41, mut r80) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let mut out = vec![vec![0.0f32; n]; 10];
             // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected (prop_assume).
             unsafe {
-                k::gemm_q4_1_q8_1(2, &w41, &a81, &mut s41);
-                k::gemm_q8_0_q8_0(2, &w80, &a80, &mut s80);
+                k::gemm_q4_0_q8_0(2, &w40, &a80, &mut out[0]);
+                k::gemm_q4_1_q8_1(2, &w41, &a81, &mut out[1]);
+                k::gemm_q5_0_q8_0(2, &w50, &a80, &mut out[2]);
+                k::gemm_q5_1_q8_1(2, &w51, &a81, &mut out[3]);
+                k::gemm_q8_0_q8_0(2, &w80, &a80, &mut out[4]);
             }
-            gemm_with(2, &w41, &a81, &mut r41, vec_dot_q4_1_q8_1_ref);
-            gemm_with(2, &w80, &a80, &mut r80, vec_dot_q8_0_q8_0_ref);
-            prop_assert_eq!(bits(&s41), bits(&r41));
-            prop_assert_eq!(bits(&s80), bits(&r80));
+            gemm_with(2, &w40, &a80, &mut out[5], vec_dot_q4_0_q8_0_ref);
+            gemm_with(2, &w41, &a81, &mut out[6], vec_dot_q4_1_q8_1_ref);
+            gemm_with(2, &w50, &a80, &mut out[7], vec_dot_q5_0_q8_0_ref);
+            gemm_with(2, &w51, &a81, &mut out[8], vec_dot_q5_1_q8_1_ref);
+            gemm_with(2, &w80, &a80, &mut out[9], vec_dot_q8_0_q8_0_ref);
+            for (i, name) in ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"].iter().enumerate() {
+                prop_assert_eq!(bits(&out[i]), bits(&out[i + 5]), "{}", name);
+            }
         }
     }
 }

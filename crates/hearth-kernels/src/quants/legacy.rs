@@ -232,6 +232,12 @@ impl WeightBlock for BlockQ4_0 {
     #[inline]
     fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx512 {
+            // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
+            // when the CPU has them.
+            return unsafe { crate::simd::x86_avx512::gemm_q4_0_q8_0(nb, w, a, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86::gemm_q4_0_q8_0(nb, w, a, out) };
@@ -401,6 +407,12 @@ impl WeightBlock for BlockQ5_0 {
     #[inline]
     fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx512 {
+            // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
+            // when the CPU has them.
+            return unsafe { crate::simd::x86_avx512::gemm_q5_0_q8_0(nb, w, a, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86_legacy::gemm_q5_0_q8_0(nb, w, a, out) };
@@ -483,6 +495,12 @@ impl WeightBlock for BlockQ5_1 {
 
     #[inline]
     fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx512 {
+            // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
+            // when the CPU has them.
+            return unsafe { crate::simd::x86_avx512::gemm_q5_1_q8_1(nb, w, a, out) };
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.

@@ -15,8 +15,8 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{hsum, prefetch_next_tile};
-use crate::quants::{BlockQ4_1, BlockQ8_0, BlockQ8_1};
+use super::x86::hsum;
+use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 /// Most tokens per tile: one 512-bit accumulator per token, 16 of the 32 registers.
 pub(crate) const TILE_TOKENS_512: usize = 16;
@@ -114,6 +114,23 @@ unsafe fn pairs<K: PairTile, const T: usize>(nb: usize, w: &[K::W], a: *const K:
     T
 }
 
+/// Rows a decode tile prefetches ahead of the pair it computes.
+const PREFETCH_ROWS: usize = 8;
+
+/// Prefetches the part of the pair of rows [`PREFETCH_ROWS`] ahead of `w` that lies
+/// `b / nb` of the way through it. The address may be past the weights; a prefetch
+/// never faults.
+#[inline(always)]
+unsafe fn prefetch_rows_ahead<W>(w: *const W, nb: usize, b: usize) {
+    let step = 2 * std::mem::size_of::<W>();
+    let p = w.wrapping_add(PREFETCH_ROWS * nb).cast::<i8>().wrapping_add(b * step);
+    let mut k = 0;
+    while k < step {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
+        k += 64;
+    }
+}
+
 /// The two halves of `v`, each horizontally summed in [`hsum`]'s order.
 #[inline(always)]
 unsafe fn hsum_halves(v: __m512) -> [f32; 2] {
@@ -139,48 +156,78 @@ unsafe fn words2(p0: *const u8, p1: *const u8) -> __m128i {
     _mm_unpacklo_epi32(_mm_cvtsi32_si128(std::ptr::read_unaligned(p0.cast::<i32>())), _mm_cvtsi32_si128(std::ptr::read_unaligned(p1.cast::<i32>())))
 }
 
-/// The two 32-byte activation quants at `p` in both halves.
+/// The f16 at `p0` and at `p1` as f32 lanes 0 and 1.
+#[inline(always)]
+unsafe fn f16_2(p0: *const u8, p1: *const u8) -> __m128 {
+    let (d0, d1) = (i32::from(std::ptr::read_unaligned(p0.cast::<u16>())), i32::from(std::ptr::read_unaligned(p1.cast::<u16>())));
+    _mm_cvtph_ps(_mm_cvtsi32_si128(d0 | (d1 << 16)))
+}
+
+/// The 32 bytes at `p` in both halves.
 #[inline(always)]
 unsafe fn both_halves(p: &__m256i) -> __m512i {
     _mm512_broadcast_i64x4(_mm256_load_si256(p))
 }
 
-/// Rows `w0` and `w1`'s 32 nibbles of block `b` as bytes in element order, `w0`'s in the
-/// low half.
-#[inline(always)]
-unsafe fn q4_1_nibbles(w0: *const BlockQ4_1, w1: *const BlockQ4_1, b: usize) -> __m512i {
-    let q0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((*w0.add(b)).qs.as_ptr().cast()));
-    let q1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((*w1.add(b)).qs.as_ptr().cast()));
-    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1);
-    // Per 16 bytes: the low nibbles, then the high ones.
-    _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0f))
+/// Where a legacy block of 4- or 5-bit unsigned quants keeps them.
+pub(crate) trait NibbleBlock {
+    /// Byte offset of the 16 nibble bytes (element `j` low, `j + 16` high).
+    const QS: usize;
+    /// Byte offset of the fifth bits (32 bits, little-endian: bit `j` for element `j`).
+    const QH: Option<usize>;
 }
 
-/// `[d_w0, m_w0, d_w1, m_w1]` of block `b` of rows `w0` and `w1`, as f32.
+impl NibbleBlock for BlockQ4_0 {
+    const QS: usize = 2;
+    const QH: Option<usize> = None;
+}
+
+impl NibbleBlock for BlockQ4_1 {
+    const QS: usize = 4;
+    const QH: Option<usize> = None;
+}
+
+impl NibbleBlock for BlockQ5_0 {
+    const QS: usize = 6;
+    const QH: Option<usize> = Some(2);
+}
+
+impl NibbleBlock for BlockQ5_1 {
+    const QS: usize = 8;
+    const QH: Option<usize> = Some(4);
+}
+
+/// Rows `w0` and `w1`'s 32 unsigned quants of block `b` as bytes in element order,
+/// `w0`'s in the low half.
 #[inline(always)]
-unsafe fn q4_1_dm(w0: *const BlockQ4_1, w1: *const BlockQ4_1, b: usize) -> __m128 {
+unsafe fn quants2<B: NibbleBlock>(w0: *const B, w1: *const B, b: usize) -> __m512i {
+    let (p0, p1) = (w0.add(b).cast::<u8>(), w1.add(b).cast::<u8>());
+    let q0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(p0.add(B::QS).cast()));
+    let q1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(p1.add(B::QS).cast()));
+    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1);
+    // Per 16 bytes: the low nibbles, then the high ones.
+    let q = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0f));
+    match B::QH {
+        None => q,
+        Some(o) => {
+            // Bit j of the 64 fifth bits (row w1's above row w0's) adds 16 to byte j.
+            let h0 = u64::from(std::ptr::read_unaligned(p0.add(o).cast::<u32>()));
+            let h1 = u64::from(std::ptr::read_unaligned(p1.add(o).cast::<u32>()));
+            _mm512_mask_add_epi8(q, h0 | (h1 << 32), q, _mm512_set1_epi8(16))
+        }
+    }
+}
+
+/// `[d_w0, m_w0, d_w1, m_w1]` of block `b` of rows `w0` and `w1` (a block that starts
+/// with its scale and minimum), as f32.
+#[inline(always)]
+unsafe fn scale_min2<B>(w0: *const B, w1: *const B, b: usize) -> __m128 {
     _mm_cvtph_ps(words2(w0.add(b).cast(), w1.add(b).cast()))
 }
 
-/// Rows `w0` and `w1`'s quants `16 h .. 16 h + 16` of block `b` widened to i16, `w0`'s
-/// in the low half.
-#[inline(always)]
-unsafe fn q8_0_widened(w0: *const BlockQ8_0, w1: *const BlockQ8_0, b: usize, h: usize) -> __m512i {
-    let q0 = _mm_loadu_si128((*w0.add(b)).qs.as_ptr().add(16 * h).cast());
-    let q1 = _mm_loadu_si128((*w1.add(b)).qs.as_ptr().add(16 * h).cast());
-    _mm512_cvtepi8_epi16(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q0), q1))
-}
-
-/// `[d_w0, d_w1, 0, 0]` of block `b` of rows `w0` and `w1`, as f32.
-#[inline(always)]
-unsafe fn q8_0_d(w0: *const BlockQ8_0, w1: *const BlockQ8_0, b: usize) -> __m128 {
-    let (d0, d1) = ((*w0.add(b)).d.to_bits() as i32, (*w1.add(b)).d.to_bits() as i32);
-    _mm_cvtph_ps(_mm_cvtsi32_si128(d0 | (d1 << 16)))
-}
-
-/// What [`TileQ4_1`] keeps per block for a tile of tokens.
+/// What [`TileMin`] keeps per block for a tile of tokens.
 #[derive(Clone, Copy)]
-pub(crate) struct PrepQ4_1 {
+pub(crate) struct PrepMin {
     /// Each token's quants (aligned: in the activation rows a block's quants straddle
     /// cache lines).
     qa: [__m256i; TILE_TOKENS_512],
@@ -190,15 +237,17 @@ pub(crate) struct PrepQ4_1 {
     s_a: [f32; TILE_TOKENS_512],
 }
 
-pub(crate) struct TileQ4_1;
+/// The tile of a block with a scale and a minimum, `w = d q + m` (Q4_1, Q5_1), against
+/// Q8_1 activations.
+pub(crate) struct TileMin<B>(std::marker::PhantomData<B>);
 
-impl PairTile for TileQ4_1 {
-    type W = BlockQ4_1;
+impl<B: NibbleBlock> PairTile for TileMin<B> {
+    type W = B;
     type A = BlockQ8_1;
-    type Prep = PrepQ4_1;
+    type Prep = PrepMin;
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [PrepQ4_1]) {
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_1, nb: usize, prep: &mut [PrepMin]) {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             let mut h = [0u32; TILE_TOKENS_512];
             for (t, h) in h.iter_mut().enumerate().take(T) {
@@ -216,19 +265,19 @@ impl PairTile for TileQ4_1 {
     /// Per block and output, as [`crate::vec_dot_q4_1_q8_1_ref`]: `acc += (d_w d_a) *
     /// sumi` in the eight lanes, `summs += m_w * s_a`.
     #[inline(always)]
-    unsafe fn tile<const T: usize>(w0: *const BlockQ4_1, w1: *const BlockQ4_1, prep: &[PrepQ4_1], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, prep: &[PrepMin], nb: usize) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         let mut res = [[0.0f32; T]; 2];
         if T == 1 {
             // One token: both rows' scale products in one multiply.
             let mut summs = _mm_setzero_ps(); // lanes 1 and 3
             for (b, p) in prep.iter().enumerate().take(nb) {
-                // Streaming weights (decode): the next pair's bytes are on their way in.
-                prefetch_next_tile::<BlockQ4_1, 2>(w0, nb, b);
+                // Streaming weights (decode): the rows ahead are on their way in.
+                prefetch_rows_ahead(w0, nb, b);
                 let ds = _mm_castpd_ps(_mm_loaddup_pd(p.ds.as_ptr().cast())); // [d_a, s_a, d_a, s_a]
-                let prod = _mm_mul_ps(q4_1_dm(w0, w1, b), ds);
+                let prod = _mm_mul_ps(scale_min2(w0, w1, b), ds);
                 summs = _mm_add_ps(summs, prod);
-                let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_1_nibbles(w0, w1, b), both_halves(&p.qa[0]));
+                let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), quants2(w0, w1, b), both_halves(&p.qa[0]));
                 acc[0] = _mm512_fmadd_ps(spread::<2>(prod), _mm512_cvtepi32_ps(sumi), acc[0]);
             }
             let mut s = [0.0f32; 4];
@@ -240,12 +289,12 @@ impl PairTile for TileQ4_1 {
         }
         let (mut summs0, mut summs1) = (_mm512_setzero_ps(), _mm512_setzero_ps()); // lane t: token t
         for (b, p) in prep.iter().enumerate().take(nb) {
-            let dm = q4_1_dm(w0, w1, b);
+            let dm = scale_min2(w0, w1, b);
             let s_a = _mm512_loadu_ps(p.s_a.as_ptr());
             summs0 = _mm512_add_ps(summs0, _mm512_mul_ps(splat::<1>(dm), s_a));
             summs1 = _mm512_add_ps(summs1, _mm512_mul_ps(splat::<3>(dm), s_a));
             let d_w = spread::<2>(dm);
-            let q = q4_1_nibbles(w0, w1, b);
+            let q = quants2(w0, w1, b);
             for t in 0..T {
                 let d = _mm512_mul_ps(d_w, _mm512_set1_ps(p.ds[2 * t]));
                 let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, both_halves(&p.qa[t]));
@@ -264,71 +313,112 @@ impl PairTile for TileQ4_1 {
     }
 }
 
-/// Tiled Q4_1 × Q8_1: `out[t * n_rows + r]` is [`crate::vec_dot_q4_1_q8_1_ref`] of weight
-/// row `r` and activation row `t` (rows of `nb` blocks), bit for bit.
-///
-/// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn gemm_q4_1_q8_1(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: &mut [f32]) {
-    gemm::<TileQ4_1, TILE_TOKENS_512>(nb, w, a, out)
+/// A block whose dot product with Q8_0 activations is `sum (d_w d_a) sumi`, `sumi` eight
+/// lanes of four products of signed weights and activations: Q4_0 and Q5_0 (quants less
+/// their offset), Q8_0. The scale `d_w` is the block's first two bytes.
+pub(crate) trait SignedRows {
+    /// Whether the twin's lane `l` sums elements `2l, 2l+1, 16+2l, 17+2l` (Q8_0) rather
+    /// than `4l..4l+4`.
+    const PAIRED_LANES: bool;
+    /// Rows `w0` and `w1`'s 32 signed weights of block `b` (`w0`'s in the low half), in
+    /// the byte order whose groups of four are the twin's lanes.
+    unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i;
 }
 
-/// What [`TileQ8_0`] keeps per block for a tile of tokens.
+impl SignedRows for BlockQ4_0 {
+    const PAIRED_LANES: bool = false;
+    #[inline(always)]
+    unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i {
+        _mm512_sub_epi8(quants2(w0, w1, b), _mm512_set1_epi8(8))
+    }
+}
+
+impl SignedRows for BlockQ5_0 {
+    const PAIRED_LANES: bool = false;
+    #[inline(always)]
+    unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i {
+        _mm512_sub_epi8(quants2(w0, w1, b), _mm512_set1_epi8(16))
+    }
+}
+
+/// Word order of Q8_0's lanes within 32 bytes: words `l` and `8 + l` (elements `2l,
+/// 2l+1` and `16+2l, 17+2l`) side by side.
+const PAIRED_WORDS: [i16; 16] = [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15];
+
+impl SignedRows for BlockQ8_0 {
+    const PAIRED_LANES: bool = true;
+    #[inline(always)]
+    unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i {
+        let q0 = _mm256_loadu_si256((*w0.add(b)).qs.as_ptr().cast());
+        let q1 = _mm256_loadu_si256((*w1.add(b)).qs.as_ptr().cast());
+        let idx = _mm256_loadu_si256(PAIRED_WORDS.as_ptr().cast());
+        let idx = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(idx), _mm256_add_epi16(idx, _mm256_set1_epi16(16)));
+        _mm512_permutexvar_epi16(idx, _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1))
+    }
+}
+
+/// What [`TileSigned`] keeps per block for a tile of tokens.
 #[derive(Clone, Copy)]
-pub(crate) struct PrepQ8_0 {
-    /// Each token's quants widened to i16: elements 0..16 and 16..32.
-    qa: [[__m256i; 2]; TILE_TOKENS_512],
+pub(crate) struct PrepSigned {
+    /// Each token's quants plus 128 as unsigned bytes (in the weights' byte order).
+    ua: [__m256i; TILE_TOKENS_512],
     /// `d_a(t)` of each token as f32.
     d_a: [f32; TILE_TOKENS_512],
 }
 
-pub(crate) struct TileQ8_0;
+/// The tile of a [`SignedRows`] block against Q8_0 activations.
+///
+/// `vpdpbusd` multiplies unsigned bytes by signed ones, so the activations go in as `a
+/// + 128` and the weights `w` signed: `(a + 128)·w - 128·w = a·w` per lane, exact (no
+/// 16-bit step). The `-128·w` lanes depend on the weight row alone: computed once per
+/// row pair and block, they are the accumulator each token's `vpdpbusd` starts from.
+pub(crate) struct TileSigned<B>(std::marker::PhantomData<B>);
 
-impl PairTile for TileQ8_0 {
-    type W = BlockQ8_0;
+impl<B: SignedRows> PairTile for TileSigned<B> {
+    type W = B;
     type A = BlockQ8_0;
-    type Prep = PrepQ8_0;
+    type Prep = PrepSigned;
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [PrepQ8_0]) {
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [PrepSigned]) {
+        let idx = _mm256_loadu_si256(PAIRED_WORDS.as_ptr().cast());
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             let mut h = [0u16; TILE_TOKENS_512];
             for (t, h) in h.iter_mut().enumerate().take(T) {
                 let blk = &*a.add(t * nb + b);
                 *h = blk.d.to_bits();
-                let q = blk.qs.as_ptr();
-                p.qa[t] = [_mm256_cvtepi8_epi16(_mm_loadu_si128(q.cast())), _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16).cast()))];
+                let q = _mm256_loadu_si256(blk.qs.as_ptr().cast());
+                let q = if B::PAIRED_LANES { _mm256_permutexvar_epi16(idx, q) } else { q };
+                p.ua[t] = _mm256_xor_si256(q, _mm256_set1_epi8(i8::MIN));
             }
             _mm512_storeu_ps(p.d_a.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr().cast())));
         }
     }
 
-    /// Per block and output, as [`crate::vec_dot_q8_0_q8_0_ref`]: lane `l` sums the
-    /// products of elements `2l, 2l+1` and `16+2l, 17+2l` (two `vpdpwssd` of the quants
-    /// widened to i16: exact for any bytes); `acc += (d_w d_a) * sumi`.
+    /// Per block and output, as the type's twin: `acc += (d_w d_a) * sumi`.
     #[inline(always)]
-    unsafe fn tile<const T: usize>(w0: *const BlockQ8_0, w1: *const BlockQ8_0, prep: &[PrepQ8_0], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, prep: &[PrepSigned], nb: usize) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
-        if T == 1 {
-            for (b, p) in prep.iter().enumerate().take(nb) {
-                // Streaming weights (decode): the next pair's bytes are on their way in.
-                prefetch_next_tile::<BlockQ8_0, 2>(w0, nb, b);
-                let d = _mm_mul_ps(q8_0_d(w0, w1, b), _mm_set1_ps(p.d_a[0]));
-                let sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), q8_0_widened(w0, w1, b, 0), _mm512_broadcast_i64x4(p.qa[0][0]));
-                let sumi = _mm512_dpwssd_epi32(sumi, q8_0_widened(w0, w1, b, 1), _mm512_broadcast_i64x4(p.qa[0][1]));
-                acc[0] = _mm512_fmadd_ps(spread::<1>(d), _mm512_cvtepi32_ps(sumi), acc[0]);
+        for (b, p) in prep.iter().enumerate().take(nb) {
+            if T == 1 {
+                // Streaming weights (decode): the rows ahead are on their way in.
+                prefetch_rows_ahead(w0, nb, b);
             }
-        } else {
-            for (b, p) in prep.iter().enumerate().take(nb) {
-                let d_w = spread::<1>(q8_0_d(w0, w1, b));
-                let (lo, hi) = (q8_0_widened(w0, w1, b, 0), q8_0_widened(w0, w1, b, 1));
-                for t in 0..T {
-                    let d = _mm512_mul_ps(d_w, _mm512_set1_ps(p.d_a[t]));
-                    let sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), lo, _mm512_broadcast_i64x4(p.qa[t][0]));
-                    let sumi = _mm512_dpwssd_epi32(sumi, hi, _mm512_broadcast_i64x4(p.qa[t][1]));
-                    acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[t]);
-                }
+            let w = B::weights2(w0, w1, b);
+            let base = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(i8::MIN), w));
+            let d_w = f16_2(w0.add(b).cast(), w1.add(b).cast()); // [d_w0, d_w1, 0, 0]
+            if T == 1 {
+                // One token: both rows' scale products in one multiply.
+                let d = spread::<1>(_mm_mul_ps(d_w, _mm_set1_ps(p.d_a[0])));
+                let sumi = _mm512_dpbusd_epi32(base, both_halves(&p.ua[0]), w);
+                acc[0] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[0]);
+                continue;
+            }
+            let d_w = spread::<1>(d_w);
+            for t in 0..T {
+                let d = _mm512_mul_ps(d_w, _mm512_set1_ps(p.d_a[t]));
+                let sumi = _mm512_dpbusd_epi32(base, both_halves(&p.ua[t]), w);
+                acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[t]);
             }
         }
         let mut res = [[0.0f32; T]; 2];
@@ -339,12 +429,38 @@ impl PairTile for TileQ8_0 {
     }
 }
 
-/// Tiled Q8_0 × Q8_0: `out[t * n_rows + r]` is [`crate::vec_dot_q8_0_q8_0_ref`] of
-/// weight row `r` and activation row `t` (rows of `nb` blocks), bit for bit.
-///
-/// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn gemm_q8_0_q8_0(nb: usize, w: &[BlockQ8_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    gemm::<TileQ8_0, TILE_TOKENS_512>(nb, w, a, out)
+macro_rules! gemm_fn {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $tile:ty) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub unsafe fn $name(nb: usize, w: &[$w], a: &[$a], out: &mut [f32]) {
+            gemm::<$tile, TILE_TOKENS_512>(nb, w, a, out)
+        }
+    };
 }
+
+gemm_fn!(
+    /// Tiled Q4_0 × Q8_0: `out[t * n_rows + r]` is [`crate::vec_dot_q4_0_q8_0_ref`] of
+    /// weight row `r` and activation row `t` (rows of `nb` blocks), bit for bit.
+    gemm_q4_0_q8_0, BlockQ4_0, BlockQ8_0, TileSigned<BlockQ4_0>
+);
+gemm_fn!(
+    /// Tiled Q4_1 × Q8_1, bit for bit [`crate::vec_dot_q4_1_q8_1_ref`] per output.
+    gemm_q4_1_q8_1, BlockQ4_1, BlockQ8_1, TileMin<BlockQ4_1>
+);
+gemm_fn!(
+    /// Tiled Q5_0 × Q8_0, bit for bit [`crate::vec_dot_q5_0_q8_0_ref`] per output.
+    gemm_q5_0_q8_0, BlockQ5_0, BlockQ8_0, TileSigned<BlockQ5_0>
+);
+gemm_fn!(
+    /// Tiled Q5_1 × Q8_1, bit for bit [`crate::vec_dot_q5_1_q8_1_ref`] per output.
+    gemm_q5_1_q8_1, BlockQ5_1, BlockQ8_1, TileMin<BlockQ5_1>
+);
+gemm_fn!(
+    /// Tiled Q8_0 × Q8_0, bit for bit [`crate::vec_dot_q8_0_q8_0_ref`] per output (any
+    /// quants, -128 included).
+    gemm_q8_0_q8_0, BlockQ8_0, BlockQ8_0, TileSigned<BlockQ8_0>
+);
