@@ -16,7 +16,8 @@
 use std::arch::x86_64::*;
 
 use super::x86::hsum;
-use crate::quants::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+use super::x86_kquants::hsum4;
+use crate::quants::{k4_scales_mins, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
 /// Most tokens per tile: one 512-bit accumulator per token, 16 of the 32 registers.
 pub(crate) const TILE_TOKENS_512: usize = 16;
@@ -32,8 +33,8 @@ pub(crate) trait PairTile {
     /// (row `t` at `a + t * nb`); what belongs to tokens `T..` is zero.
     unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
     /// `out[h][t]`: weight row `w0` (`h = 0`) and `w1` (`h = 1`), each `nb` blocks,
-    /// against token `t` of `prep`.
-    unsafe fn tile<const T: usize>(w0: *const Self::W, w1: *const Self::W, prep: &[Self::Prep], nb: usize) -> [[f32; T]; 2];
+    /// against token `t` of `prep` (and of `a`, row `t` at `a + t * nb`).
+    unsafe fn tile<const T: usize>(w0: *const Self::W, w1: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; 2];
 }
 
 /// Runs a pair-tile kernel over `n_rows × n_tokens` outputs (`out[t * n_rows + r]`):
@@ -104,7 +105,7 @@ unsafe fn pairs<K: PairTile, const T: usize>(nb: usize, w: &[K::W], a: *const K:
     let mut r = 0;
     while r < n_rows {
         let r1 = (r + 1).min(n_rows - 1);
-        let v = K::tile::<T>(w.as_ptr().add(r * nb), w.as_ptr().add(r1 * nb), prep, nb);
+        let v = K::tile::<T>(w.as_ptr().add(r * nb), w.as_ptr().add(r1 * nb), a, prep, nb);
         for t in 0..T {
             out[(t0 + t) * n_rows + r] = v[0][t];
             out[(t0 + t) * n_rows + r1] = v[1][t];
@@ -265,7 +266,7 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
     /// Per block and output, as [`crate::vec_dot_q4_1_q8_1_ref`]: `acc += (d_w d_a) *
     /// sumi` in the eight lanes, `summs += m_w * s_a`.
     #[inline(always)]
-    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, prep: &[PrepMin], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, _a: *const BlockQ8_1, prep: &[PrepMin], nb: usize) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         let mut res = [[0.0f32; T]; 2];
         if T == 1 {
@@ -397,7 +398,7 @@ impl<B: SignedRows> PairTile for TileSigned<B> {
 
     /// Per block and output, as the type's twin: `acc += (d_w d_a) * sumi`.
     #[inline(always)]
-    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, prep: &[PrepSigned], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, _a: *const BlockQ8_0, prep: &[PrepSigned], nb: usize) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         for (b, p) in prep.iter().enumerate().take(nb) {
             if T == 1 {
@@ -429,15 +430,146 @@ impl<B: SignedRows> PairTile for TileSigned<B> {
     }
 }
 
+/// Where a Q4_K or Q5_K super-block keeps its parts (`d`, `dmin` and the packed scales
+/// and mins first, at bytes 0, 2 and 4).
+pub(crate) trait K4Rows {
+    /// Byte offset of the 128 nibble bytes (chunk `2i` low, `2i + 1` high nibbles of
+    /// bytes `32i..32i + 32`).
+    const QS: usize;
+    /// Byte offset of the fifth bits (Q5_K: bit `j` of byte `i` for element `32j + i`).
+    const QH: Option<usize>;
+}
+
+impl K4Rows for BlockQ4_K {
+    const QS: usize = 16;
+    const QH: Option<usize> = None;
+}
+
+impl K4Rows for BlockQ5_K {
+    const QS: usize = 48;
+    const QH: Option<usize> = Some(16);
+}
+
+/// What [`TileK4`] keeps per super-block for a tile of tokens.
+#[derive(Clone, Copy)]
+pub(crate) struct PrepK4 {
+    /// Each token's `bsums` summed in pairs (eight i16, one per 32-value chunk).
+    q8s: [__m128i; TILE_TOKENS_512],
+    /// `d_a(t)` of each token.
+    d_a: [f32; TILE_TOKENS_512],
+}
+
+/// Most tokens per K-quant tile (each keeps a 512-bit and a 256-bit accumulator; the
+/// driver still compiles the larger tiles, unused).
+const TILE_TOKENS_K: usize = 8;
+
+/// The tile of a Q4_K or Q5_K super-block against Q8_K activations.
+pub(crate) struct TileK4<B>(std::marker::PhantomData<B>);
+
+impl<B: K4Rows> PairTile for TileK4<B> {
+    type W = B;
+    type A = BlockQ8_K;
+    type Prep = PrepK4;
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_K, nb: usize, prep: &mut [PrepK4]) {
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            for t in 0..T {
+                let y = &*a.add(t * nb + b);
+                let bs = y.bsums.as_ptr();
+                p.q8s[t] = _mm_hadd_epi16(_mm_loadu_si128(bs.cast()), _mm_loadu_si128(bs.add(8).cast()));
+                p.d_a[t] = y.d;
+            }
+        }
+    }
+
+    /// Per super-block and output, as the twin (`vec_dot_q4_k_q8_k_ref`): lane `l` sums
+    /// over the eight chunks `sc[c] × (four products)` (`vpmaddubsw`, then `vpdpwssd`
+    /// with the chunk's scale), `acc += (d_a d_w) * sumi`; the mins' correction in four
+    /// lanes per row, `acc_m += (-d_a dmin_w) * (mins · bsum pairs)`. A row pair's chunks
+    /// and chunk scales are unpacked once for the tile's tokens.
+    #[inline(always)]
+    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, a: *const BlockQ8_K, prep: &[PrepK4], nb: usize) -> [[f32; T]; 2] {
+        let m4 = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); T];
+        let mut acc_m = [_mm256_setzero_ps(); T];
+        for (b, p) in prep.iter().enumerate().take(nb) {
+            let (x0, x1) = (w0.add(b).cast::<u8>(), w1.add(b).cast::<u8>());
+            if T == 1 {
+                // Streaming weights (decode): the rows ahead are on their way in.
+                prefetch_rows_ahead(w0, nb, b);
+            }
+            let (sc0, m0) = k4_scales_mins(&*x0.add(4).cast::<[u8; 12]>());
+            let (sc1, m1) = k4_scales_mins(&*x1.add(4).cast::<[u8; 12]>());
+            // Each chunk's scale in every i16 of its row's half; the mins as i16, row w0's
+            // in the low 128 bits.
+            let sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_set_epi64x(i64::from_le_bytes(sc1), i64::from_le_bytes(sc0))));
+            let mins = _mm256_cvtepu8_epi16(_mm_set_epi64x(i64::from_le_bytes(m1), i64::from_le_bytes(m0)));
+            let mut chunks = [_mm512_setzero_si512(); 8];
+            let mut scales = [_mm512_setzero_si512(); 8];
+            for i in 0..4 {
+                let raw = _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(x0.add(B::QS + 32 * i).cast())),
+                    _mm256_loadu_si256(x1.add(B::QS + 32 * i).cast()),
+                );
+                chunks[2 * i] = _mm512_and_si512(raw, m4);
+                chunks[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4);
+            }
+            if let Some(o) = B::QH {
+                let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(x0.add(o).cast())), _mm256_loadu_si256(x1.add(o).cast()));
+                for (j, c) in chunks.iter_mut().enumerate() {
+                    let k = _mm512_test_epi8_mask(qh, _mm512_set1_epi8(1 << j));
+                    *c = _mm512_mask_add_epi8(*c, k, *c, _mm512_set1_epi8(16));
+                }
+            }
+            for (j, s) in scales.iter_mut().enumerate() {
+                let j = j as i16;
+                let idx = _mm512_set_epi16(
+                    8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j,
+                    j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j,
+                );
+                *s = _mm512_permutexvar_epi16(idx, sc);
+            }
+            let dm = _mm_cvtph_ps(words2(x0, x1)); // [d_w0, dmin_w0, d_w1, dmin_w1]
+            let d_w = spread::<2>(dm);
+            let dmin_w = _mm256_permutexvar_ps(_mm256_set_epi32(3, 3, 3, 3, 1, 1, 1, 1), _mm256_castps128_ps256(dm));
+            for t in 0..T {
+                let qs = (*a.add(t * nb + b)).qs.as_ptr();
+                // Two chains of four (the integer sums are exact in any order).
+                let mut sumi = [_mm512_setzero_si512(); 2];
+                for j in 0..8 {
+                    let q8 = _mm512_broadcast_i64x4(_mm256_loadu_si256(qs.add(32 * j).cast()));
+                    sumi[j % 2] = _mm512_dpwssd_epi32(sumi[j % 2], _mm512_maddubs_epi16(chunks[j], q8), scales[j]);
+                }
+                let sumi = _mm512_add_epi32(sumi[0], sumi[1]);
+                let d_a = p.d_a[t];
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d_a), d_w), _mm512_cvtepi32_ps(sumi), acc[t]);
+                let prod = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(p.q8s[t]));
+                acc_m[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(-d_a), dmin_w), _mm256_cvtepi32_ps(prod), acc_m[t]);
+            }
+        }
+        let mut res = [[0.0f32; T]; 2];
+        for t in 0..T {
+            let [h0, h1] = hsum_halves(acc[t]);
+            res[0][t] = h0 + hsum4(_mm256_castps256_ps128(acc_m[t]));
+            res[1][t] = h1 + hsum4(_mm256_extractf128_ps::<1>(acc_m[t]));
+        }
+        res
+    }
+}
+
 macro_rules! gemm_fn {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $tile:ty) => {
+        gemm_fn!($(#[$doc])* $name, $w, $a, $tile, TILE_TOKENS_512);
+    };
+    ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $tile:ty, $max_t:expr) => {
         $(#[$doc])*
         ///
         /// # Safety
         /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         pub unsafe fn $name(nb: usize, w: &[$w], a: &[$a], out: &mut [f32]) {
-            gemm::<$tile, TILE_TOKENS_512>(nb, w, a, out)
+            gemm::<$tile, { $max_t }>(nb, w, a, out)
         }
     };
 }
@@ -463,4 +595,12 @@ gemm_fn!(
     /// Tiled Q8_0 × Q8_0, bit for bit [`crate::vec_dot_q8_0_q8_0_ref`] per output (any
     /// quants, -128 included).
     gemm_q8_0_q8_0, BlockQ8_0, BlockQ8_0, TileSigned<BlockQ8_0>
+);
+gemm_fn!(
+    /// Tiled Q4_K × Q8_K, bit for bit [`crate::vec_dot_q4_k_q8_k_ref`] per output.
+    gemm_q4_k_q8_k, BlockQ4_K, BlockQ8_K, TileK4<BlockQ4_K>, TILE_TOKENS_K
+);
+gemm_fn!(
+    /// Tiled Q5_K × Q8_K, bit for bit [`crate::vec_dot_q5_k_q8_k_ref`] per output.
+    gemm_q5_k_q8_k, BlockQ5_K, BlockQ8_K, TileK4<BlockQ5_K>, TILE_TOKENS_K
 );

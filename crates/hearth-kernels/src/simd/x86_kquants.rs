@@ -25,7 +25,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 
 /// `(m0 + m2) + (m1 + m3)` of four lanes.
 #[inline(always)]
-unsafe fn hsum4(v: __m128) -> f32 {
+pub(crate) unsafe fn hsum4(v: __m128) -> f32 {
     let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
