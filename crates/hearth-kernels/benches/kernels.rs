@@ -78,6 +78,7 @@ fn kernels(c: &mut Criterion) {
     bench_gemm::<BlockQ5_0>(c, "q5_0", &[(576, 1536)], &[1, 16]);
     // K-quants need rows of 256: the FFN's down projection.
     bench_gemm::<BlockQ4_K>(c, "q4_k", &[(1536, 576)], &[1, 16]);
+    bench_gemm::<BlockQ6_K>(c, "q6_k", &[(1536, 576)], &[1, 16]);
     // The tied output layer (49152 rows): decode, and a 16-sequence batch.
     bench_gemm::<BlockQ8_0>(c, "q8_0", &[(576, 49152)], &[1, 16]);
 }

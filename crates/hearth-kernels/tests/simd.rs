@@ -491,23 +491,26 @@ mod x86_avx512 {
             let nb = ne0 / 256;
             for n_rows in [1, 2, 3, 6] {
                 let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
-                let (w4, w5) = (quantize::<BlockQ4_K>(&w), quantize::<BlockQ5_K>(&w));
+                let (w4, w5, w6) = (quantize::<BlockQ4_K>(&w), quantize::<BlockQ5_K>(&w), quantize::<BlockQ6_K>(&w));
                 for n_tokens in [1, 2, 5, 8, 9, 17] {
                     let x = data(ne0 * n_tokens, 900 + n_tokens as u64);
                     let mut a = quantize::<BlockQ8_K>(&x);
                     BlockQ8_K::quantize_row_act(&x, &mut a);
                     let n = n_rows * n_tokens;
-                    let mut out = vec![vec![f32::NAN; n]; 4];
+                    let mut out = vec![vec![f32::NAN; n]; 6];
                     // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected.
                     unsafe {
                         k::gemm_q4_k_q8_k(nb, &w4, &a, &mut out[0]);
                         k::gemm_q5_k_q8_k(nb, &w5, &a, &mut out[1]);
+                        k::gemm_q6_k_q8_k(nb, &w6, &a, &mut out[2]);
                     }
-                    gemm_with(nb, &w4, &a, &mut out[2], vec_dot_q4_k_q8_k_ref);
-                    gemm_with(nb, &w5, &a, &mut out[3], vec_dot_q5_k_q8_k_ref);
+                    gemm_with(nb, &w4, &a, &mut out[3], vec_dot_q4_k_q8_k_ref);
+                    gemm_with(nb, &w5, &a, &mut out[4], vec_dot_q5_k_q8_k_ref);
+                    gemm_with(nb, &w6, &a, &mut out[5], vec_dot_q6_k_q8_k_ref);
                     let what = format!("ne0 {ne0} rows {n_rows} tokens {n_tokens}");
-                    assert_eq!(bits(&out[0]), bits(&out[2]), "q4_k {what}");
-                    assert_eq!(bits(&out[1]), bits(&out[3]), "q5_k {what}");
+                    assert_eq!(bits(&out[0]), bits(&out[3]), "q4_k {what}");
+                    assert_eq!(bits(&out[1]), bits(&out[4]), "q5_k {what}");
+                    assert_eq!(bits(&out[2]), bits(&out[5]), "q6_k {what}");
                 }
             }
         }
@@ -520,7 +523,7 @@ mod x86_avx512 {
         /// activations with every quant but -128 (the quantizer's range).
         #[test]
         fn avx512_k_quant_tiles_match_twins_on_arbitrary_blocks(
-            wq in proptest::collection::vec(any::<u8>(), 3 * 176),
+            wq in proptest::collection::vec(any::<u8>(), 3 * 210),
             aq in proptest::collection::vec(-127i8..=127, 12 * 256),
             n_tokens in 1usize..=12,
         ) {
@@ -528,9 +531,15 @@ mod x86_avx512 {
             let fix = |b: &mut [u8]| for o in [0, 2] {
                 if !half::f16::from_le_bytes([b[o], b[o + 1]]).is_finite() { b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.25).to_le_bytes()) }
             };
-            let rows = |size: usize| -> Vec<u8> { wq.chunks_exact(176).flat_map(|c| { let mut b = c[..size].to_vec(); fix(&mut b); b }).collect() };
+            let rows = |size: usize| -> Vec<u8> { wq.chunks_exact(210).flat_map(|c| { let mut b = c[..size].to_vec(); fix(&mut b); b }).collect() };
             let w4: Vec<BlockQ4_K> = rows(144).chunks_exact(144).map(bytemuck::pod_read_unaligned).collect();
             let w5: Vec<BlockQ5_K> = rows(176).chunks_exact(176).map(bytemuck::pod_read_unaligned).collect();
+            // Q6_K keeps its scale last.
+            let w6: Vec<BlockQ6_K> = wq.chunks_exact(210).map(|c| {
+                let mut b = c.to_vec();
+                if !half::f16::from_le_bytes([b[208], b[209]]).is_finite() { b[208..].copy_from_slice(&half::f16::from_f32(0.25).to_le_bytes()) }
+                bytemuck::pod_read_unaligned(&b)
+            }).collect();
             let a: Vec<BlockQ8_K> = aq.chunks_exact(256).take(n_tokens).map(|q| {
                 let mut b = BlockQ8_K { d: 0.01, qs: q.try_into().unwrap(), bsums: [0; 16] };
                 for (i, s) in b.bsums.iter_mut().enumerate() {
@@ -539,16 +548,19 @@ mod x86_avx512 {
                 b
             }).collect();
             let n = 3 * n_tokens;
-            let mut out = vec![vec![0.0f32; n]; 4];
+            let mut out = vec![vec![0.0f32; n]; 6];
             // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected (prop_assume).
             unsafe {
                 k::gemm_q4_k_q8_k(1, &w4, &a, &mut out[0]);
                 k::gemm_q5_k_q8_k(1, &w5, &a, &mut out[1]);
+                k::gemm_q6_k_q8_k(1, &w6, &a, &mut out[2]);
             }
-            gemm_with(1, &w4, &a, &mut out[2], vec_dot_q4_k_q8_k_ref);
-            gemm_with(1, &w5, &a, &mut out[3], vec_dot_q5_k_q8_k_ref);
-            prop_assert_eq!(bits(&out[0]), bits(&out[2]));
-            prop_assert_eq!(bits(&out[1]), bits(&out[3]));
+            gemm_with(1, &w4, &a, &mut out[3], vec_dot_q4_k_q8_k_ref);
+            gemm_with(1, &w5, &a, &mut out[4], vec_dot_q5_k_q8_k_ref);
+            gemm_with(1, &w6, &a, &mut out[5], vec_dot_q6_k_q8_k_ref);
+            prop_assert_eq!(bits(&out[0]), bits(&out[3]));
+            prop_assert_eq!(bits(&out[1]), bits(&out[4]));
+            prop_assert_eq!(bits(&out[2]), bits(&out[5]));
         }
     }
 

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::x86::hsum;
 use super::x86_kquants::hsum4;
-use crate::quants::{k4_scales_mins, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use crate::quants::{k4_scales_mins, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
 /// Most tokens per tile: one 512-bit accumulator per token, 16 of the 32 registers.
 pub(crate) const TILE_TOKENS_512: usize = 16;
@@ -508,15 +508,12 @@ impl<B: K4Rows> PairTile for TileK4<B> {
             let mut chunks = [_mm512_setzero_si512(); 8];
             let mut scales = [_mm512_setzero_si512(); 8];
             for i in 0..4 {
-                let raw = _mm512_inserti64x4::<1>(
-                    _mm512_castsi256_si512(_mm256_loadu_si256(x0.add(B::QS + 32 * i).cast())),
-                    _mm256_loadu_si256(x1.add(B::QS + 32 * i).cast()),
-                );
+                let raw = pair(x0.add(B::QS + 32 * i), x1.add(B::QS + 32 * i));
                 chunks[2 * i] = _mm512_and_si512(raw, m4);
                 chunks[2 * i + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4);
             }
             if let Some(o) = B::QH {
-                let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(x0.add(o).cast())), _mm256_loadu_si256(x1.add(o).cast()));
+                let qh = pair(x0.add(o), x1.add(o));
                 for (j, c) in chunks.iter_mut().enumerate() {
                     let k = _mm512_test_epi8_mask(qh, _mm512_set1_epi8(1 << j));
                     *c = _mm512_mask_add_epi8(*c, k, *c, _mm512_set1_epi8(16));
@@ -553,6 +550,113 @@ impl<B: K4Rows> PairTile for TileK4<B> {
             let [h0, h1] = hsum_halves(acc[t]);
             res[0][t] = h0 + hsum4(_mm256_castps256_ps128(acc_m[t]));
             res[1][t] = h1 + hsum4(_mm256_extractf128_ps::<1>(acc_m[t]));
+        }
+        res
+    }
+}
+
+/// The 32 bytes at `p0` in the low half, those at `p1` in the high half.
+#[inline(always)]
+unsafe fn pair(p0: *const u8, p1: *const u8) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(p0.cast())), _mm256_loadu_si256(p1.cast()))
+}
+
+/// What [`TileQ6K`] keeps per super-block for a tile of tokens.
+#[derive(Clone, Copy)]
+pub(crate) struct PrepQ6K {
+    /// Each token's quants plus 128 as unsigned bytes, per 32-value chunk.
+    ua: [[__m256i; 8]; TILE_TOKENS_K],
+    /// `d_a(t)` of each token.
+    d_a: [f32; TILE_TOKENS_512],
+}
+
+/// The tile of a Q6_K super-block against Q8_K activations.
+///
+/// As the AVX2 tile: the weights `w = q - 32` take `vpmaddubsw`'s signed side and the
+/// activations `a + 128` its unsigned side, `(a + 128)·w - 128·w = a·w` per lane; the
+/// `-128·w` lanes, scaled, depend on the row alone and are where each token's sum starts.
+pub(crate) struct TileQ6K;
+
+impl PairTile for TileQ6K {
+    type W = BlockQ6_K;
+    type A = BlockQ8_K;
+    type Prep = PrepQ6K;
+
+    #[inline(always)]
+    unsafe fn prepare<const T: usize>(a: *const BlockQ8_K, nb: usize, prep: &mut [PrepQ6K]) {
+        // (The driver compiles tiles up to 16 tokens; only up to TILE_TOKENS_K run.)
+        for (b, p) in prep.iter_mut().enumerate().take(nb) {
+            for t in 0..T.min(TILE_TOKENS_K) {
+                let y = &*a.add(t * nb + b);
+                for (c, u) in p.ua[t].iter_mut().enumerate() {
+                    *u = _mm256_xor_si256(_mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast()), _mm256_set1_epi8(i8::MIN));
+                }
+                p.d_a[t] = y.d;
+            }
+        }
+    }
+
+    /// Per super-block and output, as [`crate::vec_dot_q6_k_q8_k_ref`]: lane `l` of
+    /// chunk `c` sums four products scaled by sub-block `2c` (lanes 0..4) or `2c + 1`
+    /// (lanes 4..8) (`vpmaddubsw`, then `vpdpwssd` with the scales), `acc += (d_a d_w) *
+    /// sumi`.
+    #[inline(always)]
+    unsafe fn tile<const T: usize>(w0: *const BlockQ6_K, w1: *const BlockQ6_K, _a: *const BlockQ8_K, prep: &[PrepQ6K], nb: usize) -> [[f32; T]; 2] {
+        const { assert!(T <= TILE_TOKENS_512) };
+        let m4 = _mm512_set1_epi8(0x0f);
+        let m128 = _mm512_set1_epi8(i8::MIN);
+        let mut acc = [_mm512_setzero_ps(); T];
+        for (b, p) in prep.iter().enumerate().take(nb) {
+            let (x0, x1) = (&*w0.add(b), &*w1.add(b));
+            // The 16 sub-block scales of both rows as i16, row w0's first.
+            let sc = _mm512_cvtepi8_epi16(_mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(x0.scales.as_ptr().cast())),
+                _mm_loadu_si128(x1.scales.as_ptr().cast()),
+            ));
+            let mut ws = [_mm512_setzero_si512(); 8];
+            let mut scales = [_mm512_setzero_si512(); 8];
+            let mut base = _mm512_setzero_si512();
+            for c in 0..8 {
+                let (h, k) = (c / 4, c % 4);
+                let bits = pair(x0.ql.as_ptr().add(64 * h + 32 * (k % 2)), x1.ql.as_ptr().add(64 * h + 32 * (k % 2)));
+                let qh = pair(x0.qh.as_ptr().add(32 * h), x1.qh.as_ptr().add(32 * h));
+                let low = if k < 2 { _mm512_and_si512(bits, m4) } else { _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4) };
+                // Bits 2k, 2k + 1 of each qh byte moved to bits 4, 5.
+                let high = match k {
+                    0 => _mm512_slli_epi16::<4>(qh),
+                    1 => _mm512_slli_epi16::<2>(qh),
+                    2 => qh,
+                    _ => _mm512_srli_epi16::<2>(qh),
+                };
+                let q = _mm512_or_si512(low, _mm512_and_si512(high, _mm512_set1_epi8(0x30)));
+                ws[c] = _mm512_sub_epi8(q, _mm512_set1_epi8(32));
+                let c = c as i16;
+                let (s0, s1) = (2 * c, 2 * c + 1);
+                scales[c as usize] = _mm512_permutexvar_epi16(
+                    _mm512_set_epi16(
+                        16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0,
+                        s1, s1, s1, s1, s1, s1, s1, s1, s0, s0, s0, s0, s0, s0, s0, s0,
+                    ),
+                    sc,
+                );
+                base = _mm512_dpwssd_epi32(base, _mm512_maddubs_epi16(m128, ws[c as usize]), scales[c as usize]);
+            }
+            let base = _mm512_sub_epi32(_mm512_setzero_si512(), base);
+            let d_w = spread::<1>(f16_2(std::ptr::addr_of!(x0.d).cast(), std::ptr::addr_of!(x1.d).cast()));
+            for t in 0..T {
+                // Two chains of four (the integer sums are exact in any order).
+                let mut sumi = [base, _mm512_setzero_si512()];
+                for c in 0..8 {
+                    let p16 = _mm512_maddubs_epi16(_mm512_broadcast_i64x4(p.ua[t][c]), ws[c]);
+                    sumi[c % 2] = _mm512_dpwssd_epi32(sumi[c % 2], p16, scales[c]);
+                }
+                let sumi = _mm512_add_epi32(sumi[0], sumi[1]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(p.d_a[t]), d_w), _mm512_cvtepi32_ps(sumi), acc[t]);
+            }
+        }
+        let mut res = [[0.0f32; T]; 2];
+        for t in 0..T {
+            [res[0][t], res[1][t]] = hsum_halves(acc[t]);
         }
         res
     }
@@ -603,4 +707,8 @@ gemm_fn!(
 gemm_fn!(
     /// Tiled Q5_K × Q8_K, bit for bit [`crate::vec_dot_q5_k_q8_k_ref`] per output.
     gemm_q5_k_q8_k, BlockQ5_K, BlockQ8_K, TileK4<BlockQ5_K>, TILE_TOKENS_K
+);
+gemm_fn!(
+    /// Tiled Q6_K × Q8_K, bit for bit [`crate::vec_dot_q6_k_q8_k_ref`] per output.
+    gemm_q6_k_q8_k, BlockQ6_K, BlockQ8_K, TileQ6K, TILE_TOKENS_K
 );

@@ -1164,6 +1164,13 @@ impl WeightBlock for BlockQ6_K {
     #[inline]
     fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx512 && a.len() > nb {
+            // (Batches only: one token keeps the AVX2 tile, as for Q4_K.)
+            // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
+            // when the CPU has them.
+            return unsafe { crate::simd::x86_avx512::gemm_q6_k_q8_k(nb, w, a, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
             return unsafe { crate::simd::x86_kquants::gemm_q6_k_q8_k(nb, w, a, out) };
