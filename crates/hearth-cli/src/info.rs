@@ -11,7 +11,7 @@ use crate::models::{self, KNOWN_MODELS};
 use crate::Common;
 
 pub fn list(dir: &Path) -> Result<()> {
-    println!("{:<40} {:>10}  {}", "NAME", "SIZE", "PATH");
+    println!("{:<40} {:>10}  PATH", "NAME", "SIZE");
     let mut seen = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
@@ -117,7 +117,7 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let tok = Tokenizer::from_gguf(&f)?;
     let ids = tok.encode(&a.text, a.add_special, !a.no_parse_special);
     if a.json {
-        let pieces: Vec<String> = ids.iter().map(|&i| String::from_utf8_lossy(&tok.token_to_piece(i, true)).into_owned()).collect();
+        let pieces: Vec<String> = ids.iter().map(|&i| String::from_utf8_lossy(tok.token_to_piece(i, true)).into_owned()).collect();
         println!("{}", serde_json::json!({ "ids": ids, "pieces": pieces }));
     } else {
         println!("{ids:?}");

@@ -746,7 +746,7 @@ pub(crate) fn tensor_n_bytes(shape: &[u64], ty: GgmlType) -> Result<u64, String>
             .ok_or_else(|| format!("element count of shape {shape:?} overflows"))?;
     }
     let ne0 = shape[0];
-    if ne0 % ty.block_size() as u64 > 0 {
+    if !ne0.is_multiple_of(ty.block_size() as u64) {
         return Err(format!(
             "row of {ne0} elements is not a multiple of the {ty} block size {}",
             ty.block_size()

@@ -52,6 +52,7 @@ impl KvElem for f16 {
 /// (0+2, 1+3, then 0+1); the 16 lanes are reduced as `(l + l+8)`, `(l + l+4)`,
 /// `(l + l+2)`, then the last two. Leftovers past a multiple of 64 are added one by one.
 #[inline]
+#[allow(clippy::needless_range_loop)] // the lanes read best indexed
 pub fn dot_f16_order<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [[0.0f32; 16]; 4];

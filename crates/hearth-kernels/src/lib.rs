@@ -55,7 +55,7 @@ pub trait WeightBlock: Quantize {
 #[inline]
 pub fn gemm_with<W: WeightBlock>(nb: usize, w: &[W], a: &[W::Act], out: &mut [f32], dot: impl Fn(&[W], &[W::Act]) -> f32) {
     let na = nb * W::QK / <W::Act as Quantize>::QK;
-    assert!(nb > 0 && w.len() % nb == 0 && a.len() % na == 0, "gemm: lengths are not whole rows");
+    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len() % na == 0, "gemm: lengths are not whole rows");
     let n_rows = w.len() / nb;
     assert_eq!(out.len(), n_rows * (a.len() / na), "gemm: output length");
     for (ar, o) in a.chunks_exact(na).zip(out.chunks_exact_mut(n_rows)) {

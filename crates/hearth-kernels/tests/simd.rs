@@ -449,8 +449,11 @@ mod x86_avx512 {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// A tiled kernel: `(nb, weights, activations, out)`.
+    type Gemm<W> = unsafe fn(usize, &[W], &[<W as WeightBlock>::Act], &mut [f32]);
+
     /// `k::gemm_*` against one twin `vec_dot` per output, bit for bit.
-    fn check<W: WeightBlock>(name: &str, gemm: unsafe fn(usize, &[W], &[W::Act], &mut [f32]), twin: fn(&[W], &[W::Act]) -> f32) {
+    fn check<W: WeightBlock>(name: &str, gemm: Gemm<W>, twin: fn(&[W], &[W::Act]) -> f32) {
         for ne0 in [32, 576, 1536] {
             let nb = ne0 / 32;
             for n_rows in [1, 2, 3, 5, 8, 9] {

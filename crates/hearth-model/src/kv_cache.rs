@@ -42,7 +42,7 @@ impl KvType {
     /// Whether a head of `head_dim` values can be cached in this type (block types need
     /// whole blocks per head).
     pub fn supports(self, head_dim: usize) -> bool {
-        head_dim % self.qk() == 0
+        head_dim.is_multiple_of(self.qk())
     }
 }
 

@@ -528,7 +528,7 @@ fn mix_type(
     let mut new = default;
 
     if cat == Category::Output || (facts.tied_embeddings && cat == Category::TokenEmbd) {
-        if falcon || t.ne0() % default.block_size() as u64 != 0 {
+        if falcon || !t.ne0().is_multiple_of(default.block_size() as u64) {
             new = G::Q8_0;
         } else if new != G::Q8_0 {
             new = G::Q6_K;
@@ -619,7 +619,7 @@ fn mix_type(
 /// type of similar accuracy, else F16. The flag tells whether a fallback was needed.
 fn fallback_type(ne0: u64, chosen: GgmlType) -> (GgmlType, bool) {
     use GgmlType as G;
-    if ne0 % chosen.block_size() as u64 == 0 {
+    if ne0.is_multiple_of(chosen.block_size() as u64) {
         return (chosen, false);
     }
     let t = match chosen {
@@ -629,7 +629,7 @@ fn fallback_type(ne0: u64, chosen: GgmlType) -> (GgmlType, bool) {
         G::Q6_K => G::Q8_0,
         other => other,
     };
-    if ne0 % t.block_size() as u64 == 0 {
+    if ne0.is_multiple_of(t.block_size() as u64) {
         (t, true)
     } else {
         (G::F16, true)
@@ -670,7 +670,7 @@ fn convert(plan: &TensorPlan, src: &[u8]) -> Result<Vec<u8>, QuantizeError> {
     let bad_shape = || QuantizeError::BadModel(format!("tensor '{}' rows of {ne0} do not fit its types", plan.name));
     let src_row = plan.from.row_size(ne0 as u64).ok_or_else(bad_shape)? as usize;
     let dst_row = plan.to.row_size(ne0 as u64).ok_or_else(bad_shape)? as usize;
-    if src_row == 0 || src.len() % src_row != 0 {
+    if src_row == 0 || !src.len().is_multiple_of(src_row) {
         return Err(bad_shape());
     }
     let dequantize: DequantizeFn = with_block_type!(plan.from, dequantize_fn());

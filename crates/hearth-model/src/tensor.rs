@@ -86,7 +86,7 @@ impl QTensor {
         let len = info.n_bytes as usize;
         let t = QTensor { file: file.clone(), name: name.into(), ggml_type: info.ggml_type, ne, start, len };
         // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
-        if t.bytes().as_ptr() as usize % 4 != 0 {
+        if !(t.bytes().as_ptr() as usize).is_multiple_of(4) {
             return Err(ModelError::Misaligned(name.into()));
         }
         Ok(t)

@@ -113,8 +113,8 @@ fn sequences_batched_in_a_paged_cache_equal_each_alone() {
         let mut batch = Batch { block_tables: tables.clone(), ..Default::default() };
         for s in 0..2 {
             let end = (done[s] + chunk + s).min(prompts[s].len());
-            for p in done[s]..end {
-                batch.push(prompts[s][p], p, s, true);
+            for (p, &tok) in prompts[s].iter().enumerate().take(end).skip(done[s]) {
+                batch.push(tok, p, s, true);
             }
             done[s] = end;
         }

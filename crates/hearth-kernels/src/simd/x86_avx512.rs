@@ -266,6 +266,7 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
     /// Per block and output, as [`crate::vec_dot_q4_1_q8_1_ref`]: `acc += (d_w d_a) *
     /// sumi` in the eight lanes, `summs += m_w * s_a`.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // tokens read best indexed
     unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, _a: *const BlockQ8_1, prep: &[PrepMin], nb: usize) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         let mut res = [[0.0f32; T]; 2];
@@ -398,6 +399,7 @@ impl<B: SignedRows> PairTile for TileSigned<B> {
 
     /// Per block and output, as the type's twin: `acc += (d_w d_a) * sumi`.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // tokens read best indexed
     unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, _a: *const BlockQ8_0, prep: &[PrepSigned], nb: usize) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         for (b, p) in prep.iter().enumerate().take(nb) {
@@ -489,6 +491,7 @@ impl<B: K4Rows> PairTile for TileK4<B> {
     /// lanes per row, `acc_m += (-d_a dmin_w) * (mins · bsum pairs)`. A row pair's chunks
     /// and chunk scales are unpacked once for the tile's tokens.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // tokens read best indexed
     unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, a: *const BlockQ8_K, prep: &[PrepK4], nb: usize) -> [[f32; T]; 2] {
         let m4 = _mm512_set1_epi8(0x0f);
         let mut acc = [_mm512_setzero_ps(); T];
@@ -601,6 +604,7 @@ impl PairTile for TileQ6K {
     /// (lanes 4..8) (`vpmaddubsw`, then `vpdpwssd` with the scales), `acc += (d_a d_w) *
     /// sumi`.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // tokens read best indexed
     unsafe fn tile<const T: usize>(w0: *const BlockQ6_K, w1: *const BlockQ6_K, _a: *const BlockQ8_K, prep: &[PrepQ6K], nb: usize) -> [[f32; T]; 2] {
         const { assert!(T <= TILE_TOKENS_512) };
         let m4 = _mm512_set1_epi8(0x0f);

@@ -121,6 +121,7 @@ thread_local! {
 /// `R` weight rows (row `r` at `w + r * n`) × `T` tokens (f32, token `t` at `a + t * np`,
 /// zero-padded to `np`, a multiple of 16): `out[r][t]`, each as the one-row dot product.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
 unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a: *const f32, np: usize) -> [[f32; T]; R] {
     let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
     let mut i = 0;
