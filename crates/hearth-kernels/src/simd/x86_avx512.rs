@@ -4,10 +4,11 @@
 //! accumulators of one weight row against a token, its high half those of the next row
 //! against the same token. Each half does exactly the arithmetic of the scalar twin
 //! (`vec_dot_*_ref`) and of the AVX2 kernels: per block, eight i32 lanes of four-product
-//! sums (one `vpdpbusd`, or two `vpdpwssd` for signed weights), scaled into the lanes
-//! with one FMA by `d_w * d_a`; the same horizontal sum at the end. So every output is
-//! bit-identical to the twin whatever the ISA, the tile or the batch; the register just
-//! does two of them at once, and one VNNI instruction does the work of two.
+//! sums (one `vpdpbusd` for the legacy types; for the K-quants `vpmaddubsw` and a
+//! `vpdpwssd` with the sub-block scales), scaled into the lanes with one FMA by `d_w *
+//! d_a`; the same horizontal sum at the end. The integer sums are exact, so every
+//! output is bit-identical to the twin whatever the ISA, the tile or the batch; the
+//! register just does two of them at once.
 //!
 //! Tiles are one pair of rows against up to [`TILE_TOKENS_512`] tokens. The activation
 //! side of a tile is prepared once per call ([`PairTile::prepare`]); a weight block is
@@ -30,7 +31,8 @@ pub(crate) trait PairTile {
     /// Activation-side data per block, for a tile of tokens.
     type Prep: Copy;
     /// `prep[b]` (`prep.len() == nb`) for `T` activation rows of `nb` blocks at `a`
-    /// (row `t` at `a + t * nb`); what belongs to tokens `T..` is zero.
+    /// (row `t` at `a + t * nb`); what belongs to tokens `T..` is left as it was and
+    /// never read.
     unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
     /// `out[h][t]`: weight row `w0` (`h = 0`) and `w1` (`h = 1`), each `nb` blocks,
     /// against token `t` of `prep` (and of `a`, row `t` at `a + t * nb`).
