@@ -782,16 +782,16 @@ pub(crate) unsafe fn gemm<K: Tile, const MAX_T: usize>(nb: usize, w: &[K::W], a:
 }
 
 thread_local! {
-    /// Per-thread scratch for [`Tile::prepare`], kept between calls: a matmul runs
+    /// Per-thread scratch for [`Tile::prepare`] (and the AVX-512 tiles'), kept between calls: a matmul runs
     /// thousands of small tasks per token, and a fresh allocation each was measurable.
-    static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
+    pub(crate) static SCRATCH: std::cell::Cell<Vec<__m256i>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `n` values of `P` in `buf`, grown (zero-filled) as needed; they hold whatever the
 /// last user left. `P` must be plain data (floats and SIMD integers: any bit pattern is
 /// a value) aligned to at most 32.
 #[inline(always)]
-fn scratch<P: Copy>(buf: &mut Vec<__m256i>, n: usize) -> &mut [P] {
+pub(crate) fn scratch<P: Copy>(buf: &mut Vec<__m256i>, n: usize) -> &mut [P] {
     const { assert!(std::mem::align_of::<P>() <= 32) };
     let words = (n * std::mem::size_of::<P>()).div_ceil(32);
     if buf.len() < words {

@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::hsum;
+use super::x86::{hsum, scratch, SCRATCH};
 use super::x86_kquants::hsum4;
 use crate::quants::{k4_scales_mins, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
@@ -74,28 +74,6 @@ unsafe fn gemm<K: PairTile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A
         };
     }
     SCRATCH.with(|c| c.set(buf));
-}
-
-thread_local! {
-    /// Per-thread scratch for [`PairTile::prepare`], kept between calls (a matmul runs
-    /// many small tasks per token).
-    static SCRATCH: std::cell::Cell<Vec<__m512i>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// `n` values of `P` in `buf`, grown (zero-filled) as needed; they hold whatever the
-/// last user left. `P` must be plain data (floats and SIMD integers: any bit pattern is
-/// a value) aligned to at most 64.
-#[inline(always)]
-fn scratch<P: Copy>(buf: &mut Vec<__m512i>, n: usize) -> &mut [P] {
-    const { assert!(std::mem::align_of::<P>() <= 64) };
-    let words = (n * std::mem::size_of::<P>()).div_ceil(64);
-    if buf.len() < words {
-        // SAFETY: an all-zero __m512i is a valid value.
-        buf.resize(words, unsafe { std::mem::zeroed() });
-    }
-    // SAFETY: the buffer holds at least n * size_of::<P>() initialised bytes, aligned to
-    // 64 >= align_of::<P>(), and P (floats and SIMD integers) is valid for any bits.
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<P>(), n) }
 }
 
 /// All row pairs against the `T` tokens at `a` (tokens `t0..t0 + T` of the output);
