@@ -176,12 +176,47 @@ const PAR_ROWS: usize = 8;
 /// for the process's ISA, in parallel (`par_each`, four rows a task) for a batch of
 /// [`PAR_ROWS`] rows or more. A row's arithmetic is the same either way.
 fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(&mut [f32], &[S]) + Sync + Send) {
+    for_chunks(dst, d, src, s, |a, b| a.chunks_exact_mut(d).zip(b.chunks_exact(s)).for_each(|(a, b)| f(a, b)));
+}
+
+/// As [`for_rows`], with `f` taking several rows at once (whole rows, four at a time in a
+/// parallel batch, all of them in a small one).
+fn for_chunks<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(&mut [f32], &[S]) + Sync + Send) {
     debug_assert_eq!(dst.len() / d, src.len() / s);
     if dst.len() / d < PAR_ROWS {
-        dst.chunks_exact_mut(d).zip(src.chunks_exact(s)).for_each(|(a, b)| with_isa(|| f(a, b)));
+        with_isa(|| f(dst, src));
     } else {
         let rows: Vec<_> = dst.chunks_mut(4 * d).zip(src.chunks(4 * s)).collect();
-        par_each(rows, |(a4, b4)| a4.chunks_exact_mut(d).zip(b4.chunks_exact(s)).for_each(|(a, b)| with_isa(|| f(a, b))));
+        par_each(rows, |(a4, b4)| with_isa(|| f(a4, b4)));
+    }
+}
+
+/// RoPE on each token's query row (`q`, `[n][n_q]`) and key row (`k`, `[n][n_kv]`) with
+/// its angles (`rope`, `[n][n_pairs]`), in one parallel section for a batch of
+/// [`PAR_ROWS`] tokens or more.
+fn rope_rows(q: &mut [f32], n_q: usize, k: &mut [f32], n_kv: usize, rope: &[(f32, f32)], n_pairs: usize, head_dim: usize) {
+    let rotate = |q: &mut [f32], k: &mut [f32], cs: &[(f32, f32)]| {
+        for ((q, k), cs) in q.chunks_exact_mut(n_q).zip(k.chunks_exact_mut(n_kv)).zip(cs.chunks_exact(n_pairs)) {
+            ops::rope_rotate(q, head_dim, cs);
+            ops::rope_rotate(k, head_dim, cs);
+        }
+    };
+    if q.len() / n_q < PAR_ROWS {
+        with_isa(|| rotate(q, k, rope));
+    } else {
+        let rows: Vec<_> = q.chunks_mut(4 * n_q).zip(k.chunks_mut(4 * n_kv)).zip(rope.chunks(4 * n_pairs)).collect();
+        par_each(rows, |((q4, k4), cs4)| with_isa(|| rotate(q4, k4, cs4)));
+    }
+}
+
+/// [`for_chunks`] over two row sets that both change, `[n][d]` each.
+fn for_chunks_mut(a: &mut [f32], b: &mut [f32], d: usize, f: impl Fn(&mut [f32], &mut [f32]) + Sync + Send) {
+    debug_assert_eq!(a.len(), b.len());
+    if a.len() / d < PAR_ROWS {
+        with_isa(|| f(a, b));
+    } else {
+        let rows: Vec<_> = a.chunks_mut(4 * d).zip(b.chunks_mut(4 * d)).collect();
+        par_each(rows, |(a4, b4)| with_isa(|| f(a4, b4)));
     }
 }
 
@@ -266,21 +301,23 @@ impl super::Architecture for Llama {
             .collect();
 
         let eps = c.rms_norm_eps;
+        // Each layer ends with its residual add and the next layer's first norm in one
+        // pass (the first layer's norm and the last add stand alone).
+        for_chunks(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &self.layers[0].attn_norm, eps, y));
         for (il, l) in self.layers.iter().enumerate() {
-            for_rows(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &l.attn_norm, eps, y));
             QTensor::matmul_many(&[&l.wq, &l.wk, &l.wv], &xn, &mut [&mut q, &mut k, &mut v]);
-            for_rows(&mut q, n_q, &rope, n_pairs, |q, cs| ops::rope_rotate(q, c.head_dim, cs));
-            for_rows(&mut k, n_kv, &rope, n_pairs, |k, cs| ops::rope_rotate(k, c.head_dim, cs));
+            rope_rows(&mut q, n_q, &mut k, n_kv, &rope, n_pairs, c.head_dim);
             kv.store(il, &slots, &k, &v);
             self.attention(il, batch, kv, &q, &mut attn);
             l.wo.matmul(&attn, &mut xn);
-            for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
-
-            for_rows(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &l.ffn_norm, eps, y));
+            for_chunks_mut(&mut x, &mut xn, n_embd, |x, d| ops::add_rms_norm(x, d, &l.ffn_norm, eps));
             QTensor::matmul_many(&[&l.ffn_gate, &l.ffn_up], &xn, &mut [&mut gate, &mut up]);
             for_rows(&mut gate, c.n_ff, &up, c.n_ff, ops::swiglu);
             l.ffn_down.matmul(&gate, &mut xn);
-            for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
+            match self.layers.get(il + 1) {
+                Some(next) => for_chunks_mut(&mut x, &mut xn, n_embd, |x, d| ops::add_rms_norm(x, d, &next.attn_norm, eps)),
+                None => for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b)),
+            }
         }
 
         let rows: Vec<usize> = (0..n).filter(|&i| batch.output[i]).collect();
