@@ -8,11 +8,13 @@
 
 pub mod attention;
 pub mod dispatch;
+pub mod gemm_out;
 pub mod ops;
 pub mod quants;
 pub mod simd;
 
 pub use dispatch::{isa, with_isa, Isa};
+pub use gemm_out::{GemmOut, IntoGemmOut};
 pub use quants::*;
 
 /// A block of `QK` values stored in a GGUF-compatible layout.
@@ -40,12 +42,13 @@ pub trait WeightBlock: Quantize {
     /// `sum_i w[i] * a[i]` over one row; `w.len() * Self::QK == a.len() * Self::Act::QK`.
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32;
 
-    /// Many dot products: `out[t * n_rows + r] = Self::vec_dot(row r of w, row t of a)`
-    /// for the `n_rows` weight rows of `nb` blocks in `w` and the `n_tokens` activation
-    /// rows in `a` (`out: [n_tokens][n_rows]`). Types with a tiled SIMD kernel override
-    /// it; every output is bit-identical to its `vec_dot` whatever the shape.
+    /// Many dot products: output (token `t`, row `r`) is `Self::vec_dot(row r of w, row
+    /// t of a)` for the `n_rows` weight rows of `nb` blocks in `w` and the `n_tokens`
+    /// activation rows in `a`; `out` is a `[n_tokens][n_rows]` slice or a [`GemmOut`] of
+    /// that shape. Types with a tiled SIMD kernel override it; every output is
+    /// bit-identical to its `vec_dot` whatever the shape.
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl IntoGemmOut<'o>) {
         gemm_with(nb, w, a, out, Self::vec_dot)
     }
 }
@@ -53,14 +56,13 @@ pub trait WeightBlock: Quantize {
 /// [`WeightBlock::gemm`] as one `dot` call per output: the scalar twin of the tiled
 /// kernels (each output's arithmetic is exactly its one-row dot product).
 #[inline]
-pub fn gemm_with<W: WeightBlock>(nb: usize, w: &[W], a: &[W::Act], out: &mut [f32], dot: impl Fn(&[W], &[W::Act]) -> f32) {
+pub fn gemm_with<'o, W: WeightBlock>(nb: usize, w: &[W], a: &[W::Act], out: impl IntoGemmOut<'o>, dot: impl Fn(&[W], &[W::Act]) -> f32) {
     let na = nb * W::QK / <W::Act as Quantize>::QK;
-    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len() % na == 0, "gemm: lengths are not whole rows");
-    let n_rows = w.len() / nb;
-    assert_eq!(out.len(), n_rows * (a.len() / na), "gemm: output length");
-    for (ar, o) in a.chunks_exact(na).zip(out.chunks_exact_mut(n_rows)) {
-        for (wr, o) in w.chunks_exact(nb).zip(o) {
-            *o = dot(wr, ar);
+    assert!(nb > 0 && na > 0 && w.len().is_multiple_of(nb) && a.len() % na == 0, "gemm: lengths are not whole rows");
+    let mut out = out.into_gemm_out(w.len() / nb, a.len() / na);
+    for (t, ar) in a.chunks_exact(na).enumerate() {
+        for (r, wr) in w.chunks_exact(nb).enumerate() {
+            out.set(t, r, dot(wr, ar));
         }
     }
 }

@@ -55,6 +55,51 @@ fn gemm_matches_vec_dot<W: WeightBlock>(name: &str) {
     }
 }
 
+/// `W::gemm` into a task's rows of a wider output (`GemmOut::from_raw_parts`, row length
+/// `ld > n_rows`) writes exactly what the compact product holds, and nothing between.
+fn gemm_strided_matches_compact<W: WeightBlock>(name: &str, ne0: usize) {
+    let nb = ne0 / W::QK;
+    for n_rows in [1, 2, 5, 8] {
+        let w = quantize::<W>(&data(ne0 * n_rows, 40 + n_rows as u64));
+        for n_tokens in [1, 2, 3, 8, 9, 17] {
+            let x = data(ne0 * n_tokens, 60 + n_tokens as u64);
+            let mut a = quantize::<W::Act>(&x);
+            W::Act::quantize_row_act(&x, &mut a);
+            let mut compact = vec![f32::NAN; n_rows * n_tokens];
+            W::gemm(nb, &w, &a, &mut compact);
+            let (first, ld) = (3, n_rows + 5);
+            let mut wide = vec![f32::NAN; first + n_tokens * ld];
+            // SAFETY: elements first + t * ld + r (t < n_tokens, r < n_rows) lie in `wide`,
+            // which nothing else touches during the call.
+            W::gemm(nb, &w, &a, unsafe { GemmOut::from_raw_parts(wide.as_mut_ptr().add(first), ld, n_rows, n_tokens) });
+            for (i, v) in wide.iter().enumerate() {
+                let (t, r) = (i.wrapping_sub(first) / ld, i.wrapping_sub(first) % ld);
+                if i >= first && r < n_rows {
+                    assert_eq!(v.to_bits(), compact[t * n_rows + r].to_bits(), "{name} rows {n_rows} tokens {n_tokens}: ({t}, {r})");
+                } else {
+                    assert!(v.is_nan(), "{name} rows {n_rows} tokens {n_tokens}: wrote element {i}, outside its rows");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_writes_strided_outputs() {
+    gemm_strided_matches_compact::<BlockQ4_0>("q4_0", 576);
+    gemm_strided_matches_compact::<BlockQ4_1>("q4_1", 576);
+    gemm_strided_matches_compact::<BlockQ5_0>("q5_0", 576);
+    gemm_strided_matches_compact::<BlockQ5_1>("q5_1", 576);
+    gemm_strided_matches_compact::<BlockQ8_0>("q8_0", 576);
+    gemm_strided_matches_compact::<BlockQ2_K>("q2_k", 512);
+    gemm_strided_matches_compact::<BlockQ3_K>("q3_k", 512);
+    gemm_strided_matches_compact::<BlockQ4_K>("q4_k", 512);
+    gemm_strided_matches_compact::<BlockQ5_K>("q5_k", 512);
+    gemm_strided_matches_compact::<BlockQ6_K>("q6_k", 512);
+    gemm_strided_matches_compact::<half::f16>("f16", 96);
+    gemm_strided_matches_compact::<half::bf16>("bf16", 96);
+}
+
 #[test]
 fn gemm_is_vec_dot_per_output() {
     gemm_matches_vec_dot::<BlockQ4_1>("q4_1");
@@ -449,11 +494,10 @@ mod x86_avx512 {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// A tiled kernel: `(nb, weights, activations, out)`.
-    type Gemm<W> = unsafe fn(usize, &[W], &[<W as WeightBlock>::Act], &mut [f32]);
-
-    /// `k::gemm_*` against one twin `vec_dot` per output, bit for bit.
-    fn check<W: WeightBlock>(name: &str, gemm: Gemm<W>, twin: fn(&[W], &[W::Act]) -> f32) {
+    /// `k::gemm_*` against one twin `vec_dot` per output, bit for bit, into a compact
+    /// output and into a strided one (a task's rows inside a wider output), where it
+    /// writes its elements and nothing between them.
+    fn check<W: WeightBlock>(name: &str, gemm: impl Fn(usize, &[W], &[W::Act], GemmOut<'_>), twin: fn(&[W], &[W::Act]) -> f32) {
         for ne0 in [32, 576, 1536] {
             let nb = ne0 / 32;
             for n_rows in [1, 2, 3, 5, 8, 9] {
@@ -464,10 +508,23 @@ mod x86_avx512 {
                     W::Act::quantize_row_act(&x, &mut a);
                     let n = n_rows * n_tokens;
                     let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
-                    // SAFETY: AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected.
-                    unsafe { gemm(nb, &w, &a, &mut got) };
+                    gemm(nb, &w, &a, (&mut got[..]).into_gemm_out(n_rows, n_tokens));
                     gemm_with(nb, &w, &a, &mut want, twin);
                     assert_eq!(bits(&got), bits(&want), "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}");
+
+                    let ld = n_rows + 3;
+                    let mut wide = vec![f32::NAN; 2 + n_tokens * ld];
+                    // SAFETY: elements 2 + t * ld + r (t < n_tokens, r < n_rows) lie in
+                    // `wide`, which nothing else touches during the call.
+                    gemm(nb, &w, &a, unsafe { GemmOut::from_raw_parts(wide.as_mut_ptr().add(2), ld, n_rows, n_tokens) });
+                    for (i, v) in wide.iter().enumerate() {
+                        let (t, r) = ((i.wrapping_sub(2)) / ld, (i.wrapping_sub(2)) % ld);
+                        if i >= 2 && r < n_rows {
+                            assert_eq!(v.to_bits(), want[t * n_rows + r].to_bits(), "{name} strided ({t}, {r})");
+                        } else {
+                            assert!(v.is_nan(), "{name} wrote element {i}, outside its rows");
+                        }
+                    }
                 }
             }
         }
@@ -478,11 +535,14 @@ mod x86_avx512 {
         if !have_avx512() {
             return;
         }
-        check::<BlockQ4_0>("q4_0", k::gemm_q4_0_q8_0, vec_dot_q4_0_q8_0_ref);
-        check::<BlockQ4_1>("q4_1", k::gemm_q4_1_q8_1, vec_dot_q4_1_q8_1_ref);
-        check::<BlockQ5_0>("q5_0", k::gemm_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
-        check::<BlockQ5_1>("q5_1", k::gemm_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
-        check::<BlockQ8_0>("q8_0", k::gemm_q8_0_q8_0, vec_dot_q8_0_q8_0_ref);
+        // SAFETY (each kernel call): AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected.
+        check::<BlockQ4_0>("q4_0", |nb, w, a, o| unsafe { k::gemm_q4_0_q8_0(nb, w, a, o) }, vec_dot_q4_0_q8_0_ref);
+        check::<BlockQ4_1>("q4_1", |nb, w, a, o| unsafe { k::gemm_q4_1_q8_1(nb, w, a, o) }, vec_dot_q4_1_q8_1_ref);
+        check::<BlockQ5_0>("q5_0", |nb, w, a, o| unsafe { k::gemm_q5_0_q8_0(nb, w, a, o) }, vec_dot_q5_0_q8_0_ref);
+        check::<BlockQ5_1>("q5_1", |nb, w, a, o| unsafe { k::gemm_q5_1_q8_1(nb, w, a, o) }, vec_dot_q5_1_q8_1_ref);
+        check::<BlockQ8_0>("q8_0", |nb, w, a, o| unsafe { k::gemm_q8_0_q8_0(nb, w, a, o) }, vec_dot_q8_0_q8_0_ref);
+        // The dispatching entry point, with whatever ISA this process runs.
+        check::<BlockQ4_1>("q4_1 dispatched", |nb, w, a, o| BlockQ4_1::gemm(nb, w, a, o), vec_dot_q4_1_q8_1_ref);
     }
 
     #[test]

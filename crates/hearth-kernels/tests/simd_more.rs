@@ -168,11 +168,9 @@ mod x86 {
         }
     }
 
-    /// A tiled kernel: `(nb, weights, activations, out)`.
-    type GemmFn<W> = unsafe fn(usize, &[W], &[<W as WeightBlock>::Act], &mut [f32]);
-
-    /// The tiled `simd` kernel against the scalar twin run once per output.
-    fn gemm_matches<W: WeightBlock>(name: &str, simd: GemmFn<W>, twin: fn(&[W], &[W::Act]) -> f32) {
+    /// The tiled `simd` kernel (`(nb, weights, activations, out)`) against the scalar twin
+    /// run once per output.
+    fn gemm_matches<W: WeightBlock>(name: &str, simd: impl Fn(usize, &[W], &[W::Act], &mut [f32]), twin: fn(&[W], &[W::Act]) -> f32) {
         for n in lengths(W::QK) {
             let nb = n / W::QK;
             for n_rows in [1, 2, 3, 5, 8, 9] {
@@ -180,8 +178,7 @@ mod x86 {
                 for n_tokens in [1, 2, 3, 4, 5, 6, 7, 13, 16] {
                     let a = quantize_act::<W::Act>(&data(n * n_tokens, 500 + n_tokens as u64));
                     let (mut s, mut r) = (vec![0.0; n_rows * n_tokens], vec![0.0; n_rows * n_tokens]);
-                    // SAFETY: the callers check AVX2, FMA and F16C first.
-                    unsafe { simd(nb, &w, &a, &mut s) };
+                    simd(nb, &w, &a, &mut s);
                     gemm_with(nb, &w, &a, &mut r, twin);
                     assert_eq!(bits(&s), bits(&r), "{name} n {n} rows {n_rows} tokens {n_tokens}");
                 }
@@ -197,8 +194,9 @@ mod x86 {
         }
         vec_dot_matches::<f16>("f16", x86_float::vec_dot_f16, vec_dot_f16_ref);
         vec_dot_matches::<bf16>("bf16", x86_float::vec_dot_bf16, vec_dot_bf16_ref);
-        gemm_matches::<f16>("f16", x86_float::gemm_f16, vec_dot_f16_ref);
-        gemm_matches::<bf16>("bf16", x86_float::gemm_bf16, vec_dot_bf16_ref);
+        // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
+        gemm_matches::<f16>("f16", |nb, w, a, o| unsafe { x86_float::gemm_f16(nb, w, a, o) }, vec_dot_f16_ref);
+        gemm_matches::<bf16>("bf16", |nb, w, a, o| unsafe { x86_float::gemm_bf16(nb, w, a, o) }, vec_dot_bf16_ref);
     }
 
     #[test]
@@ -208,8 +206,9 @@ mod x86 {
         }
         vec_dot_matches::<BlockQ5_0>("q5_0", x86_legacy::vec_dot_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
         vec_dot_matches::<BlockQ5_1>("q5_1", x86_legacy::vec_dot_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
-        gemm_matches::<BlockQ5_0>("q5_0", x86_legacy::gemm_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
-        gemm_matches::<BlockQ5_1>("q5_1", x86_legacy::gemm_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
+        // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
+        gemm_matches::<BlockQ5_0>("q5_0", |nb, w, a, o| unsafe { x86_legacy::gemm_q5_0_q8_0(nb, w, a, o) }, vec_dot_q5_0_q8_0_ref);
+        gemm_matches::<BlockQ5_1>("q5_1", |nb, w, a, o| unsafe { x86_legacy::gemm_q5_1_q8_1(nb, w, a, o) }, vec_dot_q5_1_q8_1_ref);
     }
 
     #[test]
@@ -222,11 +221,12 @@ mod x86 {
         vec_dot_matches::<BlockQ4_K>("q4_K", x86_kquants::vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
         vec_dot_matches::<BlockQ5_K>("q5_K", x86_kquants::vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
         vec_dot_matches::<BlockQ6_K>("q6_K", x86_kquants::vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
-        gemm_matches::<BlockQ2_K>("q2_K", x86_kquants::gemm_q2_k_q8_k, vec_dot_q2_k_q8_k_ref);
-        gemm_matches::<BlockQ3_K>("q3_K", x86_kquants::gemm_q3_k_q8_k, vec_dot_q3_k_q8_k_ref);
-        gemm_matches::<BlockQ4_K>("q4_K", x86_kquants::gemm_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
-        gemm_matches::<BlockQ5_K>("q5_K", x86_kquants::gemm_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
-        gemm_matches::<BlockQ6_K>("q6_K", x86_kquants::gemm_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
+        // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
+        gemm_matches::<BlockQ2_K>("q2_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q2_k_q8_k(nb, w, a, o) }, vec_dot_q2_k_q8_k_ref);
+        gemm_matches::<BlockQ3_K>("q3_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q3_k_q8_k(nb, w, a, o) }, vec_dot_q3_k_q8_k_ref);
+        gemm_matches::<BlockQ4_K>("q4_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q4_k_q8_k(nb, w, a, o) }, vec_dot_q4_k_q8_k_ref);
+        gemm_matches::<BlockQ5_K>("q5_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q5_k_q8_k(nb, w, a, o) }, vec_dot_q5_k_q8_k_ref);
+        gemm_matches::<BlockQ6_K>("q6_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q6_k_q8_k(nb, w, a, o) }, vec_dot_q6_k_q8_k_ref);
     }
 
     /// Blocks of arbitrary bytes (every quant, scale and high-bit pattern) with finite

@@ -209,28 +209,12 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
         let (dst, ne1) = dsts[m];
         let (n_rows, nt) = (r1 - r0, tokens_per_chunk.min(n_tokens - t0));
         let wr = &weights[m][r0 * w_per_row..r1 * w_per_row];
-        TILE.with_borrow_mut(|tile| {
-            // [tokens][n_rows], reused by this thread's tasks (the product writes every
-            // element it hands back, so old contents never show).
-            if tile.len() < n_rows * nt {
-                tile.resize(n_rows * nt, 0.0);
-            }
-            let tile = &mut tile[..n_rows * nt];
-            with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], tile));
-            for (t, src) in tile.chunks_exact(n_rows).enumerate() {
-                // SAFETY: elements (t0 + t) * ne1 + r0 .. + n_rows lie inside output `m`
-                // (r1 <= ne1, t0 + t < n_tokens), belong to this task's rows and tokens
-                // alone, and do not overlap `tile`.
-                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add((t0 + t) * ne1 + r0), n_rows) };
-            }
-        });
+        // SAFETY: elements (t0 + t) * ne1 + r0 + r (t < nt, r < n_rows) lie inside output
+        // `m` (r1 <= ne1, t0 + nt <= n_tokens), which lives through this call, and belong
+        // to this task's rows and tokens alone.
+        let out = unsafe { GemmOut::from_raw_parts(dst.0.add(t0 * ne1 + r0), ne1, n_rows, nt) };
+        with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], out));
     });
-}
-
-thread_local! {
-    /// Each pool thread's output tile for [`matmul_typed`]'s tasks: a decoded token runs
-    /// hundreds of tasks, and an allocation (and zeroing) for each was measurable.
-    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Tokens of one task: a batch's chunk (bounds the task's length and its scratch tile).

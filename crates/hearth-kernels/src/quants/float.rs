@@ -181,7 +181,7 @@ impl WeightBlock for f16 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
@@ -239,7 +239,7 @@ impl WeightBlock for bf16 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.

@@ -230,7 +230,7 @@ impl WeightBlock for BlockQ4_0 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 {
             // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
@@ -318,7 +318,7 @@ impl WeightBlock for BlockQ4_1 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 {
             // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
@@ -405,7 +405,7 @@ impl WeightBlock for BlockQ5_0 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 {
             // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
@@ -494,7 +494,7 @@ impl WeightBlock for BlockQ5_1 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 {
             // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only

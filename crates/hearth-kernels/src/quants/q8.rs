@@ -149,7 +149,7 @@ impl WeightBlock for BlockQ8_0 {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 {
             // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only

@@ -466,17 +466,27 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
     let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
-    let mut rows = [(std::ptr::null(), std::ptr::null()); KV_TILE];
     // Rows past a tile's end keep the previous tile's (stale) contents: their scores only
     // reach lanes that are replaced by -inf, and their values are never read.
     let mut keys = [K::zero(); KV_TILE];
     let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
     let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
+    // The next tile's rows are found (and their cache lines requested) a tile ahead: the
+    // cache rows of a long context come from L3 or memory, and the loads of a tile's
+    // first key would otherwise stall it.
+    let mut ahead = [(std::ptr::null(), std::ptr::null()); KV_TILE];
+    let mut n_ahead = tiles.next(&mut ahead);
     let mut t0 = 0;
     while t0 < n_max {
-        let n = tiles.next(&mut rows).min(n_max - t0);
+        let rows = ahead;
+        let n = n_ahead.min(n_max - t0);
         if n == 0 {
             break;
+        }
+        n_ahead = tiles.next(&mut ahead);
+        for &(k, v) in &ahead[..n_ahead] {
+            prefetch_head::<K>(k);
+            prefetch_head::<K>(v);
         }
         for j in 0..n {
             keys[j] = K::key(rows[j].0);
@@ -563,6 +573,19 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
         let at = (qi * g + h0) * 64;
         store_heads(&acc[qi], &s_sum[qi], &mut out[at..]);
     }
+}
+
+/// Requests the cache lines of one head's row at `p` (a prefetch never faults).
+#[inline(always)]
+unsafe fn prefetch_head<K: TiledKv>(p: *const K::Elem) {
+    let bytes = K::HEAD_ELEMS * std::mem::size_of::<K::Elem>();
+    let p = p.cast::<i8>();
+    let mut at = 0;
+    while at < bytes {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at));
+        at += 64;
+    }
+    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(bytes - 1));
 }
 
 /// `out[h] = acc[h] / s_sum[h]` for each head of 64 (zero where the weights sum to 0),
@@ -755,11 +778,11 @@ pub(crate) trait Tile {
 /// read once per `MAX_T` tokens), rows four at a time for a lone token, two for two
 /// tokens, else one (larger tiles spill registers).
 #[inline(always)]
-pub(crate) unsafe fn gemm<K: Tile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+pub(crate) unsafe fn gemm<'o, K: Tile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: impl crate::IntoGemmOut<'o>) {
     const { assert!(MAX_T >= 1 && MAX_T <= TILE_TOKENS) };
     assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
-    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
+    let out = &mut out.into_gemm_out(n_rows, n_tokens);
     // The closure-free shape matters: a closure here would not inherit this function's
     // target features, and its intrinsics would become calls.
     let mut buf = SCRATCH.with(|c| c.take());
@@ -811,13 +834,13 @@ unsafe fn rows<K: Tile, const R: usize, const T: usize>(
     a: *const K::A,
     t0: usize,
     prep: &mut [K::Prep],
-    out: &mut [f32],
+    out: &mut crate::GemmOut<'_>,
 ) -> usize {
     let n_rows = w.len() / nb;
     K::prepare::<T>(a, nb, prep);
-    let store = |out: &mut [f32], r: usize, v: &[f32; T]| {
+    let store = |out: &mut crate::GemmOut<'_>, r: usize, v: &[f32; T]| {
         for (t, &v) in v.iter().enumerate() {
-            out[(t0 + t) * n_rows + r] = v;
+            out.set(t0 + t, r, v);
         }
     };
     let mut r = 0;
@@ -981,7 +1004,7 @@ impl Tile for TileQ4_1 {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_1_q8_1(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: &mut [f32]) {
+pub unsafe fn gemm_q4_1_q8_1<'o>(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileQ4_1, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -1129,7 +1152,7 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_0_q8_0(nb: usize, w: &[BlockQ4_0], a: &[BlockQ8_0], out: &mut [f32]) {
+pub unsafe fn gemm_q4_0_q8_0<'o>(nb: usize, w: &[BlockQ4_0], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileOffset<BlockQ4_0>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -1206,6 +1229,6 @@ unsafe fn widen_i8(p: *const i8) -> [__m256i; 2] {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q8_0_q8_0(nb: usize, w: &[BlockQ8_0], a: &[BlockQ8_0], out: &mut [f32]) {
+pub unsafe fn gemm_q8_0_q8_0<'o>(nb: usize, w: &[BlockQ8_0], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileQ8_0, TILE_TOKENS>(nb, w, a, out)
 }

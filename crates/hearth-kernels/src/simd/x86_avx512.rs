@@ -39,15 +39,15 @@ pub(crate) trait PairTile {
     unsafe fn tile<const T: usize>(w0: *const Self::W, w1: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; 2];
 }
 
-/// Runs a pair-tile kernel over `n_rows × n_tokens` outputs (`out[t * n_rows + r]`):
+/// Runs a pair-tile kernel over `n_rows × n_tokens` outputs (token `t`, row `r`):
 /// tokens in tiles of up to `MAX_T`, rows two at a time (an odd last row is paired with
 /// itself and written once).
 #[inline(always)]
-unsafe fn gemm<K: PairTile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: &mut [f32]) {
+unsafe fn gemm<'o, K: PairTile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: impl crate::IntoGemmOut<'o>) {
     const { assert!(MAX_T >= 1 && MAX_T <= TILE_TOKENS_512) };
     assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
-    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
+    let out = &mut out.into_gemm_out(n_rows, n_tokens);
     let mut buf = SCRATCH.with(|c| c.take());
     let prep = scratch::<K::Prep>(&mut buf, nb);
     let mut t0 = 0;
@@ -79,16 +79,16 @@ unsafe fn gemm<K: PairTile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A
 /// All row pairs against the `T` tokens at `a` (tokens `t0..t0 + T` of the output);
 /// returns `T`.
 #[inline(always)]
-unsafe fn pairs<K: PairTile, const T: usize>(nb: usize, w: &[K::W], a: *const K::A, t0: usize, prep: &mut [K::Prep], out: &mut [f32]) -> usize {
+unsafe fn pairs<K: PairTile, const T: usize>(nb: usize, w: &[K::W], a: *const K::A, t0: usize, prep: &mut [K::Prep], out: &mut crate::GemmOut<'_>) -> usize {
     let n_rows = w.len() / nb;
     K::prepare::<T>(a, nb, prep);
     let mut r = 0;
     while r < n_rows {
         let r1 = (r + 1).min(n_rows - 1);
         let v = K::tile::<T>(w.as_ptr().add(r * nb), w.as_ptr().add(r1 * nb), a, prep, nb);
-        for t in 0..T {
-            out[(t0 + t) * n_rows + r] = v[0][t];
-            out[(t0 + t) * n_rows + r1] = v[1][t];
+        for (t, (&v0, &v1)) in v[0].iter().zip(&v[1]).enumerate() {
+            out.set(t0 + t, r, v0);
+            out.set(t0 + t, r1, v1);
         }
         r += 2;
     }
@@ -656,7 +656,7 @@ macro_rules! gemm_fn {
         /// # Safety
         /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        pub unsafe fn $name(nb: usize, w: &[$w], a: &[$a], out: &mut [f32]) {
+        pub unsafe fn $name<'o>(nb: usize, w: &[$w], a: &[$a], out: impl crate::IntoGemmOut<'o>) {
             gemm::<$tile, { $max_t }>(nb, w, a, out)
         }
     };

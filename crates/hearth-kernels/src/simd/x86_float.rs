@@ -166,7 +166,7 @@ unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a
 
 /// All rows against the `T` tokens from `t0`: rows `R` at a time, the rest one by one.
 #[inline(always)]
-unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *const f32, np: usize, t0: usize, out: &mut [f32]) -> usize {
+unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *const f32, np: usize, t0: usize, out: &mut crate::GemmOut<'_>) -> usize {
     let n_rows = w.len() / n;
     let mut r = 0;
     while r < n_rows {
@@ -174,14 +174,14 @@ unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *c
             let v = tile::<E, R, T>(w.as_ptr().add(r * n), n, a, np);
             for (i, v) in v.iter().enumerate() {
                 for (t, &x) in v.iter().enumerate() {
-                    out[(t0 + t) * n_rows + r + i] = x;
+                    out.set(t0 + t, r + i, x);
                 }
             }
             r += R;
         } else {
             let [v] = tile::<E, 1, T>(w.as_ptr().add(r * n), n, a, np);
             for (t, &x) in v.iter().enumerate() {
-                out[(t0 + t) * n_rows + r] = x;
+                out.set(t0 + t, r, x);
             }
             r += 1;
         }
@@ -189,12 +189,12 @@ unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *c
     T
 }
 
-/// `out[t * n_rows + r] = vec_dot(row r of w, row t of a)` for rows of `n` elements.
+/// Output (token `t`, row `r`) `= vec_dot(row r of w, row t of a)` for rows of `n` elements.
 #[inline(always)]
-unsafe fn gemm<E: Elem>(n: usize, w: &[E], a: &[E], out: &mut [f32]) {
+unsafe fn gemm<'o, E: Elem>(n: usize, w: &[E], a: &[E], out: impl crate::IntoGemmOut<'o>) {
     assert!(n > 0 && w.len().is_multiple_of(n) && a.len().is_multiple_of(n), "gemm: lengths are not whole rows");
     let (n_rows, n_tokens) = (w.len() / n, a.len() / n);
-    assert_eq!(out.len(), n_rows * n_tokens, "gemm: output length");
+    let out = &mut out.into_gemm_out(n_rows, n_tokens);
     // Activations widened to f32 once, each row zero-padded to a multiple of 16.
     let np = n.div_ceil(16) * 16;
     let mut buf = SCRATCH.with(|c| c.take());
@@ -242,7 +242,7 @@ unsafe fn gemm<E: Elem>(n: usize, w: &[E], a: &[E], out: &mut [f32]) {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_f16(n: usize, w: &[f16], a: &[f16], out: &mut [f32]) {
+pub unsafe fn gemm_f16<'o>(n: usize, w: &[f16], a: &[f16], out: impl crate::IntoGemmOut<'o>) {
     gemm(n, w, a, out)
 }
 
@@ -251,6 +251,6 @@ pub unsafe fn gemm_f16(n: usize, w: &[f16], a: &[f16], out: &mut [f32]) {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_bf16(n: usize, w: &[bf16], a: &[bf16], out: &mut [f32]) {
+pub unsafe fn gemm_bf16<'o>(n: usize, w: &[bf16], a: &[bf16], out: impl crate::IntoGemmOut<'o>) {
     gemm(n, w, a, out)
 }

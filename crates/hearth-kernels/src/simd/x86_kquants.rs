@@ -347,7 +347,7 @@ impl Tile for TileQ6K {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q6_k_q8_k(nb: usize, w: &[BlockQ6_K], a: &[BlockQ8_K], out: &mut [f32]) {
+pub unsafe fn gemm_q6_k_q8_k<'o>(nb: usize, w: &[BlockQ6_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileQ6K, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -501,7 +501,7 @@ impl<B: K4Block> Tile for TileK4<B> {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &mut [f32]) {
+pub unsafe fn gemm_q4_k_q8_k<'o>(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileK4<BlockQ4_K>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -510,7 +510,7 @@ pub unsafe fn gemm_q4_k_q8_k(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: &
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q5_k_q8_k(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: &mut [f32]) {
+pub unsafe fn gemm_q5_k_q8_k<'o>(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileK4<BlockQ5_K>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -578,7 +578,7 @@ impl Tile for TileQ3K {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q3_k_q8_k(nb: usize, w: &[BlockQ3_K], a: &[BlockQ8_K], out: &mut [f32]) {
+pub unsafe fn gemm_q3_k_q8_k<'o>(nb: usize, w: &[BlockQ3_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileQ3K, 4>(nb, w, a, out)
 }
 
@@ -648,6 +648,6 @@ impl Tile for TileQ2K {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q2_k_q8_k(nb: usize, w: &[BlockQ2_K], a: &[BlockQ8_K], out: &mut [f32]) {
+pub unsafe fn gemm_q2_k_q8_k<'o>(nb: usize, w: &[BlockQ2_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileQ2K, 4>(nb, w, a, out)
 }

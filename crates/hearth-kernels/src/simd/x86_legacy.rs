@@ -93,7 +93,7 @@ impl OffsetBlock for BlockQ5_0 {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q5_0_q8_0(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: &mut [f32]) {
+pub unsafe fn gemm_q5_0_q8_0<'o>(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileOffset<BlockQ5_0>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -164,6 +164,6 @@ impl Tile for TileQ5_1 {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q5_1_q8_1(nb: usize, w: &[BlockQ5_1], a: &[BlockQ8_1], out: &mut [f32]) {
+pub unsafe fn gemm_q5_1_q8_1<'o>(nb: usize, w: &[BlockQ5_1], a: &[BlockQ8_1], out: impl crate::IntoGemmOut<'o>) {
     gemm::<TileQ5_1, 4>(nb, w, a, out)
 }

@@ -485,7 +485,7 @@ impl WeightBlock for BlockQ2_K {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
@@ -638,7 +638,7 @@ impl WeightBlock for BlockQ3_K {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
@@ -852,7 +852,7 @@ impl WeightBlock for BlockQ4_K {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 && a.len() > nb {
             // (Batches only: for one token the AVX2 tile measured 5% faster.)
@@ -999,7 +999,7 @@ impl WeightBlock for BlockQ5_K {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 && a.len() > nb {
             // (Batches only: for one token the AVX2 tile measured 5% faster.)
@@ -1162,7 +1162,7 @@ impl WeightBlock for BlockQ6_K {
     }
 
     #[inline]
-    fn gemm(nb: usize, w: &[Self], a: &[Self::Act], out: &mut [f32]) {
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx512 && a.len() > nb {
             // (Batches only: one token keeps the AVX2 tile, as for Q4_K.)
