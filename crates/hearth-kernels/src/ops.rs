@@ -6,7 +6,7 @@
 /// at a time, their four sums interleaved: each is still its own chain in its own order
 /// (so a row's result does not depend on its neighbours), but four chains are in flight
 /// instead of one, and a 576-wide row no longer waits out 576 dependent adds.
-#[inline]
+#[inline(always)]
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
     let n = w.len();
     debug_assert_eq!(x.len(), y.len());
@@ -38,7 +38,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
 
 /// The residual step and the next norm in one pass: `x += d`, then `d =`
 /// [`rms_norm`]`(x)`, row by row (the same arithmetic as the two apart).
-#[inline]
+#[inline(always)]
 pub fn add_rms_norm(x: &mut [f32], d: &mut [f32], w: &[f32], eps: f32) {
     x.iter_mut().zip(d.iter()).for_each(|(a, b)| *a += b);
     rms_norm(x, w, eps, d);
@@ -63,7 +63,7 @@ pub fn rope_angles(pos: u32, n_rot: usize, freq_base: f32, cs: &mut [(f32, f32)]
 
 /// Rotates the first `2 * cs.len()` dims of each head of `x` (`[n_head][head_dim]`) by
 /// the angles of [`rope_angles`].
-#[inline]
+#[inline(always)]
 pub fn rope_rotate(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
     for head in x.chunks_exact_mut(head_dim) {
         for (pair, &(cos, sin)) in head[..2 * cs.len()].chunks_exact_mut(2).zip(cs) {

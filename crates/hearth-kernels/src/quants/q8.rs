@@ -89,6 +89,7 @@ impl Quantize for BlockQ8_0 {
     const QK: usize = QK8_0;
 
     /// ggml's `quantize_row_q8_0_ref`.
+    #[inline]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         assert_eq!(
             x.len(),

@@ -132,28 +132,33 @@ impl Llama {
         // Each (token, KV head) pair's output: `out` is `[n][n_head_kv][group * head_dim]`.
         let (row, gw) = (c.n_head * hd, group * hd);
         let mut outs: Vec<Option<&mut [f32]>> = out.chunks_exact_mut(gw).map(Some).collect();
-        // One task per (run, KV head). It packs its queries into the kernel's
-        // `[n_q][group][head_dim]` layout, followed by room for the result, which it then
-        // copies to its output slices.
-        let mut tasks = Vec::with_capacity(runs.len() * c.n_head_kv);
+        // One task per run, taking its KV heads one after another: a cached row holds
+        // every KV head's part side by side, so the lines the first head brings in
+        // serve the others from this core's cache. For each head the task packs its
+        // queries into the kernel's `[n_q][group][head_dim]` layout, followed by room for
+        // the result, which it then copies to its output slices.
+        let mut tasks = Vec::with_capacity(runs.len());
         for &(t0, n_q) in &runs {
-            for h_kv in 0..c.n_head_kv {
-                let dst: Vec<&mut [f32]> = (t0..t0 + n_q).map(|t| outs[t * c.n_head_kv + h_kv].take().expect("one run per token")).collect();
-                tasks.push((t0, h_kv, dst));
-            }
+            // `[n_q][n_head_kv]`
+            let dst: Vec<&mut [f32]> = (t0 * c.n_head_kv..(t0 + n_q) * c.n_head_kv).map(|i| outs[i].take().expect("one run per token")).collect();
+            tasks.push((t0, dst));
         }
-        par_each(tasks, |(t0, h_kv, mut dst)| {
-            let n_q = dst.len();
+        par_each(tasks, |(t0, mut dst)| {
+            let n_q = dst.len() / c.n_head_kv;
             let mut buf = vec![0.0f32; 2 * n_q * gw];
             let (qg, o) = buf.split_at_mut(n_q * gw);
             let mut lens = [0usize; attention::TILED_QUERIES];
             for (j, t) in (t0..t0 + n_q).enumerate() {
-                qg[j * gw..][..gw].copy_from_slice(&q[t * row + h_kv * gw..][..gw]);
                 lens[j] = batch.positions[t] as usize + 1;
             }
-            T::attend_tiled(qg, hd, &lens[..n_q], &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, o);
-            for (d, o) in dst.iter_mut().zip(o.chunks_exact(gw)) {
-                d.copy_from_slice(o);
+            for h_kv in 0..c.n_head_kv {
+                for (j, t) in (t0..t0 + n_q).enumerate() {
+                    qg[j * gw..][..gw].copy_from_slice(&q[t * row + h_kv * gw..][..gw]);
+                }
+                T::attend_tiled(qg, hd, &lens[..n_q], &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, o);
+                for (j, o) in o.chunks_exact(gw).enumerate() {
+                    dst[j * c.n_head_kv + h_kv].copy_from_slice(o);
+                }
             }
         });
         // Every other token: one task per (token, KV head); the group's query heads share
@@ -195,17 +200,19 @@ fn for_chunks<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl F
 /// its angles (`rope`, `[n][n_pairs]`), in one parallel section for a batch of
 /// [`PAR_ROWS`] tokens or more.
 fn rope_rows(q: &mut [f32], n_q: usize, k: &mut [f32], n_kv: usize, rope: &[(f32, f32)], n_pairs: usize, head_dim: usize) {
-    let rotate = |q: &mut [f32], k: &mut [f32], cs: &[(f32, f32)]| {
+    // A function, not a closure, so that it inlines into `with_isa`'s ISA-specific code.
+    #[inline(always)]
+    fn rotate(q: &mut [f32], n_q: usize, k: &mut [f32], n_kv: usize, cs: &[(f32, f32)], n_pairs: usize, head_dim: usize) {
         for ((q, k), cs) in q.chunks_exact_mut(n_q).zip(k.chunks_exact_mut(n_kv)).zip(cs.chunks_exact(n_pairs)) {
             ops::rope_rotate(q, head_dim, cs);
             ops::rope_rotate(k, head_dim, cs);
         }
-    };
+    }
     if q.len() / n_q < PAR_ROWS {
-        with_isa(|| rotate(q, k, rope));
+        with_isa(|| rotate(q, n_q, k, n_kv, rope, n_pairs, head_dim));
     } else {
         let rows: Vec<_> = q.chunks_mut(4 * n_q).zip(k.chunks_mut(4 * n_kv)).zip(rope.chunks(4 * n_pairs)).collect();
-        par_each(rows, |((q4, k4), cs4)| with_isa(|| rotate(q4, k4, cs4)));
+        par_each(rows, |((q4, k4), cs4)| with_isa(|| rotate(q4, n_q, k4, n_kv, cs4, n_pairs, head_dim)));
     }
 }
 
