@@ -310,7 +310,9 @@ impl super::Architecture for Llama {
         let eps = c.rms_norm_eps;
         // Each layer ends with its residual add and the next layer's first norm in one
         // pass (the first layer's norm and the last add stand alone).
-        for_chunks(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &self.layers[0].attn_norm, eps, y));
+        if let Some(first) = self.layers.first() {
+            for_chunks(&mut xn, n_embd, &x, n_embd, |y, x| ops::rms_norm(x, &first.attn_norm, eps, y));
+        }
         for (il, l) in self.layers.iter().enumerate() {
             QTensor::matmul_many(&[&l.wq, &l.wk, &l.wv], &xn, &mut [&mut q, &mut k, &mut v]);
             rope_rows(&mut q, n_q, &mut k, n_kv, &rope, n_pairs, c.head_dim);
