@@ -204,6 +204,14 @@ impl QuantKv for crate::BlockQ4_0 {}
 impl QuantKv for crate::BlockQ8_0 {
     fn attend_tiled_simd(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
+        if head_dim == 64 && crate::isa() >= crate::Isa::Avx512 {
+            // SAFETY: AVX-512 F/BW/VL with AVX2/FMA/F16C are present (`isa()`), heads are
+            // 64 wide and whole, at most `TILED_QUERIES` queries (checked by the caller),
+            // and the kernel checks every span it reads.
+            unsafe { crate::simd::x86_avx512_attention::attend_tiled_q8_0_64(q, lens, spans, stride, offset, scale, out) };
+            return true;
+        }
+        #[cfg(target_arch = "x86_64")]
         if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide and whole,
             // at most `TILED_QUERIES` queries (checked by the caller), and the kernel

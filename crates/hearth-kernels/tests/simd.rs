@@ -299,7 +299,7 @@ mod x86 {
     }
 
     /// `n` Q8_0 blocks of test data.
-    fn q8_0_rows(n: usize, seed: u64) -> Vec<BlockQ8_0> {
+    pub(crate) fn q8_0_rows(n: usize, seed: u64) -> Vec<BlockQ8_0> {
         let mut y = vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n];
         BlockQ8_0::quantize_row(&data(n * 32, seed), &mut y);
         y
@@ -333,7 +333,7 @@ mod x86 {
     /// Runs `simd` on consecutive queries (1 to 8 of them, `g` heads each) ending at
     /// several positions, over spans of 16 and of 5 positions, and checks each (query,
     /// head) against `alone` over its visible positions, bit for bit.
-    fn check_tiled<T: Copy>(
+    pub(crate) fn check_tiled<T: Copy>(
         k: &[T],
         v: &[T],
         stride: usize,
@@ -543,6 +543,28 @@ mod x86_avx512 {
         check::<BlockQ8_0>("q8_0", |nb, w, a, o| unsafe { k::gemm_q8_0_q8_0(nb, w, a, o) }, vec_dot_q8_0_q8_0_ref);
         // The dispatching entry point, with whatever ISA this process runs.
         check::<BlockQ4_1>("q4_1 dispatched", |nb, w, a, o| BlockQ4_1::gemm(nb, w, a, o), vec_dot_q4_1_q8_1_ref);
+    }
+
+    #[test]
+    fn avx512_q8_0_cache_tiled_attention_is_the_scalar_kernel_for_every_query() {
+        if !have_avx512() {
+            return;
+        }
+        use hearth_kernels::simd::x86_avx512_attention as att;
+        let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
+        let (k, v) = (super::x86::q8_0_rows(n_pos * stride, 57), super::x86::q8_0_rows(n_pos * stride, 58));
+        for offset in [0, 2, 4] {
+            super::x86::check_tiled(
+                &k,
+                &v,
+                stride,
+                offset,
+                // SAFETY: AVX-512 F/BW/VL, AVX2, FMA and F16C detected; rows lie inside k and
+                // v; at most 8 queries.
+                |q, lens, spans, out| unsafe { att::attend_tiled_q8_0_64(q, lens, spans, stride, offset, 0.125, out) },
+                |q, spans, out| attention::attend_head_quant(q, spans, stride, offset, 0.125, out),
+            );
+        }
     }
 
     #[test]

@@ -14,3 +14,5 @@ pub mod x86_legacy;
 pub mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512_attention;

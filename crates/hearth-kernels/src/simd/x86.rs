@@ -331,7 +331,7 @@ unsafe fn attend_tiled<K: TiledKv>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_
 }
 
 /// What the multi-query tile loop needs of a cache type, for heads of 64.
-trait TiledKv {
+pub(crate) trait TiledKv {
     type Elem;
     /// A query head (prepared once per call) or a key row (once per tile, for every
     /// query and head), in the form the scores read.
@@ -388,7 +388,7 @@ impl<T: KvElem> TiledKv for FloatKv<T> {
 
 /// A Q8_0 cache: queries quantized to two Q8_0 blocks, and keys, widened to i16 with
 /// their block scales as f32.
-struct Q8_0Kv;
+pub(crate) struct Q8_0Kv;
 
 impl TiledKv for Q8_0Kv {
     type Elem = BlockQ8_0;
@@ -510,24 +510,16 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
         let mut live = [[false; G]; TILED_QUERIES];
         for qi in 0..n_q {
             for h in 0..G {
-                let s = scores[qi][h];
-                let t_max = hmax(s);
-                if t_max == f32::NEG_INFINITY {
+                let Some(ms) = softmax_step(scores[qi][h], &mut m[qi][h], &mut s_sum[qi][h], &mut w[qi][h]) else {
                     continue;
-                }
+                };
                 live[qi][h] = true;
-                if t_max > m[qi][h] {
-                    let ms = crate::ops::expf(m[qi][h] - t_max);
+                if let Some(ms) = ms {
                     let msv = _mm256_set1_ps(ms);
                     for x in acc[qi][h].iter_mut() {
                         *x = _mm256_mul_ps(*x, msv);
                     }
-                    s_sum[qi][h] *= ms;
-                    m[qi][h] = t_max;
                 }
-                let p = expf8(_mm256_sub_ps(s, _mm256_set1_ps(m[qi][h])));
-                s_sum[qi][h] += hsum(p);
-                _mm256_storeu_ps(w[qi][h].as_mut_ptr(), p);
             }
         }
         // 3. The value rows, in position order, times their weights (the first `nq`).
@@ -575,9 +567,33 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     }
 }
 
+/// One (query, head)'s softmax step over a tile's scores `s` (invalid positions -inf),
+/// with its running maximum `m` and weight sum `s_sum`: the tile's weights go to `w`.
+/// `None` if the tile has no valid position (nothing changed); else `Some(ms)`, where a
+/// new maximum gives the factor `ms` the head's accumulator is to be multiplied by
+/// before this tile's values are added (`s_sum` already has it).
+#[inline(always)]
+pub(crate) unsafe fn softmax_step(s: __m256, m: &mut f32, s_sum: &mut f32, w: &mut [f32; 8]) -> Option<Option<f32>> {
+    let t_max = hmax(s);
+    if t_max == f32::NEG_INFINITY {
+        return None;
+    }
+    let mut rescale = None;
+    if t_max > *m {
+        let ms = crate::ops::expf(*m - t_max);
+        *s_sum *= ms;
+        *m = t_max;
+        rescale = Some(ms);
+    }
+    let p = expf8(_mm256_sub_ps(s, _mm256_set1_ps(*m)));
+    *s_sum += hsum(p);
+    _mm256_storeu_ps(w.as_mut_ptr(), p);
+    Some(rescale)
+}
+
 /// Requests the cache lines of one head's row at `p` (a prefetch never faults).
 #[inline(always)]
-unsafe fn prefetch_head<K: TiledKv>(p: *const K::Elem) {
+pub(crate) unsafe fn prefetch_head<K: TiledKv>(p: *const K::Elem) {
     let bytes = K::HEAD_ELEMS * std::mem::size_of::<K::Elem>();
     let p = p.cast::<i8>();
     let mut at = 0;

@@ -1,0 +1,161 @@
+//! AVX-512 twin of the tiled attention over a `Q8_0` cache, heads of 64.
+//!
+//! The same tile loop as the AVX2 kernel (`x86::attend_tiled_q8_0_64`): per tile of eight
+//! positions the key and value rows are read once for every query and head, then the
+//! scores, the softmax step and the values. The scores and the softmax step are the AVX2
+//! code itself. What changes is the value side, where every operation is one lane's own
+//! (a value row is `q * d` per element; an accumulator element takes `v * p + acc` per
+//! position, in position order; the end divides by the weight sum): a head's 64 dims are
+//! four 512-bit registers instead of eight 256-bit ones, so the value rows take half the
+//! conversions and the accumulation half the FMAs, and every result is still bit for bit
+//! [`crate::attention::attend_head_quant`]'s.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use super::x86::{f16x2, hsum_x8, prefetch_head, softmax_step, Q8_0Kv, TiledKv};
+use crate::attention::KvSpan;
+use crate::BlockQ8_0;
+
+/// A head's 64 dims: dims `16r..16r + 16` in register `r`.
+type Row512 = [__m512; 4];
+
+/// AVX-512 twin of [`crate::attention::attend_heads_quant_tiled`] over a `Q8_0` cache for
+/// `head_dim == 64` (two blocks per head; `offset` counts blocks): `q` and `out` are
+/// `[n_q][g][64]` (`n_q = lens.len()`), query `i` sees the first `lens[i]` positions.
+/// Each (query, head) is bit for bit [`crate::attention::attend_head_quant`].
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C; `q.len() == out.len()`, a
+/// non-zero multiple of `64 * lens.len()`, and `lens.len() <= TILED_QUERIES`. (Each span
+/// is checked to hold its rows.)
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub unsafe fn attend_tiled_q8_0_64(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    use crate::attention::TILED_QUERIES;
+    let n_q = lens.len();
+    assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && q.len().is_multiple_of(64 * n_q) && !q.is_empty());
+    let g = q.len() / (64 * n_q);
+    let mut h0 = 0;
+    while h0 < g {
+        let gh = (g - h0).min(4);
+        match gh {
+            1 => group::<1>(q, g, h0, lens, spans, stride, offset, scale, out),
+            2 => group::<2>(q, g, h0, lens, spans, stride, offset, scale, out),
+            3 => group::<3>(q, g, h0, lens, spans, stride, offset, scale, out),
+            _ => group::<4>(q, g, h0, lens, spans, stride, offset, scale, out),
+        }
+        h0 += gh;
+    }
+}
+
+/// The value row of two `Q8_0` blocks at `v`: `q * d`, dims in order.
+#[inline(always)]
+unsafe fn value(v: *const BlockQ8_0) -> Row512 {
+    let mut row = [_mm512_setzero_ps(); 4];
+    for b in 0..2 {
+        let vb = &*v.add(b);
+        let d = _mm512_broadcastss_ps(f16x2(vb.d, f16::ZERO));
+        for i in 0..2 {
+            let bytes = _mm_loadu_si128(vb.qs.as_ptr().add(16 * i).cast());
+            row[2 * b + i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), d);
+        }
+    }
+    row
+}
+
+/// Heads `h0..h0 + G` (of `g` per query): the AVX2 group loop with 512-bit value rows
+/// and accumulators.
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // lanes, heads and rows read best indexed
+unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
+    type K = Q8_0Kv;
+    let n_q = lens.len();
+    let n_max = lens.iter().copied().max().unwrap_or(0);
+    let queries: [[<K as TiledKv>::Row; G]; TILED_QUERIES] =
+        std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::zero() }));
+    let mut acc = [[[_mm512_setzero_ps(); 4]; G]; TILED_QUERIES];
+    let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
+    let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
+    // Rows past a tile's end keep the previous tile's (stale) contents: their scores only
+    // reach lanes that are replaced by -inf, and their values are never read.
+    let mut keys = [K::zero(); KV_TILE];
+    let mut vals = [[_mm512_setzero_ps(); 4]; KV_TILE];
+    let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
+    // The next tile's rows are found and prefetched a tile ahead (as the AVX2 loop does).
+    let mut ahead = [(std::ptr::null(), std::ptr::null()); KV_TILE];
+    let mut n_ahead = tiles.next(&mut ahead);
+    let mut t0 = 0;
+    while t0 < n_max {
+        let rows = ahead;
+        let n = n_ahead.min(n_max - t0);
+        if n == 0 {
+            break;
+        }
+        n_ahead = tiles.next(&mut ahead);
+        for &(k, v) in &ahead[..n_ahead] {
+            prefetch_head::<K>(k);
+            prefetch_head::<K>(v);
+        }
+        for j in 0..n {
+            keys[j] = K::key(rows[j].0);
+            vals[j] = value(rows[j].1);
+        }
+        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(lens[qi].saturating_sub(t0)) } else { 0 });
+        // 1. Scores (the AVX2 code).
+        let mut scores = [[ninf; G]; TILED_QUERIES];
+        for qi in 0..n_q {
+            if nq[qi] == 0 {
+                continue;
+            }
+            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+            for h in 0..G {
+                let parts = K::scores(&queries[qi][h], &keys);
+                scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
+            }
+        }
+        // 2. The softmax step; 3. the value rows in position order, each feeding every
+        // live head of the query.
+        for qi in 0..n_q {
+            let mut w = [[0.0f32; 8]; G];
+            let mut live = [false; G];
+            for h in 0..G {
+                let Some(ms) = softmax_step(scores[qi][h], &mut m[qi][h], &mut s_sum[qi][h], &mut w[h]) else {
+                    continue;
+                };
+                live[h] = true;
+                if let Some(ms) = ms {
+                    let msv = _mm512_set1_ps(ms);
+                    for x in acc[qi][h].iter_mut() {
+                        *x = _mm512_mul_ps(*x, msv);
+                    }
+                }
+            }
+            let mut a = acc[qi];
+            for j in 0..nq[qi] {
+                let v = vals[j];
+                for h in 0..G {
+                    if live[h] {
+                        let p = _mm512_set1_ps(w[h][j]);
+                        for r in 0..4 {
+                            a[h][r] = _mm512_fmadd_ps(v[r], p, a[h][r]);
+                        }
+                    }
+                }
+            }
+            acc[qi] = a;
+        }
+        t0 += n;
+    }
+    for qi in 0..n_q {
+        let at = (qi * g + h0) * 64;
+        let out = &mut out[at..at + 64 * G];
+        for h in 0..G {
+            let inv = _mm512_set1_ps(if s_sum[qi][h] == 0.0 { 0.0 } else { 1.0 / s_sum[qi][h] });
+            for (r, a) in acc[qi][h].iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(64 * h + 16 * r), _mm512_mul_ps(*a, inv));
+            }
+        }
+    }
+}
