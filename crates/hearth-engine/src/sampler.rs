@@ -201,8 +201,47 @@ impl Sampler {
     }
 }
 
-/// Index of the largest logit (the first one on ties).
+/// Index of the largest logit (the first one on ties; NaNs are passed over, unless the
+/// first logit is one).
+///
+/// Sixteen lanes each keep the first maximum of their own elements, so the compare and
+/// select vectorize (a one-lane scan waits on the previous compare: ~50 µs for this
+/// model's 49152 logits, once per sequence and step); the lanes then give the largest
+/// value at the smallest index, and the tail is scanned on from there. The result is
+/// the one-lane scan's ([`argmax_scan`]) for every input.
 pub fn argmax(logits: &[f32]) -> u32 {
+    const L: usize = 16;
+    if logits.len() < 2 * L || logits[0].is_nan() {
+        return argmax_scan(logits);
+    }
+    let chunks = logits.chunks_exact(L);
+    let tail = chunks.remainder();
+    let (mut best_v, mut best_i) = ([logits[0]; L], [0u32; L]);
+    for (c, chunk) in chunks.enumerate() {
+        for l in 0..L {
+            let v = chunk[l];
+            let gt = v > best_v[l];
+            best_v[l] = if gt { v } else { best_v[l] };
+            best_i[l] = if gt { (c * L + l) as u32 } else { best_i[l] };
+        }
+    }
+    let (mut v, mut i) = (best_v[0], best_i[0]);
+    for l in 1..L {
+        if best_v[l] > v || (best_v[l] == v && best_i[l] < i) {
+            (v, i) = (best_v[l], best_i[l]);
+        }
+    }
+    let start = logits.len() - tail.len();
+    for (j, &t) in tail.iter().enumerate() {
+        if t > v {
+            (v, i) = (t, (start + j) as u32);
+        }
+    }
+    i
+}
+
+/// [`argmax`] one logit at a time.
+pub fn argmax_scan(logits: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in logits.iter().enumerate() {
         if v > logits[best] {
@@ -218,6 +257,26 @@ mod tests {
 
     fn logits() -> Vec<f32> {
         vec![1.0, 3.0, 2.0, 0.5, 2.9]
+    }
+
+    #[test]
+    fn argmax_is_the_one_lane_scan() {
+        // Ties, NaNs, signed zeros and infinities, at every length up to four chunks.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let pool = [1.0f32, 2.0, 2.0, -1.0, 0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3.0, 3.0, -5.0];
+        for n in 1..70 {
+            for _ in 0..200 {
+                let v: Vec<f32> = (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        pool[(x % pool.len() as u64) as usize]
+                    })
+                    .collect();
+                assert_eq!(argmax(&v), argmax_scan(&v), "{v:?}");
+            }
+        }
     }
 
     #[test]
