@@ -5,7 +5,7 @@
 
 use bytemuck::Zeroable;
 use half::f16;
-use hearth_kernels::{with_isa, BlockQ4_0, BlockQ8_0, Quantize};
+use hearth_kernels::{BlockQ4_0, BlockQ8_0, Quantize};
 use crate::team::par_each;
 
 /// Element type of the cached keys and values.
@@ -219,8 +219,7 @@ fn convert_rows<T: Send>(data: &mut [T], order: &[(usize, usize)], n: usize, src
         rows.push((t, row));
         (rest, at) = (tail, i + n);
     }
-    // Compiled for the process's ISA: the reference quantizer's `roundf` then vectorizes.
-    let put = |(t, row): (usize, &mut [T])| with_isa(|| f(&src[t * ne..(t + 1) * ne], row));
+    let put = |(t, row): (usize, &mut [T])| f(&src[t * ne..(t + 1) * ne], row);
     if rows.len() < PAR_SLOTS {
         rows.into_iter().for_each(put);
     } else {

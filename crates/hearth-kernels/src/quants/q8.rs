@@ -59,6 +59,16 @@ fn quantize_block_q8(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
     d
 }
 
+/// The blocks of [`BlockQ8_0::quantize_row`] (lengths checked by the caller).
+#[inline(always)]
+fn quantize_blocks_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
+        let xb: &[f32; QK8_0] = xb.try_into().unwrap();
+        let d = quantize_block_q8(xb, &mut yb.qs);
+        yb.d = fp32_to_fp16(d);
+    }
+}
+
 /// Activation variant of [`quantize_block_q8`]: `id = 127 / amax` and round half to even,
 /// as ggml's x86 `quantize_row_q8_0` / `quantize_row_q8_1` compute it. Returns `d`.
 #[inline(always)]
@@ -88,19 +98,25 @@ fn round_half_even_small(x: f32) -> f32 {
 impl Quantize for BlockQ8_0 {
     const QK: usize = QK8_0;
 
-    /// ggml's `quantize_row_q8_0_ref`.
-    #[inline]
+    /// ggml's `quantize_row_q8_0_ref`. Compiled for AVX2 where the CPU has it (the KV
+    /// cache quantizes every new row with it): baseline x86-64 has no rounding
+    /// instruction and calls `roundf` per value. The arithmetic is the same either way.
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         assert_eq!(
             x.len(),
             y.len() * QK8_0,
             "quantize_row q8_0: length mismatch"
         );
-        for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
-            let xb: &[f32; QK8_0] = xb.try_into().unwrap();
-            let d = quantize_block_q8(xb, &mut yb.qs);
-            yb.d = fp32_to_fp16(d);
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn avx2(x: &[f32], y: &mut [BlockQ8_0]) {
+                quantize_blocks_q8_0(x, y)
+            }
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { avx2(x, y) };
         }
+        quantize_blocks_q8_0(x, y)
     }
 
     /// ggml's `dequantize_row_q8_0`: `y = qs * d`.

@@ -200,19 +200,18 @@ fn for_chunks<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl F
 /// its angles (`rope`, `[n][n_pairs]`), in one parallel section for a batch of
 /// [`PAR_ROWS`] tokens or more.
 fn rope_rows(q: &mut [f32], n_q: usize, k: &mut [f32], n_kv: usize, rope: &[(f32, f32)], n_pairs: usize, head_dim: usize) {
-    // A function, not a closure, so that it inlines into `with_isa`'s ISA-specific code.
-    #[inline(always)]
-    fn rotate(q: &mut [f32], n_q: usize, k: &mut [f32], n_kv: usize, cs: &[(f32, f32)], n_pairs: usize, head_dim: usize) {
+    // (`rope_rotate` picks its ISA itself.)
+    let rotate = |q: &mut [f32], k: &mut [f32], cs: &[(f32, f32)]| {
         for ((q, k), cs) in q.chunks_exact_mut(n_q).zip(k.chunks_exact_mut(n_kv)).zip(cs.chunks_exact(n_pairs)) {
             ops::rope_rotate(q, head_dim, cs);
             ops::rope_rotate(k, head_dim, cs);
         }
-    }
+    };
     if q.len() / n_q < PAR_ROWS {
-        with_isa(|| rotate(q, n_q, k, n_kv, rope, n_pairs, head_dim));
+        rotate(q, k, rope);
     } else {
         let rows: Vec<_> = q.chunks_mut(4 * n_q).zip(k.chunks_mut(4 * n_kv)).zip(rope.chunks(4 * n_pairs)).collect();
-        par_each(rows, |((q4, k4), cs4)| with_isa(|| rotate(q4, n_q, k4, n_kv, cs4, n_pairs, head_dim)));
+        par_each(rows, |((q4, k4), cs4)| rotate(q4, k4, cs4));
     }
 }
 
