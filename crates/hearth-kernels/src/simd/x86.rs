@@ -458,52 +458,16 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     scale: f32,
     out: &mut [f32],
 ) {
-    use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
+    use crate::attention::{KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
-    let n_max = lens.iter().copied().max().unwrap_or(0);
-    let queries: [[K::Row; G]; TILED_QUERIES] =
-        std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::zero() }));
+    let mut walk = TileWalk::<K, G>::new(q, g, h0, lens, spans, stride, offset, scale);
     let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
-    let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
-    // Rows past a tile's end keep the previous tile's (stale) contents: their scores only
-    // reach lanes that are replaced by -inf, and their values are never read.
-    let mut keys = [K::zero(); KV_TILE];
+    // Rows past a tile's end keep the previous tile's (stale) contents; they are never read.
     let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
-    let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
-    // The next tile's rows are found (and their cache lines requested) a tile ahead: the
-    // cache rows of a long context come from L3 or memory, and the loads of a tile's
-    // first key would otherwise stall it.
-    let mut ahead = [(std::ptr::null(), std::ptr::null()); KV_TILE];
-    let mut n_ahead = tiles.next(&mut ahead);
-    let mut t0 = 0;
-    while t0 < n_max {
-        let rows = ahead;
-        let n = n_ahead.min(n_max - t0);
-        if n == 0 {
-            break;
-        }
-        n_ahead = tiles.next(&mut ahead);
-        for &(k, v) in &ahead[..n_ahead] {
-            prefetch_head::<K>(k);
-            prefetch_head::<K>(v);
-        }
+    while let Some(TileScores { rows, n, nq, scores }) = walk.next() {
         for j in 0..n {
-            keys[j] = K::key(rows[j].0);
             K::value(rows[j].1, &mut vals[j]);
-        }
-        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(lens[qi].saturating_sub(t0)) } else { 0 });
-        // 1. Scores.
-        let mut scores = [[ninf; G]; TILED_QUERIES];
-        for qi in 0..n_q {
-            if nq[qi] == 0 {
-                continue;
-            }
-            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-            for h in 0..G {
-                let parts = K::scores(&queries[qi][h], &keys);
-                scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
-            }
         }
         // 2. The softmax step: new maxima rescale the accumulators; the weights.
         let mut w = [[[0.0f32; 8]; G]; TILED_QUERIES];
@@ -559,11 +523,93 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
                 h += 1;
             }
         }
-        t0 += n;
     }
     for qi in 0..n_q {
         let at = (qi * g + h0) * 64;
         store_heads(&acc[qi], &s_sum[qi], &mut out[at..]);
+    }
+}
+
+/// One tile of [`TileWalk`]: its key and value rows (the first `n`), how many of them
+/// each query sees, and each (query, head)'s scores (scaled; -inf where not seen).
+pub(crate) struct TileScores<E, const G: usize> {
+    pub(crate) rows: [(*const E, *const E); crate::attention::KV_TILE],
+    pub(crate) n: usize,
+    pub(crate) nq: [usize; crate::attention::TILED_QUERIES],
+    pub(crate) scores: [[__m256; G]; crate::attention::TILED_QUERIES],
+}
+
+/// The score side of the tiled attention loop, shared by its AVX2 and AVX-512 forms:
+/// walks the positions in tiles of eight (the next tile's rows found, and their lines
+/// requested, a tile ahead: the cache rows of a long context come from L3 or memory,
+/// and a tile's first key load would otherwise stall), reads each tile's keys once for
+/// every query and head, and scores them.
+pub(crate) struct TileWalk<'s, 'a, K: TiledKv, const G: usize> {
+    queries: [[K::Row; G]; crate::attention::TILED_QUERIES],
+    lens: &'s [usize],
+    n_max: usize,
+    tiles: crate::attention::Tiles<'s, 'a, K::Elem>,
+    ahead: [(*const K::Elem, *const K::Elem); crate::attention::KV_TILE],
+    n_ahead: usize,
+    /// Rows past a tile's end keep the previous tile's (stale) keys: their scores only
+    /// reach lanes that are replaced by -inf.
+    keys: [K::Row; crate::attention::KV_TILE],
+    t0: usize,
+    scale: f32,
+}
+
+impl<'s, 'a, K: TiledKv, const G: usize> TileWalk<'s, 'a, K, G> {
+    /// Heads `h0..h0 + G` (of `g` per query) of the queries `q` (`[n_q][g][64]`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn new(q: &[f32], g: usize, h0: usize, lens: &'s [usize], spans: &'s [KvSpan<'a, K::Elem>], stride: usize, offset: usize, scale: f32) -> Self {
+        use crate::attention::{Tiles, KV_TILE};
+        let n_q = lens.len();
+        let queries = std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::zero() }));
+        let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
+        let mut ahead = [(std::ptr::null(), std::ptr::null()); KV_TILE];
+        let n_ahead = tiles.next(&mut ahead);
+        let n_max = lens.iter().copied().max().unwrap_or(0);
+        TileWalk { queries, lens, n_max, tiles, ahead, n_ahead, keys: [K::zero(); KV_TILE], t0: 0, scale }
+    }
+
+    /// The next tile, `None` at the end.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // queries and heads read best indexed
+    pub(crate) unsafe fn next(&mut self) -> Option<TileScores<K::Elem, G>> {
+        use crate::attention::TILED_QUERIES;
+        if self.t0 >= self.n_max {
+            return None;
+        }
+        let rows = self.ahead;
+        let n = self.n_ahead.min(self.n_max - self.t0);
+        if n == 0 {
+            return None;
+        }
+        self.n_ahead = self.tiles.next(&mut self.ahead);
+        for &(k, v) in &self.ahead[..self.n_ahead] {
+            prefetch_head::<K>(k);
+            prefetch_head::<K>(v);
+        }
+        for j in 0..n {
+            self.keys[j] = K::key(rows[j].0);
+        }
+        let (n_q, t0) = (self.lens.len(), self.t0);
+        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(self.lens[qi].saturating_sub(t0)) } else { 0 });
+        let (scale_v, ninf) = (_mm256_set1_ps(self.scale), _mm256_set1_ps(f32::NEG_INFINITY));
+        let mut scores = [[ninf; G]; TILED_QUERIES];
+        for qi in 0..n_q {
+            if nq[qi] == 0 {
+                continue;
+            }
+            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+            for h in 0..G {
+                let parts = K::scores(&self.queries[qi][h], &self.keys);
+                scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
+            }
+        }
+        self.t0 += n;
+        Some(TileScores { rows, n, nq, scores })
     }
 }
 
@@ -593,7 +639,7 @@ pub(crate) unsafe fn softmax_step(s: __m256, m: &mut f32, s_sum: &mut f32, w: &m
 
 /// Requests the cache lines of one head's row at `p` (a prefetch never faults).
 #[inline(always)]
-pub(crate) unsafe fn prefetch_head<K: TiledKv>(p: *const K::Elem) {
+unsafe fn prefetch_head<K: TiledKv>(p: *const K::Elem) {
     let bytes = K::HEAD_ELEMS * std::mem::size_of::<K::Elem>();
     let p = p.cast::<i8>();
     let mut at = 0;

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::x86::{f16x2, hsum_x8, prefetch_head, softmax_step, Q8_0Kv, TiledKv};
+use super::x86::{f16x2, softmax_step, Q8_0Kv, TileScores, TileWalk};
 use crate::attention::KvSpan;
 use crate::BlockQ8_0;
 
@@ -64,56 +64,21 @@ unsafe fn value(v: *const BlockQ8_0) -> Row512 {
     row
 }
 
-/// Heads `h0..h0 + G` (of `g` per query): the AVX2 group loop with 512-bit value rows
-/// and accumulators.
+/// Heads `h0..h0 + G` (of `g` per query): the AVX2 group loop ([`TileWalk`] for the
+/// scores) with 512-bit value rows and accumulators.
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // lanes, heads and rows read best indexed
 unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
-    use crate::attention::{Tiles, KV_TILE, TILED_QUERIES};
-    type K = Q8_0Kv;
+    use crate::attention::{KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
-    let n_max = lens.iter().copied().max().unwrap_or(0);
-    let queries: [[<K as TiledKv>::Row; G]; TILED_QUERIES] =
-        std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::zero() }));
+    let mut walk = TileWalk::<Q8_0Kv, G>::new(q, g, h0, lens, spans, stride, offset, scale);
     let mut acc = [[[_mm512_setzero_ps(); 4]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
-    let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
-    // Rows past a tile's end keep the previous tile's (stale) contents: their scores only
-    // reach lanes that are replaced by -inf, and their values are never read.
-    let mut keys = [K::zero(); KV_TILE];
+    // Rows past a tile's end keep the previous tile's (stale) contents; they are never read.
     let mut vals = [[_mm512_setzero_ps(); 4]; KV_TILE];
-    let (scale_v, ninf) = (_mm256_set1_ps(scale), _mm256_set1_ps(f32::NEG_INFINITY));
-    // The next tile's rows are found and prefetched a tile ahead (as the AVX2 loop does).
-    let mut ahead = [(std::ptr::null(), std::ptr::null()); KV_TILE];
-    let mut n_ahead = tiles.next(&mut ahead);
-    let mut t0 = 0;
-    while t0 < n_max {
-        let rows = ahead;
-        let n = n_ahead.min(n_max - t0);
-        if n == 0 {
-            break;
-        }
-        n_ahead = tiles.next(&mut ahead);
-        for &(k, v) in &ahead[..n_ahead] {
-            prefetch_head::<K>(k);
-            prefetch_head::<K>(v);
-        }
+    while let Some(TileScores { rows, n, nq, scores }) = walk.next() {
         for j in 0..n {
-            keys[j] = K::key(rows[j].0);
             vals[j] = value(rows[j].1);
-        }
-        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(lens[qi].saturating_sub(t0)) } else { 0 });
-        // 1. Scores (the AVX2 code).
-        let mut scores = [[ninf; G]; TILED_QUERIES];
-        for qi in 0..n_q {
-            if nq[qi] == 0 {
-                continue;
-            }
-            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-            for h in 0..G {
-                let parts = K::scores(&queries[qi][h], &keys);
-                scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
-            }
         }
         // 2. The softmax step; 3. the value rows in position order, each feeding every
         // live head of the query.
@@ -146,7 +111,6 @@ unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], 
             }
             acc[qi] = a;
         }
-        t0 += n;
     }
     for qi in 0..n_q {
         let at = (qi * g + h0) * 64;
