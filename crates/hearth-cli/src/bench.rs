@@ -9,6 +9,11 @@
 //! prompt for pp, one token for tg), then `-r` timed repetitions, each in a fresh session;
 //! the depth tokens are run before the clock starts. t/s is `mean ± sample stddev` of the
 //! per-repetition rates.
+//!
+//! With `--n-parallel P` (P > 1) a tg test decodes P sequences together, as a server's
+//! batch does: each has its own `depth` tokens in one paged cache, every step is one
+//! batch of P tokens (one per sequence, logits for each), and t/s counts all P sequences'
+//! tokens. The test is named `tgN xP`.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hearth_engine::generate::Session;
 use hearth_model::quantize::FileType;
-use hearth_model::{KvType, Model};
+use hearth_model::{Batch, KvType, Model};
 use serde_json::json;
 
 use crate::{models, Common};
@@ -56,6 +61,10 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "md")]
     output: Format,
+    /// Sequences decoded together in the tg tests (comma-separated); t/s counts all of
+    /// them.
+    #[arg(long = "n-parallel", visible_alias = "np", value_delimiter = ',', default_value = "1")]
+    n_parallel: Vec<usize>,
     /// KV cache element types (comma-separated: f16, f32).
     #[arg(long, value_delimiter = ',', default_value = "f16")]
     kv_cache_type: Vec<KvType>,
@@ -74,6 +83,8 @@ struct TestResult {
     n_prompt: usize,
     n_gen: usize,
     n_depth: usize,
+    /// Sequences decoded together (tg tests; 1 for pp).
+    n_parallel: usize,
     n_threads: usize,
     kv_type: KvType,
     samples_ns: Vec<u64>,
@@ -82,6 +93,9 @@ struct TestResult {
 impl TestResult {
     fn name(&self) -> String {
         let mut s = if self.n_gen == 0 { format!("pp{}", self.n_prompt) } else { format!("tg{}", self.n_gen) };
+        if self.n_parallel > 1 {
+            s.push_str(&format!(" x{}", self.n_parallel));
+        }
         if self.n_depth > 0 {
             s.push_str(&format!(" @ d{}", self.n_depth));
         }
@@ -89,7 +103,7 @@ impl TestResult {
     }
 
     fn samples_ts(&self) -> Vec<f64> {
-        let n = (self.n_prompt + self.n_gen) as f64;
+        let n = (self.n_prompt + self.n_gen * self.n_parallel) as f64;
         self.samples_ns.iter().map(|&t| 1e9 * n / t.max(1) as f64).collect()
     }
 }
@@ -181,6 +195,9 @@ fn bos(model: &Model) -> Option<u32> {
 
 /// One repetition: a fresh session, `depth` untimed tokens, then the timed test.
 fn run_once(model: &Model, t: &TestResult, tokens: &mut Tokens, n_prompt: usize, n_gen: usize) -> Result<u64> {
+    if t.n_parallel > 1 {
+        return run_parallel(model, t, tokens, n_gen);
+    }
     let n_ctx = (t.n_depth + n_prompt + n_gen).max(1);
     let mut session = Session::new(model, n_ctx, t.kv_type);
     if t.n_depth > 0 {
@@ -196,6 +213,39 @@ fn run_once(model: &Model, t: &TestResult, tokens: &mut Tokens, n_prompt: usize,
     for _ in 0..n_gen {
         session.feed(model, &[token])?;
         token = tokens.next();
+    }
+    Ok(start.elapsed().as_nanos() as u64)
+}
+
+/// One repetition of a tg test over `t.n_parallel` sequences: a fresh paged cache, each
+/// sequence's `depth` tokens (untimed), then `n_gen` timed steps of one token per sequence.
+fn run_parallel(model: &Model, t: &TestResult, tokens: &mut Tokens, n_gen: usize) -> Result<u64> {
+    const BLOCK: usize = 16;
+    let n_seq = t.n_parallel;
+    let per_seq = (t.n_depth + n_gen).max(1).div_ceil(BLOCK);
+    let mut kv = model.new_paged_kv_cache(n_seq * per_seq, BLOCK, t.kv_type);
+    let block_tables: Vec<Vec<u32>> = (0..n_seq).map(|s| (s * per_seq..(s + 1) * per_seq).map(|b| b as u32).collect()).collect();
+    if t.n_depth > 0 {
+        for s in 0..n_seq {
+            let depth = tokens.prompt(model, t.n_depth);
+            for (start, chunk) in (0..).step_by(hearth_engine::generate::N_BATCH).zip(depth.chunks(hearth_engine::generate::N_BATCH)) {
+                let mut batch = Batch { block_tables: block_tables.clone(), ..Default::default() };
+                for (i, &tok) in chunk.iter().enumerate() {
+                    batch.push(tok, start + i, s, false);
+                }
+                model.forward(&batch, &mut kv)?;
+            }
+        }
+    }
+    let mut next: Vec<u32> = (0..n_seq).map(|_| bos(model).unwrap_or_else(|| tokens.next())).collect();
+    let start = Instant::now();
+    for step in 0..n_gen {
+        let mut batch = Batch { block_tables: block_tables.clone(), ..Default::default() };
+        for (s, &tok) in next.iter().enumerate() {
+            batch.push(tok, t.n_depth + step, s, true);
+        }
+        model.forward(&batch, &mut kv)?;
+        next.iter_mut().for_each(|x| *x = tokens.next());
     }
     Ok(start.elapsed().as_nanos() as u64)
 }
@@ -314,6 +364,7 @@ impl Printer {
                     "n_prompt": t.n_prompt,
                     "n_gen": t.n_gen,
                     "n_depth": t.n_depth,
+                    "n_parallel": t.n_parallel,
                     "avg_ns": mean(&ns).round() as u64,
                     "stddev_ns": stddev(&ns).round() as u64,
                     "avg_ts": mean(&ts),
@@ -369,6 +420,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if threads.contains(&0) {
         bail!("--threads must be at least 1");
     }
+    if a.n_parallel.contains(&0) {
+        bail!("--n-parallel must be at least 1");
+    }
     let n_prompt: Vec<usize> = a.n_prompt.iter().copied().filter(|&n| n > 0).collect();
     let n_gen: Vec<usize> = a.n_gen.iter().copied().filter(|&n| n > 0).collect();
     if n_prompt.is_empty() && n_gen.is_empty() {
@@ -404,10 +458,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     .build()
                     .with_context(|| format!("cannot start {n_threads} threads"))?;
                 for &n_depth in &a.n_depth {
-                    let tests = n_prompt.iter().map(|&p| (p, 0)).chain(n_gen.iter().map(|&g| (0, g)));
-                    for (p, g) in tests {
-                        let mut t =
-                            TestResult { n_prompt: p, n_gen: g, n_depth, n_threads, kv_type, samples_ns: Vec::new() };
+                    let tests = n_prompt.iter().map(|&p| (p, 0, 1)).chain(
+                        n_gen.iter().flat_map(|&g| a.n_parallel.iter().map(move |&np| (0, g, np))),
+                    );
+                    for (p, g, n_parallel) in tests {
+                        let mut t = TestResult {
+                            n_prompt: p,
+                            n_gen: g,
+                            n_depth,
+                            n_parallel,
+                            n_threads,
+                            kv_type,
+                            samples_ns: Vec::new(),
+                        };
                         pool.install(|| run_test(model, &mut t, a.repetitions, !a.no_warmup, a.progress))?;
                         printer.row(&mut out, info, &t)?;
                     }
