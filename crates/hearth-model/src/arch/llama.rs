@@ -134,30 +134,39 @@ impl Llama {
         let mut outs: Vec<Option<&mut [f32]>> = out.chunks_exact_mut(gw).map(Some).collect();
         // One task per run, taking its KV heads one after another: a cached row holds
         // every KV head's part side by side, so the lines the first head brings in
-        // serve the others from this core's cache. For each head the task packs its
-        // queries into the kernel's `[n_q][group][head_dim]` layout, followed by room for
-        // the result, which it then copies to its output slices.
-        let mut tasks = Vec::with_capacity(runs.len());
+        // serve the others from this core's cache. With fewer runs than threads (one
+        // decoded token) each KV head is a task of its own, so no thread sits idle. For
+        // each head the task packs its queries into the kernel's `[n_q][group][head_dim]`
+        // layout, followed by room for the result, which it then copies to its output
+        // slices. A head's arithmetic is the same either way.
+        let heads_per_task = if runs.len() < rayon::current_num_threads() { 1 } else { c.n_head_kv };
+        let mut tasks = Vec::with_capacity(runs.len() * c.n_head_kv.div_ceil(heads_per_task));
         for &(t0, n_q) in &runs {
-            // `[n_q][n_head_kv]`
-            let dst: Vec<&mut [f32]> = (t0 * c.n_head_kv..(t0 + n_q) * c.n_head_kv).map(|i| outs[i].take().expect("one run per token")).collect();
-            tasks.push((t0, dst));
+            for h0 in (0..c.n_head_kv).step_by(heads_per_task) {
+                let h1 = (h0 + heads_per_task).min(c.n_head_kv);
+                // `[n_q][h1 - h0]`
+                let dst: Vec<&mut [f32]> = (t0..t0 + n_q)
+                    .flat_map(|t| (h0..h1).map(move |h| t * c.n_head_kv + h))
+                    .map(|i| outs[i].take().expect("one task per (token, KV head)"))
+                    .collect();
+                tasks.push((t0, n_q, h0..h1, dst));
+            }
         }
-        par_each(tasks, |(t0, mut dst)| {
-            let n_q = dst.len() / c.n_head_kv;
+        par_each(tasks, |(t0, n_q, heads, mut dst)| {
+            let n_h = heads.len();
             let mut buf = vec![0.0f32; 2 * n_q * gw];
             let (qg, o) = buf.split_at_mut(n_q * gw);
             let mut lens = [0usize; attention::TILED_QUERIES];
             for (j, t) in (t0..t0 + n_q).enumerate() {
                 lens[j] = batch.positions[t] as usize + 1;
             }
-            for h_kv in 0..c.n_head_kv {
+            for (i, h_kv) in heads.enumerate() {
                 for (j, t) in (t0..t0 + n_q).enumerate() {
                     qg[j * gw..][..gw].copy_from_slice(&q[t * row + h_kv * gw..][..gw]);
                 }
                 T::attend_tiled(qg, hd, &lens[..n_q], &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, o);
                 for (j, o) in o.chunks_exact(gw).enumerate() {
-                    dst[j * c.n_head_kv + h_kv].copy_from_slice(o);
+                    dst[j * n_h + i].copy_from_slice(o);
                 }
             }
         });
