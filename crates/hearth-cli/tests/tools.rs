@@ -109,11 +109,35 @@ fn bench_jsonl_and_kv_type_column() {
 }
 
 #[test]
+fn bench_n_parallel_counts_every_sequence() {
+    let m = model_path();
+    let args = ["bench", "-m", m.to_str().unwrap(), "-p", "4", "-n", "3", "-r", "2", "-t", "2", "-d", "5", "--n-parallel", "1,4"];
+    let o = hearth(&[&args[..], &["-o", "json"]].concat());
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON array");
+    let rows = v.as_array().unwrap();
+    // The pp test once; each tg test once per --n-parallel value.
+    let tests: Vec<(u64, u64, u64)> = rows.iter().map(|r| (r["n_prompt"].as_u64().unwrap(), r["n_gen"].as_u64().unwrap(), r["n_parallel"].as_u64().unwrap())).collect();
+    assert_eq!(tests, [(4, 0, 1), (0, 3, 1), (0, 3, 4)]);
+    for row in rows {
+        // A rate counts the tokens of all the sequences.
+        let n = (row["n_prompt"].as_u64().unwrap() + row["n_gen"].as_u64().unwrap() * row["n_parallel"].as_u64().unwrap()) as f64;
+        for (ns, ts) in row["samples_ns"].as_array().unwrap().iter().zip(row["samples_ts"].as_array().unwrap()) {
+            let (ns, ts) = (ns.as_f64().unwrap(), ts.as_f64().unwrap());
+            assert!((ts - 1e9 * n / ns).abs() <= 1e-9 * ts);
+        }
+    }
+    let out = stdout(&hearth(&args));
+    let names: Vec<&str> = out.lines().skip(2).take(3).map(|l| l.split('|').map(str::trim).nth(6).unwrap()).collect();
+    assert_eq!(names, ["pp4 @ d5", "tg3 @ d5", "tg3 x4 @ d5"]);
+}
+
+#[test]
 fn bench_bad_arguments_are_one_line_errors() {
     assert_clean_error(&hearth(&["bench", "-r", "0"]), "--repetitions");
     assert_clean_error(&hearth(&["bench", "-p", "0", "-n", "0"]), "nothing to benchmark");
     assert_clean_error(&hearth(&["bench", "-m", "/no/such/model.gguf"]), "does not exist");
     assert_clean_error(&hearth(&["bench", "-t", "0"]), "--threads");
+    assert_clean_error(&hearth(&["bench", "--n-parallel", "0"]), "--n-parallel");
 }
 
 fn sha256(path: &Path) -> String {
