@@ -90,9 +90,22 @@ fn rope_rotate_heads(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
     }
 }
 
-/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`, with [`silu`].
+/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`, with [`silu`]: sixteen lanes at a time
+/// where the CPU has AVX-512, else [`swiglu_ref`]; the same bits either way.
 #[inline]
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() == crate::Isa::Avx512 {
+        // SAFETY: `isa()` reports AVX-512 (with AVX2 and FMA) only when the CPU has them.
+        return unsafe { crate::simd::x86_avx512_ops::swiglu(gate, up) };
+    }
+    swiglu_ref(gate, up)
+}
+
+/// Scalar twin of [`swiglu`].
+#[inline]
+pub fn swiglu_ref(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "swiglu: lengths differ");
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu(*g) * u;
     }
@@ -274,6 +287,32 @@ mod tests {
         assert_eq!(expf_poly(-200.0), 0.0);
         assert_eq!(expf_poly(200.0), f32::INFINITY);
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+    }
+
+    /// The AVX-512 SwiGLU against its scalar twin, bit for bit (NaN for NaN): a sweep of
+    /// gate values over every exponent (both signs, the saturation edges near ±88 and
+    /// ±133, subnormal results), the special values, and every tail length.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn swiglu_avx512_is_its_scalar_twin() {
+        if crate::isa() != crate::Isa::Avx512 {
+            eprintln!("skipped: no AVX-512");
+            return;
+        }
+        let mut gate: Vec<f32> = (0..=u32::MAX / 9973).map(|i| f32::from_bits(i.wrapping_mul(9973))).collect();
+        gate.extend((-40000..40000).map(|i| i as f32 * 0.005));
+        gate.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45, -1e-45]);
+        gate.extend([87.3, 88.7, 103.0, 104.0, 132.9, 133.1, 134.0, -87.3, -88.7, -103.0, -104.0, -132.9, -133.1, -134.0]);
+        let up: Vec<f32> = (0..gate.len()).map(|i| ((i % 17) as f32 - 8.0) * 0.75 + 0.1).collect();
+        for len in (0..48).chain([gate.len()]) {
+            let (mut want, mut got) = (gate[..len].to_vec(), gate[..len].to_vec());
+            swiglu_ref(&mut want, &up[..len]);
+            // SAFETY: `isa()` reported AVX-512.
+            unsafe { crate::simd::x86_avx512_ops::swiglu(&mut got, &up[..len]) };
+            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert!(w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()), "swiglu({}, {}): {g} != {w}", gate[i], up[i]);
+            }
+        }
     }
 }
 

@@ -16,3 +16,5 @@ pub mod x86_kquants;
 pub mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_attention;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512_ops;
