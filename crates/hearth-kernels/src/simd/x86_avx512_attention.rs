@@ -2,19 +2,22 @@
 //!
 //! The same tile loop as the AVX2 kernel (`x86::attend_tiled_q8_0_64`): per tile of eight
 //! positions the key and value rows are read once for every query and head, then the
-//! scores, the softmax step and the values. The scores and the softmax step are the AVX2
-//! code itself. What changes is the value side, where every operation is one lane's own
-//! (a value row is `q * d` per element; an accumulator element takes `v * p + acc` per
-//! position, in position order; the end divides by the weight sum): a head's 64 dims are
-//! four 512-bit registers instead of eight 256-bit ones, so the value rows take half the
-//! conversions and the accumulation half the FMAs, and every result is still bit for bit
-//! [`crate::attention::attend_head_quant`]'s.
+//! scores, the softmax step and the values. The tile walk and the softmax step are the
+//! AVX2 code itself. Every other operation is one lane's own, so it moves to 512-bit
+//! registers unchanged:
+//! - the scores ([`Q8_0Kv512`]): two keys per register, each half the AVX2 score's eight
+//!   lanes (`vpmaddwd` pairs, their sum, one FMA by `d_k d_q` per block);
+//! - the values: a value row is `q * d` per element, an accumulator element takes
+//!   `v * p + acc` per position in position order, and the end divides by the weight sum.
+//!   A head's 64 dims are four 512-bit registers instead of eight 256-bit ones.
+//!
+//! So every result is still bit for bit [`crate::attention::attend_head_quant`]'s.
 
 use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::x86::{f16x2, softmax_step, Q8_0Kv, TileScores, TileWalk};
+use super::x86::{f16x2, softmax_step, Q8_0Kv, TileScores, TileWalk, TiledKv};
 use crate::attention::KvSpan;
 use crate::BlockQ8_0;
 
@@ -71,7 +74,7 @@ unsafe fn value(v: *const BlockQ8_0) -> Row512 {
 unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
     use crate::attention::{KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
-    let mut walk = TileWalk::<Q8_0Kv, G>::new(q, g, h0, lens, spans, stride, offset, scale);
+    let mut walk = TileWalk::<Q8_0Kv512, G>::new(q, g, h0, lens, spans, stride, offset, scale);
     let mut acc = [[[_mm512_setzero_ps(); 4]; G]; TILED_QUERIES];
     let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
     // Rows past a tile's end keep the previous tile's (stale) contents; they are never read.
@@ -123,3 +126,66 @@ unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], 
         }
     }
 }
+
+/// A block's 32 values widened to i16: elements 0..16 in both 256-bit halves of the
+/// first register, 16..32 in both halves of the second. (A function, not a closure: a
+/// closure would not inherit the caller's target features.)
+#[inline(always)]
+unsafe fn halves(b: &BlockQ8_0) -> [__m512i; 2] {
+    let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.qs.as_ptr().cast()));
+    [_mm512_shuffle_i64x2::<0b01_00_01_00>(x, x), _mm512_shuffle_i64x2::<0b11_10_11_10>(x, x)]
+}
+
+/// The score side of a `Q8_0` head in 512-bit registers: a row holds, per block, its two
+/// halves of sixteen widened values, each repeated in both 256-bit halves of a register
+/// (`[b][h]`), and the two block scales. Two keys' rows blend into one register per half,
+/// so one `vpmaddwd` does both keys' pairs.
+pub(crate) struct Q8_0Kv512;
+
+impl TiledKv for Q8_0Kv512 {
+    type Elem = BlockQ8_0;
+    type Row = ([[__m512i; 2]; 2], [f32; 2]);
+    const HEAD_ELEMS: usize = 2;
+    #[inline(always)]
+    unsafe fn query(q: *const f32) -> Self::Row {
+        use crate::Quantize;
+        let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
+        BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
+        Self::key(qq.as_ptr())
+    }
+    #[inline(always)]
+    unsafe fn key(k: *const BlockQ8_0) -> Self::Row {
+        let (b0, b1) = (&*k, &*k.add(1));
+        let d = f16x2(b0.d, b1.d);
+        ([halves(b0), halves(b1)], [_mm_cvtss_f32(d), _mm_cvtss_f32(_mm_movehdup_ps(d))])
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self::Row {
+        ([[_mm512_setzero_si512(); 2]; 2], [0.0; 2])
+    }
+    #[inline(always)]
+    unsafe fn value(v: *const BlockQ8_0, out: &mut [__m256; 8]) {
+        Q8_0Kv::value(v, out)
+    }
+    /// As `Q8_0Kv::scores`, two keys at a time: lanes 0..8 key `2i`, 8..16 key `2i + 1`.
+    #[inline(always)]
+    unsafe fn scores(q: &Self::Row, keys: &[Self::Row; 8]) -> [__m256; 8] {
+        let mut parts = [_mm256_setzero_ps(); 8];
+        for i in 0..4 {
+            let (ka, kb) = (&keys[2 * i], &keys[2 * i + 1]);
+            let mut acc = _mm512_setzero_ps();
+            for b in 0..2 {
+                let k0 = _mm512_mask_blend_epi64(0xf0, ka.0[b][0], kb.0[b][0]);
+                let k1 = _mm512_mask_blend_epi64(0xf0, ka.0[b][1], kb.0[b][1]);
+                let sumi = _mm512_add_epi32(_mm512_madd_epi16(k0, q.0[b][0]), _mm512_madd_epi16(k1, q.0[b][1]));
+                let kd = _mm512_insertf64x4::<1>(_mm512_castps_pd(_mm512_set1_ps(ka.1[b])), _mm256_castps_pd(_mm256_set1_ps(kb.1[b])));
+                let d = _mm512_mul_ps(_mm512_castpd_ps(kd), _mm512_set1_ps(q.1[b]));
+                acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+            }
+            parts[2 * i] = _mm512_castps512_ps256(acc);
+            parts[2 * i + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+        }
+        parts
+    }
+}
+
