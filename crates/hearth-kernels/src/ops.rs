@@ -1,6 +1,6 @@
 //! Float kernels of the forward pass: RMSNorm, RoPE, SwiGLU, log-sum-exp.
 //! Plain scalar code; callers run it under `with_isa` so it is compiled for the chosen ISA
-//! (`rope_rotate` picks its ISA itself).
+//! (`rope_rotate` and `swiglu` pick their ISA themselves).
 
 /// `y = x / sqrt(mean(x^2) + eps) * w`, row by row over `x.len() / w.len()` rows.
 /// The sum of squares is accumulated in f64, in element order, as ggml does. Rows go four

@@ -386,6 +386,22 @@ impl<T: KvElem> TiledKv for FloatKv<T> {
     }
 }
 
+/// A query head of 64 quantized to two Q8_0 blocks, as the cache holds keys.
+#[inline(always)]
+pub(crate) unsafe fn quantize_head(q: *const f32) -> [BlockQ8_0; 2] {
+    use crate::Quantize;
+    let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
+    BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
+    qq
+}
+
+/// The two block scales of the Q8_0 head at `k`, as f32.
+#[inline(always)]
+pub(crate) unsafe fn head_scales(k: *const BlockQ8_0) -> [f32; 2] {
+    let d = f16x2((*k).d, (*k.add(1)).d);
+    [_mm_cvtss_f32(d), _mm_cvtss_f32(_mm_movehdup_ps(d))]
+}
+
 /// A Q8_0 cache: queries quantized to two Q8_0 blocks, and keys, widened to i16 with
 /// their block scales as f32.
 pub(crate) struct Q8_0Kv;
@@ -396,15 +412,11 @@ impl TiledKv for Q8_0Kv {
     const HEAD_ELEMS: usize = 2;
     #[inline(always)]
     unsafe fn query(q: *const f32) -> Self::Row {
-        use crate::Quantize;
-        let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
-        BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
-        Self::key(qq.as_ptr())
+        Self::key(quantize_head(q).as_ptr())
     }
     #[inline(always)]
     unsafe fn key(k: *const BlockQ8_0) -> Self::Row {
-        let d = f16x2((*k).d, (*k.add(1)).d);
-        ([widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())], [_mm_cvtss_f32(d), _mm_cvtss_f32(_mm_movehdup_ps(d))])
+        ([widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())], head_scales(k))
     }
     #[inline(always)]
     unsafe fn zero() -> Self::Row {

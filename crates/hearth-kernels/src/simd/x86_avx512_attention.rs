@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::x86::{f16x2, softmax_step, Q8_0Kv, TileScores, TileWalk, TiledKv};
+use super::x86::{f16x2, head_scales, quantize_head, softmax_step, Q8_0Kv, TileScores, TileWalk, TiledKv};
 use crate::attention::KvSpan;
 use crate::BlockQ8_0;
 
@@ -148,16 +148,11 @@ impl TiledKv for Q8_0Kv512 {
     const HEAD_ELEMS: usize = 2;
     #[inline(always)]
     unsafe fn query(q: *const f32) -> Self::Row {
-        use crate::Quantize;
-        let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
-        BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
-        Self::key(qq.as_ptr())
+        Self::key(quantize_head(q).as_ptr())
     }
     #[inline(always)]
     unsafe fn key(k: *const BlockQ8_0) -> Self::Row {
-        let (b0, b1) = (&*k, &*k.add(1));
-        let d = f16x2(b0.d, b1.d);
-        ([halves(b0), halves(b1)], [_mm_cvtss_f32(d), _mm_cvtss_f32(_mm_movehdup_ps(d))])
+        ([halves(&*k), halves(&*k.add(1))], head_scales(k))
     }
     #[inline(always)]
     unsafe fn zero() -> Self::Row {
