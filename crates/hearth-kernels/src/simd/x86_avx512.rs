@@ -273,8 +273,10 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
         for (b, p) in prep.iter().enumerate().take(nb) {
             let dm = scale_min2(w0, w1, b);
             let s_a = _mm512_loadu_ps(p.s_a.as_ptr());
-            summs0 = _mm512_add_ps(summs0, _mm512_mul_ps(splat::<1>(dm), s_a));
-            summs1 = _mm512_add_ps(summs1, _mm512_mul_ps(splat::<3>(dm), s_a));
+            // `m_w * s_a` is exact (two f16 significands fit in an f32's), so one FMA
+            // rounds once, as the twin's multiply-then-add does.
+            summs0 = _mm512_fmadd_ps(splat::<1>(dm), s_a, summs0);
+            summs1 = _mm512_fmadd_ps(splat::<3>(dm), s_a, summs1);
             let d_w = spread::<2>(dm);
             let q = quants2(w0, w1, b);
             for t in 0..T {
