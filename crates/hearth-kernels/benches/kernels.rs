@@ -66,6 +66,25 @@ fn bench_gemm<W: WeightBlock>(c: &mut Criterion, name: &str, shapes: &[(usize, u
     g.finish();
 }
 
+/// The output layer's product over sixteen interleaved rows ([`gemm_q8_0x16`]), beside
+/// `gemm/q8_0` at the same shape.
+fn bench_output(c: &mut Criterion, tokens: &[usize]) {
+    let mut g = c.benchmark_group("gemm/q8_0x16");
+    g.sample_size(20);
+    let (ne0, ne1) = (576, 49152);
+    let nb = ne0 / 32;
+    let w = interleave_q8_0x16(&quantize::<BlockQ8_0>(&data(ne0 * ne1, 3)), nb);
+    for &n in tokens {
+        let mut a = vec![BlockQ8_0::zeroed(); n * nb];
+        BlockQ8_0::quantize_row_act(&data(n * ne0, 4), &mut a);
+        let mut out = vec![0.0f32; n * ne1];
+        g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
+        let id = format!("{ne0}x{ne1}/t{n}/{}", mflop(ne0 * ne1 * n));
+        g.bench_function(BenchmarkId::new("gemm", &id), |b| b.iter(|| gemm_q8_0x16(nb, black_box(&w), black_box(&a), &mut out)));
+    }
+    g.finish();
+}
+
 /// The layers' shapes: q/o (576x576), k/v (576x192), gate/up (576x1536), down (1536x576).
 const LAYER: &[(usize, usize)] = &[(576, 576), (576, 192), (576, 1536), (1536, 576)];
 
@@ -81,6 +100,7 @@ fn kernels(c: &mut Criterion) {
     bench_gemm::<BlockQ6_K>(c, "q6_k", &[(1536, 576)], &[1, 16]);
     // The tied output layer (49152 rows): decode, and a 16-sequence batch.
     bench_gemm::<BlockQ8_0>(c, "q8_0", &[(576, 49152)], &[1, 16]);
+    bench_output(c, &[1, 16]);
 }
 
 criterion_group!(benches, kernels);

@@ -6,6 +6,7 @@ pub mod chat;
 mod config;
 mod error;
 mod kv_cache;
+pub mod output;
 pub mod quantize;
 pub mod reference;
 mod team;

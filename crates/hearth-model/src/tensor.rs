@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use bytemuck::Zeroable;
 use half::{bf16, f16};
 use hearth_gguf::{GgmlType, GgufFile};
 use hearth_kernels::*;
@@ -152,11 +151,18 @@ fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
 
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(crate) struct SharedOut(pub(crate) *mut f32);
 // SAFETY: every task writes a disjoint set of indices (its own rows of its own tokens),
 // and the pointer outlives the parallel section (it borrows `out` for the whole call).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that a closure captures the whole `SharedOut`).
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// `outs[i] = ws[i] · x` for weights of one type `W` and one row length: `x` quantized
 /// once, then every matrix's rows split into tasks run in parallel.
@@ -170,21 +176,7 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
         return;
     }
 
-    // Each input row quantized once, compiled for the process's ISA (the arithmetic is
-    // plain IEEE either way), rows spread over the pool for a batch.
-    let mut xq = vec![W::Act::zeroed(); a_per_row * n_tokens];
-    if n_tokens < 8 {
-        for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
-            with_isa(|| W::Act::quantize_row_act(xr, qr));
-        }
-    } else {
-        let rows: Vec<_> = x.chunks(4 * ne0).zip(xq.chunks_mut(4 * a_per_row)).collect();
-        par_each(rows, |(x4, q4)| {
-            for (xr, qr) in x4.chunks_exact(ne0).zip(q4.chunks_exact_mut(a_per_row)) {
-                with_isa(|| W::Act::quantize_row_act(xr, qr));
-            }
-        });
-    }
+    let xq = quantize_input::<W::Act>(x, ne0, n_tokens);
 
     // Rows are split into about eight tasks per thread to balance the threads (at most
     // 256 rows: the output layer's 49152 rows in 768 tasks of 64 cost 3.5% more cycles
@@ -217,5 +209,26 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
     });
 }
 
+/// The `n_tokens` input rows of `ne0` values in `x`, each quantized once to `A` (a
+/// product's activation format), compiled for the process's ISA (the arithmetic is plain
+/// IEEE either way); a batch's rows spread over the pool.
+pub(crate) fn quantize_input<A: Quantize>(x: &[f32], ne0: usize, n_tokens: usize) -> Vec<A> {
+    let a_per_row = ne0 / A::QK;
+    let mut xq = vec![A::zeroed(); a_per_row * n_tokens];
+    if n_tokens < 8 {
+        for (xr, qr) in x.chunks_exact(ne0).zip(xq.chunks_exact_mut(a_per_row)) {
+            with_isa(|| A::quantize_row_act(xr, qr));
+        }
+    } else {
+        let rows: Vec<_> = x.chunks(4 * ne0).zip(xq.chunks_mut(4 * a_per_row)).collect();
+        par_each(rows, |(x4, q4)| {
+            for (xr, qr) in x4.chunks_exact(ne0).zip(q4.chunks_exact_mut(a_per_row)) {
+                with_isa(|| A::quantize_row_act(xr, qr));
+            }
+        });
+    }
+    xq
+}
+
 /// Tokens of one task: a batch's chunk (bounds the task's length and its scratch tile).
-const TOKENS_PER_CHUNK: usize = 64;
+pub(crate) const TOKENS_PER_CHUNK: usize = 64;

@@ -18,3 +18,5 @@ pub mod x86_avx512;
 pub mod x86_avx512_attention;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_ops;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512_q8_0x16;

@@ -10,6 +10,7 @@ use hearth_kernels::{ops, with_isa};
 
 use crate::error::Result;
 use crate::team::par_each;
+use crate::output::OutputWeights;
 use crate::tensor::QTensor;
 use crate::{Batch, KvCache, KvLayer, KvType, Logits, ModelConfig};
 
@@ -42,7 +43,7 @@ pub struct Llama {
     /// `[n_embd]`
     output_norm: Vec<f32>,
     /// `[n_embd] -> [n_vocab]`; `token_embd` itself when the embedding is tied.
-    output: QTensor,
+    output: OutputWeights,
 }
 
 impl Llama {
@@ -75,7 +76,7 @@ impl Llama {
             output_norm: t("output_norm.weight", [n_embd, 1])?.to_f32(),
             token_embd,
             layers,
-            output,
+            output: OutputWeights::new(output),
         })
     }
 
