@@ -81,13 +81,26 @@ pub fn gemm_q8_0x16<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: imp
     if crate::isa() >= crate::Isa::Avx512 {
         // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
         // when the CPU has them; the lengths are whole rows (checked above).
-        return unsafe { crate::simd::x86_avx512_q8_0x16::gemm_q8_0x16(nb, w, a, out) };
+        return unsafe { crate::simd::x86_q8_0x16::gemm_q8_0x16_avx512(nb, w, a, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() >= crate::Isa::Avx2 {
+        // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them; the
+        // lengths are whole rows (checked above).
+        return unsafe { crate::simd::x86_q8_0x16::gemm_q8_0x16_avx2(nb, w, a, out) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if crate::isa() == crate::Isa::Neon {
+        // SAFETY: NEON is part of the aarch64 base ISA; the lengths are whole rows.
+        return unsafe { crate::simd::neon::gemm_q8_0x16(nb, w, a, out) };
     }
     crate::with_isa(|| gemm_q8_0x16_generic(nb, w, a, out))
 }
 
 /// [`gemm_q8_0x16`] in plain code: per group, token and block, the sixteen rows' exact
-/// sums, then their FMAs. (Compiled for the process's ISA by the caller.)
+/// sums (over the stored `w + 128`, less `128 * sum(a)`), then their FMAs. Written for
+/// the compiler's vectorizer (the four quants of a row are an interleaved load), and
+/// compiled for the process's ISA by the caller.
 #[inline(always)]
 fn gemm_q8_0x16_generic<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
     let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
@@ -95,12 +108,12 @@ fn gemm_q8_0x16_generic<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out:
         for (t, ar) in a.chunks_exact(nb).enumerate() {
             let mut acc = [0.0f32; Q8_0X16_ROWS];
             for (bw, ba) in group.iter().zip(ar) {
-                let mut sumi = [0i32; Q8_0X16_ROWS];
-                for (g, qu) in bw.qu.chunks_exact(4 * Q8_0X16_ROWS).enumerate() {
-                    for (r, s) in sumi.iter_mut().enumerate() {
-                        for j in 0..4 {
-                            *s += (i32::from(qu[4 * r + j]) - 128) * i32::from(ba.qs[4 * g + j]);
-                        }
+                let offset = -128 * ba.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
+                let mut sumi = [offset; Q8_0X16_ROWS];
+                for (qu, y) in bw.qu.chunks_exact(4 * Q8_0X16_ROWS).zip(ba.qs.chunks_exact(4)) {
+                    let y: [i32; 4] = std::array::from_fn(|j| i32::from(y[j]));
+                    for (s, q) in sumi.iter_mut().zip(qu.chunks_exact(4)) {
+                        *s += i32::from(q[0]) * y[0] + i32::from(q[1]) * y[1] + i32::from(q[2]) * y[2] + i32::from(q[3]) * y[3];
                     }
                 }
                 let d_a = fp16_to_fp32(ba.d);
@@ -130,6 +143,34 @@ mod tests {
             .collect()
     }
 
+    /// The product by the dispatch, the plain code and each x86 kernel this CPU can run.
+    fn kernels(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0]) -> Vec<(&'static str, Vec<f32>)> {
+        let n = w.len() / nb * Q8_0X16_ROWS * (a.len() / nb);
+        let run = |f: &dyn Fn(&mut Vec<f32>)| {
+            let mut out = vec![f32::NAN; n];
+            f(&mut out);
+            out
+        };
+        let mut all = vec![("dispatch", run(&|o| gemm_q8_0x16(nb, w, a, o))), ("generic", run(&|o| gemm_q8_0x16_generic(nb, w, a, o)))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::simd::x86_q8_0x16::{gemm_q8_0x16_avx2, gemm_q8_0x16_avx512};
+            use crate::Isa;
+            if Isa::detect() >= Isa::Avx2 {
+                // SAFETY: the CPU has AVX2, FMA and F16C; whole rows.
+                all.push(("avx2", run(&|o| unsafe { gemm_q8_0x16_avx2(nb, w, a, o) })));
+            }
+            if Isa::detect() >= Isa::Avx512 {
+                // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI; whole rows.
+                all.push(("avx512", run(&|o| unsafe { gemm_q8_0x16_avx512(nb, w, a, o) })));
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is part of the aarch64 base ISA; whole rows.
+        all.push(("neon", run(&|o| unsafe { crate::simd::neon::gemm_q8_0x16(nb, w, a, o) })));
+        all
+    }
+
     /// Every output of the product, for every ISA this CPU has, against the twin; over
     /// token counts that fill and split the kernels' tiles and one- and many-block rows.
     #[test]
@@ -153,13 +194,10 @@ mod tests {
                         vec_dot_q8_0_exact_ref(&w[r * nb..(r + 1) * nb], &a[t * nb..(t + 1) * nb])
                     })
                     .collect();
-                let mut got = vec![f32::NAN; n_tokens * n_rows];
-                gemm_q8_0x16(nb, &x16, &a, &mut got);
-                let mut generic = vec![f32::NAN; n_tokens * n_rows];
-                gemm_q8_0x16_generic(nb, &x16, &a, &mut generic);
-                for i in 0..want.len() {
-                    assert_eq!(got[i].to_bits(), want[i].to_bits(), "{:?} nb {nb} tokens {n_tokens} output {i}", crate::isa());
-                    assert_eq!(generic[i].to_bits(), want[i].to_bits(), "generic: nb {nb} tokens {n_tokens} output {i}");
+                for (name, got) in kernels(nb, &x16, &a) {
+                    for i in 0..want.len() {
+                        assert_eq!(got[i].to_bits(), want[i].to_bits(), "{name}: nb {nb} tokens {n_tokens} output {i}");
+                    }
                 }
             }
         }

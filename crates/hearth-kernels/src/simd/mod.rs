@@ -19,4 +19,4 @@ pub mod x86_avx512_attention;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_ops;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_avx512_q8_0x16;
+pub mod x86_q8_0x16;

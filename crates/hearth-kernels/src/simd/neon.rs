@@ -182,3 +182,46 @@ pub fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     }
     hsum8(lo, hi) + summs
 }
+
+/// NEON kernel of the output layer's product ([`crate::gemm_q8_0x16`]): per block,
+/// sixteen rows' exact sums ([`quad_sums`] of four rows' four quants against the token's
+/// four matching activations, repeated), then per row `(d_w * d_a) * sumi + acc` in one
+/// rounding, as the twin ([`crate::vec_dot_q8_0_exact_ref`]).
+///
+/// # Safety
+/// `nb > 0`, and `w` and `a` are whole rows of `nb` blocks.
+#[target_feature(enable = "neon")]
+pub unsafe fn gemm_q8_0x16<'o>(nb: usize, w: &[crate::BlockQ8_0x16], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
+    use crate::quants::float::fp16_to_fp32;
+    use crate::Q8_0X16_ROWS;
+    let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
+    let bias = vdupq_n_u8(128);
+    for (gi, group) in w.chunks_exact(nb).enumerate() {
+        for (t, ar) in a.chunks_exact(nb).enumerate() {
+            let mut acc = [vdupq_n_f32(0.0); 4];
+            for (bw, ba) in group.iter().zip(ar) {
+                let mut sumi = [vdupq_n_s32(0); 4];
+                for k in 0..8 {
+                    let y = vreinterpretq_s8_s32(vdupq_n_s32(std::ptr::read_unaligned(ba.qs.as_ptr().add(4 * k).cast::<i32>())));
+                    for (c, s) in sumi.iter_mut().enumerate() {
+                        // Rows 4c..4c+4, signed again.
+                        let q = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(bw.qu.as_ptr().add(64 * k + 16 * c)), bias));
+                        *s = vaddq_s32(*s, quad_sums(q, y));
+                    }
+                }
+                let d_a = fp16_to_fp32(ba.d);
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    let d: [f32; 4] = std::array::from_fn(|r| fp16_to_fp32(bw.d[4 * c + r]) * d_a);
+                    *acc = vfmaq_f32(*acc, vld1q_f32(d.as_ptr()), vcvtq_f32_s32(sumi[c]));
+                }
+            }
+            for (c, acc) in acc.iter().enumerate() {
+                let mut v = [0.0f32; 4];
+                vst1q_f32(v.as_mut_ptr(), *acc);
+                for (r, &v) in v.iter().enumerate() {
+                    out.set(t, gi * Q8_0X16_ROWS + 4 * c + r, v);
+                }
+            }
+        }
+    }
+}
