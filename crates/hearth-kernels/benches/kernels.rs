@@ -85,6 +85,26 @@ fn bench_output(c: &mut Criterion, tokens: &[usize]) {
     g.finish();
 }
 
+/// The `Q4_1` product over sixteen interleaved rows ([`gemm_q4_1x16`]), beside
+/// `gemm/q4_1` at the same shapes.
+fn bench_q4_1x16(c: &mut Criterion, shapes: &[(usize, usize)], tokens: &[usize]) {
+    let mut g = c.benchmark_group("gemm/q4_1x16");
+    g.sample_size(20);
+    for &(ne0, ne1) in shapes {
+        let nb = ne0 / 32;
+        let w = interleave_q4_1x16(&quantize::<BlockQ4_1>(&data(ne0 * ne1, 3)), nb);
+        for &n in tokens {
+            let mut a = vec![BlockQ8_1::zeroed(); n * nb];
+            BlockQ8_1::quantize_row_act(&data(n * ne0, 4), &mut a);
+            let mut out = vec![0.0f32; n * ne1];
+            g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
+            let id = format!("{ne0}x{ne1}/t{n}/{}", mflop(ne0 * ne1 * n));
+            g.bench_function(BenchmarkId::new("gemm", &id), |b| b.iter(|| gemm_q4_1x16(nb, black_box(&w), black_box(&a), &mut out)));
+        }
+    }
+    g.finish();
+}
+
 /// The layers' shapes: q/o (576x576), k/v (576x192), gate/up (576x1536), down (1536x576).
 const LAYER: &[(usize, usize)] = &[(576, 576), (576, 192), (576, 1536), (1536, 576)];
 
@@ -93,6 +113,7 @@ fn kernels(c: &mut Criterion) {
     bench_vec_dot::<BlockQ4_0>(c, "q4_0");
     bench_vec_dot::<BlockQ8_0>(c, "q8_0");
     bench_gemm::<BlockQ4_1>(c, "q4_1", LAYER, &[1, 4, 16, 64]);
+    bench_q4_1x16(c, LAYER, &[1, 4, 16, 64]);
     bench_gemm::<BlockQ4_0>(c, "q4_0", &[(576, 1536)], &[1, 16]);
     bench_gemm::<BlockQ5_0>(c, "q5_0", &[(576, 1536)], &[1, 16]);
     // K-quants need rows of 256: the FFN's down projection.

@@ -8,10 +8,9 @@
 //! arithmetic costs no accuracy (see `hearth_kernels`' `q8_0x16`).
 
 use hearth_gguf::GgmlType;
-use hearth_kernels::{gemm_q8_0x16, interleave_q8_0x16, BlockQ8_0, BlockQ8_0x16, GemmOut, Q8_0X16_ROWS, QK8_0};
+use hearth_kernels::{gemm_q8_0x16, interleave_q8_0x16, BlockQ8_0, BlockQ8_0x16, Q8_0X16_ROWS, QK8_0};
 
-use crate::team::par_each;
-use crate::tensor::{quantize_input, QTensor, SharedOut, TOKENS_PER_CHUNK};
+use crate::tensor::{product, QTensor};
 
 /// The output layer's weights, in the layout its product reads.
 pub enum OutputWeights {
@@ -47,25 +46,8 @@ impl OutputWeights {
         assert_eq!(x.len(), n_tokens * ne0);
         assert_eq!(out.len(), n_tokens * ne1);
         let nb = ne0 / QK8_0;
-        let xq = quantize_input::<BlockQ8_0>(x, ne0, n_tokens);
-        // Tasks as `QTensor::matmul`'s (about eight per thread, at most 256 rows), in
-        // whole groups of sixteen rows.
-        let n_threads = rayon::current_num_threads().max(1);
-        let rows_per_task = (ne1 / (n_threads * 8)).clamp(Q8_0X16_ROWS, 256) / Q8_0X16_ROWS * Q8_0X16_ROWS;
-        let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
-        let tasks: Vec<(usize, usize)> = (0..n_tokens)
-            .step_by(tokens_per_chunk.max(1))
-            .flat_map(|t0| (0..ne1).step_by(rows_per_task).map(move |r0| (r0, t0)))
-            .collect();
-        let dst = SharedOut(out.as_mut_ptr());
-        par_each(tasks, |(r0, t0)| {
-            let (n_rows, nt) = (rows_per_task.min(ne1 - r0), tokens_per_chunk.min(n_tokens - t0));
-            let w = &blocks[r0 / Q8_0X16_ROWS * nb..(r0 + n_rows) / Q8_0X16_ROWS * nb];
-            // SAFETY: elements (t0 + t) * ne1 + r0 + r (t < nt, r < n_rows) lie inside `out`
-            // (r0 + n_rows <= ne1, t0 + nt <= n_tokens), which lives through this call, and
-            // belong to this task's rows and tokens alone.
-            let o = unsafe { GemmOut::from_raw_parts(dst.ptr().add(t0 * ne1 + r0), ne1, n_rows, nt) };
-            gemm_q8_0x16(nb, w, &xq[t0 * nb..(t0 + nt) * nb], o);
+        product::<BlockQ8_0>(ne0, &[ne1], x, n_tokens, &mut [out], Q8_0X16_ROWS, |_, r0, r1, a, out| {
+            gemm_q8_0x16(nb, &blocks[r0 / Q8_0X16_ROWS * nb..r1 / Q8_0X16_ROWS * nb], a, out)
         });
     }
 }

@@ -55,6 +55,9 @@ pub struct QTensor {
     /// Byte range of the data within the file.
     start: usize,
     len: usize,
+    /// `[ne1 / 16][ne0 / 32]`: a `Q4_1` matrix's rows interleaved sixteen at a time, when
+    /// this CPU has the kernel that reads them (the same products, faster).
+    q4_1x16: Option<Arc<Vec<BlockQ4_1x16>>>,
 }
 
 impl std::fmt::Debug for QTensor {
@@ -83,10 +86,14 @@ impl QTensor {
         }
         let start = (file.data_offset() + info.offset) as usize;
         let len = info.n_bytes as usize;
-        let t = QTensor { file: file.clone(), name: name.into(), ggml_type: info.ggml_type, ne, start, len };
+        let mut t = QTensor { file: file.clone(), name: name.into(), ggml_type: info.ggml_type, ne, start, len, q4_1x16: None };
         // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
         if !(t.bytes().as_ptr() as usize).is_multiple_of(4) {
             return Err(ModelError::Misaligned(name.into()));
+        }
+        let whole_groups = ne[0] > 0 && ne[1] > 1 && ne[1].is_multiple_of(Q4_1X16_ROWS) && len == ne[0] / QK4_1 * ne[1] * std::mem::size_of::<BlockQ4_1>();
+        if t.ggml_type == GgmlType::Q4_1 && whole_groups && q4_1x16_pays() {
+            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(bytemuck::cast_slice(t.bytes()), ne[0] / QK4_1)));
         }
         Ok(t)
     }
@@ -151,68 +158,75 @@ fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
 
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub(crate) *mut f32);
+struct SharedOut(*mut f32);
 // SAFETY: every task writes a disjoint set of indices (its own rows of its own tokens),
 // and the pointer outlives the parallel section (it borrows `out` for the whole call).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-impl SharedOut {
-    /// The pointer (a method, so that a closure captures the whole `SharedOut`).
-    pub(crate) fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `outs[i] = ws[i] · x` for weights of one type `W` and one row length: `x` quantized
-/// once, then every matrix's rows split into tasks run in parallel.
+/// once, then every matrix's rows split into tasks run in parallel. `Q4_1` weights
+/// interleaved at load take their sixteen-row kernel (the same outputs, bit for bit).
 fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]]) {
     let ne0 = ws[0].ne[0];
     let w_per_row = ne0 / W::QK;
-    let a_per_row = ne0 / <W::Act as Quantize>::QK;
     if w_per_row == 0 {
         // Empty rows: every dot product is 0.
         outs.iter_mut().for_each(|o| o.fill(0.0));
         return;
     }
+    let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
+    if let Some(x16) = ws.iter().map(|w| w.q4_1x16.as_deref()).collect::<Option<Vec<_>>>() {
+        return product::<BlockQ8_1>(ne0, &ne1s, x, n_tokens, outs, Q4_1X16_ROWS, |m, r0, r1, a, out| {
+            gemm_q4_1x16(w_per_row, &x16[m][r0 / Q4_1X16_ROWS * w_per_row..r1 / Q4_1X16_ROWS * w_per_row], a, out)
+        });
+    }
+    let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
+    product::<W::Act>(ne0, &ne1s, x, n_tokens, outs, 4, |m, r0, r1, a, out| {
+        with_isa(|| W::gemm(w_per_row, &weights[m][r0 * w_per_row..r1 * w_per_row], a, out))
+    });
+}
 
-    let xq = quantize_input::<W::Act>(x, ne0, n_tokens);
+/// A matrix product's driver: `x` (`[n_tokens][ne0]`) quantized once to `A`, then every
+/// matrix `m`'s `ne1s[m]` rows split into tasks run in parallel; `kernel(m, r0, r1, a,
+/// out)` computes rows `r0..r1` of matrix `m` against the activation rows `a` into `out`
+/// (`outs[m]`'s part). Task rows are a multiple of `align` (the kernel's row tile; every
+/// `ne1` must be one too, or `align` must be at most 4).
+pub(crate) fn product<A: Quantize>(ne0: usize, ne1s: &[usize], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]], align: usize, kernel: impl Fn(usize, usize, usize, &[A], GemmOut<'_>) + Sync) {
+    let a_per_row = ne0 / A::QK;
+    let xq = quantize_input::<A>(x, ne0, n_tokens);
 
     // Rows are split into about eight tasks per thread to balance the threads (at most
     // 256 rows: the output layer's 49152 rows in 768 tasks of 64 cost 3.5% more cycles
-    // per decoded token than in 192), a multiple of four, the decode kernels' row tile; a
-    // batch's tokens into chunks of `TOKENS_PER_CHUNK`, each chunk its own task, so a
-    // prompt's product ends with one short task, not one of all its tokens, on one
-    // thread while the other waits. A task's weights stay in L1/L2 while they meet its
-    // tokens.
+    // per decoded token than in 192), a multiple of the kernel's row tile; a batch's
+    // tokens into chunks of `TOKENS_PER_CHUNK`, each chunk its own task, so a prompt's
+    // product ends with one short task, not one of all its tokens, on one thread while
+    // the other waits. A task's weights stay in L1/L2 while they meet its tokens.
     let n_threads = rayon::current_num_threads().max(1);
     let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
     let mut tasks = Vec::new(); // (matrix, first row, end row, first token)
-    for (m, w) in ws.iter().enumerate() {
-        let ne1 = w.ne[1];
-        let rows_per_task = (ne1 / (n_threads * 8)).clamp(4, 256) & !3;
-        for t0 in (0..n_tokens).step_by(tokens_per_chunk) {
+    for (m, &ne1) in ne1s.iter().enumerate() {
+        let rows_per_task = (ne1 / (n_threads * 8)).clamp(align, 256) / align * align;
+        for t0 in (0..n_tokens).step_by(tokens_per_chunk.max(1)) {
             tasks.extend((0..ne1).step_by(rows_per_task).map(|r0| (m, r0, (r0 + rows_per_task).min(ne1), t0)));
         }
     }
-    let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
-    let dsts: Vec<(SharedOut, usize)> = ws.iter().zip(outs.iter_mut()).map(|(w, o)| (SharedOut(o.as_mut_ptr()), w.ne[1])).collect();
+    let dsts: Vec<(SharedOut, usize)> = ne1s.iter().zip(outs.iter_mut()).map(|(&ne1, o)| (SharedOut(o.as_mut_ptr()), ne1)).collect();
     par_each(tasks, |(m, r0, r1, t0)| {
         let (dst, ne1) = dsts[m];
         let (n_rows, nt) = (r1 - r0, tokens_per_chunk.min(n_tokens - t0));
-        let wr = &weights[m][r0 * w_per_row..r1 * w_per_row];
         // SAFETY: elements (t0 + t) * ne1 + r0 + r (t < nt, r < n_rows) lie inside output
         // `m` (r1 <= ne1, t0 + nt <= n_tokens), which lives through this call, and belong
         // to this task's rows and tokens alone.
         let out = unsafe { GemmOut::from_raw_parts(dst.0.add(t0 * ne1 + r0), ne1, n_rows, nt) };
-        with_isa(|| W::gemm(w_per_row, wr, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], out));
+        kernel(m, r0, r1, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], out);
     });
 }
 
 /// The `n_tokens` input rows of `ne0` values in `x`, each quantized once to `A` (a
 /// product's activation format), compiled for the process's ISA (the arithmetic is plain
 /// IEEE either way); a batch's rows spread over the pool.
-pub(crate) fn quantize_input<A: Quantize>(x: &[f32], ne0: usize, n_tokens: usize) -> Vec<A> {
+fn quantize_input<A: Quantize>(x: &[f32], ne0: usize, n_tokens: usize) -> Vec<A> {
     let a_per_row = ne0 / A::QK;
     let mut xq = vec![A::zeroed(); a_per_row * n_tokens];
     if n_tokens < 8 {
@@ -231,4 +245,4 @@ pub(crate) fn quantize_input<A: Quantize>(x: &[f32], ne0: usize, n_tokens: usize
 }
 
 /// Tokens of one task: a batch's chunk (bounds the task's length and its scratch tile).
-pub(crate) const TOKENS_PER_CHUNK: usize = 64;
+const TOKENS_PER_CHUNK: usize = 64;

@@ -20,3 +20,5 @@ pub mod x86_avx512_attention;
 pub mod x86_avx512_ops;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_q8_0x16;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512_q4_1x16;
