@@ -35,16 +35,19 @@ pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], o
     let ds: Vec<[f32; 2]> = a.iter().map(|b| [fp16_to_fp32(b.d), fp16_to_fp32(b.s)]).collect();
     // Per block, lane l's quants of the sixteen rows: lanes 0..4 the low nibbles of byte
     // groups 0..4, lanes 4..8 their high nibbles.
-    let mut quants = vec![_mm512_setzero_si512(); nb * LANES];
+    let mut quants: Vec<__m512i> = Vec::with_capacity(nb * LANES);
     let low = _mm512_set1_epi8(0x0f);
     for gi in 0..n_groups {
         let g = &w[gi * nb..(gi + 1) * nb];
-        for (wb, q) in g.iter().zip(quants.chunks_exact_mut(LANES)) {
+        quants.clear();
+        for wb in g {
+            let mut q = [low; LANES];
             for c in 0..4 {
                 let raw = _mm512_loadu_si512(wb.qs.as_ptr().add(64 * c).cast());
                 q[c] = _mm512_and_si512(raw, low);
                 q[c + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low);
             }
+            quants.extend_from_slice(&q);
         }
         let mut t0 = 0;
         while t0 < n_tokens {
@@ -94,7 +97,10 @@ unsafe fn tile<const T: usize>(nb: usize, g: *const BlockQ4_1x16, quants: *const
         }
     }
     for t in 0..T {
-        let s: [__m512; 4] = std::array::from_fn(|i| _mm512_add_ps(acc[t][i], acc[t][i + 4]));
+        let mut s = [_mm512_setzero_ps(); 4];
+        for i in 0..4 {
+            s[i] = _mm512_add_ps(acc[t][i], acc[t][i + 4]);
+        }
         let v = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
         _mm512_storeu_ps(res[t].as_mut_ptr(), _mm512_add_ps(v, summs[t]));
     }

@@ -121,7 +121,10 @@ unsafe fn tile256<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const A
         let mut sumi = [[_mm256_setzero_si256(); 2]; T];
         for k in 0..QK_GROUPS {
             // Rows 0..8 and 8..16, signed again.
-            let q = [0, 1].map(|h| _mm256_xor_si256(_mm256_loadu_si256(wb.qu.as_ptr().add(64 * k + 32 * h).cast()), bias));
+            let mut q = [bias; 2];
+            for h in 0..2 {
+                q[h] = _mm256_xor_si256(_mm256_loadu_si256(wb.qu.as_ptr().add(64 * k + 32 * h).cast()), bias);
+            }
             for t in 0..T {
                 let y = std::ptr::read_unaligned((*a.add(t * nb + b)).qs.add(4 * k).cast::<i32>());
                 let y = _mm256_set1_epi32(y);
@@ -132,7 +135,7 @@ unsafe fn tile256<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const A
                 }
             }
         }
-        let d_w = [0, 1].map(|h| _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().add(8 * h).cast())));
+        let d_w = [_mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())), _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().add(8).cast()))];
         for t in 0..T {
             let d_a = _mm256_set1_ps((*a.add(t * nb + b)).d_a);
             for h in 0..2 {
