@@ -13,6 +13,7 @@
 
 use std::arch::x86_64::*;
 
+use super::x86::{scratch, SCRATCH};
 use crate::quants::float::fp16_to_fp32;
 use crate::{BlockQ4_1x16, BlockQ8_1, IntoGemmOut, Q4_1X16_ROWS};
 
@@ -35,19 +36,19 @@ pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], o
     let ds: Vec<[f32; 2]> = a.iter().map(|b| [fp16_to_fp32(b.d), fp16_to_fp32(b.s)]).collect();
     // Per block, lane l's quants of the sixteen rows: lanes 0..4 the low nibbles of byte
     // groups 0..4, lanes 4..8 their high nibbles.
-    let mut quants: Vec<__m512i> = Vec::with_capacity(nb * LANES);
+    // (The thread's scratch, two 256-bit words per register: a fresh allocation per
+    // call was measurable.)
+    let mut buf = SCRATCH.with(|c| c.take());
+    let quants = scratch::<__m256i>(&mut buf, 2 * nb * LANES).as_mut_ptr().cast::<__m512i>();
     let low = _mm512_set1_epi8(0x0f);
     for gi in 0..n_groups {
         let g = &w[gi * nb..(gi + 1) * nb];
-        quants.clear();
-        for wb in g {
-            let mut q = [low; LANES];
+        for (b, wb) in g.iter().enumerate() {
             for c in 0..4 {
                 let raw = _mm512_loadu_si512(wb.qs.as_ptr().add(64 * c).cast());
-                q[c] = _mm512_and_si512(raw, low);
-                q[c + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low);
+                _mm512_storeu_si512(quants.add(b * LANES + c), _mm512_and_si512(raw, low));
+                _mm512_storeu_si512(quants.add(b * LANES + c + 4), _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low));
             }
-            quants.extend_from_slice(&q);
         }
         let mut t0 = 0;
         while t0 < n_tokens {
@@ -56,8 +57,8 @@ pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], o
             let (ap, dp) = (a.as_ptr().add(t0 * nb), ds.as_ptr().add(t0 * nb));
             // (A match, not a closure: a closure would not inherit the target features.)
             match nt {
-                1 => tile::<1>(nb, g.as_ptr(), quants.as_ptr(), ap, dp, &mut res),
-                _ => tile::<2>(nb, g.as_ptr(), quants.as_ptr(), ap, dp, &mut res),
+                1 => tile::<1>(nb, g.as_ptr(), quants, ap, dp, &mut res),
+                _ => tile::<2>(nb, g.as_ptr(), quants, ap, dp, &mut res),
             }
             for (t, row) in res.iter().enumerate().take(nt) {
                 for (r, &v) in row.iter().enumerate() {
@@ -67,6 +68,7 @@ pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], o
             t0 += nt;
         }
     }
+    SCRATCH.with(|c| c.set(buf));
 }
 
 /// Sixteen rows (the `nb` blocks at `g`, their quants unpacked at `quants`) against `T`
@@ -88,7 +90,7 @@ unsafe fn tile<const T: usize>(nb: usize, g: *const BlockQ4_1x16, quants: *const
             summs[t] = _mm512_fmadd_ps(m_w, _mm512_set1_ps(s_a), summs[t]);
         }
         for l in 0..LANES {
-            let q = *quants.add(b * LANES + l);
+            let q = _mm512_loadu_si512(quants.add(b * LANES + l));
             for t in 0..T {
                 let y = std::ptr::read_unaligned((*a.add(t * nb + b)).qs.as_ptr().add(4 * l).cast::<i32>());
                 let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_set1_epi32(y));
