@@ -1,6 +1,8 @@
 //! Hand-written SIMD kernels. Each has a scalar twin (the `WeightBlock::vec_dot` reference
-//! in `quants/`) that the tests compare it with; callers reach them only through the
-//! block types' `vec_dot`, which picks one by [`crate::isa`].
+//! in `quants/`, or `vec_dot_q8_0_exact_ref` for the output layer) that the tests compare
+//! it with; callers reach them only through the block types' `vec_dot` and `gemm`, or
+//! `gemm_q8_0x16` and `gemm_q4_1x16` for the interleaved layouts, which pick one by
+//! [`crate::isa`].
 
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
