@@ -97,10 +97,10 @@ pub fn gemm_q8_0x16<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: imp
     crate::with_isa(|| gemm_q8_0x16_generic(nb, w, a, out))
 }
 
-/// [`gemm_q8_0x16`] in plain code: per group, token and block, the sixteen rows' exact
-/// sums (over the stored `w + 128`, less `128 * sum(a)`), then their FMAs. Written for
-/// the compiler's vectorizer (the four quants of a row are an interleaved load), and
-/// compiled for the process's ISA by the caller.
+/// [`gemm_q8_0x16`] in plain code, for the scalar ISA: per group, token and block, the
+/// sixteen rows' exact sums (over the stored `w + 128`, less `128 * sum(a)`), then their
+/// FMAs. (The compiler does not vectorize it well: with AVX2 it ran 12× slower than the
+/// lane-wise kernel, hence the SIMD kernels.)
 #[inline(always)]
 fn gemm_q8_0x16_generic<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
     let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
