@@ -66,40 +66,30 @@ fn bench_gemm<W: WeightBlock>(c: &mut Criterion, name: &str, shapes: &[(usize, u
     g.finish();
 }
 
-/// The output layer's product over sixteen interleaved rows ([`gemm_q8_0x16`]), beside
-/// `gemm/q8_0` at the same shape.
-fn bench_output(c: &mut Criterion, tokens: &[usize]) {
-    let mut g = c.benchmark_group("gemm/q8_0x16");
-    g.sample_size(20);
-    let (ne0, ne1) = (576, 49152);
-    let nb = ne0 / 32;
-    let w = interleave_q8_0x16(&quantize::<BlockQ8_0>(&data(ne0 * ne1, 3)), nb);
-    for &n in tokens {
-        let mut a = vec![BlockQ8_0::zeroed(); n * nb];
-        BlockQ8_0::quantize_row_act(&data(n * ne0, 4), &mut a);
-        let mut out = vec![0.0f32; n * ne1];
-        g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
-        let id = format!("{ne0}x{ne1}/t{n}/{}", mflop(ne0 * ne1 * n));
-        g.bench_function(BenchmarkId::new("gemm", &id), |b| b.iter(|| gemm_q8_0x16(nb, black_box(&w), black_box(&a), &mut out)));
-    }
-    g.finish();
-}
-
-/// The `Q4_1` product over sixteen interleaved rows ([`gemm_q4_1x16`]), beside
-/// `gemm/q4_1` at the same shapes.
-fn bench_q4_1x16(c: &mut Criterion, shapes: &[(usize, usize)], tokens: &[usize]) {
-    let mut g = c.benchmark_group("gemm/q4_1x16");
+/// A product over sixteen interleaved rows (`gemm/q8_0x16`: [`gemm_q8_0x16`], the
+/// output layer's; `gemm/q4_1x16`: [`gemm_q4_1x16`]), beside the plain layout's
+/// `gemm/<type>` at the same shapes: `interleave` lays out the `W` rows, `gemm` runs the
+/// product.
+fn bench_x16<W: WeightBlock, X>(
+    c: &mut Criterion,
+    name: &str,
+    shapes: &[(usize, usize)],
+    tokens: &[usize],
+    interleave: fn(&[W], usize) -> Vec<X>,
+    gemm: impl Fn(usize, &[X], &[W::Act], &mut [f32]),
+) {
+    let mut g = c.benchmark_group(format!("gemm/{name}"));
     g.sample_size(20);
     for &(ne0, ne1) in shapes {
-        let nb = ne0 / 32;
-        let w = interleave_q4_1x16(&quantize::<BlockQ4_1>(&data(ne0 * ne1, 3)), nb);
+        let nb = ne0 / W::QK;
+        let w = interleave(&quantize::<W>(&data(ne0 * ne1, 3)), nb);
         for &n in tokens {
-            let mut a = vec![BlockQ8_1::zeroed(); n * nb];
-            BlockQ8_1::quantize_row_act(&data(n * ne0, 4), &mut a);
+            let mut a = vec![W::Act::zeroed(); n * ne0 / <W::Act as Quantize>::QK];
+            W::Act::quantize_row_act(&data(n * ne0, 4), &mut a);
             let mut out = vec![0.0f32; n * ne1];
             g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
             let id = format!("{ne0}x{ne1}/t{n}/{}", mflop(ne0 * ne1 * n));
-            g.bench_function(BenchmarkId::new("gemm", &id), |b| b.iter(|| gemm_q4_1x16(nb, black_box(&w), black_box(&a), &mut out)));
+            g.bench_function(BenchmarkId::new("gemm", &id), |b| b.iter(|| gemm(nb, black_box(&w), black_box(&a), &mut out)));
         }
     }
     g.finish();
@@ -113,7 +103,7 @@ fn kernels(c: &mut Criterion) {
     bench_vec_dot::<BlockQ4_0>(c, "q4_0");
     bench_vec_dot::<BlockQ8_0>(c, "q8_0");
     bench_gemm::<BlockQ4_1>(c, "q4_1", LAYER, &[1, 4, 16, 64]);
-    bench_q4_1x16(c, LAYER, &[1, 4, 16, 64]);
+    bench_x16::<BlockQ4_1, _>(c, "q4_1x16", LAYER, &[1, 4, 16, 64], interleave_q4_1x16, |nb, w, a, o| gemm_q4_1x16(nb, w, a, o));
     bench_gemm::<BlockQ4_0>(c, "q4_0", &[(576, 1536)], &[1, 16]);
     bench_gemm::<BlockQ5_0>(c, "q5_0", &[(576, 1536)], &[1, 16]);
     // K-quants need rows of 256: the FFN's down projection.
@@ -121,7 +111,7 @@ fn kernels(c: &mut Criterion) {
     bench_gemm::<BlockQ6_K>(c, "q6_k", &[(1536, 576)], &[1, 16]);
     // The tied output layer (49152 rows): decode, and a 16-sequence batch.
     bench_gemm::<BlockQ8_0>(c, "q8_0", &[(576, 49152)], &[1, 16]);
-    bench_output(c, &[1, 16]);
+    bench_x16::<BlockQ8_0, _>(c, "q8_0x16", &[(576, 49152)], &[1, 16], interleave_q8_0x16, |nb, w, a, o| gemm_q8_0x16(nb, w, a, o));
 }
 
 criterion_group!(benches, kernels);

@@ -91,8 +91,8 @@ impl QTensor {
         if !(t.bytes().as_ptr() as usize).is_multiple_of(4) {
             return Err(ModelError::Misaligned(name.into()));
         }
-        let whole_groups = ne[0] > 0 && ne[1] > 1 && ne[1].is_multiple_of(Q4_1X16_ROWS) && len == ne[0] / QK4_1 * ne[1] * std::mem::size_of::<BlockQ4_1>();
-        if t.ggml_type == GgmlType::Q4_1 && whole_groups && q4_1x16_pays() {
+        // (The reader sized the data from the shape checked above: whole rows of blocks.)
+        if t.ggml_type == GgmlType::Q4_1 && ne[0] > 0 && ne[1].is_multiple_of(Q4_1X16_ROWS) && q4_1x16_pays() {
             t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(bytemuck::cast_slice(t.bytes()), ne[0] / QK4_1)));
         }
         Ok(t)
