@@ -1,4 +1,5 @@
-//! Float kernels of the forward pass: RMSNorm, RoPE, SwiGLU, log-sum-exp.
+//! Float kernels of the forward pass: RMSNorm, RoPE (normal and NeoX, scaled), SwiGLU,
+//! GeGLU, log-sum-exp.
 //! Plain scalar code; callers run it under `with_isa` so it is compiled for the chosen ISA
 //! (`rope_rotate` and `swiglu` pick their ISA themselves).
 
@@ -87,6 +88,148 @@ fn rope_rotate_heads(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
             pair[0] = x0.mul_add(cos, -(x1 * sin));
             pair[1] = x0.mul_add(sin, x1 * cos);
         }
+    }
+}
+
+/// Rotary position embedding, NeoX style: pair `i` of a head is `(x[i], x[i + n_rot/2])`
+/// (GPT-NeoX, Qwen, Gemma, Phi-3), rotated by the same angles as [`rope_rotate`]
+/// (`cs.len() = n_rot / 2`). Compiled for AVX2/FMA where the CPU has them: the two halves
+/// are contiguous, so the loop runs eight pairs per instruction; the arithmetic is the
+/// same on every ISA.
+pub fn rope_rotate_neox(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() >= crate::Isa::Avx2 {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
+            rope_rotate_neox_ref(x, head_dim, cs)
+        }
+        // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+        return unsafe { avx2(x, head_dim, cs) };
+    }
+    rope_rotate_neox_ref(x, head_dim, cs)
+}
+
+/// Scalar twin of [`rope_rotate_neox`].
+#[inline(always)]
+pub fn rope_rotate_neox_ref(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
+    let half = cs.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        let (a, b) = head[..2 * half].split_at_mut(half);
+        for ((x0, x1), &(cos, sin)) in a.iter_mut().zip(b.iter_mut()).zip(cs) {
+            let (v0, v1) = (*x0, *x1);
+            *x0 = v0.mul_add(cos, -(v1 * sin));
+            *x1 = v0.mul_add(sin, v1 * cos);
+        }
+    }
+}
+
+/// How RoPE's angles are stretched for contexts longer than the training one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeScale {
+    /// Interpolation factor applied to every angle (`1 / rope.scaling.factor`), 1 for none.
+    pub freq_scale: f32,
+    /// YaRN's mix of interpolated and extrapolated angles (0: plain interpolation).
+    pub ext_factor: f32,
+    /// YaRN's correction range, in pairs: below `corr_dims[0]` extrapolate, above
+    /// `corr_dims[1]` interpolate, a linear ramp between.
+    pub corr_dims: [f32; 2],
+    /// Magnitude factor for `cos` and `sin` (YaRN's attention factor; 1 for none).
+    pub attn_factor: f32,
+}
+
+impl RopeScale {
+    /// No scaling.
+    pub const NONE: RopeScale = RopeScale { freq_scale: 1.0, ext_factor: 0.0, corr_dims: [0.0, 0.0], attn_factor: 1.0 };
+
+    /// YaRN (Peng et al., 2023) for a context stretched by `1 / freq_scale` from
+    /// `n_ctx_orig`: the pairs whose wavelength fits in the original context more than
+    /// `beta_fast` times keep their angle, those fitting fewer than `beta_slow` times are
+    /// interpolated, and `cos`/`sin` are scaled by `1 + 0.1 ln(1 / freq_scale)`.
+    pub fn yarn(freq_scale: f32, n_rot: usize, n_ctx_orig: usize, freq_base: f32, beta_fast: f32, beta_slow: f32, attn_factor: f32) -> RopeScale {
+        // The pair index whose wavelength is `n_ctx_orig / beta`.
+        let corr_dim = |beta: f32| n_rot as f32 * (n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln() / (2.0 * freq_base.ln());
+        let lo = corr_dim(beta_fast).floor().max(0.0);
+        let hi = corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0);
+        RopeScale { freq_scale, ext_factor: 1.0, corr_dims: [lo, hi], attn_factor }
+    }
+}
+
+/// [`rope_angles`] with per-pair frequency divisors (`freq_factors`, Llama 3.1's
+/// `rope_freqs`; empty for none) and a [`RopeScale`]: pair `i`'s angle is
+/// `pos * base^(-2i/n_rot) / freq_factors[i]`, interpolated by `freq_scale` (and, for
+/// YaRN, mixed with the unscaled angle by the ramp over `corr_dims`).
+pub fn rope_angles_ext(pos: u32, n_rot: usize, freq_base: f32, freq_factors: &[f32], scale: &RopeScale, cs: &mut [(f32, f32)]) {
+    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for (i, cs) in cs.iter_mut().enumerate() {
+        let extrap = theta / freq_factors.get(i).copied().unwrap_or(1.0);
+        let interp = scale.freq_scale * extrap;
+        let (mut angle, mut mscale) = (interp, scale.attn_factor);
+        if scale.ext_factor != 0.0 {
+            let y = (i as f32 - scale.corr_dims[0]) / (scale.corr_dims[1] - scale.corr_dims[0]).max(0.001);
+            let ramp = (1.0 - y.clamp(0.0, 1.0)) * scale.ext_factor;
+            angle = interp * (1.0 - ramp) + extrap * ramp;
+            mscale *= 1.0 + 0.1 * (1.0 / scale.freq_scale).ln();
+        }
+        let (sin, cos) = angle.sin_cos();
+        *cs = (cos * mscale, sin * mscale);
+        theta *= theta_scale;
+    }
+}
+
+/// The tanh approximation of GELU, `0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`,
+/// in f32.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (COEF_A * x).mul_add(x, 1.0)).tanh())
+}
+
+/// [`gelu_tanh`] of every f16 value, rounded to f16 and widened back to f32, indexed by
+/// the f16's bits: the reference engine evaluates GELU this way (the input rounded to f16,
+/// a table lookup), so Hearth's GeGLU reproduces it. 256 KiB, built on first use.
+pub fn gelu_table() -> &'static [f32; 1 << 16] {
+    static TABLE: std::sync::OnceLock<Box<[f32; 1 << 16]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Box::new([0.0f32; 1 << 16]);
+        for (i, v) in t.iter_mut().enumerate() {
+            let x = half::f16::from_bits(i as u16).to_f32();
+            *v = half::f16::from_f32(gelu_tanh(x)).to_f32();
+        }
+        t
+    })
+}
+
+/// GeGLU: `gate[i] = gelu(gate[i]) * up[i]`, GELU as the reference engine takes it: 0 at
+/// or below -10, the identity at or above 10, else [`gelu_table`] at the input rounded to
+/// f16. Eight lanes with an AVX2 gather where the CPU has it, else [`geglu_ref`]; the same
+/// bits either way.
+#[inline]
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() >= crate::Isa::Avx2 {
+        // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+        return unsafe { crate::simd::x86_ops::geglu(gate, up, gelu_table()) };
+    }
+    geglu_ref(gate, up)
+}
+
+/// Scalar twin of [`geglu`].
+#[inline]
+pub fn geglu_ref(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "geglu: lengths differ");
+    let table = gelu_table();
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let gelu = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            table[half::f16::from_f32(x).to_bits() as usize]
+        };
+        *g = gelu * u;
     }
 }
 
@@ -287,6 +430,85 @@ mod tests {
         assert_eq!(expf_poly(-200.0), 0.0);
         assert_eq!(expf_poly(200.0), f32::INFINITY);
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+    }
+
+    /// The AVX2 GeGLU against its scalar twin, bit for bit: every f16 value's neighbourhood
+    /// (so every table entry and both rounding directions), the ±10 edges, specials and
+    /// every tail length.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn geglu_avx2_is_its_scalar_twin() {
+        if crate::isa() < crate::Isa::Avx2 {
+            eprintln!("skipped: no AVX2");
+            return;
+        }
+        let mut gate: Vec<f32> = (0..=u16::MAX).flat_map(|b| {
+            let x = half::f16::from_bits(b).to_f32();
+            [x, f32::from_bits(x.to_bits().wrapping_add(4096)), f32::from_bits(x.to_bits().wrapping_sub(4096))]
+        }).collect();
+        gate.extend([-10.0, 10.0, -10.000001, 9.999999, 10.000001, -9.999999, 0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-45]);
+        let up: Vec<f32> = (0..gate.len()).map(|i| ((i % 13) as f32 - 6.0) * 0.37 + 0.1).collect();
+        for len in (0..24).chain([gate.len()]) {
+            let (mut want, mut got) = (gate[..len].to_vec(), gate[..len].to_vec());
+            geglu_ref(&mut want, &up[..len]);
+            // SAFETY: `isa()` reported AVX2.
+            unsafe { crate::simd::x86_ops::geglu(&mut got, &up[..len], gelu_table()) };
+            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert!(w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()), "geglu({}, {}): {g} != {w}", gate[i], up[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_table_follows_gelu() {
+        for i in -400..400 {
+            let x = i as f32 * 0.02;
+            let mut g = [x];
+            geglu_ref(&mut g, &[1.0]);
+            assert!((g[0] - gelu_tanh(x)).abs() <= 2e-3 * (1.0 + x.abs()), "gelu({x}) = {}", g[0]);
+        }
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+    }
+
+    /// NeoX RoPE on AVX2 against its twin, and against the normal pairing with the
+    /// dimensions permuted (pair `i` is `(i, i + n_rot/2)` instead of `(2i, 2i + 1)`).
+    #[test]
+    fn rope_neox_is_normal_rope_on_permuted_dims() {
+        let (hd, n_rot) = (128, 96);
+        let x: Vec<f32> = (0..2 * hd).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut cs = vec![(0.0, 0.0); n_rot / 2];
+        rope_angles_ext(37, n_rot, 10000.0, &[], &RopeScale::NONE, &mut cs);
+        let mut plain = vec![(0.0, 0.0); n_rot / 2];
+        rope_angles(37, n_rot, 10000.0, &mut plain);
+        assert_eq!(cs, plain);
+        let (mut a, mut b) = (x.clone(), x.clone());
+        rope_rotate_neox(&mut a, hd, &cs);
+        rope_rotate_neox_ref(&mut b, hd, &cs);
+        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        let perm = |h: usize, d: usize| if d >= n_rot { d } else if d % 2 == 0 { d / 2 } else { n_rot / 2 + d / 2 };
+        let mut p: Vec<f32> = (0..2 * hd).map(|i| x[(i / hd) * hd + perm(i / hd, i % hd)]).collect();
+        rope_rotate(&mut p, hd, &cs);
+        for i in 0..2 * hd {
+            assert_eq!(p[i].to_bits(), a[(i / hd) * hd + perm(i / hd, i % hd)].to_bits(), "dim {i}");
+        }
+    }
+
+    #[test]
+    fn rope_freq_factors_divide_the_angle_and_yarn_keeps_fast_pairs() {
+        let mut cs = [(0.0, 0.0); 4];
+        rope_angles_ext(10, 8, 10000.0, &[1.0, 2.0, 4.0, 8.0], &RopeScale::NONE, &mut cs);
+        let theta = |i: i32| 10.0 * 10000f32.powf(-2.0 * i as f32 / 8.0);
+        for (i, f) in [1.0, 2.0, 4.0, 8.0].iter().enumerate() {
+            assert!((cs[i].0 - (theta(i as i32) / f).cos()).abs() < 1e-5);
+        }
+        let yarn = RopeScale::yarn(0.25, 64, 4096, 10000.0, 32.0, 1.0, 1.0);
+        let mut y = [(0.0, 0.0); 32];
+        rope_angles_ext(100, 64, 10000.0, &[], &yarn, &mut y);
+        let m = 1.0 + 0.1 * 4f32.ln();
+        // The first pair (fastest) keeps its angle; the last is interpolated by 1/4.
+        assert!((y[0].1 - 100f32.sin() * m).abs() < 1e-4);
+        let last = 100.0 * 10000f32.powf(-62.0 / 64.0);
+        assert!((y[31].1 - (last * 0.25).sin() * m).abs() < 1e-4);
     }
 
     /// The AVX-512 SwiGLU against its scalar twin, bit for bit (NaN for NaN): a sweep of

@@ -9,7 +9,7 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] TokenizerError),
-    #[error("unknown model architecture '{0}' (supported: {supported})", supported = crate::arch::SUPPORTED.join(", "))]
+    #[error("unknown model architecture '{0}' (supported: {supported})", supported = crate::arch::supported())]
     UnknownArchitecture(String),
     #[error("model file has no '{0}' metadata key")]
     MissingKey(String),

@@ -4,8 +4,10 @@
 pub mod arch;
 pub mod chat;
 mod config;
+pub mod decoder;
 mod error;
 mod kv_cache;
+pub mod layers;
 pub mod output;
 pub mod quantize;
 pub mod reference;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use hearth_gguf::GgufFile;
 
 pub use chat::{ChatMessage, ChatTemplate};
-pub use config::ModelConfig;
+pub use config::{ModelConfig, MAX_CONTEXT};
 pub use error::{ModelError, Result};
 pub use kv_cache::{KvCache, KvLayer, KvType};
 pub use tokenizer::Tokenizer;
@@ -100,7 +102,7 @@ pub struct Model {
     /// The Jinja chat template from `tokenizer.chat_template`, if the model has one.
     pub chat_template: Option<ChatTemplate>,
     file: Arc<GgufFile>,
-    arch: Box<dyn arch::Architecture>,
+    decoder: decoder::Decoder,
 }
 
 impl Model {
@@ -113,7 +115,8 @@ impl Model {
     /// Prepares an already opened GGUF file to run.
     pub fn from_gguf(file: Arc<GgufFile>) -> Result<Model> {
         let config = ModelConfig::from_gguf(&file)?;
-        let arch = arch::load(&file, &config)?;
+        let arch = arch::find(&config.arch).ok_or_else(|| ModelError::UnknownArchitecture(config.arch.clone()))?;
+        let decoder = (arch.load)(&file, &config)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() != config.n_vocab {
             return Err(ModelError::BadHyperparameter(format!(
@@ -126,7 +129,12 @@ impl Model {
             Some(src) => Some(ChatTemplate::new(src, &tokenizer)?),
             None => None,
         };
-        Ok(Model { config, tokenizer, chat_template, file, arch })
+        Ok(Model { config, tokenizer, chat_template, file, decoder })
+    }
+
+    /// The network's blocks, as the architecture file described them.
+    pub fn decoder(&self) -> &decoder::Decoder {
+        &self.decoder
     }
 
     /// The underlying GGUF file.
@@ -189,7 +197,7 @@ impl Model {
             }
             let mut b = batch.clone();
             b.block_tables = vec![(0..kv.n_blocks() as u32).collect()];
-            return Ok(team::with_team(|| self.arch.forward(&b, kv)));
+            return Ok(team::with_team(|| self.decoder.forward(&b, kv)));
         }
         if let Some(&b) = batch.block_tables.iter().flatten().find(|&&b| b as usize >= kv.n_blocks()) {
             return bad(format!("block {b} is outside the KV cache ({} blocks)", kv.n_blocks()));
@@ -203,6 +211,6 @@ impl Model {
             }
         }
         // The whole pass runs with the pool's threads as one spinning team (`team.rs`).
-        Ok(team::with_team(|| self.arch.forward(batch, kv)))
+        Ok(team::with_team(|| self.decoder.forward(batch, kv)))
     }
 }

@@ -98,6 +98,33 @@ impl QTensor {
         Ok(t)
     }
 
+    /// Rows `r0..r1` of this matrix as a matrix of their own, still read in place (the
+    /// parts of a fused weight such as `attn_qkv`). An error if the part does not start
+    /// on its block type's alignment.
+    pub fn rows(&self, r0: usize, r1: usize) -> Result<QTensor> {
+        assert!(r0 < r1 && r1 <= self.ne[1], "rows {r0}..{r1} of a {}-row matrix", self.ne[1]);
+        let row_bytes = self.len / self.ne[1];
+        let mut t = QTensor {
+            file: self.file.clone(),
+            name: format!("{}[{r0}..{r1}]", self.name),
+            ggml_type: self.ggml_type,
+            ne: [self.ne[0], r1 - r0],
+            start: self.start + r0 * row_bytes,
+            len: (r1 - r0) * row_bytes,
+            q4_1x16: None,
+        };
+        fn align<T>() -> usize {
+            std::mem::align_of::<T>()
+        }
+        if !(t.bytes().as_ptr() as usize).is_multiple_of(with_block_type!(t.ggml_type, align())) {
+            return Err(ModelError::Misaligned(t.name));
+        }
+        if self.q4_1x16.is_some() && t.ne[1].is_multiple_of(Q4_1X16_ROWS) {
+            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(bytemuck::cast_slice(t.bytes()), t.ne[0] / QK4_1)));
+        }
+        Ok(t)
+    }
+
     /// The raw bytes of the tensor.
     pub fn bytes(&self) -> &[u8] {
         &self.file.bytes()[self.start..self.start + self.len]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use hearth_model::reference::ReferenceLlama;
+use hearth_model::reference::ReferenceModel;
 use hearth_model::{Batch, KvType, Model};
 
 fn softmax(l: &[f32]) -> Vec<f64> {
@@ -16,7 +16,7 @@ fn softmax(l: &[f32]) -> Vec<f64> {
 #[test]
 fn fast_forward_matches_naive_f32_oracle() {
     let model = Model::load(common::model_path()).unwrap();
-    let mut oracle = ReferenceLlama::load(&model).unwrap();
+    let mut oracle = ReferenceModel::load(&model);
     let tokens = model.tokenizer.encode("The quick brown fox jumps over the lazy dog because", true, true);
     let mut kv = model.new_kv_cache(64, KvType::F32);
     let fast = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();
@@ -67,7 +67,7 @@ fn prefill_in_one_batch_equals_token_by_token() {
 fn long_prompt_follows_the_naive_f32_oracle() {
     // Past `TILED_FROM_POSITION` the float caches attend with the tiled kernel.
     let model = Model::load(common::model_path()).unwrap();
-    let mut oracle = ReferenceLlama::load(&model).unwrap();
+    let mut oracle = ReferenceModel::load(&model);
     let tokens = long_prompt(&model);
     let mut kv = model.new_kv_cache(256, KvType::F32);
     let fast = model.forward(&Batch::contiguous(&tokens, 0, true), &mut kv).unwrap();

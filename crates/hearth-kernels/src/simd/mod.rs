@@ -21,6 +21,8 @@ pub mod x86_avx512_attention;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_ops;
 #[cfg(target_arch = "x86_64")]
+pub mod x86_ops;
+#[cfg(target_arch = "x86_64")]
 pub mod x86_q8_0x16;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_q4_1x16;

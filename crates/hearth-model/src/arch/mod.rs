@@ -1,29 +1,45 @@
-//! One file per architecture; this registry maps `general.architecture` to its loader.
-//! Adding an architecture is a new file here plus one line in [`load`].
+//! One file per architecture, each a `load` that names the file's tensors and fills in the
+//! blocks of a [`Decoder`]; this registry maps `general.architecture` to it. Adding an
+//! architecture is a new file here plus one line in [`ARCHS`].
 
+mod gemma3;
 mod llama;
+mod phi3;
+mod qwen2;
+mod qwen3;
 
 use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
 
-use crate::error::{ModelError, Result};
-use crate::{Batch, KvCache, Logits, ModelConfig};
+use crate::decoder::Decoder;
+use crate::error::Result;
+use crate::ModelConfig;
 
-/// Architectures Hearth can run, by their GGUF name.
-pub const SUPPORTED: &[&str] = &["llama"];
-
-/// A loaded network: the forward pass over a batch of tokens of one sequence.
-pub trait Architecture: Send + Sync {
-    /// Runs `batch` (already validated by [`crate::Model::forward`]), writing its keys and
-    /// values into `kv`, and returns the logits of the rows that asked for them.
-    fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits;
+/// An architecture Hearth runs: its GGUF name and its loader.
+pub struct Arch {
+    /// `general.architecture`.
+    pub name: &'static str,
+    pub load: fn(&Arc<GgufFile>, &ModelConfig) -> Result<Decoder>,
 }
 
-pub(crate) fn load(file: &Arc<GgufFile>, config: &ModelConfig) -> Result<Box<dyn Architecture>> {
-    match config.arch.as_str() {
-        // Llama 1/2/3, Mistral, SmolLM and other llama-shaped models share one graph.
-        "llama" => Ok(Box::new(llama::Llama::load(file, config)?)),
-        other => Err(ModelError::UnknownArchitecture(other.to_string())),
-    }
+/// Every architecture Hearth runs. The config check and the error for an unknown one
+/// derive from this table.
+pub const ARCHS: &[Arch] = &[
+    // Llama 1/2/3.x, Mistral, SmolLM and other llama-shaped models.
+    Arch { name: "llama", load: llama::load },
+    Arch { name: "qwen2", load: qwen2::load },
+    Arch { name: "qwen3", load: qwen3::load },
+    Arch { name: "gemma3", load: gemma3::load },
+    Arch { name: "phi3", load: phi3::load },
+];
+
+/// The registry entry of `name`.
+pub fn find(name: &str) -> Option<&'static Arch> {
+    ARCHS.iter().find(|a| a.name == name)
+}
+
+/// The names of [`ARCHS`], comma-separated (for error messages).
+pub fn supported() -> String {
+    ARCHS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
 }
