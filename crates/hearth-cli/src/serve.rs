@@ -29,7 +29,7 @@ pub struct ServeArgs {
     /// Sequences decoding together at most.
     #[arg(long, visible_alias = "max-seqs", short = 'p', default_value_t = 64)]
     pub parallel: usize,
-    /// Tokens one request may hold, prompt and output [default: the model's training context].
+    /// Tokens one request may hold, prompt and output [default: the model's training context, at most 8192 and what --kv-memory holds].
     #[arg(short = 'c', long)]
     pub ctx_size: Option<usize>,
     /// KV-cache blocks of 16 tokens [default: from --kv-memory].

@@ -10,6 +10,9 @@ use hearth_model::{KvType, Model};
 
 use crate::error::ApiError;
 
+
+/// Largest context `hearth serve` gives a model by default (`--ctx-size` asks for more).
+pub const DEFAULT_MAX_CTX: usize = 8192;
 /// How `hearth serve` was started.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -117,7 +120,18 @@ impl AppState {
         let o = &self.opts;
         let model = Arc::new(Model::load(&o.model_path).map_err(|e| format!("cannot load {}: {e}", o.model_path.display()))?);
         let c = &model.config;
-        let n_ctx = if o.n_ctx == 0 { c.n_ctx_train } else { o.n_ctx };
+        // Bytes of one position's keys and values over all layers, checked: a hostile
+        // file's sizes give an error, not an overflow.
+        let bytes_per_token = o.kv_type.row_bytes(c.n_embd_kv()).checked_mul(2 * c.n_layer).ok_or("the model's KV cache size overflows")?;
+        // The context: what was asked for, else the model's, capped at DEFAULT_MAX_CTX and
+        // at what --kv-memory holds (a 131,072-token model would otherwise take
+        // gigabytes whatever --kv-memory says).
+        let n_ctx = if o.n_ctx > 0 {
+            o.n_ctx
+        } else {
+            let fits = ((o.kv_memory_mib << 20) / bytes_per_token.max(1)).max(256);
+            c.n_ctx_train.min(DEFAULT_MAX_CTX).min(fits)
+        };
         let mut cfg = EngineConfig::new(o.max_seqs, n_ctx, o.n_threads);
         cfg.kv_type = o.kv_type;
         cfg.token_budget = o.token_budget;
@@ -128,7 +142,7 @@ impl AppState {
             let d = Model::load(p).map_err(|e| format!("cannot load the draft model {}: {e}", p.display()))?;
             cfg.draft_model = Some(hearth_engine::DraftModel(Arc::new(d)));
         }
-        let bytes_per_block = 2 * c.n_layer * o.kv_type.row_bytes(c.n_embd_kv()) * cfg.block_size;
+        let bytes_per_block = bytes_per_token.checked_mul(cfg.block_size).ok_or("the model's KV cache size overflows")?;
         cfg.n_blocks = if o.n_blocks > 0 {
             o.n_blocks
         } else {

@@ -25,33 +25,37 @@ pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name)
 }
 
-/// Largest allowed |p - p_ref| for any top-5 entry at any compared step.
-pub const PROB_TOL: f64 = 0.01;
-
-fn argmax(l: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in l.iter().enumerate() {
-        if v > l[best] {
-            best = i;
-        }
-    }
-    best as u32
+/// How a model's greedy run compares with a golden file.
+#[derive(Debug, Default)]
+pub struct GreedyReport {
+    /// Greedy tokens identical to the reference's, over all prompts (up to each prompt's
+    /// first divergence).
+    pub matched: usize,
+    /// Stored greedy tokens, over all prompts.
+    pub total: usize,
+    /// Divergences at a step that is not a listed near-tie: `(prompt, step)`.
+    pub unlisted_splits: Vec<(String, usize)>,
+    /// Largest |p - p_ref| of a top-5 entry, at the steps compared.
+    pub max_prob_diff: f64,
+    pub mean_prob_diff: f64,
 }
 
-/// Checks `model` against a golden file in the architecture oracle's format (`prompts[]`
+/// Runs `model` against a golden file in the architecture oracle's format (`prompts[]`
 /// with `content`, `prompt_ids`, `generated_ids`, `steps[].top5[{id, logprob}]`,
-/// `near_ties[{step}]`): the prompt tokenizes to `prompt_ids`; the greedy continuation
-/// (f16 KV cache, one token at a time) is `generated_ids` up to a listed near-tie; every
-/// top-5 probability is within [`PROB_TOL`]. Returns a one-line summary.
-pub fn check_greedy(model: &hearth_model::Model, golden: &serde_json::Value) -> String {
+/// `near_ties[{step}]`): asserts that each prompt tokenizes to `prompt_ids`, then decodes
+/// greedily (f16 KV cache, the prompt as one batch, then one token at a time) until the
+/// first divergence, comparing every top-5 probability on the way.
+pub fn check_greedy(model: &hearth_model::Model, golden: &serde_json::Value) -> GreedyReport {
     use hearth_kernels::ops::log_sum_exp;
     use hearth_model::{Batch, KvType};
     let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<u32>>();
-    let (mut sum_diff, mut n_diff, mut worst, mut matched_total) = (0.0f64, 0usize, 0.0f64, 0usize);
+    let mut r = GreedyReport::default();
+    let (mut sum_diff, mut n_diff) = (0.0f64, 0usize);
     for p in golden["prompts"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap_or("?");
         let prompt = ids(&p["prompt_ids"]);
         let expected = ids(&p["generated_ids"]);
+        r.total += expected.len();
         assert_eq!(model.tokenizer.encode(p["content"].as_str().unwrap(), true, true), prompt, "{name}: prompt tokenization");
         let steps = p["steps"].as_array().unwrap();
         let mut kv = model.new_kv_cache(prompt.len() + expected.len() + 1, KvType::F16);
@@ -64,21 +68,36 @@ pub fn check_greedy(model: &hearth_model::Model, golden: &serde_json::Value) -> 
                 let d = (((logits[id] - lse) as f64).exp() - p_ref).abs();
                 sum_diff += d;
                 n_diff += 1;
-                worst = worst.max(d);
-                assert!(d < PROB_TOL, "{name} step {s} token {id}: probability differs by {d:.4} from the reference");
+                r.max_prob_diff = r.max_prob_diff.max(d);
             }
             let got = argmax(&logits);
             if got != want {
                 let near_tie = p["near_ties"].as_array().is_some_and(|t| t.iter().any(|t| t["step"].as_u64() == Some(s as u64)));
-                assert!(near_tie, "{name}: diverged at step {s} (got {got}, reference {want}), not a listed near-tie");
-                eprintln!("{name}: diverged at listed near-tie step {s}");
+                eprintln!("{name}: diverged at step {s} (got {got}, reference {want}; listed near-tie: {near_tie})");
+                if !near_tie {
+                    r.unlisted_splits.push((name.to_string(), s));
+                }
                 break;
             }
-            matched_total += 1;
+            r.matched += 1;
             if s + 1 < expected.len() {
                 logits = model.forward(&Batch::contiguous(&[got], prompt.len() + s, false), &mut kv).unwrap().last().to_vec();
             }
         }
     }
-    format!("{matched_total} greedy tokens matched; top-5 probability difference mean {:.5}, max {worst:.5}", sum_diff / n_diff.max(1) as f64)
+    r.mean_prob_diff = sum_diff / n_diff.max(1) as f64;
+    r
+}
+
+/// Largest allowed |p - p_ref| for any top-5 entry at any compared step.
+pub const PROB_TOL: f64 = 0.01;
+
+fn argmax(l: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in l.iter().enumerate() {
+        if v > l[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
