@@ -44,13 +44,28 @@ pub struct BenchArgs {
     #[arg(short, long, value_delimiter = ',')]
     model: Vec<String>,
     /// Prompt lengths for the pp tests (comma-separated; 0 = none).
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     n_prompt: Vec<usize>,
     /// Generation lengths for the tg tests (comma-separated; 0 = none).
-    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     n_gen: Vec<usize>,
     /// Tokens already in the KV cache before each test (comma-separated).
-    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
     n_depth: Vec<usize>,
     /// Thread counts (comma-separated) [default: the number of CPUs].
     #[arg(short = 't', long, value_delimiter = ',')]
@@ -63,7 +78,12 @@ pub struct BenchArgs {
     output: Format,
     /// Sequences decoded together in the tg tests (comma-separated); t/s counts all of
     /// them.
-    #[arg(long = "n-parallel", visible_alias = "np", value_delimiter = ',', default_value = "1")]
+    #[arg(
+        long = "n-parallel",
+        visible_alias = "np",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
     n_parallel: Vec<usize>,
     /// KV cache element types (comma-separated: f16, f32).
     #[arg(long, value_delimiter = ',', default_value = "f16")]
@@ -92,7 +112,11 @@ struct TestResult {
 
 impl TestResult {
     fn name(&self) -> String {
-        let mut s = if self.n_gen == 0 { format!("pp{}", self.n_prompt) } else { format!("tg{}", self.n_gen) };
+        let mut s = if self.n_gen == 0 {
+            format!("pp{}", self.n_prompt)
+        } else {
+            format!("tg{}", self.n_gen)
+        };
         if self.n_parallel > 1 {
             s.push_str(&format!(" x{}", self.n_parallel));
         }
@@ -104,7 +128,10 @@ impl TestResult {
 
     fn samples_ts(&self) -> Vec<f64> {
         let n = (self.n_prompt + self.n_gen * self.n_parallel) as f64;
-        self.samples_ns.iter().map(|&t| 1e9 * n / t.max(1) as f64).collect()
+        self.samples_ns
+            .iter()
+            .map(|&t| 1e9 * n / t.max(1) as f64)
+            .collect()
     }
 }
 
@@ -143,13 +170,16 @@ impl ModelInfo {
         let f = model.gguf();
         let size: u64 = f.tensors().iter().map(|t| t.n_bytes).sum();
         let n_params: u64 = f.tensors().iter().map(|t| t.n_elements()).sum();
-        let label = f.get_str("general.size_label").map(str::to_string).unwrap_or_else(|| {
-            if n_params >= 1_000_000_000 {
-                format!("{:.0}B", n_params as f64 / 1e9)
-            } else {
-                format!("{:.0}M", n_params as f64 / 1e6)
-            }
-        });
+        let label = f
+            .get_str("general.size_label")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if n_params >= 1_000_000_000 {
+                    format!("{:.0}B", n_params as f64 / 1e9)
+                } else {
+                    format!("{:.0}M", n_params as f64 / 1e6)
+                }
+            });
         let ftype = f
             .get_u32("general.file_type")
             .and_then(FileType::from_llama_ftype)
@@ -171,7 +201,10 @@ struct Tokens {
 
 impl Tokens {
     fn next(&mut self) -> u32 {
-        self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.state = self
+            .state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.state >> 33) % u64::from(self.n_vocab)) as u32
     }
 
@@ -194,7 +227,13 @@ fn bos(model: &Model) -> Option<u32> {
 }
 
 /// One repetition: a fresh session, `depth` untimed tokens, then the timed test.
-fn run_once(model: &Model, t: &TestResult, tokens: &mut Tokens, n_prompt: usize, n_gen: usize) -> Result<u64> {
+fn run_once(
+    model: &Model,
+    t: &TestResult,
+    tokens: &mut Tokens,
+    n_prompt: usize,
+    n_gen: usize,
+) -> Result<u64> {
     if t.n_parallel > 1 {
         return run_parallel(model, t, tokens, n_gen);
     }
@@ -224,12 +263,20 @@ fn run_parallel(model: &Model, t: &TestResult, tokens: &mut Tokens, n_gen: usize
     let n_seq = t.n_parallel;
     let per_seq = (t.n_depth + n_gen).max(1).div_ceil(BLOCK);
     let mut kv = model.new_paged_kv_cache(n_seq * per_seq, BLOCK, t.kv_type);
-    let block_tables: Vec<Vec<u32>> = (0..n_seq).map(|s| (s * per_seq..(s + 1) * per_seq).map(|b| b as u32).collect()).collect();
+    let block_tables: Vec<Vec<u32>> = (0..n_seq)
+        .map(|s| (s * per_seq..(s + 1) * per_seq).map(|b| b as u32).collect())
+        .collect();
     if t.n_depth > 0 {
         for s in 0..n_seq {
             let depth = tokens.prompt(model, t.n_depth);
-            for (start, chunk) in (0..).step_by(hearth_engine::generate::N_BATCH).zip(depth.chunks(hearth_engine::generate::N_BATCH)) {
-                let mut batch = Batch { block_tables: block_tables.clone(), ..Default::default() };
+            for (start, chunk) in (0..)
+                .step_by(hearth_engine::generate::N_BATCH)
+                .zip(depth.chunks(hearth_engine::generate::N_BATCH))
+            {
+                let mut batch = Batch {
+                    block_tables: block_tables.clone(),
+                    ..Default::default()
+                };
                 for (i, &tok) in chunk.iter().enumerate() {
                     batch.push(tok, start + i, s, false);
                 }
@@ -237,10 +284,15 @@ fn run_parallel(model: &Model, t: &TestResult, tokens: &mut Tokens, n_gen: usize
             }
         }
     }
-    let mut next: Vec<u32> = (0..n_seq).map(|_| bos(model).unwrap_or_else(|| tokens.next())).collect();
+    let mut next: Vec<u32> = (0..n_seq)
+        .map(|_| bos(model).unwrap_or_else(|| tokens.next()))
+        .collect();
     let start = Instant::now();
     for step in 0..n_gen {
-        let mut batch = Batch { block_tables: block_tables.clone(), ..Default::default() };
+        let mut batch = Batch {
+            block_tables: block_tables.clone(),
+            ..Default::default()
+        };
         for (s, &tok) in next.iter().enumerate() {
             batch.push(tok, t.n_depth + step, s, true);
         }
@@ -250,8 +302,17 @@ fn run_parallel(model: &Model, t: &TestResult, tokens: &mut Tokens, n_gen: usize
     Ok(start.elapsed().as_nanos() as u64)
 }
 
-fn run_test(model: &Model, t: &mut TestResult, reps: usize, warmup: bool, progress: bool) -> Result<()> {
-    let mut tokens = Tokens { state: 0x4845_4152_5448, n_vocab: model.config.n_vocab as u32 };
+fn run_test(
+    model: &Model,
+    t: &mut TestResult,
+    reps: usize,
+    warmup: bool,
+    progress: bool,
+) -> Result<()> {
+    let mut tokens = Tokens {
+        state: 0x4845_4152_5448,
+        n_vocab: model.config.n_vocab as u32,
+    };
     let name = t.name();
     if warmup {
         if progress {
@@ -262,7 +323,11 @@ fn run_test(model: &Model, t: &mut TestResult, reps: usize, warmup: bool, progre
     }
     for i in 0..reps {
         if progress {
-            eprintln!("hearth bench: {name} (t={}): run {}/{reps}", t.n_threads, i + 1);
+            eprintln!(
+                "hearth bench: {name} (t={}): run {}/{reps}",
+                t.n_threads,
+                i + 1
+            );
         }
         let ns = run_once(model, t, &mut tokens, t.n_prompt, t.n_gen)?;
         t.samples_ns.push(ns);
@@ -279,7 +344,13 @@ struct Printer {
 
 /// The markdown columns: name, width (negative = left-aligned).
 fn md_columns(kv_column: bool) -> Vec<(&'static str, i32)> {
-    let mut c = vec![("model", -30), ("size", 10), ("params", 10), ("backend", -10), ("threads", 7)];
+    let mut c = vec![
+        ("model", -30),
+        ("size", 10),
+        ("params", 10),
+        ("backend", -10),
+        ("threads", 7),
+    ];
     if kv_column {
         c.push(("type_k", 6));
         c.push(("type_v", 6));
@@ -329,7 +400,13 @@ impl Printer {
                 } else {
                     format!("{:.2} B", m.n_params as f64 / 1e9)
                 };
-                let mut values = vec![m.desc.clone(), size, params, "CPU".to_string(), t.n_threads.to_string()];
+                let mut values = vec![
+                    m.desc.clone(),
+                    size,
+                    params,
+                    "CPU".to_string(),
+                    t.n_threads.to_string(),
+                ];
                 if self.kv_column {
                     values.push(kv_name(t.kv_type).to_string());
                     values.push(kv_name(t.kv_type).to_string());
@@ -428,8 +505,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if n_prompt.is_empty() && n_gen.is_empty() {
         bail!("nothing to benchmark: every -p and -n is 0");
     }
-    let names: Vec<Option<&str>> =
-        if a.model.is_empty() { vec![None] } else { a.model.iter().map(|m| Some(m.as_str())).collect() };
+    let names: Vec<Option<&str>> = if a.model.is_empty() {
+        vec![None]
+    } else {
+        a.model.iter().map(|m| Some(m.as_str())).collect()
+    };
     let mut printer = Printer {
         format: a.output,
         kv_column: a.kv_cache_type.iter().any(|&t| t != KvType::F16),
@@ -440,7 +520,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let mut loaded = Vec::new();
     for name in names {
         let path = models::resolve(name, &a.common.dir(), true)?;
-        let model = Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+        let model =
+            Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
         for &kv_type in &a.kv_cache_type {
             model.check_kv_type(kv_type)?;
         }
@@ -459,7 +540,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     .with_context(|| format!("cannot start {n_threads} threads"))?;
                 for &n_depth in &a.n_depth {
                     let tests = n_prompt.iter().map(|&p| (p, 0, 1)).chain(
-                        n_gen.iter().flat_map(|&g| a.n_parallel.iter().map(move |&np| (0, g, np))),
+                        n_gen
+                            .iter()
+                            .flat_map(|&g| a.n_parallel.iter().map(move |&np| (0, g, np))),
                     );
                     for (p, g, n_parallel) in tests {
                         let mut t = TestResult {
@@ -471,7 +554,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                             kv_type,
                             samples_ns: Vec::new(),
                         };
-                        pool.install(|| run_test(model, &mut t, a.repetitions, !a.no_warmup, a.progress))?;
+                        pool.install(|| {
+                            run_test(model, &mut t, a.repetitions, !a.no_warmup, a.progress)
+                        })?;
                         printer.row(&mut out, info, &t)?;
                     }
                 }

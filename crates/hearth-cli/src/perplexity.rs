@@ -42,8 +42,10 @@ pub struct PerplexityArgs {
 pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     crate::init_threads(a.threads)?;
     let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
-    let model = Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
-    let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let model =
+        Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("cannot read {}", a.file.display()))?;
     let ctx = a.ctx_size;
     if ctx < 4 || a.batch_size == 0 {
         bail!("--ctx-size must be at least 4 and --batch-size at least 1");
@@ -54,9 +56,16 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         n_chunk = n_chunk.min(c);
     }
     if n_chunk == 0 {
-        bail!("{} has {} tokens, fewer than one chunk of {ctx}; use a smaller --ctx-size", a.file.display(), tokens.len());
+        bail!(
+            "{} has {} tokens, fewer than one chunk of {ctx}; use a smaller --ctx-size",
+            a.file.display(),
+            tokens.len()
+        );
     }
-    eprintln!("perplexity: {} tokens, {n_chunk} chunks of {ctx}, scoring the second half of each", tokens.len());
+    eprintln!(
+        "perplexity: {} tokens, {n_chunk} chunks of {ctx}, scoring the second half of each",
+        tokens.len()
+    );
 
     let first = ctx / 2;
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
@@ -95,15 +104,25 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         eprint!("[{}]{:.4},", i + 1, (nll / count as f64).exp());
         if i == 0 {
             let per = t0.elapsed().as_secs_f64();
-            eprint!(" ({per:.2} s per chunk, about {:.1} s in all) ", per * n_chunk as f64);
+            eprint!(
+                " ({per:.2} s per chunk, about {:.1} s in all) ",
+                per * n_chunk as f64
+            );
         }
     }
     eprintln!();
     let mean = nll / count as f64;
     let ppl = mean.exp();
     let var = nll2 / count as f64 - mean * mean;
-    let err = if var > 0.0 && count > 1 { (var / (count - 1) as f64).sqrt() * ppl } else { 0.0 };
-    println!("scored {count} tokens in {n_chunk} chunks of {ctx} ({:.1} s)", t0.elapsed().as_secs_f64());
+    let err = if var > 0.0 && count > 1 {
+        (var / (count - 1) as f64).sqrt() * ppl
+    } else {
+        0.0
+    };
+    println!(
+        "scored {count} tokens in {n_chunk} chunks of {ctx} ({:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
     println!("PPL = {ppl:.4} +/- {err:.5}");
     Ok(())
 }

@@ -38,15 +38,31 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     let ftype: FileType = a.ftype.parse()?;
     crate::init_threads(a.threads)?;
     let input = models::resolve(Some(&a.input), &a.common.dir(), false)?;
-    let opts = QuantizeOptions { ftype, allow_requantize: a.allow_requantize };
+    let opts = QuantizeOptions {
+        ftype,
+        allow_requantize: a.allow_requantize,
+    };
     let t0 = Instant::now();
     let verbose = a.verbose;
     let report = quantize_file(&input, &a.output, &opts, |i, n, p| {
         if verbose {
             let shape: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
-            let what = if p.converts() { format!("{} -> {}", p.from, p.to) } else { format!("{} (copied)", p.from) };
-            let fallback = if p.fallback { "  (fallback: row length)" } else { "" };
-            eprintln!("[{:>4}/{n}] {:<36} [{}] {what}{fallback}", i + 1, p.name, shape.join(", "));
+            let what = if p.converts() {
+                format!("{} -> {}", p.from, p.to)
+            } else {
+                format!("{} (copied)", p.from)
+            };
+            let fallback = if p.fallback {
+                "  (fallback: row length)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "[{:>4}/{n}] {:<36} [{}] {what}{fallback}",
+                i + 1,
+                p.name,
+                shape.join(", ")
+            );
         }
     })
     .with_context(|| format!("cannot quantize {}", input.display()))?;

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::sync::Arc;
 
-use hearth_engine::{DraftModel, Engine, EngineConfig, Event, Request, SamplingParams, SpecConfig, Summary};
+use hearth_engine::{
+    DraftModel, Engine, EngineConfig, Event, Request, SamplingParams, SpecConfig, Summary,
+};
 use hearth_model::{ChatMessage, KvType, Model};
 
 use crate::{models, Common};
@@ -113,17 +115,25 @@ struct Generation {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let n_threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n_threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if n_threads == 0 {
         bail!("--threads must be at least 1");
     }
     let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
     let t_load = Instant::now();
-    let model = Arc::new(Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?);
+    let model = Arc::new(
+        Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?,
+    );
     let load_duration = t_load.elapsed();
     let sampling = a.sampling();
-    sampling.validate(model.config.n_vocab).map_err(anyhow::Error::msg)?;
-    let n_ctx = a.ctx_size.unwrap_or_else(|| model.config.n_ctx_train.min(4096));
+    sampling
+        .validate(model.config.n_vocab)
+        .map_err(anyhow::Error::msg)?;
+    let n_ctx = a
+        .ctx_size
+        .unwrap_or_else(|| model.config.n_ctx_train.min(4096));
     if n_ctx == 0 {
         bail!("--ctx-size must be at least 1");
     }
@@ -139,7 +149,8 @@ pub fn run(a: RunArgs) -> Result<()> {
             bail!("--spec ngram and --draft-model cannot be used together");
         }
         let path = models::resolve(Some(d), &a.common.dir(), true)?;
-        let draft = Model::load(&path).with_context(|| format!("cannot load draft model {}", path.display()))?;
+        let draft = Model::load(&path)
+            .with_context(|| format!("cannot load draft model {}", path.display()))?;
         cfg.spec = Some(SpecConfig::draft(a.spec_draft));
         cfg.draft_model = Some(DraftModel(Arc::new(draft)));
     } else if a.spec.is_some() {
@@ -151,7 +162,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         Some(p) => Some(p.clone()),
         None if !std::io::stdin().is_terminal() => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("cannot read the prompt from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the prompt from stdin")?;
             Some(s)
         }
         None => None,
@@ -182,7 +195,10 @@ fn system_messages(a: &RunArgs, user: String) -> Vec<ChatMessage> {
 fn prompt_ids(model: &Model, a: &RunArgs, messages: &[ChatMessage]) -> Result<Vec<u32>> {
     let text = match (&model.chat_template, a.raw) {
         (Some(t), false) => t.render(messages, true)?,
-        _ => messages.last().map(|m| m.content.clone()).unwrap_or_default(),
+        _ => messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default(),
     };
     let ids = model.tokenizer.encode(&text, true, true);
     if ids.is_empty() {
@@ -191,13 +207,28 @@ fn prompt_ids(model: &Model, a: &RunArgs, messages: &[ChatMessage]) -> Result<Ve
     Ok(ids)
 }
 
-fn generate(engine: &Engine, a: &RunArgs, ids: Vec<u32>, sampling: SamplingParams) -> Result<Generation> {
+fn generate(
+    engine: &Engine,
+    a: &RunArgs,
+    ids: Vec<u32>,
+    sampling: SamplingParams,
+) -> Result<Generation> {
     let n_ctx = engine.config.n_ctx;
     if ids.len() >= n_ctx {
-        bail!("the prompt has {} tokens, but the context holds {n_ctx} (raise --ctx-size)", ids.len());
+        bail!(
+            "the prompt has {} tokens, but the context holds {n_ctx} (raise --ctx-size)",
+            ids.len()
+        );
     }
     let max_tokens = a.max_tokens.min(n_ctx - ids.len());
-    let req = Request { prompt_ids: ids, max_tokens, sampling, stop: a.stop.clone(), ignore_eos: a.ignore_eos, logprobs: None };
+    let req = Request {
+        prompt_ids: ids,
+        max_tokens,
+        sampling,
+        stop: a.stop.clone(),
+        ignore_eos: a.ignore_eos,
+        logprobs: None,
+    };
     let mut rx = engine.submit(req)?;
     let mut out = std::io::stdout().lock();
     let stream = !a.json;
@@ -220,7 +251,11 @@ fn generate(engine: &Engine, a: &RunArgs, ids: Vec<u32>, sampling: SamplingParam
                 if stream {
                     let _ = writeln!(out);
                 }
-                return Ok(Generation { generated_ids, text, summary });
+                return Ok(Generation {
+                    generated_ids,
+                    text,
+                    summary,
+                });
             }
             Event::Error(e) => bail!(e),
         }
@@ -263,13 +298,23 @@ fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
             eprintln!("prompt cached count:  {} token(s)", t.prompt_cached_count);
         }
         eprintln!("prompt eval duration: {:?}", t.prompt_eval_duration);
-        eprintln!("prompt eval rate:     {:.2} tokens/s", t.prompt_tokens_per_second());
+        eprintln!(
+            "prompt eval rate:     {:.2} tokens/s",
+            t.prompt_tokens_per_second()
+        );
         eprintln!("eval count:           {} token(s)", t.eval_count);
         eprintln!("eval duration:        {:?}", t.eval_duration);
-        eprintln!("eval rate:            {:.2} tokens/s", t.eval_tokens_per_second());
+        eprintln!(
+            "eval rate:            {:.2} tokens/s",
+            t.eval_tokens_per_second()
+        );
         if s.drafted_tokens > 0 {
             eprintln!("draft tokens:         {}", s.drafted_tokens);
-            eprintln!("draft accepted:       {} ({:.1}%)", s.accepted_tokens, 100.0 * s.accepted_tokens as f64 / s.drafted_tokens as f64);
+            eprintln!(
+                "draft accepted:       {} ({:.1}%)",
+                s.accepted_tokens,
+                100.0 * s.accepted_tokens as f64 / s.drafted_tokens as f64
+            );
         }
     }
 }
@@ -281,12 +326,25 @@ fn ms(d: Duration) -> f64 {
 /// Multi-turn chat on a terminal. The engine's prefix cache keeps the conversation's keys
 /// and values, so each turn only runs its new tokens. `/clear` starts over, `/bye` (or
 /// Ctrl-D) quits.
-fn chat(model: &Model, engine: &Engine, a: &RunArgs, sampling: SamplingParams, mut load: Duration) -> Result<()> {
-    let mut messages: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new("system", s.clone())).collect();
+fn chat(
+    model: &Model,
+    engine: &Engine,
+    a: &RunArgs,
+    sampling: SamplingParams,
+    mut load: Duration,
+) -> Result<()> {
+    let mut messages: Vec<ChatMessage> = a
+        .system
+        .iter()
+        .map(|s| ChatMessage::new("system", s.clone()))
+        .collect();
     let base = messages.clone();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
-    eprintln!("Chatting with {} (/clear to start over, /bye or Ctrl-D to quit)", model.config.name.as_deref().unwrap_or("the model"));
+    eprintln!(
+        "Chatting with {} (/clear to start over, /bye or Ctrl-D to quit)",
+        model.config.name.as_deref().unwrap_or("the model")
+    );
     loop {
         eprint!(">>> ");
         let _ = std::io::stderr().flush();

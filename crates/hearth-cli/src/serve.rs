@@ -81,9 +81,14 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         (Some(alias), _) => alias.clone(),
         (None, Some(Some(k))) => k.name.to_string(),
         (None, None) => models::DEFAULT_MODEL.to_string(),
-        (None, Some(None)) => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+        (None, Some(None)) => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
     };
-    let n_threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n_threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if n_threads == 0 || a.parallel == 0 || a.batch_tokens == 0 {
         bail!("--threads, --parallel and --batch-tokens must be at least 1");
     }
@@ -119,7 +124,10 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         },
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

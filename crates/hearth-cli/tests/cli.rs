@@ -12,11 +12,25 @@ use common::{assert_clean_error, data_path as data, hearth, model_path, stderr};
 /// Reference case `i` of greedy_q4_1.json through `hearth run --json`: the same prompt ids
 /// and the same first `n_same` generated tokens.
 fn check_reference_case(i: usize, n_same: usize, extra: &[&str], prompt: &str) {
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(data("greedy_q4_1.json")).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("greedy_q4_1.json")).unwrap()).unwrap();
     let case = &golden["cases"][i];
     let m = model_path();
     // The reference ran with an f16 KV cache.
-    let mut args = vec!["run", "-m", m.to_str().unwrap(), "--temp", "0", "-n", "64", "--json", "-t", "2", "--kv-cache-type", "f16"];
+    let mut args = vec![
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "--temp",
+        "0",
+        "-n",
+        "64",
+        "--json",
+        "-t",
+        "2",
+        "--kv-cache-type",
+        "f16",
+    ];
     args.extend_from_slice(extra);
     args.push(prompt);
     let o = hearth(&args);
@@ -44,18 +58,41 @@ fn run_json_raw_greedy_matches_reference_case() {
 fn run_json_chat_greedy_matches_reference_case() {
     // The chat template (with its default system message) is applied as the reference did.
     check_reference_case(4, 64, &[], "What is the capital of France?");
-    check_reference_case(5, 64, &["--system", "You are a concise assistant."], "Explain what a CPU cache is.");
+    check_reference_case(
+        5,
+        64,
+        &["--system", "You are a concise assistant."],
+        "Explain what a CPU cache is.",
+    );
 }
 
 #[test]
 fn run_streams_answer_and_verbose_stats() {
     let m = model_path();
-    let o = hearth(&["run", "-m", m.to_str().unwrap(), "--raw", "--temp", "0", "-n", "8", "--verbose", "The capital of France is"]);
+    let o = hearth(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "--raw",
+        "--temp",
+        "0",
+        "-n",
+        "8",
+        "--verbose",
+        "The capital of France is",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with(" Paris."), "answer: {out}");
     let err = stderr(&o);
-    for key in ["total duration:", "load duration:", "prompt eval count:    5 token(s)", "prompt eval rate:", "eval count:           8 token(s)", "eval rate:"] {
+    for key in [
+        "total duration:",
+        "load duration:",
+        "prompt eval count:    5 token(s)",
+        "prompt eval rate:",
+        "eval count:           8 token(s)",
+        "eval rate:",
+    ] {
         assert!(err.contains(key), "verbose output lacks {key}: {err}");
     }
 }
@@ -64,17 +101,41 @@ fn run_streams_answer_and_verbose_stats() {
 fn ngram_speculation_gives_the_same_greedy_answer_and_reports_drafts() {
     let m = model_path();
     let prompt = "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday, Monday, Tuesday,";
-    let args = ["run", "-m", m.to_str().unwrap(), "--raw", "--temp", "0", "-n", "32", "--json", prompt];
+    let args = [
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "--raw",
+        "--temp",
+        "0",
+        "-n",
+        "32",
+        "--json",
+        prompt,
+    ];
     let plain = hearth(&args);
     let spec = hearth(&[&args[..], &["--spec", "ngram", "--verbose"]].concat());
-    assert!(plain.status.success() && spec.status.success(), "{}", stderr(&spec));
-    let (p, s): (serde_json::Value, serde_json::Value) =
-        (serde_json::from_slice(&plain.stdout).unwrap(), serde_json::from_slice(&spec.stdout).unwrap());
+    assert!(
+        plain.status.success() && spec.status.success(),
+        "{}",
+        stderr(&spec)
+    );
+    let (p, s): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&plain.stdout).unwrap(),
+        serde_json::from_slice(&spec.stdout).unwrap(),
+    );
     assert_eq!(p["generated_ids"], s["generated_ids"]);
     assert_eq!(p["timings"]["draft_n"], 0);
     let accepted = s["timings"]["draft_accepted_n"].as_u64().unwrap();
-    assert!(accepted > 0 && accepted <= s["timings"]["draft_n"].as_u64().unwrap(), "{s}");
-    assert!(stderr(&spec).contains("draft accepted:"), "{}", stderr(&spec));
+    assert!(
+        accepted > 0 && accepted <= s["timings"]["draft_n"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert!(
+        stderr(&spec).contains("draft accepted:"),
+        "{}",
+        stderr(&spec)
+    );
 }
 
 #[test]
@@ -82,13 +143,30 @@ fn run_reads_piped_stdin_and_stops_on_stop_string() {
     use std::io::Write;
     let m = model_path();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["run", "-m", m.to_str().unwrap(), "--raw", "--temp", "0", "-n", "64", "--stop", "United", "--json"])
+        .args([
+            "run",
+            "-m",
+            m.to_str().unwrap(),
+            "--raw",
+            "--temp",
+            "0",
+            "-n",
+            "64",
+            "--stop",
+            "United",
+            "--json",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"The capital of France is").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"The capital of France is")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -99,7 +177,19 @@ fn run_reads_piped_stdin_and_stops_on_stop_string() {
 #[test]
 fn seeded_sampling_is_reproducible() {
     let m = model_path();
-    let args = ["run", "-m", m.to_str().unwrap(), "--temp", "1.0", "--seed", "42", "-n", "24", "--json", "Tell me a story."];
+    let args = [
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "--temp",
+        "1.0",
+        "--seed",
+        "42",
+        "-n",
+        "24",
+        "--json",
+        "Tell me a story.",
+    ];
     let a: Value = serde_json::from_slice(&hearth(&args).stdout).unwrap();
     let b: Value = serde_json::from_slice(&hearth(&args).stdout).unwrap();
     assert_eq!(a["generated_ids"], b["generated_ids"]);
@@ -108,34 +198,73 @@ fn seeded_sampling_is_reproducible() {
 #[test]
 fn tokenize_parses_special_tokens_unless_told_not_to() {
     let m = model_path();
-    let o = hearth(&["tokenize", "-m", m.to_str().unwrap(), "--json", "<|im_start|>user"]);
+    let o = hearth(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "--json",
+        "<|im_start|>user",
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ids"][0], 1);
-    let o = hearth(&["tokenize", "-m", m.to_str().unwrap(), "--json", "--no-parse-special", "<|im_start|>user"]);
+    let o = hearth(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "--json",
+        "--no-parse-special",
+        "<|im_start|>user",
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_ne!(v["ids"][0], 1);
 }
 
 #[test]
 fn perplexity_within_one_percent_of_reference() {
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(data("perplexity.json")).unwrap()).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("perplexity.json")).unwrap()).unwrap();
     let want = reference["primary"]["Q4_1"]["ppl"].as_f64().unwrap();
     let m = model_path();
-    let o = hearth(&["perplexity", "-m", m.to_str().unwrap(), "-f", data("gpl-3.txt").to_str().unwrap(), "-c", "256", "-t", "2"]);
+    let o = hearth(&[
+        "perplexity",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        data("gpl-3.txt").to_str().unwrap(),
+        "-c",
+        "256",
+        "-t",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let line = out.lines().last().unwrap();
     assert!(line.starts_with("PPL = ") && line.contains("+/-"), "{line}");
-    let ppl: f64 = line["PPL = ".len()..].split_whitespace().next().unwrap().parse().unwrap();
+    let ppl: f64 = line["PPL = ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let rel = (ppl - want).abs() / want;
     eprintln!("PPL {ppl} vs reference {want}: {:.3}%", rel * 100.0);
-    assert!(rel < 0.01, "PPL {ppl} is {:.2}% from the reference {want}", rel * 100.0);
+    assert!(
+        rel < 0.01,
+        "PPL {ppl} is {:.2}% from the reference {want}",
+        rel * 100.0
+    );
 }
 
 #[test]
 fn missing_and_unknown_models_are_clean_errors() {
-    assert_clean_error(&hearth(&["run", "-m", "/nonexistent/model.gguf", "hi"]), "does not exist");
-    assert_clean_error(&hearth(&["run", "-m", "no-such-model", "hi"]), "unknown model");
+    assert_clean_error(
+        &hearth(&["run", "-m", "/nonexistent/model.gguf", "hi"]),
+        "does not exist",
+    );
+    assert_clean_error(
+        &hearth(&["run", "-m", "no-such-model", "hi"]),
+        "unknown model",
+    );
 }
 
 #[test]
@@ -143,14 +272,23 @@ fn corrupt_and_truncated_model_files_are_clean_errors() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.gguf");
     std::fs::write(&junk, b"this is not a gguf file at all").unwrap();
-    assert_clean_error(&hearth(&["run", "-m", junk.to_str().unwrap(), "hi"]), "magic");
+    assert_clean_error(
+        &hearth(&["run", "-m", junk.to_str().unwrap(), "hi"]),
+        "magic",
+    );
 
     let real = std::fs::read(model_path()).unwrap();
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &real[..real.len() / 2]).unwrap();
-    assert_clean_error(&hearth(&["run", "-m", cut.to_str().unwrap(), "hi"]), "cannot load model");
+    assert_clean_error(
+        &hearth(&["run", "-m", cut.to_str().unwrap(), "hi"]),
+        "cannot load model",
+    );
     std::fs::write(&cut, &real[..1000]).unwrap();
-    assert_clean_error(&hearth(&["run", "-m", cut.to_str().unwrap(), "hi"]), "cannot load model");
+    assert_clean_error(
+        &hearth(&["run", "-m", cut.to_str().unwrap(), "hi"]),
+        "cannot load model",
+    );
 }
 
 #[test]
@@ -159,25 +297,41 @@ fn unknown_architecture_is_a_clean_error() {
     let src = GgufFile::open(model_path()).unwrap();
     let mut w = GgufWriter::new();
     for (k, v) in src.metadata() {
-        let v = if k == "general.architecture" { V::String("mamba9".into()) } else { v.clone() };
+        let v = if k == "general.architecture" {
+            V::String("mamba9".into())
+        } else {
+            v.clone()
+        };
         w.add_kv(k, v);
     }
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("arch.gguf");
     w.write_file(&p).unwrap();
-    assert_clean_error(&hearth(&["run", "-m", p.to_str().unwrap(), "hi"]), "unknown model architecture 'mamba9'");
+    assert_clean_error(
+        &hearth(&["run", "-m", p.to_str().unwrap(), "hi"]),
+        "unknown model architecture 'mamba9'",
+    );
 }
 
 #[test]
 fn prompt_longer_than_context_is_a_clean_error() {
     let m = model_path();
     let long = "word ".repeat(200);
-    assert_clean_error(&hearth(&["run", "-m", m.to_str().unwrap(), "-c", "64", "--raw", &long]), "context");
+    assert_clean_error(
+        &hearth(&["run", "-m", m.to_str().unwrap(), "-c", "64", "--raw", &long]),
+        "context",
+    );
 }
 
 #[test]
 fn out_of_range_sampling_parameters_are_clean_errors() {
     let m = model_path();
-    assert_clean_error(&hearth(&["run", "-m", m.to_str().unwrap(), "--top-p", "1.5", "hi"]), "top_p");
-    assert_clean_error(&hearth(&["run", "-m", m.to_str().unwrap(), "--temp=-1", "hi"]), "temperature");
+    assert_clean_error(
+        &hearth(&["run", "-m", m.to_str().unwrap(), "--top-p", "1.5", "hi"]),
+        "top_p",
+    );
+    assert_clean_error(
+        &hearth(&["run", "-m", m.to_str().unwrap(), "--temp=-1", "hi"]),
+        "temperature",
+    );
 }

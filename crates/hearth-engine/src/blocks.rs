@@ -47,7 +47,12 @@ pub fn chain_hash(parent: u64, tokens: &[u32]) -> u64 {
 
 impl BlockManager {
     /// `seed` should differ between models and KV types (see [`chain_hash`]).
-    pub fn new(n_blocks: usize, block_size: usize, prefix_caching: bool, seed: u64) -> BlockManager {
+    pub fn new(
+        n_blocks: usize,
+        block_size: usize,
+        prefix_caching: bool,
+        seed: u64,
+    ) -> BlockManager {
         BlockManager {
             block_size,
             ref_count: vec![0; n_blocks],
@@ -120,12 +125,18 @@ impl BlockManager {
         let mut parent = self.seed;
         for chunk in tokens.chunks_exact(self.block_size).take(max_blocks) {
             let h = chain_hash(parent, chunk);
-            let Some(&b) = self.by_hash.get(&h) else { break };
+            let Some(&b) = self.by_hash.get(&h) else {
+                break;
+            };
             if self.cached[b as usize].as_ref().map(|c| &*c.tokens) != Some(chunk) {
                 break;
             }
             if self.ref_count[b as usize] == 0 {
-                let i = self.free.iter().position(|&f| f == b).expect("an unreferenced block is free");
+                let i = self
+                    .free
+                    .iter()
+                    .position(|&f| f == b)
+                    .expect("an unreferenced block is free");
                 self.free.remove(i);
                 self.n_cached_free -= 1;
             }
@@ -143,9 +154,15 @@ impl BlockManager {
     pub fn register(&mut self, block: u32, parent: u64, tokens: &[u32]) -> u64 {
         debug_assert_eq!(tokens.len(), self.block_size);
         let h = chain_hash(parent, tokens);
-        if self.prefix_caching && self.cached[block as usize].is_none() && !self.by_hash.contains_key(&h) {
+        if self.prefix_caching
+            && self.cached[block as usize].is_none()
+            && !self.by_hash.contains_key(&h)
+        {
             self.by_hash.insert(h, block);
-            self.cached[block as usize] = Some(Cached { hash: h, tokens: tokens.into() });
+            self.cached[block as usize] = Some(Cached {
+                hash: h,
+                tokens: tokens.into(),
+            });
         }
         h
     }
@@ -176,7 +193,10 @@ mod tests {
         assert_eq!(hit, a[..1]);
         // While referenced, a cached block is not handed out; unregistered blocks go first.
         let fresh = take(&mut m, 2);
-        assert!(!fresh.contains(&a[0]) && !fresh.contains(&a[1]), "{fresh:?}");
+        assert!(
+            !fresh.contains(&a[0]) && !fresh.contains(&a[1]),
+            "{fresh:?}"
+        );
         // Out of unregistered blocks: the cached a[1] is evicted, and its content forgotten.
         let last = m.allocate().unwrap();
         assert_eq!(last, a[1]);

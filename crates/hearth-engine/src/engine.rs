@@ -121,9 +121,16 @@ pub struct TokenLogprob {
 pub enum Event {
     /// A generated token and the text that became final with it (often one piece; empty
     /// while a multi-byte character or a possible stop string is incomplete).
-    Token { id: u32, text: String, logprob: Option<TokenLogprob> },
+    Token {
+        id: u32,
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
     /// The end: text still held back, then the summary.
-    Done { text: String, summary: Summary },
+    Done {
+        text: String,
+        summary: Summary,
+    },
     Error(EngineError),
 }
 
@@ -160,8 +167,14 @@ pub struct Engine {
 impl Engine {
     /// Starts the engine thread with its own KV pool and compute pool.
     pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<Engine, EngineError> {
-        if config.max_seqs == 0 || config.n_ctx == 0 || config.block_size == 0 || config.token_budget == 0 {
-            return Err(EngineError::BadParameter("max_seqs, n_ctx, block_size and token_budget must be positive".into()));
+        if config.max_seqs == 0
+            || config.n_ctx == 0
+            || config.block_size == 0
+            || config.token_budget == 0
+        {
+            return Err(EngineError::BadParameter(
+                "max_seqs, n_ctx, block_size and token_budget must be positive".into(),
+            ));
         }
         if config.n_ctx.div_ceil(config.block_size) > config.n_blocks {
             return Err(EngineError::BadParameter(format!(
@@ -169,12 +182,19 @@ impl Engine {
                 config.n_blocks, config.block_size, config.n_ctx
             )));
         }
-        model.check_kv_type(config.kv_type).map_err(|e| EngineError::BadParameter(e.to_string()))?;
+        model
+            .check_kv_type(config.kv_type)
+            .map_err(|e| EngineError::BadParameter(e.to_string()))?;
         let draft = match (config.spec.map(|s| s.kind), &config.draft_model) {
-            (Some(SpecKind::Draft), None) => return Err(EngineError::BadParameter("draft-model speculation needs a draft model".into())),
+            (Some(SpecKind::Draft), None) => {
+                return Err(EngineError::BadParameter(
+                    "draft-model speculation needs a draft model".into(),
+                ))
+            }
             (Some(SpecKind::Draft), Some(DraftModel(d))) => {
                 check_draft(&model, d).map_err(EngineError::BadParameter)?;
-                d.check_kv_type(config.kv_type).map_err(|e| EngineError::BadParameter(e.to_string()))?;
+                d.check_kv_type(config.kv_type)
+                    .map_err(|e| EngineError::BadParameter(e.to_string()))?;
                 Some(d.clone())
             }
             _ => None,
@@ -185,15 +205,25 @@ impl Engine {
             .build()
             .map_err(|e| EngineError::Model(e.to_string()))?;
         let metrics = Arc::new(Metrics::default());
-        metrics.kv_blocks_total.store(config.n_blocks as u64, Relaxed);
+        metrics
+            .kv_blocks_total
+            .store(config.n_blocks as u64, Relaxed);
         let (tx, rx) = std_mpsc::channel();
         let n_vocab = model.config.n_vocab;
         let (m, cfg) = (metrics.clone(), config.clone());
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || pool.install(|| Scheduler::new(&model, draft.as_deref(), cfg, m).run(rx)))
+            .spawn(move || {
+                pool.install(|| Scheduler::new(&model, draft.as_deref(), cfg, m).run(rx))
+            })
             .map_err(|e| EngineError::Model(e.to_string()))?;
-        Ok(Engine { tx, metrics, config, n_vocab, thread: std::sync::Mutex::new(Some(thread)) })
+        Ok(Engine {
+            tx,
+            metrics,
+            config,
+            n_vocab,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
     }
 
     /// Queues a request; its events arrive on the returned receiver. Drop the receiver to
@@ -203,19 +233,30 @@ impl Engine {
             return Err(EngineError::EmptyPrompt);
         }
         if req.prompt_ids.len() >= self.config.n_ctx {
-            return Err(EngineError::PromptTooLong { prompt: req.prompt_ids.len(), n_ctx: self.config.n_ctx });
+            return Err(EngineError::PromptTooLong {
+                prompt: req.prompt_ids.len(),
+                n_ctx: self.config.n_ctx,
+            });
         }
         if let Some(&t) = req.prompt_ids.iter().find(|&&t| t as usize >= self.n_vocab) {
-            return Err(EngineError::BadParameter(format!("token id {t} is outside the vocabulary")));
+            return Err(EngineError::BadParameter(format!(
+                "token id {t} is outside the vocabulary"
+            )));
         }
-        req.sampling.validate(self.n_vocab).map_err(EngineError::BadParameter)?;
+        req.sampling
+            .validate(self.n_vocab)
+            .map_err(EngineError::BadParameter)?;
         let waiting = self.metrics.requests_waiting.load(Relaxed) as usize;
         if waiting >= self.config.max_waiting {
             return Err(EngineError::Overloaded(waiting));
         }
         let (etx, erx) = unbounded_channel();
         self.metrics.requests_waiting.fetch_add(1, Relaxed);
-        if self.tx.send(Command::Submit(Box::new(req), etx, Instant::now())).is_err() {
+        if self
+            .tx
+            .send(Command::Submit(Box::new(req), etx, Instant::now()))
+            .is_err()
+        {
             self.metrics.requests_waiting.fetch_sub(1, Relaxed);
             return Err(EngineError::Stopped);
         }
@@ -286,14 +327,46 @@ struct Scheduler<'m> {
 }
 
 impl<'m> Scheduler<'m> {
-    fn new(model: &'m Model, draft: Option<&'m Model>, cfg: EngineConfig, metrics: Arc<Metrics>) -> Scheduler<'m> {
+    fn new(
+        model: &'m Model,
+        draft: Option<&'m Model>,
+        cfg: EngineConfig,
+        metrics: Arc<Metrics>,
+    ) -> Scheduler<'m> {
         let kv = model.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type);
-        let draft = draft.map(|d| (d, d.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type)));
+        let draft = draft.map(|d| {
+            (
+                d,
+                d.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type),
+            )
+        });
         // The prefix cache's hash chain starts from the model and the KV type.
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&format!("{:?} {:?} {}", model.config, cfg.kv_type, model.gguf().bytes().len()), &mut h);
-        let blocks = BlockManager::new(cfg.n_blocks, cfg.block_size, cfg.prefix_caching, std::hash::Hasher::finish(&h));
-        Scheduler { model, cfg, metrics, kv, draft, blocks, running: Vec::new(), waiting: VecDeque::new() }
+        std::hash::Hash::hash(
+            &format!(
+                "{:?} {:?} {}",
+                model.config,
+                cfg.kv_type,
+                model.gguf().bytes().len()
+            ),
+            &mut h,
+        );
+        let blocks = BlockManager::new(
+            cfg.n_blocks,
+            cfg.block_size,
+            cfg.prefix_caching,
+            std::hash::Hasher::finish(&h),
+        );
+        Scheduler {
+            model,
+            cfg,
+            metrics,
+            kv,
+            draft,
+            blocks,
+            running: Vec::new(),
+            waiting: VecDeque::new(),
+        }
     }
 
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
@@ -307,7 +380,10 @@ impl<'m> Scheduler<'m> {
             } else {
                 None
             };
-            for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            for cmd in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
                 match cmd {
                     Command::Submit(req, tx, arrived) => self.admit_new(req, tx, arrived),
                     Command::Shutdown => return,
@@ -348,7 +424,8 @@ impl<'m> Scheduler<'m> {
         m.requests_running.store(self.running.len() as u64, Relaxed);
         m.requests_waiting.store(self.waiting.len() as u64, Relaxed);
         m.kv_blocks_used.store(self.blocks.n_used() as u64, Relaxed);
-        m.kv_blocks_cached.store(self.blocks.n_cached_free() as u64, Relaxed);
+        m.kv_blocks_cached
+            .store(self.blocks.n_cached_free() as u64, Relaxed);
     }
 
     fn release(&mut self, seq: &mut Seq<'_>) {
@@ -374,12 +451,19 @@ impl<'m> Scheduler<'m> {
         let before = self.waiting.len();
         self.waiting.retain(|s| !s.tx.is_closed());
         let gone = before - self.waiting.len();
-        self.metrics.requests_cancelled.fetch_add(gone as u64, Relaxed);
+        self.metrics
+            .requests_cancelled
+            .fetch_add(gone as u64, Relaxed);
         // Waiting sequences hold no blocks except preempted ones, which were released.
     }
 
     /// Grows `seq`'s block table to hold `n_pos` positions, if the pool allows.
-    fn reserve(blocks: &mut BlockManager, seq: &mut Seq<'_>, n_pos: usize, block_size: usize) -> bool {
+    fn reserve(
+        blocks: &mut BlockManager,
+        seq: &mut Seq<'_>,
+        n_pos: usize,
+        block_size: usize,
+    ) -> bool {
         let need = n_pos.div_ceil(block_size).saturating_sub(seq.blocks.len());
         if need > blocks.n_free() {
             return false;
@@ -402,7 +486,12 @@ impl<'m> Scheduler<'m> {
     /// N-gram drafts for a decoding sequence.
     fn drafts(&self, s: &Seq<'_>, budget: usize) -> Vec<u32> {
         match self.cfg.spec {
-            Some(spec) if spec.kind == SpecKind::Ngram => ngram_drafts(&s.tokens, self.n_drafts(s, budget), spec.ngram_max, spec.ngram_min),
+            Some(spec) if spec.kind == SpecKind::Ngram => ngram_drafts(
+                &s.tokens,
+                self.n_drafts(s, budget),
+                spec.ngram_max,
+                spec.ngram_min,
+            ),
             _ => Vec::new(),
         }
     }
@@ -414,7 +503,9 @@ impl<'m> Scheduler<'m> {
     /// them has no drafts.
     fn draft_with_model(&mut self, budget: usize) -> Vec<Vec<u32>> {
         let mut out = vec![Vec::new(); self.running.len()];
-        let Some((draft, _)) = &self.draft else { return out };
+        let Some((draft, _)) = &self.draft else {
+            return out;
+        };
         let draft: &Model = draft;
         let bs = self.cfg.block_size;
         // (running index, drafts wanted)
@@ -474,7 +565,9 @@ impl<'m> Scheduler<'m> {
     /// tokens, leaving at least its last token to compute (its logits are needed).
     fn match_prefix(&mut self, s: &mut Seq<'_>) {
         let bs = self.cfg.block_size;
-        let (blocks, hashes) = self.blocks.match_prefix(&s.tokens, (s.tokens.len() - 1) / bs);
+        let (blocks, hashes) = self
+            .blocks
+            .match_prefix(&s.tokens, (s.tokens.len() - 1) / bs);
         s.n_computed = blocks.len() * bs;
         s.blocks = blocks;
         s.block_hashes = hashes;
@@ -482,8 +575,12 @@ impl<'m> Scheduler<'m> {
             let cached = s.n_computed.min(s.req.prompt_ids.len());
             s.cached_tokens = Some(cached);
             if self.cfg.prefix_caching {
-                self.metrics.prefix_cache_queries_total.fetch_add(s.req.prompt_ids.len() as u64, Relaxed);
-                self.metrics.prefix_cache_hits_total.fetch_add(cached as u64, Relaxed);
+                self.metrics
+                    .prefix_cache_queries_total
+                    .fetch_add(s.req.prompt_ids.len() as u64, Relaxed);
+                self.metrics
+                    .prefix_cache_hits_total
+                    .fetch_add(cached as u64, Relaxed);
             }
         }
     }
@@ -523,7 +620,9 @@ impl<'m> Scheduler<'m> {
 
         // Then waiting ones, in order, while there is room, budget and blocks.
         while budget > 0 && self.running.len() < self.cfg.max_seqs {
-            let Some(mut s) = self.waiting.pop_front() else { break };
+            let Some(mut s) = self.waiting.pop_front() else {
+                break;
+            };
             self.match_prefix(&mut s);
             let take = (s.tokens.len() - s.n_computed).min(budget);
             let n_pos = s.n_computed + take;
@@ -535,7 +634,9 @@ impl<'m> Scheduler<'m> {
             let now = Instant::now();
             if s.first_scheduled.is_none() {
                 s.first_scheduled = Some(now);
-                self.metrics.queue_time.observe((now - s.arrived).as_secs_f64());
+                self.metrics
+                    .queue_time
+                    .observe((now - s.arrived).as_secs_f64());
             }
             self.running.push(s);
             plan.push((self.running.len() - 1, take, Vec::new()));
@@ -571,7 +672,9 @@ impl<'m> Scheduler<'m> {
             }
         };
         self.metrics.steps_total.fetch_add(1, Relaxed);
-        self.metrics.batch_tokens_total.fetch_add(batch.len() as u64, Relaxed);
+        self.metrics
+            .batch_tokens_total
+            .fetch_add(batch.len() as u64, Relaxed);
 
         let mut out_row = 0;
         let mut finished = Vec::new();
@@ -579,10 +682,21 @@ impl<'m> Scheduler<'m> {
             let (i, take) = (*i, *take);
             let s = &mut self.running[i];
             let n_real = take - drafts.len();
-            let prompt_part = s.req.prompt_ids.len().saturating_sub(s.n_computed).min(n_real);
-            self.metrics.prompt_tokens_total.fetch_add(prompt_part as u64, Relaxed);
+            let prompt_part = s
+                .req
+                .prompt_ids
+                .len()
+                .saturating_sub(s.n_computed)
+                .min(n_real);
+            self.metrics
+                .prompt_tokens_total
+                .fetch_add(prompt_part as u64, Relaxed);
             s.n_computed += n_real;
-            let n_out = if s.n_computed == s.tokens.len() { 1 + drafts.len() } else { 0 };
+            let n_out = if s.n_computed == s.tokens.len() {
+                1 + drafts.len()
+            } else {
+                0
+            };
             if n_out > 0 {
                 // Sample at the last real token, then at each draft while the drafts
                 // agree with what was sampled; the keys and values of agreed drafts stay.
@@ -590,7 +704,10 @@ impl<'m> Scheduler<'m> {
                 for j in 0..=drafts.len() {
                     let row = logits.row(out_row + j);
                     done = sample_next(self.model, &self.metrics, &self.cfg, s, row);
-                    if done.is_some() || j == drafts.len() || *s.tokens.last().expect("just sampled") != drafts[j] {
+                    if done.is_some()
+                        || j == drafts.len()
+                        || *s.tokens.last().expect("just sampled") != drafts[j]
+                    {
                         break;
                     }
                     s.n_computed += 1;
@@ -599,7 +716,9 @@ impl<'m> Scheduler<'m> {
                 }
                 s.drafted += drafts.len();
                 s.draft_computed = s.draft_computed.min(s.n_computed);
-                self.metrics.spec_drafted_total.fetch_add(drafts.len() as u64, Relaxed);
+                self.metrics
+                    .spec_drafted_total
+                    .fetch_add(drafts.len() as u64, Relaxed);
                 if let Some(done) = done {
                     finished.push((i, done));
                 }
@@ -609,7 +728,9 @@ impl<'m> Scheduler<'m> {
             while (s.block_hashes.len() + 1) * bs <= s.n_computed {
                 let b = s.block_hashes.len();
                 let parent = s.block_hashes.last().copied().unwrap_or(self.blocks.seed());
-                let h = self.blocks.register(s.blocks[b], parent, &s.tokens[b * bs..(b + 1) * bs]);
+                let h = self
+                    .blocks
+                    .register(s.blocks[b], parent, &s.tokens[b * bs..(b + 1) * bs]);
                 s.block_hashes.push(h);
             }
         }
@@ -626,7 +747,8 @@ impl<'m> Scheduler<'m> {
             FinishReason::Stop => m.requests_finished_stop.fetch_add(1, Relaxed),
             FinishReason::Length => m.requests_finished_length.fetch_add(1, Relaxed),
         };
-        m.e2e_request_latency.observe((now - s.arrived).as_secs_f64());
+        m.e2e_request_latency
+            .observe((now - s.arrived).as_secs_f64());
         let scheduled = s.first_scheduled.unwrap_or(s.arrived);
         let first = s.first_token.unwrap_or(now);
         let cached = s.cached_tokens.unwrap_or(0);
@@ -656,13 +778,21 @@ impl<'m> Scheduler<'m> {
 
 /// Samples `s`'s next token from `logits` and streams it. Returns the finish reason and
 /// the held-back text when the sequence is done.
-fn sample_next(model: &Model, metrics: &Metrics, cfg: &EngineConfig, s: &mut Seq<'_>, logits: &[f32]) -> Option<(FinishReason, String)> {
+fn sample_next(
+    model: &Model,
+    metrics: &Metrics,
+    cfg: &EngineConfig,
+    s: &mut Seq<'_>,
+    logits: &[f32],
+) -> Option<(FinishReason, String)> {
     let tok = s.sampler.sample(logits, &s.tokens);
     let now = Instant::now();
     match s.last_token {
         None => {
             s.first_token = Some(now);
-            metrics.time_to_first_token.observe((now - s.arrived).as_secs_f64());
+            metrics
+                .time_to_first_token
+                .observe((now - s.arrived).as_secs_f64());
         }
         Some(t) => metrics.inter_token_latency.observe((now - t).as_secs_f64()),
     }
@@ -672,7 +802,11 @@ fn sample_next(model: &Model, metrics: &Metrics, cfg: &EngineConfig, s: &mut Seq
     let logprob = s.req.logprobs.map(|n| token_logprob(logits, tok, n));
 
     if !s.req.ignore_eos && model.tokenizer.is_eog(tok) {
-        let _ = s.tx.send(Event::Token { id: tok, text: String::new(), logprob });
+        let _ = s.tx.send(Event::Token {
+            id: tok,
+            text: String::new(),
+            logprob,
+        });
         return Some((FinishReason::Stop, String::new()));
     }
     let piece = s.decoder.push(tok);
@@ -680,7 +814,11 @@ fn sample_next(model: &Model, metrics: &Metrics, cfg: &EngineConfig, s: &mut Seq
         StopEvent::Text(t) => (t, false),
         StopEvent::Stop(t) => (t, true),
     };
-    let _ = s.tx.send(Event::Token { id: tok, text, logprob });
+    let _ = s.tx.send(Event::Token {
+        id: tok,
+        text,
+        logprob,
+    });
     if stopped {
         return Some((FinishReason::Stop, String::new()));
     }
@@ -701,7 +839,12 @@ fn sample_next(model: &Model, metrics: &Metrics, cfg: &EngineConfig, s: &mut Seq
 /// The log-softmax of `tok` and of the `n_top` most likely tokens.
 pub fn token_logprob(logits: &[f32], tok: u32, n_top: usize) -> TokenLogprob {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max as f64 + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln();
+    let lse = max as f64
+        + logits
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .sum::<f64>()
+            .ln();
     let lp = |i: usize| (logits[i] as f64 - lse) as f32;
     let mut top: Vec<(u32, f32)> = Vec::new();
     if n_top > 0 {
@@ -712,5 +855,8 @@ pub fn token_logprob(logits: &[f32], tok: u32, n_top: usize) -> TokenLogprob {
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         top = idx.into_iter().map(|i| (i as u32, lp(i))).collect();
     }
-    TokenLogprob { logprob: lp(tok as usize), top }
+    TokenLogprob {
+        logprob: lp(tok as usize),
+        top,
+    }
 }

@@ -93,7 +93,10 @@ pub struct Session {
 
 impl Session {
     pub fn new(model: &Model, n_ctx: usize, kv_type: hearth_model::KvType) -> Session {
-        Session { kv: model.new_kv_cache(n_ctx, kv_type), tokens: Vec::new() }
+        Session {
+            kv: model.new_kv_cache(n_ctx, kv_type),
+            tokens: Vec::new(),
+        }
     }
 
     pub fn n_ctx(&self) -> usize {
@@ -105,11 +108,18 @@ impl Session {
     pub fn feed(&mut self, model: &Model, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let needed = self.tokens.len() + tokens.len();
         if needed > self.n_ctx() {
-            return Err(ModelError::ContextOverflow { needed, n_ctx: self.n_ctx(), n_ctx_train: model.config.n_ctx_train });
+            return Err(ModelError::ContextOverflow {
+                needed,
+                n_ctx: self.n_ctx(),
+                n_ctx_train: model.config.n_ctx_train,
+            });
         }
         let mut last = Vec::new();
         for chunk in tokens.chunks(N_BATCH) {
-            let logits = model.forward(&Batch::contiguous(chunk, self.tokens.len(), false), &mut self.kv)?;
+            let logits = model.forward(
+                &Batch::contiguous(chunk, self.tokens.len(), false),
+                &mut self.kv,
+            )?;
             self.tokens.extend_from_slice(chunk);
             last = logits.last().to_vec();
         }
@@ -130,12 +140,21 @@ impl Session {
             return Err(ModelError::BadBatch("the prompt is empty".into()));
         }
         if prompt.len() > self.n_ctx() {
-            return Err(ModelError::ContextOverflow { needed: prompt.len(), n_ctx: self.n_ctx(), n_ctx_train: model.config.n_ctx_train });
+            return Err(ModelError::ContextOverflow {
+                needed: prompt.len(),
+                n_ctx: self.n_ctx(),
+                n_ctx_train: model.config.n_ctx_train,
+            });
         }
 
         // Reuse the longest cached prefix, but always run at least the last prompt token
         // to get its logits.
-        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let reuse = common.min(prompt.len() - 1);
         self.tokens.truncate(reuse);
         let mut logits = self.feed(model, &prompt[reuse..])?;
@@ -195,6 +214,11 @@ impl Session {
         timings.eval_count = generated.len();
         timings.eval_duration = prefill_done.elapsed();
         timings.total_duration = t0.elapsed();
-        Ok(Generation { generated_ids: generated, text, finish_reason: finish, timings })
+        Ok(Generation {
+            generated_ids: generated,
+            text,
+            finish_reason: finish,
+            timings,
+        })
     }
 }

@@ -21,7 +21,14 @@ struct HistogramState {
 
 impl Histogram {
     pub const fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, state: Mutex::new(HistogramState { buckets: Vec::new(), sum: 0.0, count: 0 }) }
+        Histogram {
+            bounds,
+            state: Mutex::new(HistogramState {
+                buckets: Vec::new(),
+                sum: 0.0,
+                count: 0,
+            }),
+        }
     }
 
     pub fn observe(&self, v: f64) {
@@ -48,12 +55,20 @@ impl Histogram {
             cum += s.buckets.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", s.count, s.sum, s.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            s.count, s.sum, s.count
+        );
     }
 }
 
-const LATENCY_BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
-const ITL_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0];
+const LATENCY_BOUNDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const ITL_BOUNDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// What `/metrics` reports.
 pub struct Metrics {
@@ -119,29 +134,130 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut one = |name: &str, kind: &str, help: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
         let g = |a: &AtomicU64| a.load(Relaxed) as f64;
-        one("hearth_requests_running", "gauge", "Requests whose sequences are in the running batch.", g(&self.requests_running));
-        one("hearth_requests_waiting", "gauge", "Requests queued for a place in the batch.", g(&self.requests_waiting));
-        one("hearth_requests_total", "counter", "Requests accepted by the engine.", g(&self.requests_total));
-        one("hearth_requests_cancelled_total", "counter", "Requests whose client went away before the end.", g(&self.requests_cancelled));
-        one("hearth_preemptions_total", "counter", "Sequences preempted (blocks freed, recomputed later) for lack of KV blocks.", g(&self.preemptions_total));
-        one("hearth_prompt_tokens_total", "counter", "Prompt tokens run through the model.", g(&self.prompt_tokens_total));
-        one("hearth_generation_tokens_total", "counter", "Tokens generated.", g(&self.generation_tokens_total));
+        one(
+            "hearth_requests_running",
+            "gauge",
+            "Requests whose sequences are in the running batch.",
+            g(&self.requests_running),
+        );
+        one(
+            "hearth_requests_waiting",
+            "gauge",
+            "Requests queued for a place in the batch.",
+            g(&self.requests_waiting),
+        );
+        one(
+            "hearth_requests_total",
+            "counter",
+            "Requests accepted by the engine.",
+            g(&self.requests_total),
+        );
+        one(
+            "hearth_requests_cancelled_total",
+            "counter",
+            "Requests whose client went away before the end.",
+            g(&self.requests_cancelled),
+        );
+        one(
+            "hearth_preemptions_total",
+            "counter",
+            "Sequences preempted (blocks freed, recomputed later) for lack of KV blocks.",
+            g(&self.preemptions_total),
+        );
+        one(
+            "hearth_prompt_tokens_total",
+            "counter",
+            "Prompt tokens run through the model.",
+            g(&self.prompt_tokens_total),
+        );
+        one(
+            "hearth_generation_tokens_total",
+            "counter",
+            "Tokens generated.",
+            g(&self.generation_tokens_total),
+        );
         let total = g(&self.kv_blocks_total);
-        one("hearth_kv_cache_blocks_used", "gauge", "KV-cache blocks held by sequences.", g(&self.kv_blocks_used));
-        one("hearth_kv_cache_blocks_total", "gauge", "KV-cache blocks in the pool.", total);
-        one("hearth_kv_cache_usage_ratio", "gauge", "Fraction of KV-cache blocks in use.", if total > 0.0 { g(&self.kv_blocks_used) / total } else { 0.0 });
-        one("hearth_kv_cache_blocks_cached", "gauge", "Free KV-cache blocks that still hold a reusable prefix.", g(&self.kv_blocks_cached));
-        one("hearth_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", g(&self.prefix_cache_queries_total));
-        one("hearth_prefix_cache_hits_total", "counter", "Prompt tokens whose keys and values came from the prefix cache.", g(&self.prefix_cache_hits_total));
-        one("hearth_spec_drafted_tokens_total", "counter", "Speculative decoding: tokens drafted.", g(&self.spec_drafted_total));
-        one("hearth_spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model confirmed.", g(&self.spec_accepted_total));
+        one(
+            "hearth_kv_cache_blocks_used",
+            "gauge",
+            "KV-cache blocks held by sequences.",
+            g(&self.kv_blocks_used),
+        );
+        one(
+            "hearth_kv_cache_blocks_total",
+            "gauge",
+            "KV-cache blocks in the pool.",
+            total,
+        );
+        one(
+            "hearth_kv_cache_usage_ratio",
+            "gauge",
+            "Fraction of KV-cache blocks in use.",
+            if total > 0.0 {
+                g(&self.kv_blocks_used) / total
+            } else {
+                0.0
+            },
+        );
+        one(
+            "hearth_kv_cache_blocks_cached",
+            "gauge",
+            "Free KV-cache blocks that still hold a reusable prefix.",
+            g(&self.kv_blocks_cached),
+        );
+        one(
+            "hearth_prefix_cache_queries_total",
+            "counter",
+            "Prompt tokens looked up in the prefix cache.",
+            g(&self.prefix_cache_queries_total),
+        );
+        one(
+            "hearth_prefix_cache_hits_total",
+            "counter",
+            "Prompt tokens whose keys and values came from the prefix cache.",
+            g(&self.prefix_cache_hits_total),
+        );
+        one(
+            "hearth_spec_drafted_tokens_total",
+            "counter",
+            "Speculative decoding: tokens drafted.",
+            g(&self.spec_drafted_total),
+        );
+        one(
+            "hearth_spec_accepted_tokens_total",
+            "counter",
+            "Speculative decoding: drafted tokens the model confirmed.",
+            g(&self.spec_accepted_total),
+        );
         let drafted = g(&self.spec_drafted_total);
-        one("hearth_spec_acceptance_ratio", "gauge", "Speculative decoding: confirmed over drafted tokens.", if drafted > 0.0 { g(&self.spec_accepted_total) / drafted } else { 0.0 });
-        one("hearth_engine_steps_total", "counter", "Forward passes run by the engine.", g(&self.steps_total));
-        one("hearth_engine_batch_tokens_total", "counter", "Tokens run in all forward passes.", g(&self.batch_tokens_total));
+        one(
+            "hearth_spec_acceptance_ratio",
+            "gauge",
+            "Speculative decoding: confirmed over drafted tokens.",
+            if drafted > 0.0 {
+                g(&self.spec_accepted_total) / drafted
+            } else {
+                0.0
+            },
+        );
+        one(
+            "hearth_engine_steps_total",
+            "counter",
+            "Forward passes run by the engine.",
+            g(&self.steps_total),
+        );
+        one(
+            "hearth_engine_batch_tokens_total",
+            "counter",
+            "Tokens run in all forward passes.",
+            g(&self.batch_tokens_total),
+        );
         let _ = writeln!(
             out,
             "# HELP hearth_requests_finished_total Requests finished, by reason.\n# TYPE hearth_requests_finished_total counter\n\
@@ -149,10 +265,26 @@ impl Metrics {
             g(&self.requests_finished_stop),
             g(&self.requests_finished_length)
         );
-        self.time_to_first_token.render(&mut out, "hearth_time_to_first_token_seconds", "From the request's arrival to its first generated token.");
-        self.inter_token_latency.render(&mut out, "hearth_inter_token_latency_seconds", "Between consecutive generated tokens of one request.");
-        self.e2e_request_latency.render(&mut out, "hearth_e2e_request_latency_seconds", "From the request's arrival to its last token.");
-        self.queue_time.render(&mut out, "hearth_request_queue_time_seconds", "From the request's arrival to its first scheduled step.");
+        self.time_to_first_token.render(
+            &mut out,
+            "hearth_time_to_first_token_seconds",
+            "From the request's arrival to its first generated token.",
+        );
+        self.inter_token_latency.render(
+            &mut out,
+            "hearth_inter_token_latency_seconds",
+            "Between consecutive generated tokens of one request.",
+        );
+        self.e2e_request_latency.render(
+            &mut out,
+            "hearth_e2e_request_latency_seconds",
+            "From the request's arrival to its last token.",
+        );
+        self.queue_time.render(
+            &mut out,
+            "hearth_request_queue_time_seconds",
+            "From the request's arrival to its first scheduled step.",
+        );
         out
     }
 }

@@ -47,12 +47,24 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Greedy decoding with no penalties.
     pub fn greedy() -> SamplingParams {
-        SamplingParams { temperature: 0.0, top_k: 1, top_p: 1.0, min_p: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 1,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        }
     }
 
     /// Checks every field is in range; `n_vocab` bounds the logit-bias ids.
     pub fn validate(&self, n_vocab: usize) -> Result<(), String> {
-        let finite = |name: &str, v: f32| if v.is_finite() { Ok(()) } else { Err(format!("{name} must be a finite number")) };
+        let finite = |name: &str, v: f32| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{name} must be a finite number"))
+            }
+        };
         finite("temperature", self.temperature)?;
         finite("top_p", self.top_p)?;
         finite("min_p", self.min_p)?;
@@ -60,7 +72,10 @@ impl SamplingParams {
         finite("presence_penalty", self.presence_penalty)?;
         finite("frequency_penalty", self.frequency_penalty)?;
         if self.temperature < 0.0 {
-            return Err(format!("temperature must be >= 0, got {}", self.temperature));
+            return Err(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
@@ -69,14 +84,21 @@ impl SamplingParams {
             return Err(format!("min_p must be in [0, 1], got {}", self.min_p));
         }
         if self.repeat_penalty <= 0.0 {
-            return Err(format!("repeat_penalty must be > 0, got {}", self.repeat_penalty));
+            return Err(format!(
+                "repeat_penalty must be > 0, got {}",
+                self.repeat_penalty
+            ));
         }
-        if !(-2.0..=2.0).contains(&self.presence_penalty) || !(-2.0..=2.0).contains(&self.frequency_penalty) {
+        if !(-2.0..=2.0).contains(&self.presence_penalty)
+            || !(-2.0..=2.0).contains(&self.frequency_penalty)
+        {
             return Err("presence_penalty and frequency_penalty must be in [-2, 2]".into());
         }
         for &(id, bias) in &self.logit_bias {
             if id as usize >= n_vocab {
-                return Err(format!("logit_bias names token {id}, outside the vocabulary ({n_vocab})"));
+                return Err(format!(
+                    "logit_bias names token {id}, outside the vocabulary ({n_vocab})"
+                ));
             }
             if !bias.is_finite() && bias != f32::NEG_INFINITY {
                 return Err(format!("logit_bias for token {id} must be a number"));
@@ -104,7 +126,11 @@ impl Sampler {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_entropy(),
         };
-        Sampler { params, rng, cand: Vec::new() }
+        Sampler {
+            params,
+            rng,
+            cand: Vec::new(),
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -131,13 +157,20 @@ impl Sampler {
 
         // Candidates sorted by logit, descending, cut by top-k.
         self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        let k = if p.top_k == 0 { self.cand.len() } else { p.top_k.min(self.cand.len()) };
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let k = if p.top_k == 0 {
+            self.cand.len()
+        } else {
+            p.top_k.min(self.cand.len())
+        };
         if k < self.cand.len() {
-            self.cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            self.cand
+                .select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
             self.cand.truncate(k);
         }
-        self.cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.cand
+            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         // Probabilities at temperature 1 for top-p and min-p (as llama.cpp orders them).
         let max = self.cand[0].1;
@@ -158,13 +191,22 @@ impl Sampler {
         }
         if p.min_p > 0.0 {
             let floor = probs[0] * p.min_p;
-            let keep = probs.iter().take(self.cand.len()).take_while(|&&pr| pr >= floor).count().max(1);
+            let keep = probs
+                .iter()
+                .take(self.cand.len())
+                .take_while(|&&pr| pr >= floor)
+                .count()
+                .max(1);
             self.cand.truncate(keep);
         }
 
         // Temperature, then a draw.
         let t = p.temperature;
-        let mut weights: Vec<f64> = self.cand.iter().map(|c| (((c.1 - max) / t) as f64).exp()).collect();
+        let mut weights: Vec<f64> = self
+            .cand
+            .iter()
+            .map(|c| (((c.1 - max) / t) as f64).exp())
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut r = self.rng.gen::<f64>() * total;
         for (i, w) in weights.iter_mut().enumerate() {
@@ -192,9 +234,15 @@ impl Sampler {
             *counts.entry(t).or_default() += 1;
         }
         for (&t, &n) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
             if p.repeat_penalty != 1.0 {
-                *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+                *l = if *l > 0.0 {
+                    *l / p.repeat_penalty
+                } else {
+                    *l * p.repeat_penalty
+                };
             }
             *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
         }
@@ -223,9 +271,15 @@ pub fn argmax(logits: &[f32]) -> u32 {
             *m = if v > *m { v } else { *m };
         }
     }
-    let max = lanes.iter().chain(tail).fold(logits[0], |m, &v| if v > m { v } else { m });
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .fold(logits[0], |m, &v| if v > m { v } else { m });
     // The first chunk that holds it (a whole-chunk test vectorizes), then its place there.
-    let c = logits.chunks(L).position(|c| c.iter().fold(false, |any, &v| any | (v == max))).unwrap_or(0);
+    let c = logits
+        .chunks(L)
+        .position(|c| c.iter().fold(false, |any, &v| any | (v == max)))
+        .unwrap_or(0);
     (c * L + logits[c * L..].iter().position(|&v| v == max).unwrap_or(0)) as u32
 }
 
@@ -252,7 +306,20 @@ mod tests {
     fn argmax_is_the_one_lane_scan() {
         // Ties, NaNs, signed zeros and infinities, at every length up to four chunks.
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let pool = [1.0f32, 2.0, 2.0, -1.0, 0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3.0, 3.0, -5.0];
+        let pool = [
+            1.0f32,
+            2.0,
+            2.0,
+            -1.0,
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            3.0,
+            3.0,
+            -5.0,
+        ];
         for n in 1..70 {
             for _ in 0..200 {
                 let v: Vec<f32> = (0..n)
@@ -276,19 +343,38 @@ mod tests {
 
     #[test]
     fn same_seed_same_draws_and_different_seeds_differ() {
-        let p = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: Some(7), ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.5,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: Some(7),
+            ..Default::default()
+        };
         let draw = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
-            (0..200).map(|_| s.sample(&logits(), &[])).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| s.sample(&logits(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(&p), draw(&p));
-        let other = SamplingParams { seed: Some(8), ..p.clone() };
+        let other = SamplingParams {
+            seed: Some(8),
+            ..p.clone()
+        };
         assert_ne!(draw(&p), draw(&other));
     }
 
     #[test]
     fn top_k_limits_the_support() {
-        let p = SamplingParams { temperature: 5.0, top_k: 2, top_p: 1.0, min_p: 0.0, seed: Some(1), ..Default::default() };
+        let p = SamplingParams {
+            temperature: 5.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: Some(1),
+            ..Default::default()
+        };
         let mut s = Sampler::new(p);
         for _ in 0..500 {
             let t = s.sample(&logits(), &[]);
@@ -299,10 +385,24 @@ mod tests {
     #[test]
     fn top_p_and_min_p_cut_the_tail() {
         let l = vec![10.0, 9.0, 0.0, -5.0];
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5, min_p: 0.0, seed: Some(3), ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.5,
+            min_p: 0.0,
+            seed: Some(3),
+            ..Default::default()
+        };
         let mut s = Sampler::new(p);
         assert!((0..300).all(|_| s.sample(&l, &[]) == 0));
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.2, seed: Some(3), ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.2,
+            seed: Some(3),
+            ..Default::default()
+        };
         let mut s = Sampler::new(p);
         let seen: std::collections::HashSet<u32> = (0..500).map(|_| s.sample(&l, &[])).collect();
         assert_eq!(seen, [0u32, 1].into_iter().collect());
@@ -310,14 +410,26 @@ mod tests {
 
     #[test]
     fn penalties_and_bias_change_the_greedy_choice() {
-        let p = SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy() };
+        let p = SamplingParams {
+            repeat_penalty: 2.0,
+            ..SamplingParams::greedy()
+        };
         let mut s = Sampler::new(p);
         assert_eq!(s.sample(&logits(), &[1]), 4); // 3.0/2 < 2.9
-        let p = SamplingParams { presence_penalty: 1.5, ..SamplingParams::greedy() };
+        let p = SamplingParams {
+            presence_penalty: 1.5,
+            ..SamplingParams::greedy()
+        };
         assert_eq!(Sampler::new(p).sample(&logits(), &[1, 4]), 2);
-        let p = SamplingParams { logit_bias: vec![(0, 10.0)], ..SamplingParams::greedy() };
+        let p = SamplingParams {
+            logit_bias: vec![(0, 10.0)],
+            ..SamplingParams::greedy()
+        };
         assert_eq!(Sampler::new(p).sample(&logits(), &[]), 0);
-        let p = SamplingParams { logit_bias: vec![(1, f32::NEG_INFINITY)], ..SamplingParams::greedy() };
+        let p = SamplingParams {
+            logit_bias: vec![(1, f32::NEG_INFINITY)],
+            ..SamplingParams::greedy()
+        };
         assert_eq!(Sampler::new(p).sample(&logits(), &[]), 4);
     }
 
@@ -326,13 +438,34 @@ mod tests {
         let ok = SamplingParams::default();
         assert!(ok.validate(10).is_ok());
         for bad in [
-            SamplingParams { temperature: -1.0, ..ok.clone() },
-            SamplingParams { top_p: 0.0, ..ok.clone() },
-            SamplingParams { top_p: 1.5, ..ok.clone() },
-            SamplingParams { min_p: 2.0, ..ok.clone() },
-            SamplingParams { temperature: f32::NAN, ..ok.clone() },
-            SamplingParams { logit_bias: vec![(10, 1.0)], ..ok.clone() },
-            SamplingParams { repeat_penalty: 0.0, ..ok.clone() },
+            SamplingParams {
+                temperature: -1.0,
+                ..ok.clone()
+            },
+            SamplingParams {
+                top_p: 0.0,
+                ..ok.clone()
+            },
+            SamplingParams {
+                top_p: 1.5,
+                ..ok.clone()
+            },
+            SamplingParams {
+                min_p: 2.0,
+                ..ok.clone()
+            },
+            SamplingParams {
+                temperature: f32::NAN,
+                ..ok.clone()
+            },
+            SamplingParams {
+                logit_bias: vec![(10, 1.0)],
+                ..ok.clone()
+            },
+            SamplingParams {
+                repeat_penalty: 0.0,
+                ..ok.clone()
+            },
         ] {
             assert!(bad.validate(10).is_err(), "{bad:?}");
         }

@@ -27,7 +27,11 @@ pub struct DraftModel(pub Arc<Model>);
 
 impl std::fmt::Debug for DraftModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DraftModel({})", self.0.config.name.as_deref().unwrap_or("unnamed"))
+        write!(
+            f,
+            "DraftModel({})",
+            self.0.config.name.as_deref().unwrap_or("unnamed")
+        )
     }
 }
 
@@ -35,10 +39,18 @@ impl std::fmt::Debug for DraftModel {
 pub fn check_draft(target: &Model, draft: &Model) -> Result<(), String> {
     let (t, d) = (&target.tokenizer, &draft.tokenizer);
     if t.n_vocab() != d.n_vocab() {
-        return Err(format!("the draft model's vocabulary has {} tokens, the model's {}", d.n_vocab(), t.n_vocab()));
+        return Err(format!(
+            "the draft model's vocabulary has {} tokens, the model's {}",
+            d.n_vocab(),
+            t.n_vocab()
+        ));
     }
     if let Some(id) = (0..t.n_vocab() as u32).find(|&id| t.token_text(id) != d.token_text(id)) {
-        return Err(format!("the draft model's token {id} is {:?}, the model's {:?}", d.token_text(id), t.token_text(id)));
+        return Err(format!(
+            "the draft model's token {id} is {:?}, the model's {:?}",
+            d.token_text(id),
+            t.token_text(id)
+        ));
     }
     Ok(())
 }
@@ -56,18 +68,31 @@ pub struct SpecConfig {
 
 impl SpecConfig {
     pub fn ngram(n_draft: usize) -> SpecConfig {
-        SpecConfig { kind: SpecKind::Ngram, n_draft, ngram_max: 4, ngram_min: 2 }
+        SpecConfig {
+            kind: SpecKind::Ngram,
+            n_draft,
+            ngram_max: 4,
+            ngram_min: 2,
+        }
     }
 
     pub fn draft(n_draft: usize) -> SpecConfig {
-        SpecConfig { kind: SpecKind::Draft, ..Self::ngram(n_draft) }
+        SpecConfig {
+            kind: SpecKind::Draft,
+            ..Self::ngram(n_draft)
+        }
     }
 }
 
 /// Up to `n_draft` tokens that followed the most recent earlier occurrence of the longest
 /// suffix of `tokens` (from `ngram_max` down to `ngram_min` tokens) found in `tokens`,
 /// cut where the continuation of the occurrence before it differs (keeping at least one).
-pub fn ngram_drafts(tokens: &[u32], n_draft: usize, ngram_max: usize, ngram_min: usize) -> Vec<u32> {
+pub fn ngram_drafts(
+    tokens: &[u32],
+    n_draft: usize,
+    ngram_max: usize,
+    ngram_min: usize,
+) -> Vec<u32> {
     let len = tokens.len();
     if n_draft == 0 {
         return Vec::new();
@@ -86,7 +111,10 @@ pub fn ngram_drafts(tokens: &[u32], n_draft: usize, ngram_max: usize, ngram_min:
             // continuations agree (at least one token): past a point where the text has
             // gone two ways, a draft is a guess that costs a verify slot.
             if let Some(j) = hits.next() {
-                k = (0..k).take_while(|&d| j + n + d < len && tokens[j + n + d] == tokens[from + d]).count().max(1);
+                k = (0..k)
+                    .take_while(|&d| j + n + d < len && tokens[j + n + d] == tokens[from + d])
+                    .count()
+                    .max(1);
             }
             return tokens[from..from + k].to_vec();
         }

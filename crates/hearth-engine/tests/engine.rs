@@ -11,7 +11,14 @@ use hearth_engine::{Engine, EngineConfig, EngineError, Event, Request, SamplingP
 use hearth_model::{KvType, Model};
 
 fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Request {
-    Request { prompt_ids: prompt, max_tokens, sampling: SamplingParams::greedy(), stop: Vec::new(), ignore_eos: true, logprobs: None }
+    Request {
+        prompt_ids: prompt,
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+        ignore_eos: true,
+        logprobs: None,
+    }
 }
 
 /// Every event of one request: (token ids, text, completion tokens reported).
@@ -53,15 +60,25 @@ fn alone_with(model: &Model, prompt: &[u32], n: usize, kv_type: KvType) -> Vec<u
 fn prompts(model: &Model, n: usize) -> Vec<Vec<u32>> {
     (0..n)
         .map(|i| {
-            let words = ["river", "engine", "garden", "silver", "orbit", "lantern", "maple", "harbor"];
-            let text = format!("Story {i}: the {} and the {} met {} times near the", words[i % 8], words[(i * 3 + 1) % 8], i + 2);
+            let words = [
+                "river", "engine", "garden", "silver", "orbit", "lantern", "maple", "harbor",
+            ];
+            let text = format!(
+                "Story {i}: the {} and the {} met {} times near the",
+                words[i % 8],
+                words[(i * 3 + 1) % 8],
+                i + 2
+            );
             model.tokenizer.encode(&text, true, true)
         })
         .collect()
 }
 
 fn run_all(engine: &Engine, prompts: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
-    let rxs: Vec<_> = prompts.iter().map(|p| engine.submit(greedy(p.clone(), n)).unwrap()).collect();
+    let rxs: Vec<_> = prompts
+        .iter()
+        .map(|p| engine.submit(greedy(p.clone(), n)).unwrap())
+        .collect();
     rxs.into_iter()
         .map(|rx| {
             let (ids, _, count) = collect(rx);
@@ -88,7 +105,10 @@ fn quantized_kv_caches_batch_like_they_run_alone() {
     let model = Arc::new(Model::load(common::model_path()).unwrap());
     let ps = prompts(&model, 3);
     for kv_type in [KvType::Q8_0, KvType::Q4_0] {
-        let want: Vec<Vec<u32>> = ps.iter().map(|p| alone_with(&model, p, 10, kv_type)).collect();
+        let want: Vec<Vec<u32>> = ps
+            .iter()
+            .map(|p| alone_with(&model, p, 10, kv_type))
+            .collect();
         let mut cfg = EngineConfig::new(4, 256, 2);
         cfg.kv_type = kv_type;
         let engine = Engine::start(model.clone(), cfg).unwrap();
@@ -107,7 +127,14 @@ fn preemption_recomputes_without_changing_outputs() {
     cfg.n_blocks = 14;
     let engine = Engine::start(model.clone(), cfg).unwrap();
     assert_eq!(run_all(&engine, &ps, 20), want);
-    assert!(engine.metrics.preemptions_total.load(std::sync::atomic::Ordering::Relaxed) > 0, "the test did not preempt");
+    assert!(
+        engine
+            .metrics
+            .preemptions_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the test did not preempt"
+    );
 }
 
 #[test]
@@ -131,8 +158,15 @@ fn a_dropped_receiver_frees_its_blocks() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert_eq!(m.kv_blocks_used.load(std::sync::atomic::Ordering::Relaxed), 0);
-    assert_eq!(m.requests_cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        m.kv_blocks_used.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        m.requests_cancelled
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
@@ -152,7 +186,9 @@ fn stop_strings_logprobs_and_bad_requests() {
     let mut reason = None;
     while let Some(ev) = rx.blocking_recv() {
         match ev {
-            Event::Token { text: t, logprob, .. } => {
+            Event::Token {
+                text: t, logprob, ..
+            } => {
                 text.push_str(&t);
                 let lp = logprob.expect("logprobs were asked for");
                 assert_eq!(lp.top.len(), 3);
@@ -170,11 +206,20 @@ fn stop_strings_logprobs_and_bad_requests() {
     assert_eq!(reason, Some(hearth_engine::FinishReason::Stop));
     assert_eq!(text, full[..full.find(&stop).unwrap()]);
 
-    assert_eq!(engine.submit(greedy(vec![], 4)).unwrap_err(), EngineError::EmptyPrompt);
-    assert!(matches!(engine.submit(greedy(vec![1; 64], 4)).unwrap_err(), EngineError::PromptTooLong { .. }));
+    assert_eq!(
+        engine.submit(greedy(vec![], 4)).unwrap_err(),
+        EngineError::EmptyPrompt
+    );
+    assert!(matches!(
+        engine.submit(greedy(vec![1; 64], 4)).unwrap_err(),
+        EngineError::PromptTooLong { .. }
+    ));
     let mut bad = greedy(p.clone(), 4);
     bad.sampling.temperature = f32::NAN;
-    assert!(matches!(engine.submit(bad).unwrap_err(), EngineError::BadParameter(_)));
+    assert!(matches!(
+        engine.submit(bad).unwrap_err(),
+        EngineError::BadParameter(_)
+    ));
 }
 
 /// Runs one request to the end: (generated ids, summary).
@@ -195,7 +240,11 @@ fn run_one(engine: &Engine, req: Request) -> (Vec<u32>, hearth_engine::Summary) 
 fn prefix_cache_reuses_blocks_across_requests_and_turns() {
     let model = Arc::new(Model::load(common::model_path()).unwrap());
     let engine = Engine::start(model.clone(), EngineConfig::new(4, 512, 2)).unwrap();
-    let system = model.tokenizer.encode(&"You are a helpful assistant who answers briefly. ".repeat(6), true, true);
+    let system = model.tokenizer.encode(
+        &"You are a helpful assistant who answers briefly. ".repeat(6),
+        true,
+        true,
+    );
     let with = |tail: &str| [system.clone(), model.tokenizer.encode(tail, false, true)].concat();
 
     // Two users share a system prompt: the second reuses every full block of it.
@@ -203,19 +252,42 @@ fn prefix_cache_reuses_blocks_across_requests_and_turns() {
     assert_eq!(sa.cached_tokens, 0);
     let p2 = with("Second question?");
     let (b, sb) = run_one(&engine, greedy(p2.clone(), 8));
-    assert_eq!(sb.cached_tokens, system.len() / 16 * 16, "system prompt of {} tokens", system.len());
-    assert_eq!(b, alone(&model, &p2, 8), "a cached prefix changed the output");
+    assert_eq!(
+        sb.cached_tokens,
+        system.len() / 16 * 16,
+        "system prompt of {} tokens",
+        system.len()
+    );
+    assert_eq!(
+        b,
+        alone(&model, &p2, 8),
+        "a cached prefix changed the output"
+    );
     assert_eq!(a, alone(&model, &with("First question?"), 8));
 
     // The next turn of a conversation reuses the earlier prompt and answer.
-    let turn2 = [p2.clone(), b.clone(), model.tokenizer.encode(" And then?", false, true)].concat();
+    let turn2 = [
+        p2.clone(),
+        b.clone(),
+        model.tokenizer.encode(" And then?", false, true),
+    ]
+    .concat();
     let (c, sc) = run_one(&engine, greedy(turn2.clone(), 8));
-    assert!(sc.cached_tokens >= (p2.len() + b.len() - 1) / 16 * 16, "cached {} of {}", sc.cached_tokens, turn2.len());
+    assert!(
+        sc.cached_tokens >= (p2.len() + b.len() - 1) / 16 * 16,
+        "cached {} of {}",
+        sc.cached_tokens,
+        turn2.len()
+    );
     assert_eq!(sc.timings.prompt_eval_count, turn2.len() - sc.cached_tokens);
     assert_eq!(c, alone(&model, &turn2, 8));
 
     let m = &engine.metrics;
-    assert!(m.prefix_cache_hits_total.load(std::sync::atomic::Ordering::Relaxed) as usize >= sb.cached_tokens + sc.cached_tokens);
+    assert!(
+        m.prefix_cache_hits_total
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+            >= sb.cached_tokens + sc.cached_tokens
+    );
 
     // Turned off, nothing is reused.
     let mut cfg = EngineConfig::new(4, 512, 2);
@@ -239,11 +311,19 @@ fn ngram_speculation_keeps_greedy_output_alone_and_batched() {
     // Alone, then all together.
     let (first, summary) = run_one(&engine, greedy(ps[0].clone(), 24));
     assert_eq!(first, want[0]);
-    assert!(summary.drafted_tokens > 0 && summary.accepted_tokens > 0, "{summary:?}");
+    assert!(
+        summary.drafted_tokens > 0 && summary.accepted_tokens > 0,
+        "{summary:?}"
+    );
     assert_eq!(summary.completion_tokens, 24);
     assert_eq!(run_all(&engine, &ps, 24), want);
     let m = &engine.metrics;
-    assert!(m.spec_accepted_total.load(std::sync::atomic::Ordering::Relaxed) <= m.spec_drafted_total.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        m.spec_accepted_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= m.spec_drafted_total
+                .load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 #[test]
@@ -259,11 +339,17 @@ fn draft_model_speculation_keeps_greedy_output() {
     let (first, summary) = run_one(&engine, greedy(ps[0].clone(), 16));
     assert_eq!(first, want[0]);
     assert!(summary.drafted_tokens > 0, "{summary:?}");
-    assert_eq!(summary.accepted_tokens, summary.drafted_tokens, "{summary:?}");
+    assert_eq!(
+        summary.accepted_tokens, summary.drafted_tokens,
+        "{summary:?}"
+    );
     assert_eq!(run_all(&engine, &ps, 16), want);
     // A request with sampling still runs (the acceptance rule is exact for any sampler).
     let mut sampled = greedy(ps[1].clone(), 8);
-    sampled.sampling = hearth_engine::SamplingParams { seed: Some(3), ..Default::default() };
+    sampled.sampling = hearth_engine::SamplingParams {
+        seed: Some(3),
+        ..Default::default()
+    };
     assert_eq!(run_one(&engine, sampled).0.len(), 8);
 }
 
@@ -271,17 +357,30 @@ fn draft_model_speculation_keeps_greedy_output() {
 fn a_ten_turn_chat_runs_only_each_turns_new_tokens() {
     let model = Arc::new(Model::load(common::model_path()).unwrap());
     let engine = Engine::start(model.clone(), EngineConfig::new(2, 2048, 2)).unwrap();
-    let mut conversation = model.tokenizer.encode("A conversation about rivers.", true, true);
+    let mut conversation = model
+        .tokenizer
+        .encode("A conversation about rivers.", true, true);
     for turn in 0..10 {
-        let user = model.tokenizer.encode(&format!(" Question {turn}: tell me more."), false, true);
+        let user = model
+            .tokenizer
+            .encode(&format!(" Question {turn}: tell me more."), false, true);
         let before = conversation.len();
         conversation.extend(&user);
         let (answer, s) = run_one(&engine, greedy(conversation.clone(), 6));
         // Everything before this turn was cached, except the partly filled last block.
         let new = conversation.len() - before;
-        assert!(s.timings.prompt_eval_count <= new + 16, "turn {turn}: ran {} of {} prompt tokens ({new} new)", s.timings.prompt_eval_count, conversation.len());
+        assert!(
+            s.timings.prompt_eval_count <= new + 16,
+            "turn {turn}: ran {} of {} prompt tokens ({new} new)",
+            s.timings.prompt_eval_count,
+            conversation.len()
+        );
         if turn > 0 {
-            assert!(s.cached_tokens >= before / 16 * 16 - 16, "turn {turn}: cached {}", s.cached_tokens);
+            assert!(
+                s.cached_tokens >= before / 16 * 16 - 16,
+                "turn {turn}: cached {}",
+                s.cached_tokens
+            );
         }
         conversation.extend(&answer);
     }

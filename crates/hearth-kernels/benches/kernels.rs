@@ -36,14 +36,21 @@ fn bench_vec_dot<W: WeightBlock>(c: &mut Criterion, name: &str) {
         let mut a = vec![W::Act::zeroed(); ne0 / <W::Act as Quantize>::QK];
         W::Act::quantize_row_act(&data(ne0, 2), &mut a);
         g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
-        g.bench_function(BenchmarkId::new(mflop(ne0), ne0), |b| b.iter(|| W::vec_dot(black_box(&w), black_box(&a))));
+        g.bench_function(BenchmarkId::new(mflop(ne0), ne0), |b| {
+            b.iter(|| W::vec_dot(black_box(&w), black_box(&a)))
+        });
     }
     g.finish();
 }
 
 /// `[n_tokens][ne0] x [ne1][ne0]^T` on one thread: the tiled kernel (`gemm`) and, for
 /// comparison, one `vec_dot` per output (`loop`).
-fn bench_gemm<W: WeightBlock>(c: &mut Criterion, name: &str, shapes: &[(usize, usize)], tokens: &[usize]) {
+fn bench_gemm<W: WeightBlock>(
+    c: &mut Criterion,
+    name: &str,
+    shapes: &[(usize, usize)],
+    tokens: &[usize],
+) {
     let mut g = c.benchmark_group(format!("gemm/{name}"));
     g.sample_size(20);
     for &(ne0, ne1) in shapes {
@@ -59,7 +66,9 @@ fn bench_gemm<W: WeightBlock>(c: &mut Criterion, name: &str, shapes: &[(usize, u
                 b.iter(|| with_isa(|| W::gemm(nb, black_box(&w), black_box(&a), &mut out)))
             });
             g.bench_function(BenchmarkId::new("loop", &id), |b| {
-                b.iter(|| with_isa(|| gemm_with(nb, black_box(&w), black_box(&a), &mut out, W::vec_dot)))
+                b.iter(|| {
+                    with_isa(|| gemm_with(nb, black_box(&w), black_box(&a), &mut out, W::vec_dot))
+                })
             });
         }
     }
@@ -89,7 +98,9 @@ fn bench_x16<W: WeightBlock, X>(
             let mut out = vec![0.0f32; n * ne1];
             g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
             let id = format!("{ne0}x{ne1}/t{n}/{}", mflop(ne0 * ne1 * n));
-            g.bench_function(BenchmarkId::new("gemm", &id), |b| b.iter(|| gemm(nb, black_box(&w), black_box(&a), &mut out)));
+            g.bench_function(BenchmarkId::new("gemm", &id), |b| {
+                b.iter(|| gemm(nb, black_box(&w), black_box(&a), &mut out))
+            });
         }
     }
     g.finish();
@@ -103,7 +114,14 @@ fn kernels(c: &mut Criterion) {
     bench_vec_dot::<BlockQ4_0>(c, "q4_0");
     bench_vec_dot::<BlockQ8_0>(c, "q8_0");
     bench_gemm::<BlockQ4_1>(c, "q4_1", LAYER, &[1, 4, 16, 64]);
-    bench_x16::<BlockQ4_1, _>(c, "q4_1x16", LAYER, &[1, 4, 16, 64], interleave_q4_1x16, |nb, w, a, o| gemm_q4_1x16(nb, w, a, o));
+    bench_x16::<BlockQ4_1, _>(
+        c,
+        "q4_1x16",
+        LAYER,
+        &[1, 4, 16, 64],
+        interleave_q4_1x16,
+        |nb, w, a, o| gemm_q4_1x16(nb, w, a, o),
+    );
     bench_gemm::<BlockQ4_0>(c, "q4_0", &[(576, 1536)], &[1, 16]);
     bench_gemm::<BlockQ5_0>(c, "q5_0", &[(576, 1536)], &[1, 16]);
     // K-quants need rows of 256: the FFN's down projection.
@@ -111,7 +129,14 @@ fn kernels(c: &mut Criterion) {
     bench_gemm::<BlockQ6_K>(c, "q6_k", &[(1536, 576)], &[1, 16]);
     // The tied output layer (49152 rows): decode, and a 16-sequence batch.
     bench_gemm::<BlockQ8_0>(c, "q8_0", &[(576, 49152)], &[1, 16]);
-    bench_x16::<BlockQ8_0, _>(c, "q8_0x16", &[(576, 49152)], &[1, 16], interleave_q8_0x16, |nb, w, a, o| gemm_q8_0x16(nb, w, a, o));
+    bench_x16::<BlockQ8_0, _>(
+        c,
+        "q8_0x16",
+        &[(576, 49152)],
+        &[1, 16],
+        interleave_q8_0x16,
+        |nb, w, a, o| gemm_q8_0x16(nb, w, a, o),
+    );
 }
 
 criterion_group!(benches, kernels);

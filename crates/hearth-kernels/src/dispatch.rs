@@ -40,7 +40,9 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
             let avx512 = avx2
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -65,7 +67,11 @@ pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
         let best = Isa::detect();
-        match std::env::var("HEARTH_ISA").ok().as_deref().and_then(Isa::parse) {
+        match std::env::var("HEARTH_ISA")
+            .ok()
+            .as_deref()
+            .and_then(Isa::parse)
+        {
             // NEON and the x86 levels are not steps of one ladder: NEON forced on x86
             // is the scalar path.
             Some(Isa::Neon) if best != Isa::Neon => Isa::Scalar,

@@ -47,7 +47,13 @@ mod tests {
         record("fallback test kernel");
         assert!(count() >= before + 2);
         let names = take();
-        assert_eq!(names.iter().filter(|&&n| n == "fallback test kernel").count(), 1);
+        assert_eq!(
+            names
+                .iter()
+                .filter(|&&n| n == "fallback test kernel")
+                .count(),
+            1
+        );
         assert!(!take().contains(&"fallback test kernel"));
     }
 }

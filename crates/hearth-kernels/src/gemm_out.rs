@@ -30,7 +30,13 @@ impl<'a> GemmOut<'a> {
     /// others).
     pub unsafe fn from_raw_parts(ptr: *mut f32, ld: usize, n_rows: usize, n_tokens: usize) -> Self {
         assert!(n_rows <= ld || n_tokens <= 1, "gemm: output rows overlap");
-        GemmOut { ptr, ld, n_rows, n_tokens, _out: PhantomData }
+        GemmOut {
+            ptr,
+            ld,
+            n_rows,
+            n_tokens,
+            _out: PhantomData,
+        }
     }
 
     /// Weight rows (outputs per token).
@@ -48,7 +54,10 @@ impl<'a> GemmOut<'a> {
     /// Writes output (token `t`, row `r`); panics if it is outside the product.
     #[inline(always)]
     pub fn set(&mut self, t: usize, r: usize, v: f32) {
-        assert!(t < self.n_tokens && r < self.n_rows, "gemm: output ({t}, {r}) out of range");
+        assert!(
+            t < self.n_tokens && r < self.n_rows,
+            "gemm: output ({t}, {r}) out of range"
+        );
         // SAFETY: in range (checked), and this `GemmOut` is its only writer (constructors).
         unsafe { self.ptr.add(t * self.ld + r).write(v) }
     }
@@ -65,7 +74,13 @@ impl<'a> IntoGemmOut<'a> for &'a mut [f32] {
     #[inline(always)]
     fn into_gemm_out(self, n_rows: usize, n_tokens: usize) -> GemmOut<'a> {
         assert_eq!(self.len(), n_rows * n_tokens, "gemm: output length");
-        GemmOut { ptr: self.as_mut_ptr(), ld: n_rows, n_rows, n_tokens, _out: PhantomData }
+        GemmOut {
+            ptr: self.as_mut_ptr(),
+            ld: n_rows,
+            n_rows,
+            n_tokens,
+            _out: PhantomData,
+        }
     }
 }
 
@@ -79,7 +94,10 @@ impl<'a> IntoGemmOut<'a> for &'a mut Vec<f32> {
 impl<'a> IntoGemmOut<'a> for GemmOut<'a> {
     #[inline(always)]
     fn into_gemm_out(self, n_rows: usize, n_tokens: usize) -> GemmOut<'a> {
-        assert!(self.n_rows == n_rows && self.n_tokens == n_tokens, "gemm: output shape");
+        assert!(
+            self.n_rows == n_rows && self.n_tokens == n_tokens,
+            "gemm: output shape"
+        );
         self
     }
 }

@@ -57,9 +57,18 @@ pub trait WeightBlock: Quantize {
 /// [`WeightBlock::gemm`] as one `dot` call per output: the scalar twin of the tiled
 /// kernels (each output's arithmetic is exactly its one-row dot product).
 #[inline]
-pub fn gemm_with<'o, W: WeightBlock>(nb: usize, w: &[W], a: &[W::Act], out: impl IntoGemmOut<'o>, dot: impl Fn(&[W], &[W::Act]) -> f32) {
+pub fn gemm_with<'o, W: WeightBlock>(
+    nb: usize,
+    w: &[W],
+    a: &[W::Act],
+    out: impl IntoGemmOut<'o>,
+    dot: impl Fn(&[W], &[W::Act]) -> f32,
+) {
     let na = nb * W::QK / <W::Act as Quantize>::QK;
-    assert!(nb > 0 && na > 0 && w.len().is_multiple_of(nb) && a.len() % na == 0, "gemm: lengths are not whole rows");
+    assert!(
+        nb > 0 && na > 0 && w.len().is_multiple_of(nb) && a.len() % na == 0,
+        "gemm: lengths are not whole rows"
+    );
     let mut out = out.into_gemm_out(w.len() / nb, a.len() / na);
     for (t, ar) in a.chunks_exact(na).enumerate() {
         for (r, wr) in w.chunks_exact(nb).enumerate() {

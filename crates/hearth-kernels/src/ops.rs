@@ -139,18 +139,39 @@ pub struct RopeScale {
 
 impl RopeScale {
     /// No scaling.
-    pub const NONE: RopeScale = RopeScale { freq_scale: 1.0, ext_factor: 0.0, corr_dims: [0.0, 0.0], attn_factor: 1.0 };
+    pub const NONE: RopeScale = RopeScale {
+        freq_scale: 1.0,
+        ext_factor: 0.0,
+        corr_dims: [0.0, 0.0],
+        attn_factor: 1.0,
+    };
 
     /// YaRN (Peng et al., 2023) for a context stretched by `1 / freq_scale` from
     /// `n_ctx_orig`: the pairs whose wavelength fits in the original context more than
     /// `beta_fast` times keep their angle, those fitting fewer than `beta_slow` times are
     /// interpolated, and `cos`/`sin` are scaled by `1 + 0.1 ln(1 / freq_scale)`.
-    pub fn yarn(freq_scale: f32, n_rot: usize, n_ctx_orig: usize, freq_base: f32, beta_fast: f32, beta_slow: f32, attn_factor: f32) -> RopeScale {
+    pub fn yarn(
+        freq_scale: f32,
+        n_rot: usize,
+        n_ctx_orig: usize,
+        freq_base: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+        attn_factor: f32,
+    ) -> RopeScale {
         // The pair index whose wavelength is `n_ctx_orig / beta`.
-        let corr_dim = |beta: f32| n_rot as f32 * (n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln() / (2.0 * freq_base.ln());
+        let corr_dim = |beta: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * freq_base.ln())
+        };
         let lo = corr_dim(beta_fast).floor().max(0.0);
         let hi = corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0);
-        RopeScale { freq_scale, ext_factor: 1.0, corr_dims: [lo, hi], attn_factor }
+        RopeScale {
+            freq_scale,
+            ext_factor: 1.0,
+            corr_dims: [lo, hi],
+            attn_factor,
+        }
     }
 }
 
@@ -158,7 +179,14 @@ impl RopeScale {
 /// `rope_freqs`; empty for none) and a [`RopeScale`]: pair `i`'s angle is
 /// `pos * base^(-2i/n_rot) / freq_factors[i]`, interpolated by `freq_scale` (and, for
 /// YaRN, mixed with the unscaled angle by the ramp over `corr_dims`).
-pub fn rope_angles_ext(pos: u32, n_rot: usize, freq_base: f32, freq_factors: &[f32], scale: &RopeScale, cs: &mut [(f32, f32)]) {
+pub fn rope_angles_ext(
+    pos: u32,
+    n_rot: usize,
+    freq_base: f32,
+    freq_factors: &[f32],
+    scale: &RopeScale,
+    cs: &mut [(f32, f32)],
+) {
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
     let mut theta = pos as f32;
     for (i, cs) in cs.iter_mut().enumerate() {
@@ -166,7 +194,8 @@ pub fn rope_angles_ext(pos: u32, n_rot: usize, freq_base: f32, freq_factors: &[f
         let interp = scale.freq_scale * extrap;
         let (mut angle, mut mscale) = (interp, scale.attn_factor);
         if scale.ext_factor != 0.0 {
-            let y = (i as f32 - scale.corr_dims[0]) / (scale.corr_dims[1] - scale.corr_dims[0]).max(0.001);
+            let y = (i as f32 - scale.corr_dims[0])
+                / (scale.corr_dims[1] - scale.corr_dims[0]).max(0.001);
             let ramp = (1.0 - y.clamp(0.0, 1.0)) * scale.ext_factor;
             angle = interp * (1.0 - ramp) + extrap * ramp;
             mscale *= 1.0 + 0.1 * (1.0 / scale.freq_scale).ln();
@@ -269,14 +298,19 @@ pub fn expf_poly(x: f32) -> f32 {
     let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // log2(e)
     let n = z - r;
-    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), (-n).mul_add(f32::from_bits(0x3f31_7200), x));
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
     if n.abs() > 192.0 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
     let u = b * b;
     let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17));
     let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
-    let j = p.mul_add(u, q).mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
+    let j = p
+        .mul_add(u, q)
+        .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
     // j * 2^n, rounded once (exact in f64 for |n| <= 192).
     (f64::from(j) * pow2(n as i32)) as f32
 }
@@ -330,14 +364,38 @@ pub(crate) const EXPF_POLY: [f64; 3] = [
 ];
 /// `bits(2^(i/32)) - (i << 47)`: adding `k << 47` to entry `k % 32` gives `2^(k/32)`.
 pub(crate) const EXPF_TABLE: [u64; 32] = [
-    0x3ff0_0000_0000_0000, 0x3fef_d9b0_d315_8574, 0x3fef_b558_6cf9_890f, 0x3fef_9301_d012_5b51,
-    0x3fef_72b8_3c7d_517b, 0x3fef_5487_3168_b9aa, 0x3fef_387a_6e75_6238, 0x3fef_1e9d_f51f_dee1,
-    0x3fef_06fe_0a31_b715, 0x3fee_f1a7_373a_a9cb, 0x3fee_dea6_4c12_3422, 0x3fee_ce08_6061_892d,
-    0x3fee_bfda_d536_2a27, 0x3fee_b42b_569d_4f82, 0x3fee_ab07_dd48_5429, 0x3fee_a47e_b03a_5585,
-    0x3fee_a09e_667f_3bcd, 0x3fee_9f75_e8ec_5f74, 0x3fee_a114_73eb_0187, 0x3fee_a589_994c_ce13,
-    0x3fee_ace5_422a_a0db, 0x3fee_b737_b0cd_c5e5, 0x3fee_c491_82a3_f090, 0x3fee_d503_b23e_255d,
-    0x3fee_e89f_995a_d3ad, 0x3fee_ff76_f2fb_5e47, 0x3fef_199b_dd85_529c, 0x3fef_3720_dcef_9069,
-    0x3fef_5818_dcfb_a487, 0x3fef_7c97_337b_9b5f, 0x3fef_a4af_a2a4_90da, 0x3fef_d076_5b6e_4540,
+    0x3ff0_0000_0000_0000,
+    0x3fef_d9b0_d315_8574,
+    0x3fef_b558_6cf9_890f,
+    0x3fef_9301_d012_5b51,
+    0x3fef_72b8_3c7d_517b,
+    0x3fef_5487_3168_b9aa,
+    0x3fef_387a_6e75_6238,
+    0x3fef_1e9d_f51f_dee1,
+    0x3fef_06fe_0a31_b715,
+    0x3fee_f1a7_373a_a9cb,
+    0x3fee_dea6_4c12_3422,
+    0x3fee_ce08_6061_892d,
+    0x3fee_bfda_d536_2a27,
+    0x3fee_b42b_569d_4f82,
+    0x3fee_ab07_dd48_5429,
+    0x3fee_a47e_b03a_5585,
+    0x3fee_a09e_667f_3bcd,
+    0x3fee_9f75_e8ec_5f74,
+    0x3fee_a114_73eb_0187,
+    0x3fee_a589_994c_ce13,
+    0x3fee_ace5_422a_a0db,
+    0x3fee_b737_b0cd_c5e5,
+    0x3fee_c491_82a3_f090,
+    0x3fee_d503_b23e_255d,
+    0x3fee_e89f_995a_d3ad,
+    0x3fee_ff76_f2fb_5e47,
+    0x3fef_199b_dd85_529c,
+    0x3fef_3720_dcef_9069,
+    0x3fef_5818_dcfb_a487,
+    0x3fef_7c97_337b_9b5f,
+    0x3fef_a4af_a2a4_90da,
+    0x3fef_d076_5b6e_4540,
 ];
 
 /// `2^n` exactly, for `|n| <= 1022`, from its bits (what `2f64.powi(n)` gives there, but
@@ -371,7 +429,9 @@ mod tests {
     fn rms_norm_of_a_row_does_not_depend_on_its_neighbours() {
         // Seven rows: one group of four interleaved sums, then three alone.
         let n = 576;
-        let x: Vec<f32> = (0..7 * n).map(|i| ((i as f32) * 0.731).sin() * (1.0 + (i % 13) as f32)).collect();
+        let x: Vec<f32> = (0..7 * n)
+            .map(|i| ((i as f32) * 0.731).sin() * (1.0 + (i % 13) as f32))
+            .collect();
         let w: Vec<f32> = (0..n).map(|i| 0.5 + (i as f32 * 0.1).cos()).collect();
         let mut all = vec![0.0; x.len()];
         rms_norm(&x, &w, 1e-5, &mut all);
@@ -381,8 +441,14 @@ mod tests {
             let sum: f64 = xr.iter().fold(0.0, |s, &v| s + (v * v) as f64);
             let scale = 1.0 / ((sum / n as f64) as f32 + 1e-5).sqrt();
             let sequential: Vec<f32> = xr.iter().zip(&w).map(|(&v, &w)| v * scale * w).collect();
-            assert_eq!(yr.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-            assert_eq!(alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), sequential.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            assert_eq!(
+                yr.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                sequential.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
         }
         let (mut xa, mut d) = (x.clone(), x.iter().map(|v| v * 0.5).collect::<Vec<_>>());
         let added: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a + b).collect();
@@ -425,7 +491,10 @@ mod tests {
         for i in -2000..2000 {
             let x = i as f32 * 0.043;
             let (got, want) = (expf_poly(x), (x as f64).exp());
-            assert!(((got as f64) - want).abs() <= 3e-7 * want, "exp({x}) = {got}, want {want}");
+            assert!(
+                ((got as f64) - want).abs() <= 3e-7 * want,
+                "exp({x}) = {got}, want {want}"
+            );
         }
         assert_eq!(expf_poly(-200.0), 0.0);
         assert_eq!(expf_poly(200.0), f32::INFINITY);
@@ -442,19 +511,45 @@ mod tests {
             eprintln!("skipped: no AVX2");
             return;
         }
-        let mut gate: Vec<f32> = (0..=u16::MAX).flat_map(|b| {
-            let x = half::f16::from_bits(b).to_f32();
-            [x, f32::from_bits(x.to_bits().wrapping_add(4096)), f32::from_bits(x.to_bits().wrapping_sub(4096))]
-        }).collect();
-        gate.extend([-10.0, 10.0, -10.000001, 9.999999, 10.000001, -9.999999, 0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-45]);
-        let up: Vec<f32> = (0..gate.len()).map(|i| ((i % 13) as f32 - 6.0) * 0.37 + 0.1).collect();
+        let mut gate: Vec<f32> = (0..=u16::MAX)
+            .flat_map(|b| {
+                let x = half::f16::from_bits(b).to_f32();
+                [
+                    x,
+                    f32::from_bits(x.to_bits().wrapping_add(4096)),
+                    f32::from_bits(x.to_bits().wrapping_sub(4096)),
+                ]
+            })
+            .collect();
+        gate.extend([
+            -10.0,
+            10.0,
+            -10.000001,
+            9.999999,
+            10.000001,
+            -9.999999,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e-45,
+        ]);
+        let up: Vec<f32> = (0..gate.len())
+            .map(|i| ((i % 13) as f32 - 6.0) * 0.37 + 0.1)
+            .collect();
         for len in (0..24).chain([gate.len()]) {
             let (mut want, mut got) = (gate[..len].to_vec(), gate[..len].to_vec());
             geglu_ref(&mut want, &up[..len]);
             // SAFETY: `isa()` reported AVX2.
             unsafe { crate::simd::x86_ops::geglu(&mut got, &up[..len], gelu_table()) };
             for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-                assert!(w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()), "geglu({}, {}): {g} != {w}", gate[i], up[i]);
+                assert!(
+                    w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()),
+                    "geglu({}, {}): {g} != {w}",
+                    gate[i],
+                    up[i]
+                );
             }
         }
     }
@@ -465,7 +560,11 @@ mod tests {
             let x = i as f32 * 0.02;
             let mut g = [x];
             geglu_ref(&mut g, &[1.0]);
-            assert!((g[0] - gelu_tanh(x)).abs() <= 2e-3 * (1.0 + x.abs()), "gelu({x}) = {}", g[0]);
+            assert!(
+                (g[0] - gelu_tanh(x)).abs() <= 2e-3 * (1.0 + x.abs()),
+                "gelu({x}) = {}",
+                g[0]
+            );
         }
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
     }
@@ -484,19 +583,43 @@ mod tests {
         let (mut a, mut b) = (x.clone(), x.clone());
         rope_rotate_neox(&mut a, hd, &cs);
         rope_rotate_neox_ref(&mut b, hd, &cs);
-        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-        let perm = |h: usize, d: usize| if d >= n_rot { d } else if d % 2 == 0 { d / 2 } else { n_rot / 2 + d / 2 };
-        let mut p: Vec<f32> = (0..2 * hd).map(|i| x[(i / hd) * hd + perm(i / hd, i % hd)]).collect();
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let perm = |d: usize| {
+            if d >= n_rot {
+                d
+            } else if d.is_multiple_of(2) {
+                d / 2
+            } else {
+                n_rot / 2 + d / 2
+            }
+        };
+        let mut p: Vec<f32> = (0..2 * hd)
+            .map(|i| x[(i / hd) * hd + perm(i % hd)])
+            .collect();
         rope_rotate(&mut p, hd, &cs);
         for i in 0..2 * hd {
-            assert_eq!(p[i].to_bits(), a[(i / hd) * hd + perm(i / hd, i % hd)].to_bits(), "dim {i}");
+            assert_eq!(
+                p[i].to_bits(),
+                a[(i / hd) * hd + perm(i % hd)].to_bits(),
+                "dim {i}"
+            );
         }
     }
 
     #[test]
     fn rope_freq_factors_divide_the_angle_and_yarn_keeps_fast_pairs() {
         let mut cs = [(0.0, 0.0); 4];
-        rope_angles_ext(10, 8, 10000.0, &[1.0, 2.0, 4.0, 8.0], &RopeScale::NONE, &mut cs);
+        rope_angles_ext(
+            10,
+            8,
+            10000.0,
+            &[1.0, 2.0, 4.0, 8.0],
+            &RopeScale::NONE,
+            &mut cs,
+        );
         let theta = |i: i32| 10.0 * 10000f32.powf(-2.0 * i as f32 / 8.0);
         for (i, f) in [1.0, 2.0, 4.0, 8.0].iter().enumerate() {
             assert!((cs[i].0 - (theta(i as i32) / f).cos()).abs() < 1e-5);
@@ -521,18 +644,40 @@ mod tests {
             eprintln!("skipped: no AVX-512");
             return;
         }
-        let mut gate: Vec<f32> = (0..=u32::MAX / 9973).map(|i| f32::from_bits(i.wrapping_mul(9973))).collect();
+        let mut gate: Vec<f32> = (0..=u32::MAX / 9973)
+            .map(|i| f32::from_bits(i.wrapping_mul(9973)))
+            .collect();
         gate.extend((-40000..40000).map(|i| i as f32 * 0.005));
-        gate.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45, -1e-45]);
-        gate.extend([87.3, 88.7, 103.0, 104.0, 132.9, 133.1, 134.0, -87.3, -88.7, -103.0, -104.0, -132.9, -133.1, -134.0]);
-        let up: Vec<f32> = (0..gate.len()).map(|i| ((i % 17) as f32 - 8.0) * 0.75 + 0.1).collect();
+        gate.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+        ]);
+        gate.extend([
+            87.3, 88.7, 103.0, 104.0, 132.9, 133.1, 134.0, -87.3, -88.7, -103.0, -104.0, -132.9,
+            -133.1, -134.0,
+        ]);
+        let up: Vec<f32> = (0..gate.len())
+            .map(|i| ((i % 17) as f32 - 8.0) * 0.75 + 0.1)
+            .collect();
         for len in (0..48).chain([gate.len()]) {
             let (mut want, mut got) = (gate[..len].to_vec(), gate[..len].to_vec());
             swiglu_ref(&mut want, &up[..len]);
             // SAFETY: `isa()` reported AVX-512.
             unsafe { crate::simd::x86_avx512_ops::swiglu(&mut got, &up[..len]) };
             for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-                assert!(w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()), "swiglu({}, {}): {g} != {w}", gate[i], up[i]);
+                assert!(
+                    w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan()),
+                    "swiglu({}, {}): {g} != {w}",
+                    gate[i],
+                    up[i]
+                );
             }
         }
     }
@@ -555,7 +700,20 @@ mod expf_tests {
     fn expf_is_the_c_library_expf() {
         let negatives = sweep(0x8000_0000, 0xff80_0000, 97);
         let positives = sweep(0, 0x7f80_0000, 1009);
-        let specials = [0.0, -0.0, f32::NEG_INFINITY, f32::INFINITY, -103.97, -103.5, -103.2, -87.5, 88.72, 88.73, -1e-30, 1e-30];
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            -103.97,
+            -103.5,
+            -103.2,
+            -87.5,
+            88.72,
+            88.73,
+            -1e-30,
+            1e-30,
+        ];
         for x in negatives.chain(positives).chain(specials) {
             assert_eq!(expf(x).to_bits(), x.exp().to_bits(), "expf({x:e})");
         }
@@ -571,7 +729,10 @@ mod expf_tests {
         for i in -1000..1000 {
             let x = i as f32 * 0.0871;
             let want = (x as f64).exp();
-            assert!(((expf(x) as f64) - want).abs() <= 1.2e-7 * want, "expf({x})");
+            assert!(
+                ((expf(x) as f64) - want).abs() <= 1.2e-7 * want,
+                "expf({x})"
+            );
         }
     }
 
@@ -583,7 +744,14 @@ mod expf_tests {
         }
         let xs: Vec<f32> = sweep(0x8000_0000, 0xff80_0000, 1013)
             .chain(sweep(0, 0x7f80_0000, 4099))
-            .chain([f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -103.5, -103.1, -0.0])
+            .chain([
+                f32::NAN,
+                f32::NEG_INFINITY,
+                f32::INFINITY,
+                -103.5,
+                -103.1,
+                -0.0,
+            ])
             .collect();
         for chunk in xs.chunks(8) {
             let mut x = [0.0f32; 8];
@@ -593,7 +761,10 @@ mod expf_tests {
             unsafe { crate::simd::x86::expf8_slice(&x, &mut y) };
             for (x, y) in x.iter().zip(y) {
                 let want = expf(*x);
-                assert!(y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()), "expf8({x:e}) = {y:e}, expf = {want:e}");
+                assert!(
+                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                    "expf8({x:e}) = {y:e}, expf = {want:e}"
+                );
             }
         }
     }

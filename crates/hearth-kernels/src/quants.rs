@@ -3,15 +3,15 @@
 pub(crate) mod float;
 mod k_quants;
 mod legacy;
-pub(crate) mod q8;
 mod q4_1x16;
+pub(crate) mod q8;
 mod q8_0x16;
 
 pub use float::*;
 pub use k_quants::*;
 pub use legacy::*;
-pub use q8::*;
 pub use q4_1x16::*;
+pub use q8::*;
 pub use q8_0x16::*;
 
 /// ggml's signed max-abs scan (Q4_0/Q5_0, the K-quants' groups, Q8_K): the first value

@@ -612,7 +612,10 @@ fn check_golden(w: &[f32], a: &[f32], g: &Golden) {
         // The library's `vec_dot` (the SIMD kernels' lane order) differs from
         // it only by f32 rounding of the same exact integer sums.
         let v = W::vec_dot(&q, aq);
-        assert!((v - d).abs() <= 1e-5 * d.abs().max(1.0), "{name}: vec_dot {v} vs ggml order {d}");
+        assert!(
+            (v - d).abs() <= 1e-5 * d.abs().max(1.0),
+            "{name}: vec_dot {v} vs ggml order {d}"
+        );
     }
     one::<BlockQ2_K>("q2_K", w, &aq, g.types[0], BlockQ2_K::vec_dot_generic);
     one::<BlockQ3_K>("q3_K", w, &aq, g.types[1], BlockQ3_K::vec_dot_generic);

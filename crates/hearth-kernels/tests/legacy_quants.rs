@@ -856,7 +856,13 @@ const GOLDEN_ROW: usize = 256;
 /// were taken in. The library's twins sum in the SIMD kernels' lane order instead; the
 /// integer parts agree exactly and the tests below bound the float difference.
 fn nibbles(qs: &[u8; 16], off: i32) -> [i32; 32] {
-    std::array::from_fn(|i| if i < 16 { (qs[i] & 0x0f) as i32 + off } else { (qs[i - 16] >> 4) as i32 + off })
+    std::array::from_fn(|i| {
+        if i < 16 {
+            (qs[i] & 0x0f) as i32 + off
+        } else {
+            (qs[i - 16] >> 4) as i32 + off
+        }
+    })
 }
 
 fn ggml_generic_dot_q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
@@ -921,15 +927,34 @@ fn lane_order_twins_agree_with_ggml_generic_order() {
     let bw = GOLDEN_ROW / 32;
     let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * (y.abs() + GOLDEN_ROW as f32);
     let (w41, a81) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ8_1>(&a));
-    let (w40, w80, a80) = (quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w), quantize::<BlockQ8_0>(&a));
+    let (w40, w80, a80) = (
+        quantize::<BlockQ4_0>(&w),
+        quantize::<BlockQ8_0>(&w),
+        quantize::<BlockQ8_0>(&a),
+    );
     let (w50, w51) = (quantize::<BlockQ5_0>(&w), quantize::<BlockQ5_1>(&w));
     for r in 0..GOLDEN_N / GOLDEN_ROW {
         let rows = r * bw..(r + 1) * bw;
-        assert!(close(vec_dot_q4_1_q8_1_ref(&w41[rows.clone()], &a81[rows.clone()]), ggml_generic_dot_q4_1(&w41[rows.clone()], &a81[rows.clone()])));
-        assert!(close(vec_dot_q4_0_q8_0_ref(&w40[rows.clone()], &a80[rows.clone()]), ggml_generic_dot_q4_0(&w40[rows.clone()], &a80[rows.clone()])));
-        assert!(close(vec_dot_q8_0_q8_0_ref(&w80[rows.clone()], &a80[rows.clone()]), ggml_generic_dot_q8_0(&w80[rows.clone()], &a80[rows.clone()])));
-        assert!(close(vec_dot_q5_0_q8_0_ref(&w50[rows.clone()], &a80[rows.clone()]), ggml_generic_dot_q5_0(&w50[rows.clone()], &a80[rows.clone()])));
-        assert!(close(vec_dot_q5_1_q8_1_ref(&w51[rows.clone()], &a81[rows.clone()]), ggml_generic_dot_q5_1(&w51[rows.clone()], &a81[rows])));
+        assert!(close(
+            vec_dot_q4_1_q8_1_ref(&w41[rows.clone()], &a81[rows.clone()]),
+            ggml_generic_dot_q4_1(&w41[rows.clone()], &a81[rows.clone()])
+        ));
+        assert!(close(
+            vec_dot_q4_0_q8_0_ref(&w40[rows.clone()], &a80[rows.clone()]),
+            ggml_generic_dot_q4_0(&w40[rows.clone()], &a80[rows.clone()])
+        ));
+        assert!(close(
+            vec_dot_q8_0_q8_0_ref(&w80[rows.clone()], &a80[rows.clone()]),
+            ggml_generic_dot_q8_0(&w80[rows.clone()], &a80[rows.clone()])
+        ));
+        assert!(close(
+            vec_dot_q5_0_q8_0_ref(&w50[rows.clone()], &a80[rows.clone()]),
+            ggml_generic_dot_q5_0(&w50[rows.clone()], &a80[rows.clone()])
+        ));
+        assert!(close(
+            vec_dot_q5_1_q8_1_ref(&w51[rows.clone()], &a81[rows.clone()]),
+            ggml_generic_dot_q5_1(&w51[rows.clone()], &a81[rows])
+        ));
     }
 }
 

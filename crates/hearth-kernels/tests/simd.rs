@@ -46,8 +46,16 @@ fn gemm_matches_vec_dot<W: WeightBlock>(name: &str) {
                     for r in 0..n_rows {
                         let want = W::vec_dot(&w[r * nb..(r + 1) * nb], at);
                         let g = got[t * n_rows + r];
-                        assert_eq!(g.to_bits(), want.to_bits(), "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}: out[{t}][{r}]");
-                        assert_eq!(alone[r].to_bits(), want.to_bits(), "{name}: token {t} alone, row {r}");
+                        assert_eq!(
+                            g.to_bits(),
+                            want.to_bits(),
+                            "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}: out[{t}][{r}]"
+                        );
+                        assert_eq!(
+                            alone[r].to_bits(),
+                            want.to_bits(),
+                            "{name}: token {t} alone, row {r}"
+                        );
                     }
                 }
             }
@@ -71,11 +79,17 @@ fn gemm_strided_matches_compact<W: WeightBlock>(name: &str, ne0: usize) {
             let mut wide = vec![f32::NAN; first + n_tokens * ld];
             // SAFETY: elements first + t * ld + r (t < n_tokens, r < n_rows) lie in `wide`,
             // which nothing else touches during the call.
-            W::gemm(nb, &w, &a, unsafe { GemmOut::from_raw_parts(wide.as_mut_ptr().add(first), ld, n_rows, n_tokens) });
+            W::gemm(nb, &w, &a, unsafe {
+                GemmOut::from_raw_parts(wide.as_mut_ptr().add(first), ld, n_rows, n_tokens)
+            });
             for (i, v) in wide.iter().enumerate() {
                 let (t, r) = (i.wrapping_sub(first) / ld, i.wrapping_sub(first) % ld);
                 if i >= first && r < n_rows {
-                    assert_eq!(v.to_bits(), compact[t * n_rows + r].to_bits(), "{name} rows {n_rows} tokens {n_tokens}: ({t}, {r})");
+                    assert_eq!(
+                        v.to_bits(),
+                        compact[t * n_rows + r].to_bits(),
+                        "{name} rows {n_rows} tokens {n_tokens}: ({t}, {r})"
+                    );
                 } else {
                     assert!(v.is_nan(), "{name} rows {n_rows} tokens {n_tokens}: wrote element {i}, outside its rows");
                 }
@@ -130,30 +144,73 @@ mod neon {
         for (n, seed) in [(32, 1), (576, 2), (1536, 3), (4096, 4)] {
             let (w, a) = (data(n, seed), data(n, seed + 100));
             let (w41, a81) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ8_1>(&a));
-            let (w40, w80, a80) = (quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w), quantize::<BlockQ8_0>(&a));
+            let (w40, w80, a80) = (
+                quantize::<BlockQ4_0>(&w),
+                quantize::<BlockQ8_0>(&w),
+                quantize::<BlockQ8_0>(&a),
+            );
             // SAFETY: NEON is part of the aarch64 base ISA.
-            let (s41, s40, s80) = unsafe { (neon::vec_dot_q4_1_q8_1(&w41, &a81), neon::vec_dot_q4_0_q8_0(&w40, &a80), neon::vec_dot_q8_0_q8_0(&w80, &a80)) };
-            assert!(close(s41, vec_dot_q4_1_q8_1_ref(&w41, &a81), n), "q4_1 n={n}");
-            assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40, &a80), n), "q4_0 n={n}");
-            assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80, &a80), n), "q8_0 n={n}");
+            let (s41, s40, s80) = unsafe {
+                (
+                    neon::vec_dot_q4_1_q8_1(&w41, &a81),
+                    neon::vec_dot_q4_0_q8_0(&w40, &a80),
+                    neon::vec_dot_q8_0_q8_0(&w80, &a80),
+                )
+            };
+            assert!(
+                close(s41, vec_dot_q4_1_q8_1_ref(&w41, &a81), n),
+                "q4_1 n={n}"
+            );
+            assert!(
+                close(s40, vec_dot_q4_0_q8_0_ref(&w40, &a80), n),
+                "q4_0 n={n}"
+            );
+            assert!(
+                close(s80, vec_dot_q8_0_q8_0_ref(&w80, &a80), n),
+                "q8_0 n={n}"
+            );
             // Arbitrary quant bytes, scales kept finite and small.
             let d = |x: u16| half::f16::from_f32((x % 200) as f32 / 1000.0);
             let w80r = raw::<BlockQ8_0>(n / 32, seed + 7, |b| b.d = d(b.d.to_bits()));
             let a80r = raw::<BlockQ8_0>(n / 32, seed + 8, |b| b.d = d(b.d.to_bits()));
             let w40r = raw::<BlockQ4_0>(n / 32, seed + 9, |b| b.d = d(b.d.to_bits()));
             // SAFETY: as above.
-            let (s80, s40) = unsafe { (neon::vec_dot_q8_0_q8_0(&w80r, &a80r), neon::vec_dot_q4_0_q8_0(&w40r, &a80r)) };
-            assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80r, &a80r), n), "q8_0 raw n={n}");
-            assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40r, &a80r), n), "q4_0 raw n={n}");
+            let (s80, s40) = unsafe {
+                (
+                    neon::vec_dot_q8_0_q8_0(&w80r, &a80r),
+                    neon::vec_dot_q4_0_q8_0(&w40r, &a80r),
+                )
+            };
+            assert!(
+                close(s80, vec_dot_q8_0_q8_0_ref(&w80r, &a80r), n),
+                "q8_0 raw n={n}"
+            );
+            assert!(
+                close(s40, vec_dot_q4_0_q8_0_ref(&w40r, &a80r), n),
+                "q4_0 raw n={n}"
+            );
             // The five-bit types, on quantized rows and on arbitrary quant and qh bytes.
             let (w50, w51) = (quantize::<BlockQ5_0>(&w), quantize::<BlockQ5_1>(&w));
             let w50r = raw::<BlockQ5_0>(n / 32, seed + 10, |b| b.d = d(b.d.to_bits()));
-            let w51r = raw::<BlockQ5_1>(n / 32, seed + 11, |b| (b.d, b.m) = (d(b.d.to_bits()), d(b.m.to_bits())));
+            let w51r = raw::<BlockQ5_1>(n / 32, seed + 11, |b| {
+                (b.d, b.m) = (d(b.d.to_bits()), d(b.m.to_bits()))
+            });
             for (w50, w51, what) in [(&w50, &w51, "quantized"), (&w50r, &w51r, "raw")] {
                 // SAFETY: as above.
-                let (s50, s51) = unsafe { (neon::vec_dot_q5_0_q8_0(w50, &a80), neon::vec_dot_q5_1_q8_1(w51, &a81)) };
-                assert!(close(s50, vec_dot_q5_0_q8_0_ref(w50, &a80), n), "q5_0 {what} n={n}");
-                assert!(close(s51, vec_dot_q5_1_q8_1_ref(w51, &a81), n), "q5_1 {what} n={n}");
+                let (s50, s51) = unsafe {
+                    (
+                        neon::vec_dot_q5_0_q8_0(w50, &a80),
+                        neon::vec_dot_q5_1_q8_1(w51, &a81),
+                    )
+                };
+                assert!(
+                    close(s50, vec_dot_q5_0_q8_0_ref(w50, &a80), n),
+                    "q5_0 {what} n={n}"
+                );
+                assert!(
+                    close(s51, vec_dot_q5_1_q8_1_ref(w51, &a81), n),
+                    "q5_1 {what} n={n}"
+                );
             }
         }
     }
@@ -162,11 +219,13 @@ mod neon {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use hearth_kernels::simd::x86;
     use hearth_kernels::attention::KvSpan;
+    use hearth_kernels::simd::x86;
 
     fn have_avx2() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     }
 
     #[test]
@@ -178,14 +237,31 @@ mod x86 {
         for (n, seed) in [(32, 1), (576, 2), (1536, 3), (4096, 4)] {
             let (w, a) = (data(n, seed), data(n, seed + 100));
             let (w41, a81) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ8_1>(&a));
-            let (w40, w80, a80) = (quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w), quantize::<BlockQ8_0>(&a));
+            let (w40, w80, a80) = (
+                quantize::<BlockQ4_0>(&w),
+                quantize::<BlockQ8_0>(&w),
+                quantize::<BlockQ8_0>(&a),
+            );
             // SAFETY: AVX2 and FMA were detected above.
             let (s41, s40, s80) = unsafe {
-                (x86::vec_dot_q4_1_q8_1(&w41, &a81), x86::vec_dot_q4_0_q8_0(&w40, &a80), x86::vec_dot_q8_0_q8_0(&w80, &a80))
+                (
+                    x86::vec_dot_q4_1_q8_1(&w41, &a81),
+                    x86::vec_dot_q4_0_q8_0(&w40, &a80),
+                    x86::vec_dot_q8_0_q8_0(&w80, &a80),
+                )
             };
-            assert!(close(s41, vec_dot_q4_1_q8_1_ref(&w41, &a81), n), "q4_1 n={n}");
-            assert!(close(s40, vec_dot_q4_0_q8_0_ref(&w40, &a80), n), "q4_0 n={n}");
-            assert!(close(s80, vec_dot_q8_0_q8_0_ref(&w80, &a80), n), "q8_0 n={n}");
+            assert!(
+                close(s41, vec_dot_q4_1_q8_1_ref(&w41, &a81), n),
+                "q4_1 n={n}"
+            );
+            assert!(
+                close(s40, vec_dot_q4_0_q8_0_ref(&w40, &a80), n),
+                "q4_0 n={n}"
+            );
+            assert!(
+                close(s80, vec_dot_q8_0_q8_0_ref(&w80, &a80), n),
+                "q8_0 n={n}"
+            );
         }
     }
 
@@ -199,7 +275,11 @@ mod x86 {
             let nb = ne0 / 32;
             for n_rows in [1, 2, 3, 5, 8, 9] {
                 let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
-                let (w41, w40, w80) = (quantize::<BlockQ4_1>(&w), quantize::<BlockQ4_0>(&w), quantize::<BlockQ8_0>(&w));
+                let (w41, w40, w80) = (
+                    quantize::<BlockQ4_1>(&w),
+                    quantize::<BlockQ4_0>(&w),
+                    quantize::<BlockQ8_0>(&w),
+                );
                 for n_tokens in [1, 3, 4, 5, 6, 7, 9, 12, 14, 16] {
                     let x = data(ne0 * n_tokens, 500 + n_tokens as u64);
                     let (a81, a80) = (quantize::<BlockQ8_1>(&x), quantize::<BlockQ8_0>(&x));
@@ -238,7 +318,11 @@ mod x86 {
             for len in [1, 2, 17, n_pos] {
                 let (mut a, mut b) = ([0.0f32; 64], [0.0f32; 64]);
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                let whole = [KvSpan { k: &k[..], v: &v[..], n_pos: len }];
+                let whole = [KvSpan {
+                    k: &k[..],
+                    v: &v[..],
+                    n_pos: len,
+                }];
                 unsafe { x86::attend_heads_64(&q, &whole, stride, offset, 0.125, &mut a) };
                 attention::attend_head_ref(&q, &whole, stride, offset, 0.125, &mut b);
                 assert_eq!(a, b, "offset {offset} len {len}");
@@ -246,7 +330,11 @@ mod x86 {
                 for bs in [1, 5, 16] {
                     let spans: Vec<_> = (0..len)
                         .step_by(bs)
-                        .map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: bs.min(len - p0) })
+                        .map(|p0| KvSpan {
+                            k: &k[p0 * stride..],
+                            v: &v[p0 * stride..],
+                            n_pos: bs.min(len - p0),
+                        })
                         .collect();
                     let (mut c, mut d) = ([0.0f32; 64], [0.0f32; 64]);
                     // SAFETY: as above.
@@ -256,13 +344,26 @@ mod x86 {
                     assert_eq!(a, d, "blocks of {bs} (twin), offset {offset} len {len}");
                 }
                 // Read in place from an f16 cache: the same as from its f32 widening.
-                let (k16, v16): (Vec<half::f16>, Vec<half::f16>) =
-                    (k.iter().map(|&x| half::f16::from_f32(x)).collect(), v.iter().map(|&x| half::f16::from_f32(x)).collect());
-                let (kw, vw): (Vec<f32>, Vec<f32>) = (k16.iter().map(|x| x.to_f32()).collect(), v16.iter().map(|x| x.to_f32()).collect());
+                let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
+                    k.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                    v.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                );
+                let (kw, vw): (Vec<f32>, Vec<f32>) = (
+                    k16.iter().map(|x| x.to_f32()).collect(),
+                    v16.iter().map(|x| x.to_f32()).collect(),
+                );
                 let (mut c, mut d, mut e) = ([0.0f32; 64], [0.0f32; 64], [0.0f32; 64]);
                 // SAFETY: as above.
-                let s16 = [KvSpan { k: &k16[..], v: &v16[..], n_pos: len }];
-                let sw = [KvSpan { k: &kw[..], v: &vw[..], n_pos: len }];
+                let s16 = [KvSpan {
+                    k: &k16[..],
+                    v: &v16[..],
+                    n_pos: len,
+                }];
+                let sw = [KvSpan {
+                    k: &kw[..],
+                    v: &vw[..],
+                    n_pos: len,
+                }];
                 unsafe { x86::attend_heads_64(&q, &s16, stride, offset, 0.125, &mut c) };
                 attention::attend_head_ref(&q, &s16, stride, offset, 0.125, &mut d);
                 attention::attend_head_ref(&q, &sw, stride, offset, 0.125, &mut e);
@@ -278,21 +379,48 @@ mod x86 {
             return;
         }
         let (n_pos, stride) = (45, 192);
-        let k: Vec<half::f16> = data(n_pos * stride, 17).iter().map(|&x| half::f16::from_f32(x)).collect();
-        let v: Vec<half::f16> = data(n_pos * stride, 18).iter().map(|&x| half::f16::from_f32(x)).collect();
+        let k: Vec<half::f16> = data(n_pos * stride, 17)
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
+        let v: Vec<half::f16> = data(n_pos * stride, 18)
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
         for g in 1..=6 {
             // Larger queries make the running maximum move often (rescaling mid-run).
-            let q: Vec<f32> = data(64 * g, 19 + g as u64).iter().map(|x| x * 6.0).collect();
+            let q: Vec<f32> = data(64 * g, 19 + g as u64)
+                .iter()
+                .map(|x| x * 6.0)
+                .collect();
             for len in [1, 7, 8, 9, 16, 33, n_pos] {
-                let spans: Vec<_> = (0..len).step_by(16).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: 16.min(len - p0) }).collect();
+                let spans: Vec<_> = (0..len)
+                    .step_by(16)
+                    .map(|p0| KvSpan {
+                        k: &k[p0 * stride..],
+                        v: &v[p0 * stride..],
+                        n_pos: 16.min(len - p0),
+                    })
+                    .collect();
                 let mut grouped = vec![0.0f32; 64 * g];
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
                 unsafe { x86::attend_heads_64(&q, &spans, stride, 64, 0.125, &mut grouped) };
                 for h in 0..g {
                     let mut alone = [0.0f32; 64];
-                    attention::attend_head_ref(&q[64 * h..][..64], &spans, stride, 64, 0.125, &mut alone);
+                    attention::attend_head_ref(
+                        &q[64 * h..][..64],
+                        &spans,
+                        stride,
+                        64,
+                        0.125,
+                        &mut alone,
+                    );
                     let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&grouped[64 * h..][..64]), bits(&alone), "group of {g}, head {h}, {len} positions");
+                    assert_eq!(
+                        bits(&grouped[64 * h..][..64]),
+                        bits(&alone),
+                        "group of {g}, head {h}, {len} positions"
+                    );
                 }
             }
         }
@@ -314,17 +442,40 @@ mod x86 {
         let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
         let (k, v) = (quant(27), quant(28));
         for g in 1..=6 {
-            let q: Vec<f32> = data(64 * g, 29 + g as u64).iter().map(|x| x * 6.0).collect();
+            let q: Vec<f32> = data(64 * g, 29 + g as u64)
+                .iter()
+                .map(|x| x * 6.0)
+                .collect();
             for len in [1, 7, 8, 9, 16, 33, n_pos] {
-                let spans: Vec<_> = (0..len).step_by(16).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: 16.min(len - p0) }).collect();
+                let spans: Vec<_> = (0..len)
+                    .step_by(16)
+                    .map(|p0| KvSpan {
+                        k: &k[p0 * stride..],
+                        v: &v[p0 * stride..],
+                        n_pos: 16.min(len - p0),
+                    })
+                    .collect();
                 let mut grouped = vec![0.0f32; 64 * g];
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                unsafe { x86::attend_tiled_q8_0_64(&q, &[len], &spans, stride, 2, 0.125, &mut grouped) };
+                unsafe {
+                    x86::attend_tiled_q8_0_64(&q, &[len], &spans, stride, 2, 0.125, &mut grouped)
+                };
                 for h in 0..g {
                     let mut alone = [0.0f32; 64];
-                    attention::attend_head_quant(&q[64 * h..][..64], &spans, stride, 2, 0.125, &mut alone);
+                    attention::attend_head_quant(
+                        &q[64 * h..][..64],
+                        &spans,
+                        stride,
+                        2,
+                        0.125,
+                        &mut alone,
+                    );
                     let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&grouped[64 * h..][..64]), bits(&alone), "group of {g}, head {h}, {len} positions");
+                    assert_eq!(
+                        bits(&grouped[64 * h..][..64]),
+                        bits(&alone),
+                        "group of {g}, head {h}, {len} positions"
+                    );
                 }
             }
         }
@@ -346,12 +497,22 @@ mod x86 {
         for g in [1, 3, 6] {
             for n_q in [1, 2, 5, 8] {
                 // Larger queries make the running maximum move often (rescaling mid-run).
-                let q: Vec<f32> = data(64 * g * n_q, 39 + (g * n_q) as u64).iter().map(|x| x * 6.0).collect();
+                let q: Vec<f32> = data(64 * g * n_q, 39 + (g * n_q) as u64)
+                    .iter()
+                    .map(|x| x * 6.0)
+                    .collect();
                 for last in [n_q, 9, 16, 17, 33, n_pos] {
                     // Consecutive positions ending at `last`, as a prompt chunk has them.
                     let lens: Vec<usize> = (last + 1 - n_q..=last).collect();
                     for bs in [16, 5] {
-                        let spans: Vec<_> = (0..last).step_by(bs).map(|p0| KvSpan { k: &k[p0 * stride..], v: &v[p0 * stride..], n_pos: bs.min(last - p0) }).collect();
+                        let spans: Vec<_> = (0..last)
+                            .step_by(bs)
+                            .map(|p0| KvSpan {
+                                k: &k[p0 * stride..],
+                                v: &v[p0 * stride..],
+                                n_pos: bs.min(last - p0),
+                            })
+                            .collect();
                         let mut tiled = vec![0.0f32; 64 * g * n_q];
                         simd(&q, &lens, &spans, &mut tiled);
                         for (i, &len) in lens.iter().enumerate() {
@@ -375,15 +536,23 @@ mod x86 {
             return;
         }
         let (n_pos, stride) = (45, 192);
-        let k: Vec<half::f16> = data(n_pos * stride, 37).iter().map(|&x| half::f16::from_f32(x)).collect();
-        let v: Vec<half::f16> = data(n_pos * stride, 38).iter().map(|&x| half::f16::from_f32(x)).collect();
+        let k: Vec<half::f16> = data(n_pos * stride, 37)
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
+        let v: Vec<half::f16> = data(n_pos * stride, 38)
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
         check_tiled(
             &k,
             &v,
             stride,
             64,
             // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
-            |q, lens, spans, out| unsafe { x86::attend_tiled_64(q, lens, spans, stride, 64, 0.125, out) },
+            |q, lens, spans, out| unsafe {
+                x86::attend_tiled_64(q, lens, spans, stride, 64, 0.125, out)
+            },
             |q, spans, out| attention::attend_head_tiled(q, spans, stride, 64, 0.125, out),
         );
     }
@@ -402,13 +571,18 @@ mod x86 {
             stride,
             4,
             // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
-            |q, lens, spans, out| unsafe { x86::attend_tiled_q8_0_64(q, lens, spans, stride, 4, 0.125, out) },
+            |q, lens, spans, out| unsafe {
+                x86::attend_tiled_q8_0_64(q, lens, spans, stride, 4, 0.125, out)
+            },
             |q, spans, out| attention::attend_head_quant(q, spans, stride, 4, 0.125, out),
         );
     }
 
     fn block_q8_0(d: f32, qs: [i8; 32]) -> BlockQ8_0 {
-        BlockQ8_0 { d: half::f16::from_f32(d), qs }
+        BlockQ8_0 {
+            d: half::f16::from_f32(d),
+            qs,
+        }
     }
 
     #[test]
@@ -418,7 +592,10 @@ mod x86 {
         }
         let w = block_q8_0(1.0, [-128; 32]);
         // SAFETY: AVX2 and FMA were detected above.
-        assert_eq!(unsafe { x86::vec_dot_q8_0_q8_0(&[w], &[w]) }, 32.0 * 16384.0);
+        assert_eq!(
+            unsafe { x86::vec_dot_q8_0_q8_0(&[w], &[w]) },
+            32.0 * 16384.0
+        );
     }
 
     proptest! {
@@ -497,7 +674,11 @@ mod x86_avx512 {
     /// `k::gemm_*` against one twin `vec_dot` per output, bit for bit, into a compact
     /// output and into a strided one (a task's rows inside a wider output), where it
     /// writes its elements and nothing between them.
-    fn check<W: WeightBlock>(name: &str, gemm: impl Fn(usize, &[W], &[W::Act], GemmOut<'_>), twin: fn(&[W], &[W::Act]) -> f32) {
+    fn check<W: WeightBlock>(
+        name: &str,
+        gemm: impl Fn(usize, &[W], &[W::Act], GemmOut<'_>),
+        twin: fn(&[W], &[W::Act]) -> f32,
+    ) {
         for ne0 in [32, 576, 1536] {
             let nb = ne0 / 32;
             for n_rows in [1, 2, 3, 5, 8, 9] {
@@ -510,17 +691,27 @@ mod x86_avx512 {
                     let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
                     gemm(nb, &w, &a, (&mut got[..]).into_gemm_out(n_rows, n_tokens));
                     gemm_with(nb, &w, &a, &mut want, twin);
-                    assert_eq!(bits(&got), bits(&want), "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}");
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}"
+                    );
 
                     let ld = n_rows + 3;
                     let mut wide = vec![f32::NAN; 2 + n_tokens * ld];
                     // SAFETY: elements 2 + t * ld + r (t < n_tokens, r < n_rows) lie in
                     // `wide`, which nothing else touches during the call.
-                    gemm(nb, &w, &a, unsafe { GemmOut::from_raw_parts(wide.as_mut_ptr().add(2), ld, n_rows, n_tokens) });
+                    gemm(nb, &w, &a, unsafe {
+                        GemmOut::from_raw_parts(wide.as_mut_ptr().add(2), ld, n_rows, n_tokens)
+                    });
                     for (i, v) in wide.iter().enumerate() {
                         let (t, r) = ((i.wrapping_sub(2)) / ld, (i.wrapping_sub(2)) % ld);
                         if i >= 2 && r < n_rows {
-                            assert_eq!(v.to_bits(), want[t * n_rows + r].to_bits(), "{name} strided ({t}, {r})");
+                            assert_eq!(
+                                v.to_bits(),
+                                want[t * n_rows + r].to_bits(),
+                                "{name} strided ({t}, {r})"
+                            );
                         } else {
                             assert!(v.is_nan(), "{name} wrote element {i}, outside its rows");
                         }
@@ -536,13 +727,37 @@ mod x86_avx512 {
             return;
         }
         // SAFETY (each kernel call): AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C were detected.
-        check::<BlockQ4_0>("q4_0", |nb, w, a, o| unsafe { k::gemm_q4_0_q8_0(nb, w, a, o) }, vec_dot_q4_0_q8_0_ref);
-        check::<BlockQ4_1>("q4_1", |nb, w, a, o| unsafe { k::gemm_q4_1_q8_1(nb, w, a, o) }, vec_dot_q4_1_q8_1_ref);
-        check::<BlockQ5_0>("q5_0", |nb, w, a, o| unsafe { k::gemm_q5_0_q8_0(nb, w, a, o) }, vec_dot_q5_0_q8_0_ref);
-        check::<BlockQ5_1>("q5_1", |nb, w, a, o| unsafe { k::gemm_q5_1_q8_1(nb, w, a, o) }, vec_dot_q5_1_q8_1_ref);
-        check::<BlockQ8_0>("q8_0", |nb, w, a, o| unsafe { k::gemm_q8_0_q8_0(nb, w, a, o) }, vec_dot_q8_0_q8_0_ref);
+        check::<BlockQ4_0>(
+            "q4_0",
+            |nb, w, a, o| unsafe { k::gemm_q4_0_q8_0(nb, w, a, o) },
+            vec_dot_q4_0_q8_0_ref,
+        );
+        check::<BlockQ4_1>(
+            "q4_1",
+            |nb, w, a, o| unsafe { k::gemm_q4_1_q8_1(nb, w, a, o) },
+            vec_dot_q4_1_q8_1_ref,
+        );
+        check::<BlockQ5_0>(
+            "q5_0",
+            |nb, w, a, o| unsafe { k::gemm_q5_0_q8_0(nb, w, a, o) },
+            vec_dot_q5_0_q8_0_ref,
+        );
+        check::<BlockQ5_1>(
+            "q5_1",
+            |nb, w, a, o| unsafe { k::gemm_q5_1_q8_1(nb, w, a, o) },
+            vec_dot_q5_1_q8_1_ref,
+        );
+        check::<BlockQ8_0>(
+            "q8_0",
+            |nb, w, a, o| unsafe { k::gemm_q8_0_q8_0(nb, w, a, o) },
+            vec_dot_q8_0_q8_0_ref,
+        );
         // The dispatching entry point, with whatever ISA this process runs.
-        check::<BlockQ4_1>("q4_1 dispatched", |nb, w, a, o| BlockQ4_1::gemm(nb, w, a, o), vec_dot_q4_1_q8_1_ref);
+        check::<BlockQ4_1>(
+            "q4_1 dispatched",
+            |nb, w, a, o| BlockQ4_1::gemm(nb, w, a, o),
+            vec_dot_q4_1_q8_1_ref,
+        );
     }
 
     #[test]
@@ -552,7 +767,10 @@ mod x86_avx512 {
         }
         use hearth_kernels::simd::x86_avx512_attention as att;
         let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
-        let (k, v) = (super::x86::q8_0_rows(n_pos * stride, 57), super::x86::q8_0_rows(n_pos * stride, 58));
+        let (k, v) = (
+            super::x86::q8_0_rows(n_pos * stride, 57),
+            super::x86::q8_0_rows(n_pos * stride, 58),
+        );
         for offset in [0, 2, 4] {
             super::x86::check_tiled(
                 &k,
@@ -561,7 +779,9 @@ mod x86_avx512 {
                 offset,
                 // SAFETY: AVX-512 F/BW/VL, AVX2, FMA and F16C detected; rows lie inside k and
                 // v; at most 8 queries.
-                |q, lens, spans, out| unsafe { att::attend_tiled_q8_0_64(q, lens, spans, stride, offset, 0.125, out) },
+                |q, lens, spans, out| unsafe {
+                    att::attend_tiled_q8_0_64(q, lens, spans, stride, offset, 0.125, out)
+                },
                 |q, spans, out| attention::attend_head_quant(q, spans, stride, offset, 0.125, out),
             );
         }
@@ -576,7 +796,11 @@ mod x86_avx512 {
             let nb = ne0 / 256;
             for n_rows in [1, 2, 3, 6] {
                 let w = data(ne0 * n_rows, ne0 as u64 + n_rows as u64);
-                let (w4, w5, w6) = (quantize::<BlockQ4_K>(&w), quantize::<BlockQ5_K>(&w), quantize::<BlockQ6_K>(&w));
+                let (w4, w5, w6) = (
+                    quantize::<BlockQ4_K>(&w),
+                    quantize::<BlockQ5_K>(&w),
+                    quantize::<BlockQ6_K>(&w),
+                );
                 for n_tokens in [1, 2, 5, 8, 9, 17] {
                     let x = data(ne0 * n_tokens, 900 + n_tokens as u64);
                     let mut a = quantize::<BlockQ8_K>(&x);
@@ -727,20 +951,51 @@ mod x86_avx512 {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_activation_quantizers_match_scalar_twins() {
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
+    if !(is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c"))
+    {
         return;
     }
     let mut rows: Vec<Vec<f32>> = (0..20).map(|s| data(1536, 900 + s)).collect();
     rows.push(vec![0.0; 64]);
     // x * 127 / amax lands on halves: ties must go to even.
-    rows.push((0..64).map(|i| (i as f32 - 32.0) * 0.5 + if i % 32 == 0 { 127.0 / 2.0 } else { 0.0 }).collect());
-    rows.push((0..64).map(|i| if i % 5 == 0 { f32::MAX } else { -(i as f32) }).collect());
-    rows.push((0..64).map(|i| [f32::NAN, f32::INFINITY, -1.0, 1e-30][i % 4]).collect());
-    rows.push((0..64).map(|i| if i == 7 { f32::NEG_INFINITY } else { i as f32 * 1e-3 }).collect());
+    rows.push(
+        (0..64)
+            .map(|i| (i as f32 - 32.0) * 0.5 + if i % 32 == 0 { 127.0 / 2.0 } else { 0.0 })
+            .collect(),
+    );
+    rows.push(
+        (0..64)
+            .map(|i| if i % 5 == 0 { f32::MAX } else { -(i as f32) })
+            .collect(),
+    );
+    rows.push(
+        (0..64)
+            .map(|i| [f32::NAN, f32::INFINITY, -1.0, 1e-30][i % 4])
+            .collect(),
+    );
+    rows.push(
+        (0..64)
+            .map(|i| {
+                if i == 7 {
+                    f32::NEG_INFINITY
+                } else {
+                    i as f32 * 1e-3
+                }
+            })
+            .collect(),
+    );
     for x in &rows {
         let n = x.len() / 32;
-        let (mut a0, mut r0) = (vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n], vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n]);
-        let (mut a1, mut r1) = (vec![<BlockQ8_1 as bytemuck::Zeroable>::zeroed(); n], vec![<BlockQ8_1 as bytemuck::Zeroable>::zeroed(); n]);
+        let (mut a0, mut r0) = (
+            vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n],
+            vec![<BlockQ8_0 as bytemuck::Zeroable>::zeroed(); n],
+        );
+        let (mut a1, mut r1) = (
+            vec![<BlockQ8_1 as bytemuck::Zeroable>::zeroed(); n],
+            vec![<BlockQ8_1 as bytemuck::Zeroable>::zeroed(); n],
+        );
         // SAFETY: AVX2, FMA and F16C were detected above.
         unsafe {
             hearth_kernels::simd::x86::quantize_row_q8_0_act(x, &mut a0);
@@ -748,7 +1003,17 @@ fn avx2_activation_quantizers_match_scalar_twins() {
         }
         quantize_row_q8_0_act_ref(x, &mut r0);
         quantize_row_q8_1_act_ref(x, &mut r1);
-        assert_eq!(bytemuck::cast_slice::<_, u8>(&a0), bytemuck::cast_slice::<_, u8>(&r0), "q8_0 row {:?}", &x[..4]);
-        assert_eq!(bytemuck::cast_slice::<_, u8>(&a1), bytemuck::cast_slice::<_, u8>(&r1), "q8_1 row {:?}", &x[..4]);
+        assert_eq!(
+            bytemuck::cast_slice::<_, u8>(&a0),
+            bytemuck::cast_slice::<_, u8>(&r0),
+            "q8_0 row {:?}",
+            &x[..4]
+        );
+        assert_eq!(
+            bytemuck::cast_slice::<_, u8>(&a1),
+            bytemuck::cast_slice::<_, u8>(&r1),
+            "q8_1 row {:?}",
+            &x[..4]
+        );
     }
 }

@@ -40,7 +40,14 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// default model's 576 and 1536 (rounded up to whole blocks), plus odd lengths for the
 /// plain floats.
 fn lengths(qk: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = [qk, 2 * qk, 5 * qk, 576usize.div_ceil(qk) * qk, 1536usize.div_ceil(qk) * qk].into();
+    let mut v: Vec<usize> = [
+        qk,
+        2 * qk,
+        5 * qk,
+        576usize.div_ceil(qk) * qk,
+        1536usize.div_ceil(qk) * qk,
+    ]
+    .into();
     if qk == 1 {
         v.extend([1, 7, 15, 17, 33, 100]);
     }
@@ -56,10 +63,21 @@ fn twin_close_to_f64<W: WeightBlock>(name: &str, twin: fn(&[W], &[W::Act]) -> f3
             let w = quantize::<W>(&data(n, 10 + seed));
             let a = quantize_act::<W::Act>(&data(n, 20 + seed));
             let (wd, ad) = (dequantize(&w), dequantize(&a));
-            let exact: f64 = wd.iter().zip(&ad).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
-            let mag: f64 = wd.iter().zip(&ad).map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs()).sum();
+            let exact: f64 = wd
+                .iter()
+                .zip(&ad)
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum();
+            let mag: f64 = wd
+                .iter()
+                .zip(&ad)
+                .map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs())
+                .sum();
             let got = f64::from(twin(&w, &a));
-            assert!((got - exact).abs() <= tol * mag + 1e-6, "{name} n {n}: twin {got} vs exact {exact} (mag {mag})");
+            assert!(
+                (got - exact).abs() <= tol * mag + 1e-6,
+                "{name} n {n}: twin {got} vs exact {exact} (mag {mag})"
+            );
         }
     }
 }
@@ -80,7 +98,11 @@ fn gemm_is_vec_dot<W: WeightBlock>(name: &str) {
                     let at = &a[t * per..(t + 1) * per];
                     for r in 0..n_rows {
                         let want = W::vec_dot(&w[r * nb..(r + 1) * nb], at);
-                        assert_eq!(got[t * n_rows + r].to_bits(), want.to_bits(), "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}: out[{t}][{r}]");
+                        assert_eq!(
+                            got[t * n_rows + r].to_bits(),
+                            want.to_bits(),
+                            "{name} ne0 {ne0} rows {n_rows} tokens {n_tokens}: out[{t}][{r}]"
+                        );
                     }
                 }
             }
@@ -116,13 +138,24 @@ fn k_quant_twins_are_close_to_exact() {
 /// f32 rounding apart.
 #[test]
 fn k_quant_twins_are_close_to_ggml_order() {
-    fn check<W: WeightBlock<Act = BlockQ8_K>>(name: &str, twin: fn(&[W], &[BlockQ8_K]) -> f32, generic: fn(&[W], &[BlockQ8_K]) -> f32) {
+    fn check<W: WeightBlock<Act = BlockQ8_K>>(
+        name: &str,
+        twin: fn(&[W], &[BlockQ8_K]) -> f32,
+        generic: fn(&[W], &[BlockQ8_K]) -> f32,
+    ) {
         for n in lengths(256) {
             let w = quantize::<W>(&data(n, 40));
             let a = quantize_act::<BlockQ8_K>(&data(n, 41));
-            let mag: f64 = dequantize(&w).iter().zip(dequantize(&a)).map(|(&x, y)| (f64::from(x) * f64::from(y)).abs()).sum();
+            let mag: f64 = dequantize(&w)
+                .iter()
+                .zip(dequantize(&a))
+                .map(|(&x, y)| (f64::from(x) * f64::from(y)).abs())
+                .sum();
             let (t, g) = (twin(&w, &a), generic(&w, &a));
-            assert!((f64::from(t) - f64::from(g)).abs() <= 1e-6 * mag, "{name} n {n}: {t} vs {g}");
+            assert!(
+                (f64::from(t) - f64::from(g)).abs() <= 1e-6 * mag,
+                "{name} n {n}: {t} vs {g}"
+            );
         }
     }
     check::<BlockQ2_K>("q2_K", vec_dot_q2_k_q8_k_ref, BlockQ2_K::vec_dot_generic);
@@ -152,35 +185,55 @@ mod x86 {
     use proptest::prelude::*;
 
     fn have_avx2() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     }
 
     /// `simd(w, a) == twin(w, a)` bit for bit on quantized rows of every test length.
-    fn vec_dot_matches<W: WeightBlock>(name: &str, simd: unsafe fn(&[W], &[W::Act]) -> f32, twin: fn(&[W], &[W::Act]) -> f32) {
+    fn vec_dot_matches<W: WeightBlock>(
+        name: &str,
+        simd: unsafe fn(&[W], &[W::Act]) -> f32,
+        twin: fn(&[W], &[W::Act]) -> f32,
+    ) {
         for n in lengths(W::QK) {
             for seed in 0..4u64 {
                 let w = quantize::<W>(&data(n, 100 + seed));
                 let a = quantize_act::<W::Act>(&data(n, 200 + seed));
                 // SAFETY: the callers check AVX2, FMA and F16C first.
                 let s = unsafe { simd(&w, &a) };
-                assert_eq!(s.to_bits(), twin(&w, &a).to_bits(), "{name} n {n} seed {seed}: simd {s} twin {}", twin(&w, &a));
+                assert_eq!(
+                    s.to_bits(),
+                    twin(&w, &a).to_bits(),
+                    "{name} n {n} seed {seed}: simd {s} twin {}",
+                    twin(&w, &a)
+                );
             }
         }
     }
 
     /// The tiled `simd` kernel (`(nb, weights, activations, out)`) against the scalar twin
     /// run once per output.
-    fn gemm_matches<W: WeightBlock>(name: &str, simd: impl Fn(usize, &[W], &[W::Act], &mut [f32]), twin: fn(&[W], &[W::Act]) -> f32) {
+    fn gemm_matches<W: WeightBlock>(
+        name: &str,
+        simd: impl Fn(usize, &[W], &[W::Act], &mut [f32]),
+        twin: fn(&[W], &[W::Act]) -> f32,
+    ) {
         for n in lengths(W::QK) {
             let nb = n / W::QK;
             for n_rows in [1, 2, 3, 5, 8, 9] {
                 let w = quantize::<W>(&data(n * n_rows, n as u64 * 31 + n_rows as u64));
                 for n_tokens in [1, 2, 3, 4, 5, 6, 7, 13, 16] {
                     let a = quantize_act::<W::Act>(&data(n * n_tokens, 500 + n_tokens as u64));
-                    let (mut s, mut r) = (vec![0.0; n_rows * n_tokens], vec![0.0; n_rows * n_tokens]);
+                    let (mut s, mut r) =
+                        (vec![0.0; n_rows * n_tokens], vec![0.0; n_rows * n_tokens]);
                     simd(nb, &w, &a, &mut s);
                     gemm_with(nb, &w, &a, &mut r, twin);
-                    assert_eq!(bits(&s), bits(&r), "{name} n {n} rows {n_rows} tokens {n_tokens}");
+                    assert_eq!(
+                        bits(&s),
+                        bits(&r),
+                        "{name} n {n} rows {n_rows} tokens {n_tokens}"
+                    );
                 }
             }
         }
@@ -195,8 +248,16 @@ mod x86 {
         vec_dot_matches::<f16>("f16", x86_float::vec_dot_f16, vec_dot_f16_ref);
         vec_dot_matches::<bf16>("bf16", x86_float::vec_dot_bf16, vec_dot_bf16_ref);
         // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
-        gemm_matches::<f16>("f16", |nb, w, a, o| unsafe { x86_float::gemm_f16(nb, w, a, o) }, vec_dot_f16_ref);
-        gemm_matches::<bf16>("bf16", |nb, w, a, o| unsafe { x86_float::gemm_bf16(nb, w, a, o) }, vec_dot_bf16_ref);
+        gemm_matches::<f16>(
+            "f16",
+            |nb, w, a, o| unsafe { x86_float::gemm_f16(nb, w, a, o) },
+            vec_dot_f16_ref,
+        );
+        gemm_matches::<bf16>(
+            "bf16",
+            |nb, w, a, o| unsafe { x86_float::gemm_bf16(nb, w, a, o) },
+            vec_dot_bf16_ref,
+        );
     }
 
     #[test]
@@ -207,8 +268,16 @@ mod x86 {
         vec_dot_matches::<BlockQ5_0>("q5_0", x86_legacy::vec_dot_q5_0_q8_0, vec_dot_q5_0_q8_0_ref);
         vec_dot_matches::<BlockQ5_1>("q5_1", x86_legacy::vec_dot_q5_1_q8_1, vec_dot_q5_1_q8_1_ref);
         // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
-        gemm_matches::<BlockQ5_0>("q5_0", |nb, w, a, o| unsafe { x86_legacy::gemm_q5_0_q8_0(nb, w, a, o) }, vec_dot_q5_0_q8_0_ref);
-        gemm_matches::<BlockQ5_1>("q5_1", |nb, w, a, o| unsafe { x86_legacy::gemm_q5_1_q8_1(nb, w, a, o) }, vec_dot_q5_1_q8_1_ref);
+        gemm_matches::<BlockQ5_0>(
+            "q5_0",
+            |nb, w, a, o| unsafe { x86_legacy::gemm_q5_0_q8_0(nb, w, a, o) },
+            vec_dot_q5_0_q8_0_ref,
+        );
+        gemm_matches::<BlockQ5_1>(
+            "q5_1",
+            |nb, w, a, o| unsafe { x86_legacy::gemm_q5_1_q8_1(nb, w, a, o) },
+            vec_dot_q5_1_q8_1_ref,
+        );
     }
 
     #[test]
@@ -216,39 +285,84 @@ mod x86 {
         if !have_avx2() {
             return;
         }
-        vec_dot_matches::<BlockQ2_K>("q2_K", x86_kquants::vec_dot_q2_k_q8_k, vec_dot_q2_k_q8_k_ref);
-        vec_dot_matches::<BlockQ3_K>("q3_K", x86_kquants::vec_dot_q3_k_q8_k, vec_dot_q3_k_q8_k_ref);
-        vec_dot_matches::<BlockQ4_K>("q4_K", x86_kquants::vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_ref);
-        vec_dot_matches::<BlockQ5_K>("q5_K", x86_kquants::vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_ref);
-        vec_dot_matches::<BlockQ6_K>("q6_K", x86_kquants::vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_ref);
+        vec_dot_matches::<BlockQ2_K>(
+            "q2_K",
+            x86_kquants::vec_dot_q2_k_q8_k,
+            vec_dot_q2_k_q8_k_ref,
+        );
+        vec_dot_matches::<BlockQ3_K>(
+            "q3_K",
+            x86_kquants::vec_dot_q3_k_q8_k,
+            vec_dot_q3_k_q8_k_ref,
+        );
+        vec_dot_matches::<BlockQ4_K>(
+            "q4_K",
+            x86_kquants::vec_dot_q4_k_q8_k,
+            vec_dot_q4_k_q8_k_ref,
+        );
+        vec_dot_matches::<BlockQ5_K>(
+            "q5_K",
+            x86_kquants::vec_dot_q5_k_q8_k,
+            vec_dot_q5_k_q8_k_ref,
+        );
+        vec_dot_matches::<BlockQ6_K>(
+            "q6_K",
+            x86_kquants::vec_dot_q6_k_q8_k,
+            vec_dot_q6_k_q8_k_ref,
+        );
         // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
-        gemm_matches::<BlockQ2_K>("q2_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q2_k_q8_k(nb, w, a, o) }, vec_dot_q2_k_q8_k_ref);
-        gemm_matches::<BlockQ3_K>("q3_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q3_k_q8_k(nb, w, a, o) }, vec_dot_q3_k_q8_k_ref);
-        gemm_matches::<BlockQ4_K>("q4_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q4_k_q8_k(nb, w, a, o) }, vec_dot_q4_k_q8_k_ref);
-        gemm_matches::<BlockQ5_K>("q5_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q5_k_q8_k(nb, w, a, o) }, vec_dot_q5_k_q8_k_ref);
-        gemm_matches::<BlockQ6_K>("q6_K", |nb, w, a, o| unsafe { x86_kquants::gemm_q6_k_q8_k(nb, w, a, o) }, vec_dot_q6_k_q8_k_ref);
+        gemm_matches::<BlockQ2_K>(
+            "q2_K",
+            |nb, w, a, o| unsafe { x86_kquants::gemm_q2_k_q8_k(nb, w, a, o) },
+            vec_dot_q2_k_q8_k_ref,
+        );
+        gemm_matches::<BlockQ3_K>(
+            "q3_K",
+            |nb, w, a, o| unsafe { x86_kquants::gemm_q3_k_q8_k(nb, w, a, o) },
+            vec_dot_q3_k_q8_k_ref,
+        );
+        gemm_matches::<BlockQ4_K>(
+            "q4_K",
+            |nb, w, a, o| unsafe { x86_kquants::gemm_q4_k_q8_k(nb, w, a, o) },
+            vec_dot_q4_k_q8_k_ref,
+        );
+        gemm_matches::<BlockQ5_K>(
+            "q5_K",
+            |nb, w, a, o| unsafe { x86_kquants::gemm_q5_k_q8_k(nb, w, a, o) },
+            vec_dot_q5_k_q8_k_ref,
+        );
+        gemm_matches::<BlockQ6_K>(
+            "q6_K",
+            |nb, w, a, o| unsafe { x86_kquants::gemm_q6_k_q8_k(nb, w, a, o) },
+            vec_dot_q6_k_q8_k_ref,
+        );
     }
 
     /// Blocks of arbitrary bytes (every quant, scale and high-bit pattern) with finite
     /// f16 scales, against activations of arbitrary bytes with consistent `bsums`.
     fn arbitrary_k<W: bytemuck::Pod>(bytes: &[u8], fix: impl Fn(&mut W)) -> Vec<W> {
-        bytes.chunks_exact(std::mem::size_of::<W>()).map(|c| {
-            let mut b: W = bytemuck::pod_read_unaligned(c);
-            fix(&mut b);
-            b
-        }).collect()
+        bytes
+            .chunks_exact(std::mem::size_of::<W>())
+            .map(|c| {
+                let mut b: W = bytemuck::pod_read_unaligned(c);
+                fix(&mut b);
+                b
+            })
+            .collect()
     }
 
     fn arbitrary_q8_k(qs: &[i8], d: f32) -> Vec<BlockQ8_K> {
-        qs.chunks_exact(256).map(|c| {
-            let mut b = <BlockQ8_K as bytemuck::Zeroable>::zeroed();
-            b.d = d;
-            b.qs.copy_from_slice(c);
-            for (s, g) in b.bsums.iter_mut().zip(c.chunks_exact(16)) {
-                *s = g.iter().map(|&v| i16::from(v)).sum();
-            }
-            b
-        }).collect()
+        qs.chunks_exact(256)
+            .map(|c| {
+                let mut b = <BlockQ8_K as bytemuck::Zeroable>::zeroed();
+                b.d = d;
+                b.qs.copy_from_slice(c);
+                for (s, g) in b.bsums.iter_mut().zip(c.chunks_exact(16)) {
+                    *s = g.iter().map(|&v| i16::from(v)).sum();
+                }
+                b
+            })
+            .collect()
     }
 
     proptest! {
@@ -317,17 +431,35 @@ mod x86 {
         }
         // Large, tiny (subnormal) and signed-zero values: F16's FMA stays exact, BF16's
         // separate multiply and add round as the twin does (products may underflow).
-        let specials = [65504.0f32, -65504.0, 6.0e-8, -6.0e-8, 0.0, -0.0, 1.0, -3.5e-5, 1e-38, -1e38, 3e38];
-        let vals: Vec<f32> = (0..67).map(|i| specials[i % specials.len()] * if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+        let specials = [
+            65504.0f32, -65504.0, 6.0e-8, -6.0e-8, 0.0, -0.0, 1.0, -3.5e-5, 1e-38, -1e38, 3e38,
+        ];
+        let vals: Vec<f32> = (0..67)
+            .map(|i| specials[i % specials.len()] * if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
         let rev: Vec<f32> = vals.iter().rev().copied().collect();
         let (w16, a16) = (quantize::<f16>(&vals), quantize::<f16>(&rev));
         let (wb, ab) = (quantize::<bf16>(&vals), quantize::<bf16>(&rev));
         for n in [1, 16, 17, 67] {
             // SAFETY: AVX2, FMA and F16C were detected above.
-            let (s16, sb) = unsafe { (x86_float::vec_dot_f16(&w16[..n], &a16[..n]), x86_float::vec_dot_bf16(&wb[..n], &ab[..n])) };
-            let (t16, tb) = (vec_dot_f16_ref(&w16[..n], &a16[..n]), vec_dot_bf16_ref(&wb[..n], &ab[..n]));
-            assert!(s16.to_bits() == t16.to_bits() || (s16.is_nan() && t16.is_nan()), "f16 n {n}: {s16} vs {t16}");
-            assert!(sb.to_bits() == tb.to_bits() || (sb.is_nan() && tb.is_nan()), "bf16 n {n}: {sb} vs {tb}");
+            let (s16, sb) = unsafe {
+                (
+                    x86_float::vec_dot_f16(&w16[..n], &a16[..n]),
+                    x86_float::vec_dot_bf16(&wb[..n], &ab[..n]),
+                )
+            };
+            let (t16, tb) = (
+                vec_dot_f16_ref(&w16[..n], &a16[..n]),
+                vec_dot_bf16_ref(&wb[..n], &ab[..n]),
+            );
+            assert!(
+                s16.to_bits() == t16.to_bits() || (s16.is_nan() && t16.is_nan()),
+                "f16 n {n}: {s16} vs {t16}"
+            );
+            assert!(
+                sb.to_bits() == tb.to_bits() || (sb.is_nan() && tb.is_nan()),
+                "bf16 n {n}: {sb} vs {tb}"
+            );
         }
     }
 }

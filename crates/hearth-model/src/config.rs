@@ -62,7 +62,9 @@ impl ModelConfig {
         let n_embd = req("embedding_length")?;
         let n_head = req("attention.head_count")?;
         if n_head == 0 || n_embd == 0 {
-            return Err(ModelError::BadHyperparameter("embedding_length and head_count must be positive".into()));
+            return Err(ModelError::BadHyperparameter(
+                "embedding_length and head_count must be positive".into(),
+            ));
         }
         let n_head_kv = opt("attention.head_count_kv").unwrap_or(n_head);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
@@ -86,38 +88,72 @@ impl ModelConfig {
         };
         let n_ctx_train = opt("context_length").unwrap_or(2048);
         if n_ctx_train == 0 || n_ctx_train > MAX_CONTEXT {
-            return Err(ModelError::BadHyperparameter(format!("context_length {n_ctx_train} is outside 1..={MAX_CONTEXT}")));
+            return Err(ModelError::BadHyperparameter(format!(
+                "context_length {n_ctx_train} is outside 1..={MAX_CONTEXT}"
+            )));
         }
         let n_layer = req("block_count")?;
         let n_ff = req("feed_forward_length")?;
         if n_layer == 0 || n_ff == 0 || n_vocab == 0 {
-            return Err(ModelError::BadHyperparameter("block_count, feed_forward_length and the vocabulary must be positive".into()));
+            return Err(ModelError::BadHyperparameter(
+                "block_count, feed_forward_length and the vocabulary must be positive".into(),
+            ));
         }
         // Every size computed from these (activations, KV rows) must fit in memory's
         // address space; the tensors themselves were checked by the reader.
-        let widest = [n_embd, n_ff, n_vocab, n_head.saturating_mul(head_dim)].into_iter().max().unwrap_or(0);
-        if widest.checked_mul(n_ctx_train).and_then(|v| v.checked_mul(n_layer.max(4))).is_none_or(|v| v > (1 << 60)) {
-            return Err(ModelError::BadHyperparameter(format!("sizes overflow: {n_layer} layers of width {widest} over {n_ctx_train} positions")));
+        let widest = [n_embd, n_ff, n_vocab, n_head.saturating_mul(head_dim)]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        if widest
+            .checked_mul(n_ctx_train)
+            .and_then(|v| v.checked_mul(n_layer.max(4)))
+            .is_none_or(|v| v > (1 << 60))
+        {
+            return Err(ModelError::BadHyperparameter(format!(
+                "sizes overflow: {n_layer} layers of width {widest} over {n_ctx_train} positions"
+            )));
         }
         let n_swa = opt("attention.sliding_window").unwrap_or(0);
         if n_swa > n_ctx_train {
-            return Err(ModelError::BadHyperparameter(format!("sliding window {n_swa} is larger than the context length {n_ctx_train}")));
+            return Err(ModelError::BadHyperparameter(format!(
+                "sliding window {n_swa} is larger than the context length {n_ctx_train}"
+            )));
         }
         let rope_freq_base = file.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0);
         let rope_scaling_type = file.get_str(&key("rope.scaling.type")).map(str::to_string);
         let factor = file.get_f32(&key("rope.scaling.factor")).unwrap_or(1.0);
-        if !(factor.is_finite() && factor > 0.0) || !(rope_freq_base.is_finite() && rope_freq_base > 1.0) {
+        if !(factor.is_finite()
+            && factor > 0.0
+            && rope_freq_base.is_finite()
+            && rope_freq_base > 1.0)
+        {
             return Err(ModelError::BadHyperparameter(format!("rope base {rope_freq_base} and scaling factor {factor} must be positive (base above 1)")));
         }
         let rope_scale = match rope_scaling_type.as_deref() {
             None | Some("none") | Some("llama3") => RopeScale::NONE,
-            Some("linear") => RopeScale { freq_scale: 1.0 / factor, ..RopeScale::NONE },
+            Some("linear") => RopeScale {
+                freq_scale: 1.0 / factor,
+                ..RopeScale::NONE
+            },
             Some("yarn") => {
                 let n_ctx_orig = opt("rope.scaling.original_context_length").unwrap_or(n_ctx_train);
                 let f = |k: &str, default: f32| file.get_f32(&key(k)).unwrap_or(default);
-                RopeScale::yarn(1.0 / factor, n_rot, n_ctx_orig, rope_freq_base, f("rope.scaling.yarn_beta_fast", 32.0), f("rope.scaling.yarn_beta_slow", 1.0), f("rope.scaling.yarn_attn_factor", 1.0))
+                RopeScale::yarn(
+                    1.0 / factor,
+                    n_rot,
+                    n_ctx_orig,
+                    rope_freq_base,
+                    f("rope.scaling.yarn_beta_fast", 32.0),
+                    f("rope.scaling.yarn_beta_slow", 1.0),
+                    f("rope.scaling.yarn_attn_factor", 1.0),
+                )
             }
-            Some(other) => return Err(ModelError::BadHyperparameter(format!("rope scaling type '{other}' is not supported (none, linear, yarn, llama3)"))),
+            Some(other) => {
+                return Err(ModelError::BadHyperparameter(format!(
+                    "rope scaling type '{other}' is not supported (none, linear, yarn, llama3)"
+                )))
+            }
         };
         Ok(ModelConfig {
             name: file.get_str("general.name").map(str::to_string),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hearth_gguf::GgufFile;
 
 use crate::error::{ModelError, Result};
-use crate::layers::attention::{AttnScratch, AttnShape, Attention};
+use crate::layers::attention::{Attention, AttnScratch, AttnShape};
 use crate::layers::ffn::{Activation, Ffn, FfnScratch};
 use crate::layers::for_rows;
 use crate::layers::norm::Norm;
@@ -51,7 +51,12 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(w: &Weights, embd_scale: f32, ropes: Vec<Rope>, layers: Vec<Block>) -> Result<Decoder> {
+    pub fn new(
+        w: &Weights,
+        embd_scale: f32,
+        ropes: Vec<Rope>,
+        layers: Vec<Block>,
+    ) -> Result<Decoder> {
         let c = w.c.clone();
         let token_embd = w.t("token_embd", [c.n_embd, c.n_vocab])?;
         let output_tensor = match w.file.tensor("output.weight") {
@@ -92,14 +97,21 @@ impl Decoder {
         }
         // Each position's rotation angles per RoPE configuration, `[n][n_rot / 2]`: the
         // same for every layer and head that share it.
-        let angles: Vec<Vec<(f32, f32)>> = self.ropes.iter().map(|r| r.angles(&batch.positions)).collect();
+        let angles: Vec<Vec<(f32, f32)>> = self
+            .ropes
+            .iter()
+            .map(|r| r.angles(&batch.positions))
+            .collect();
 
         // Each token's KV cache slot: (block, row).
         let bs = kv.block_size();
         let slots: Vec<(usize, usize)> = (0..n)
             .map(|t| {
                 let pos = batch.positions[t] as usize;
-                (batch.block_tables[batch.seq[t] as usize][pos / bs] as usize, pos % bs)
+                (
+                    batch.block_tables[batch.seq[t] as usize][pos / bs] as usize,
+                    pos % bs,
+                )
             })
             .collect();
 
@@ -110,7 +122,16 @@ impl Decoder {
         }
         for (il, l) in self.layers.iter().enumerate() {
             let rope = l.attn.rope;
-            l.attn.forward(il, batch, kv, &slots, &self.ropes[rope], &angles[rope], &mut xn, &mut attn);
+            l.attn.forward(
+                il,
+                batch,
+                kv,
+                &slots,
+                &self.ropes[rope],
+                &angles[rope],
+                &mut xn,
+                &mut attn,
+            );
             if let Some(norm) = &l.post_attn_norm {
                 norm.rows_in_place(&mut xn, n_embd);
             }
@@ -121,20 +142,27 @@ impl Decoder {
             }
             match self.layers.get(il + 1) {
                 Some(next) => next.attn_norm.add_then(&mut x, &mut xn),
-                None => for_rows(&mut x, n_embd, &xn, n_embd, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b)),
+                None => for_rows(&mut x, n_embd, &xn, n_embd, |x, y| {
+                    x.iter_mut().zip(y).for_each(|(a, b)| *a += b)
+                }),
             }
         }
 
         let rows: Vec<usize> = (0..n).filter(|&i| batch.output[i]).collect();
         let mut h = vec![0.0f32; rows.len() * n_embd];
         for (dst, &r) in h.chunks_exact_mut(n_embd).zip(&rows) {
-            self.output_norm.apply(&x[r * n_embd..(r + 1) * n_embd], dst);
+            self.output_norm
+                .apply(&x[r * n_embd..(r + 1) * n_embd], dst);
         }
         let mut data = vec![0.0f32; rows.len() * c.n_vocab];
         if !rows.is_empty() {
             self.output.matmul(&h, &mut data);
         }
-        Logits { n_vocab: c.n_vocab, rows, data }
+        Logits {
+            n_vocab: c.n_vocab,
+            rows,
+            data,
+        }
     }
 }
 
@@ -153,13 +181,25 @@ impl<'a> Weights<'a> {
     /// The config's attention shape, scores scaled by `1 / sqrt(head_dim)`.
     pub fn attn_shape(&self, window: Option<usize>) -> AttnShape {
         let c = self.c;
-        AttnShape { n_head: c.n_head, n_head_kv: c.n_head_kv, head_dim: c.head_dim, kq_scale: 1.0 / (c.head_dim as f32).sqrt(), window }
+        AttnShape {
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            kq_scale: 1.0 / (c.head_dim as f32).sqrt(),
+            window,
+        }
     }
 
     /// The config's RoPE with `kind` pairing at base `freq_base`, with the file's
     /// `rope_freqs` and rope scaling.
     pub fn rope(&self, kind: RopeKind, freq_base: f32) -> Result<Rope> {
-        Ok(Rope { kind, n_rot: self.c.n_rot, freq_base, freq_factors: self.rope_freqs()?, scale: self.c.rope_scale })
+        Ok(Rope {
+            kind,
+            n_rot: self.c.n_rot,
+            freq_base,
+            freq_factors: self.rope_freqs()?,
+            scale: self.c.rope_scale,
+        })
     }
 
     /// Tensor `{name}.weight`, `[ne0, ne1]`.
@@ -194,7 +234,9 @@ impl<'a> Weights<'a> {
             return self.vec("rope_freqs", "weight", self.c.n_rot / 2);
         }
         if self.c.rope_scaling_type.as_deref() == Some("llama3") {
-            return Err(ModelError::MissingTensor("rope_freqs.weight (rope scaling type llama3 needs it)".into()));
+            return Err(ModelError::MissingTensor(
+                "rope_freqs.weight (rope scaling type llama3 needs it)".into(),
+            ));
         }
         Ok(Vec::new())
     }
@@ -202,15 +244,27 @@ impl<'a> Weights<'a> {
     /// The attention of layer `il` from separate `attn_q`, `attn_k`, `attn_v` (or a fused
     /// `attn_qkv`, split into views) and `attn_output`, with no options set.
     pub fn attention(&self, il: usize, shape: AttnShape) -> Result<Attention> {
-        let (n_embd, n_q, n_kv) = (self.c.n_embd, shape.n_head * shape.head_dim, shape.n_head_kv * shape.head_dim);
+        let (n_embd, n_q, n_kv) = (
+            self.c.n_embd,
+            shape.n_head * shape.head_dim,
+            shape.n_head_kv * shape.head_dim,
+        );
         let blk = format!("blk.{il}");
         let t = |name: &str, ne| self.t(name, ne).map(QTensor::with_exact_q8_0);
         let (wq, wk, wv) = if self.has(&format!("{blk}.attn_qkv"), "weight") {
             let qkv = self.t(&format!("{blk}.attn_qkv"), [n_embd, n_q + 2 * n_kv])?;
             let part = |r0, r1| qkv.rows(r0, r1).map(QTensor::with_exact_q8_0);
-            (part(0, n_q)?, part(n_q, n_q + n_kv)?, part(n_q + n_kv, n_q + 2 * n_kv)?)
+            (
+                part(0, n_q)?,
+                part(n_q, n_q + n_kv)?,
+                part(n_q + n_kv, n_q + 2 * n_kv)?,
+            )
         } else {
-            (t(&format!("{blk}.attn_q"), [n_embd, n_q])?, t(&format!("{blk}.attn_k"), [n_embd, n_kv])?, t(&format!("{blk}.attn_v"), [n_embd, n_kv])?)
+            (
+                t(&format!("{blk}.attn_q"), [n_embd, n_q])?,
+                t(&format!("{blk}.attn_k"), [n_embd, n_kv])?,
+                t(&format!("{blk}.attn_v"), [n_embd, n_kv])?,
+            )
         };
         Ok(Attention {
             wq,
@@ -233,11 +287,22 @@ impl<'a> Weights<'a> {
         let blk = format!("blk.{il}");
         let t = |name: &str, ne| self.t(name, ne).map(QTensor::with_exact_q8_0);
         let (gate, up) = if self.has(&format!("{blk}.ffn_gate"), "weight") {
-            (t(&format!("{blk}.ffn_gate"), [n_embd, n_ff])?, t(&format!("{blk}.ffn_up"), [n_embd, n_ff])?)
+            (
+                t(&format!("{blk}.ffn_gate"), [n_embd, n_ff])?,
+                t(&format!("{blk}.ffn_up"), [n_embd, n_ff])?,
+            )
         } else {
             let fused = self.t(&format!("{blk}.ffn_up"), [n_embd, 2 * n_ff])?;
-            (fused.rows(0, n_ff)?.with_exact_q8_0(), fused.rows(n_ff, 2 * n_ff)?.with_exact_q8_0())
+            (
+                fused.rows(0, n_ff)?.with_exact_q8_0(),
+                fused.rows(n_ff, 2 * n_ff)?.with_exact_q8_0(),
+            )
         };
-        Ok(Ffn::Gated { act, gate, up, down: t(&format!("{blk}.ffn_down"), [n_ff, n_embd])? })
+        Ok(Ffn::Gated {
+            act,
+            gate,
+            up,
+            down: t(&format!("{blk}.ffn_down"), [n_ff, n_embd])?,
+        })
     }
 }

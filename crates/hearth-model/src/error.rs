@@ -18,11 +18,19 @@ pub enum ModelError {
     #[error("model file has no tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {got:?}, expected {expected:?}")]
-    BadShape { name: String, got: Vec<u64>, expected: Vec<u64> },
+    BadShape {
+        name: String,
+        got: Vec<u64>,
+        expected: Vec<u64>,
+    },
     #[error("tensor '{name}' has type {ggml_type}, which Hearth cannot compute with yet")]
     UnsupportedType { name: String, ggml_type: GgmlType },
     #[error("the prompt needs {needed} tokens of context but the context size is {n_ctx} (raise it with --ctx-size, up to the model's {n_ctx_train})")]
-    ContextOverflow { needed: usize, n_ctx: usize, n_ctx_train: usize },
+    ContextOverflow {
+        needed: usize,
+        n_ctx: usize,
+        n_ctx_train: usize,
+    },
     #[error("tensor '{0}' data is not 4-byte aligned")]
     Misaligned(String),
     #[error("invalid batch: {0}")]

@@ -3,10 +3,10 @@
 //! in order); position `p` lives in block `block_table[p / block_size]` at row
 //! `p % block_size`. A single-sequence cache is one block of `n_ctx` positions.
 
+use crate::team::par_each;
 use bytemuck::Zeroable;
 use half::f16;
 use hearth_kernels::{BlockQ4_0, BlockQ8_0, Quantize};
-use crate::team::par_each;
 
 /// Element type of the cached keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,7 +54,9 @@ impl std::str::FromStr for KvType {
             "f32" => Ok(KvType::F32),
             "q8_0" => Ok(KvType::Q8_0),
             "q4_0" => Ok(KvType::Q4_0),
-            other => Err(format!("unknown KV cache type '{other}' (expected f16, f32, q8_0 or q4_0)")),
+            other => Err(format!(
+                "unknown KV cache type '{other}' (expected f16, f32, q8_0 or q4_0)"
+            )),
         }
     }
 }
@@ -100,8 +102,18 @@ impl KvCache {
 
     /// A pool of `n_blocks` blocks of `block_size` positions. For the block types,
     /// `n_embd_kv` must be a multiple of 32 (see [`KvType::supports`]).
-    pub fn paged(n_layer: usize, n_blocks: usize, block_size: usize, n_embd_kv: usize, kv_type: KvType) -> KvCache {
-        assert_eq!(n_embd_kv % kv_type.qk(), 0, "KV rows of {n_embd_kv} values are not whole {kv_type} blocks");
+    pub fn paged(
+        n_layer: usize,
+        n_blocks: usize,
+        block_size: usize,
+        n_embd_kv: usize,
+        kv_type: KvType,
+    ) -> KvCache {
+        assert_eq!(
+            n_embd_kv % kv_type.qk(),
+            0,
+            "KV rows of {n_embd_kv} values are not whole {kv_type} blocks"
+        );
         let n = n_layer * n_blocks * block_size * n_embd_kv / kv_type.qk();
         let store = || match kv_type {
             KvType::F16 => Store::F16(vec![f16::ZERO; n]),
@@ -109,7 +121,15 @@ impl KvCache {
             KvType::Q8_0 => Store::Q8_0(vec![BlockQ8_0::zeroed(); n]),
             KvType::Q4_0 => Store::Q4_0(vec![BlockQ4_0::zeroed(); n]),
         };
-        KvCache { kv_type, n_layer, n_blocks, block_size, n_embd_kv, k: store(), v: store() }
+        KvCache {
+            kv_type,
+            n_layer,
+            n_blocks,
+            block_size,
+            n_embd_kv,
+            k: store(),
+            v: store(),
+        }
     }
 
     /// Positions the whole pool holds (the context of a single-sequence cache).
@@ -155,13 +175,20 @@ impl KvCache {
     /// tokens name one slot.
     pub fn store(&mut self, layer: usize, slots: &[(usize, usize)], k: &[f32], v: &[f32]) {
         let (n, ne) = (self.row_len(), self.n_embd_kv);
-        assert!(k.len() == slots.len() * ne && v.len() == k.len(), "KV store: one key and one value row per slot");
+        assert!(
+            k.len() == slots.len() * ne && v.len() == k.len(),
+            "KV store: one key and one value row per slot"
+        );
         // Storage offset of each slot's row, in increasing order, with its token.
         let mut order: Vec<(usize, usize)> = slots
             .iter()
             .enumerate()
             .map(|(t, &(block, row))| {
-                assert!(row < self.block_size, "KV store: row {row} outside a block of {}", self.block_size);
+                assert!(
+                    row < self.block_size,
+                    "KV store: row {row} outside a block of {}",
+                    self.block_size
+                );
                 (self.index(layer, block) + row * n, t)
             })
             .collect();
@@ -203,14 +230,25 @@ fn write_rows(store: &mut Store, order: &[(usize, usize)], n: usize, src: &[f32]
     match store {
         Store::Q8_0(d) => convert_rows(d, order, n, src, ne, BlockQ8_0::quantize_row),
         Store::Q4_0(d) => convert_rows(d, order, n, src, ne, BlockQ4_0::quantize_row),
-        Store::F16(d) => convert_rows(d, order, n, src, ne, |s, d| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f16::from_f32(s))),
+        Store::F16(d) => convert_rows(d, order, n, src, ne, |s, d| {
+            d.iter_mut()
+                .zip(s)
+                .for_each(|(d, &s)| *d = f16::from_f32(s))
+        }),
         Store::F32(d) => convert_rows(d, order, n, src, ne, |s, d| d.copy_from_slice(s)),
     }
 }
 
 /// Cuts the rows of `order` out of `data` (each once: the offsets are sorted, and a
 /// repeated or overlapping one is a caller's bug) and fills each with `f(src row, row)`.
-fn convert_rows<T: Send>(data: &mut [T], order: &[(usize, usize)], n: usize, src: &[f32], ne: usize, f: impl Fn(&[f32], &mut [T]) + Sync) {
+fn convert_rows<T: Send>(
+    data: &mut [T],
+    order: &[(usize, usize)],
+    n: usize,
+    src: &[f32],
+    ne: usize,
+    f: impl Fn(&[f32], &mut [T]) + Sync,
+) {
     let mut rows = Vec::with_capacity(order.len());
     let (mut rest, mut at) = (data, 0);
     for &(i, t) in order {
@@ -235,7 +273,10 @@ mod tests {
     fn read(kv: &KvCache, layer: usize, block: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
         match kv.block(layer, block, n) {
             KvLayer::F32(k, v) => (k.to_vec(), v.to_vec()),
-            KvLayer::F16(k, v) => (k.iter().map(|x| x.to_f32()).collect(), v.iter().map(|x| x.to_f32()).collect()),
+            KvLayer::F16(k, v) => (
+                k.iter().map(|x| x.to_f32()).collect(),
+                v.iter().map(|x| x.to_f32()).collect(),
+            ),
             _ => unreachable!(),
         }
     }
@@ -247,7 +288,9 @@ mod tests {
             for n in [3usize, 20] {
                 let (n_blocks, bs, ne) = (8, 4, 6);
                 let mut kv = KvCache::paged(2, n_blocks, bs, ne, kv_type);
-                let slots: Vec<(usize, usize)> = (0..n).map(|t| ((t * 3) % n_blocks, (t / n_blocks + t) % bs)).collect();
+                let slots: Vec<(usize, usize)> = (0..n)
+                    .map(|t| ((t * 3) % n_blocks, (t / n_blocks + t) % bs))
+                    .collect();
                 let mut seen = std::collections::HashSet::new();
                 let slots: Vec<_> = slots.into_iter().filter(|s| seen.insert(*s)).collect();
                 let k: Vec<f32> = (0..slots.len() * ne).map(|i| i as f32).collect();

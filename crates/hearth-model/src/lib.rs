@@ -115,7 +115,8 @@ impl Model {
     /// Prepares an already opened GGUF file to run.
     pub fn from_gguf(file: Arc<GgufFile>) -> Result<Model> {
         let config = ModelConfig::from_gguf(&file)?;
-        let arch = arch::find(&config.arch).ok_or_else(|| ModelError::UnknownArchitecture(config.arch.clone()))?;
+        let arch = arch::find(&config.arch)
+            .ok_or_else(|| ModelError::UnknownArchitecture(config.arch.clone()))?;
         let decoder = (arch.load)(&file, &config)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() != config.n_vocab {
@@ -129,7 +130,13 @@ impl Model {
             Some(src) => Some(ChatTemplate::new(src, &tokenizer)?),
             None => None,
         };
-        Ok(Model { config, tokenizer, chat_template, file, decoder })
+        Ok(Model {
+            config,
+            tokenizer,
+            chat_template,
+            file,
+            decoder,
+        })
     }
 
     /// The network's blocks, as the architecture file described them.
@@ -162,7 +169,12 @@ impl Model {
     }
 
     /// A pool of `n_blocks` KV blocks of `block_size` positions, shared by many sequences.
-    pub fn new_paged_kv_cache(&self, n_blocks: usize, block_size: usize, kv_type: KvType) -> KvCache {
+    pub fn new_paged_kv_cache(
+        &self,
+        n_blocks: usize,
+        block_size: usize,
+        kv_type: KvType,
+    ) -> KvCache {
         let c = &self.config;
         KvCache::paged(c.n_layer, n_blocks, block_size, c.n_embd_kv(), kv_type)
     }
@@ -179,8 +191,15 @@ impl Model {
                 batch.seq.len()
             ));
         }
-        if let Some(&t) = batch.tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
-            return bad(format!("token id {t} is outside the vocabulary ({})", self.config.n_vocab));
+        if let Some(&t) = batch
+            .tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.n_vocab)
+        {
+            return bad(format!(
+                "token id {t} is outside the vocabulary ({})",
+                self.config.n_vocab
+            ));
         }
         if batch.block_tables.is_empty() {
             // One sequence over the whole cache, in block order.
@@ -199,15 +218,26 @@ impl Model {
             b.block_tables = vec![(0..kv.n_blocks() as u32).collect()];
             return Ok(team::with_team(|| self.decoder.forward(&b, kv)));
         }
-        if let Some(&b) = batch.block_tables.iter().flatten().find(|&&b| b as usize >= kv.n_blocks()) {
-            return bad(format!("block {b} is outside the KV cache ({} blocks)", kv.n_blocks()));
+        if let Some(&b) = batch
+            .block_tables
+            .iter()
+            .flatten()
+            .find(|&&b| b as usize >= kv.n_blocks())
+        {
+            return bad(format!(
+                "block {b} is outside the KV cache ({} blocks)",
+                kv.n_blocks()
+            ));
         }
         for (&s, &p) in batch.seq.iter().zip(&batch.positions) {
             let Some(table) = batch.block_tables.get(s as usize) else {
                 return bad(format!("sequence {s} has no block table"));
             };
             if p as usize >= table.len() * kv.block_size() {
-                return bad(format!("position {p} of sequence {s} is past its {} KV blocks", table.len()));
+                return bad(format!(
+                    "position {p} of sequence {s} is past its {} KV blocks",
+                    table.len()
+                ));
             }
         }
         // The whole pass runs with the pool's threads as one spinning team (`team.rs`).

@@ -8,7 +8,9 @@
 //! arithmetic costs no accuracy (see `hearth_kernels`' `q8_0x16`).
 
 use hearth_gguf::GgmlType;
-use hearth_kernels::{gemm_q8_0x16, interleave_q8_0x16, BlockQ8_0, BlockQ8_0x16, Q8_0X16_ROWS, QK8_0};
+use hearth_kernels::{
+    gemm_q8_0x16, interleave_q8_0x16, BlockQ8_0, BlockQ8_0x16, Q8_0X16_ROWS, QK8_0,
+};
 
 use crate::tensor::{product, QTensor};
 
@@ -46,8 +48,21 @@ impl OutputWeights {
         assert_eq!(x.len(), n_tokens * ne0);
         assert_eq!(out.len(), n_tokens * ne1);
         let nb = ne0 / QK8_0;
-        product::<BlockQ8_0>(ne0, &[ne1], x, n_tokens, &mut [out], Q8_0X16_ROWS, |_, r0, r1, a, out| {
-            gemm_q8_0x16(nb, &blocks[r0 / Q8_0X16_ROWS * nb..r1 / Q8_0X16_ROWS * nb], a, out)
-        });
+        product::<BlockQ8_0>(
+            ne0,
+            &[ne1],
+            x,
+            n_tokens,
+            &mut [out],
+            Q8_0X16_ROWS,
+            |_, r0, r1, a, out| {
+                gemm_q8_0x16(
+                    nb,
+                    &blocks[r0 / Q8_0X16_ROWS * nb..r1 / Q8_0X16_ROWS * nb],
+                    a,
+                    out,
+                )
+            },
+        );
     }
 }

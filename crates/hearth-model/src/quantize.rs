@@ -321,7 +321,10 @@ impl Category {
     /// The value projection, or a fused projection that contains it: the tensors most
     /// sensitive to quantization.
     fn is_attn_v(self) -> bool {
-        matches!(self, Category::AttnV | Category::AttnQkv | Category::AttnKvB)
+        matches!(
+            self,
+            Category::AttnV | Category::AttnQkv | Category::AttnKvB
+        )
     }
 }
 
@@ -402,14 +405,20 @@ impl ModelFacts {
     fn from_gguf(file: &GgufFile) -> Result<ModelFacts, QuantizeError> {
         let arch = file
             .get_str("general.architecture")
-            .ok_or_else(|| QuantizeError::BadModel("no 'general.architecture' metadata key".into()))?
+            .ok_or_else(|| {
+                QuantizeError::BadModel("no 'general.architecture' metadata key".into())
+            })?
             .to_string();
         // A count may be stored as any integer type, or as a per-layer array (first entry).
         let get = |key: &str| -> Option<u64> {
             match file.get(&format!("{arch}.{key}"))? {
-                Value::Array(a) => a.as_u32s().and_then(|v| v.first().map(|&x| u64::from(x))).or_else(|| {
-                    a.as_i32s().and_then(|v| v.first().and_then(|&x| u64::try_from(x).ok()))
-                }),
+                Value::Array(a) => a
+                    .as_u32s()
+                    .and_then(|v| v.first().map(|&x| u64::from(x)))
+                    .or_else(|| {
+                        a.as_i32s()
+                            .and_then(|v| v.first().and_then(|&x| u64::try_from(x).ok()))
+                    }),
                 v => v.as_u64(),
             }
         };
@@ -428,7 +437,14 @@ impl ModelFacts {
         let n_expert = get("expert_count").unwrap_or(0) as usize;
         let is_70b = arch == "llama" && n_layer == 80 && n_head != n_head_kv;
         let tied_embeddings = !file.tensors().iter().any(|t| t.name == "output.weight");
-        Ok(ModelFacts { arch, n_layer, n_gqa, n_expert, is_70b, tied_embeddings })
+        Ok(ModelFacts {
+            arch,
+            n_layer,
+            n_gqa,
+            n_expert,
+            is_70b,
+            tied_embeddings,
+        })
     }
 
     fn is_falcon(&self) -> bool {
@@ -458,7 +474,9 @@ struct RecipeState {
 /// then by name.
 fn llama_order(a: &TensorInfo, b: &TensorInfo) -> std::cmp::Ordering {
     let layer = |n: &str| layer_of(n).map_or(-1, |l| l as i64);
-    layer(&a.name).cmp(&layer(&b.name)).then_with(|| a.name.cmp(&b.name))
+    layer(&a.name)
+        .cmp(&layer(&b.name))
+        .then_with(|| a.name.cmp(&b.name))
 }
 
 /// The type of each tensor of `file` in `ftype`, in output order.
@@ -467,14 +485,23 @@ pub fn plan(file: &GgufFile, ftype: FileType) -> Result<Vec<TensorPlan>, Quantiz
     let mut tensors: Vec<&TensorInfo> = file.tensors().iter().collect();
     tensors.sort_by(|a, b| llama_order(a, b));
     let mut st = RecipeState {
-        n_attn_v: tensors.iter().filter(|t| Category::of(&t.name).is_attn_v()).count(),
+        n_attn_v: tensors
+            .iter()
+            .filter(|t| Category::of(&t.name).is_attn_v())
+            .count(),
         ..Default::default()
     };
     tensors
         .into_iter()
         .map(|t| {
             let (to, fallback) = choose_type(&facts, &mut st, ftype, t)?;
-            Ok(TensorPlan { name: t.name.clone(), shape: t.shape.clone(), from: t.ggml_type, to, fallback })
+            Ok(TensorPlan {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                from: t.ggml_type,
+                to,
+                fallback,
+            })
         })
         .collect()
 }
@@ -512,8 +539,9 @@ fn mix_type(
     // (whose tensors need not be consecutive) the number in its name.
     let layer_info = |counter: usize| -> Result<(usize, usize), QuantizeError> {
         if facts.n_expert > 1 {
-            let l = layer_of(&t.name)
-                .ok_or_else(|| QuantizeError::BadModel(format!("cannot tell the layer of tensor '{}'", t.name)))?;
+            let l = layer_of(&t.name).ok_or_else(|| {
+                QuantizeError::BadModel(format!("cannot tell the layer of tensor '{}'", t.name))
+            })?;
             if l >= facts.n_layer {
                 return Err(QuantizeError::BadModel(format!(
                     "tensor '{}' is in layer {l} but the model has {} layers",
@@ -591,7 +619,10 @@ fn mix_type(
     } else if cat == Category::AttnOutput {
         if !falcon {
             if facts.n_expert == 8 {
-                if matches!(ftype, F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::Q4_K_S | F::Q4_K_M) {
+                if matches!(
+                    ftype,
+                    F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::Q4_K_S | F::Q4_K_M
+                ) {
                     new = G::Q5_K;
                 }
             } else {
@@ -663,11 +694,19 @@ fn quantize_fn<D: Quantize>() -> QuantizeFn {
 fn convert(plan: &TensorPlan, src: &[u8]) -> Result<Vec<u8>, QuantizeError> {
     for t in [plan.from, plan.to] {
         if !is_supported(t) {
-            return Err(QuantizeError::UnsupportedSource { name: plan.name.clone(), ggml_type: t });
+            return Err(QuantizeError::UnsupportedSource {
+                name: plan.name.clone(),
+                ggml_type: t,
+            });
         }
     }
     let ne0 = plan.shape[0] as usize;
-    let bad_shape = || QuantizeError::BadModel(format!("tensor '{}' rows of {ne0} do not fit its types", plan.name));
+    let bad_shape = || {
+        QuantizeError::BadModel(format!(
+            "tensor '{}' rows of {ne0} do not fit its types",
+            plan.name
+        ))
+    };
     let src_row = plan.from.row_size(ne0 as u64).ok_or_else(bad_shape)? as usize;
     let dst_row = plan.to.row_size(ne0 as u64).ok_or_else(bad_shape)? as usize;
     if src_row == 0 || !src.len().is_multiple_of(src_row) {
@@ -683,7 +722,9 @@ fn convert(plan: &TensorPlan, src: &[u8]) -> Result<Vec<u8>, QuantizeError> {
             let mut x = vec![0.0f32; chunk.len() / src_row * ne0];
             dequantize(chunk, &mut x);
             if !x.iter().all(|v| v.is_finite()) {
-                return Err(QuantizeError::NonFinite { name: plan.name.clone() });
+                return Err(QuantizeError::NonFinite {
+                    name: plan.name.clone(),
+                });
             }
             let mut out = Vec::with_capacity(chunk.len() / src_row * dst_row);
             quantize(&x, &mut out);
@@ -707,23 +748,39 @@ pub fn quantize(
 ) -> Result<(GgufWriter, QuantizeReport), QuantizeError> {
     if let Some(n) = file.get("split.count").and_then(|v| v.as_u64()) {
         if n > 1 {
-            return Err(QuantizeError::BadModel(format!("the model is split in {n} files; merge them first")));
+            return Err(QuantizeError::BadModel(format!(
+                "the model is split in {n} files; merge them first"
+            )));
         }
     }
     let plans = plan(file, opts.ftype)?;
     if !opts.allow_requantize {
         if let Some(p) = plans.iter().find(|p| p.converts() && p.from.is_quantized()) {
-            return Err(QuantizeError::Requantize { name: p.name.clone(), ggml_type: p.from });
+            return Err(QuantizeError::Requantize {
+                name: p.name.clone(),
+                ggml_type: p.from,
+            });
         }
     }
-    if let Some(p) = plans.iter().find(|p| p.converts() && !(is_supported(p.from) && is_supported(p.to))) {
+    if let Some(p) = plans
+        .iter()
+        .find(|p| p.converts() && !(is_supported(p.from) && is_supported(p.to)))
+    {
         let ggml_type = if is_supported(p.from) { p.to } else { p.from };
-        return Err(QuantizeError::UnsupportedSource { name: p.name.clone(), ggml_type });
+        return Err(QuantizeError::UnsupportedSource {
+            name: p.name.clone(),
+            ggml_type,
+        });
     }
 
     let mut w = GgufWriter::new();
-    const REWRITTEN: [&str; 5] =
-        ["general.quantization_version", "general.file_type", "split.no", "split.count", "split.tensors.count"];
+    const REWRITTEN: [&str; 5] = [
+        "general.quantization_version",
+        "general.file_type",
+        "split.no",
+        "split.count",
+        "split.tensors.count",
+    ];
     for (key, value) in file.metadata() {
         if !REWRITTEN.contains(&key.as_str()) {
             w.add_kv(key.clone(), value.clone());
@@ -735,15 +792,29 @@ pub fn quantize(
     let (mut bytes_in, mut bytes_out, mut n_elements) = (0u64, 0u64, 0u64);
     for (i, p) in plans.iter().enumerate() {
         on_tensor(i, plans.len(), p);
-        let info = file.tensor(&p.name).expect("planned tensors come from the file");
+        let info = file
+            .tensor(&p.name)
+            .expect("planned tensors come from the file");
         let src = file.tensor_data(info);
-        let data = if p.converts() { convert(p, src)? } else { src.to_vec() };
+        let data = if p.converts() {
+            convert(p, src)?
+        } else {
+            src.to_vec()
+        };
         bytes_in += src.len() as u64;
         bytes_out += data.len() as u64;
         n_elements += info.n_elements();
         w.add_tensor(p.name.clone(), &p.shape, p.to, data)?;
     }
-    Ok((w, QuantizeReport { tensors: plans, bytes_in, bytes_out, n_elements }))
+    Ok((
+        w,
+        QuantizeReport {
+            tensors: plans,
+            bytes_in,
+            bytes_out,
+            n_elements,
+        },
+    ))
 }
 
 /// Converts the model at `input` and writes it to `output` atomically: into a temporary
@@ -767,7 +838,11 @@ fn write_atomically(writer: &GgufWriter, output: &Path) -> Result<(), QuantizeEr
     };
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| QuantizeError::Io { action, path, source }
+        move |source| QuantizeError::Io {
+            action,
+            path,
+            source,
+        }
     };
     let tmp = tempfile::Builder::new()
         .prefix(".hearth-quantize-")
@@ -778,8 +853,14 @@ fn write_atomically(writer: &GgufWriter, output: &Path) -> Result<(), QuantizeEr
     writer.write_to(&mut out)?;
     out.flush().map_err(io("cannot write", tmp.path()))?;
     drop(out);
-    tmp.as_file().sync_all().map_err(io("cannot write", tmp.path()))?;
-    tmp.persist(output).map_err(|e| QuantizeError::Io { action: "cannot create", path: output.to_path_buf(), source: e.error })?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("cannot write", tmp.path()))?;
+    tmp.persist(output).map_err(|e| QuantizeError::Io {
+        action: "cannot create",
+        path: output.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
@@ -824,6 +905,9 @@ mod tests {
         assert!(!allows_quantization("blk.0.attn_norm.weight", &[576, 1]));
         assert!(!allows_quantization("blk.0.ffn_gate_inp.weight", &[576, 8]));
         assert!(!allows_quantization("blk.0.attn_q.bias", &[576, 576]));
-        assert!(allows_quantization("blk.0.ffn_up_exps.weight", &[576, 1536, 8]));
+        assert!(allows_quantization(
+            "blk.0.ffn_up_exps.weight",
+            &[576, 1536, 8]
+        ));
     }
 }

@@ -20,13 +20,23 @@ struct Dense {
 
 impl Dense {
     fn new(t: &QTensor) -> Dense {
-        Dense { rows: t.ne[1], cols: t.ne[0], w: t.to_f32() }
+        Dense {
+            rows: t.ne[1],
+            cols: t.ne[0],
+            w: t.to_f32(),
+        }
     }
 
     /// `y = W x`
     fn apply(&self, x: &[f32]) -> Vec<f32> {
         (0..self.rows)
-            .map(|r| self.w[r * self.cols..(r + 1) * self.cols].iter().zip(x).map(|(a, b)| a * b).sum())
+            .map(|r| {
+                self.w[r * self.cols..(r + 1) * self.cols]
+                    .iter()
+                    .zip(x)
+                    .map(|(a, b)| a * b)
+                    .sum()
+            })
             .collect()
     }
 }
@@ -59,15 +69,24 @@ fn norm(x: &[f32], n: &Norm) -> Vec<f32> {
     for row in x.chunks(w) {
         let len = w as f64;
         let (mean, var) = match n.kind {
-            NormKind::Rms => (0.0, row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / len),
+            NormKind::Rms => (
+                0.0,
+                row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / len,
+            ),
             NormKind::Layer => {
                 let mean = row.iter().map(|&v| v as f64).sum::<f64>() / len;
-                (mean, row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len)
+                (
+                    mean,
+                    row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len,
+                )
             }
         };
         let s = 1.0 / (var + n.eps as f64).sqrt();
         for (i, &v) in row.iter().enumerate() {
-            out.push(((v as f64 - mean) * s) as f32 * n.weight[i] + n.bias.as_ref().map_or(0.0, |b| b[i]));
+            out.push(
+                ((v as f64 - mean) * s) as f32 * n.weight[i]
+                    + n.bias.as_ref().map_or(0.0, |b| b[i]),
+            );
         }
     }
     out
@@ -78,12 +97,14 @@ fn rope(x: &mut [f32], head_dim: usize, r: &Rope, pos: usize) {
     for head in x.chunks_mut(head_dim) {
         for i in 0..half {
             let ff = r.freq_factors.get(i).copied().unwrap_or(1.0) as f64;
-            let extrap = pos as f64 * (r.freq_base as f64).powf(-2.0 * i as f64 / r.n_rot as f64) / ff;
+            let extrap =
+                pos as f64 * (r.freq_base as f64).powf(-2.0 * i as f64 / r.n_rot as f64) / ff;
             let interp = r.scale.freq_scale as f64 * extrap;
             let (mut theta, mut m) = (interp, r.scale.attn_factor as f64);
             if r.scale.ext_factor != 0.0 {
                 let [lo, hi] = r.scale.corr_dims.map(f64::from);
-                let ramp = (1.0 - ((i as f64 - lo) / (hi - lo).max(0.001)).clamp(0.0, 1.0)) * r.scale.ext_factor as f64;
+                let ramp = (1.0 - ((i as f64 - lo) / (hi - lo).max(0.001)).clamp(0.0, 1.0))
+                    * r.scale.ext_factor as f64;
                 theta = interp * (1.0 - ramp) + extrap * ramp;
                 m *= 1.0 + 0.1 * (1.0 / r.scale.freq_scale as f64).ln();
             }
@@ -103,7 +124,11 @@ fn act(a: Activation, g: f32) -> f32 {
     let g = g as f64;
     (match a {
         Activation::Silu => g / (1.0 + (-g).exp()),
-        Activation::GeluTanh => 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * g * (1.0 + 0.044715 * g * g)).tanh()),
+        Activation::GeluTanh => {
+            0.5 * g
+                * (1.0
+                    + ((2.0 / std::f64::consts::PI).sqrt() * g * (1.0 + 0.044715 * g * g)).tanh())
+        }
     }) as f32
 }
 
@@ -144,7 +169,10 @@ impl<'m> ReferenceModel<'m> {
     pub fn step(&mut self, token: u32) -> Vec<f32> {
         let n_embd = self.c().n_embd;
         let pos = self.k_cache[0].len();
-        let mut x: Vec<f32> = self.embd.w[token as usize * n_embd..][..n_embd].iter().map(|v| v * self.d.embd_scale).collect();
+        let mut x: Vec<f32> = self.embd.w[token as usize * n_embd..][..n_embd]
+            .iter()
+            .map(|v| v * self.d.embd_scale)
+            .collect();
         for (il, (l, rl)) in self.d.layers.iter().zip(&self.layers).enumerate() {
             let a = &l.attn;
             let sh = &a.shape;
@@ -173,7 +201,13 @@ impl<'m> ReferenceModel<'m> {
                 let kvh = h / (sh.n_head / sh.n_head_kv);
                 let qh = &q[h * hd..(h + 1) * hd];
                 let scores: Vec<f64> = (first..=pos)
-                    .map(|p| qh.iter().zip(&self.k_cache[il][p][kvh * hd..(kvh + 1) * hd]).map(|(a, b)| (a * b) as f64).sum::<f64>() * sh.kq_scale as f64)
+                    .map(|p| {
+                        qh.iter()
+                            .zip(&self.k_cache[il][p][kvh * hd..(kvh + 1) * hd])
+                            .map(|(a, b)| (a * b) as f64)
+                            .sum::<f64>()
+                            * sh.kq_scale as f64
+                    })
                     .collect();
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
@@ -192,7 +226,13 @@ impl<'m> ReferenceModel<'m> {
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             let xn = norm(&x, &l.ffn_norm);
             let Ffn::Gated { act: kind, .. } = &l.ffn;
-            let h: Vec<f32> = rl.gate.apply(&xn).iter().zip(rl.up.apply(&xn)).map(|(&g, u)| act(*kind, g) * u).collect();
+            let h: Vec<f32> = rl
+                .gate
+                .apply(&xn)
+                .iter()
+                .zip(rl.up.apply(&xn))
+                .map(|(&g, u)| act(*kind, g) * u)
+                .collect();
             let mut o = rl.down.apply(&h);
             if let Some(n) = &l.post_ffn_norm {
                 o = norm(&o, n);

@@ -108,7 +108,10 @@ impl Team {
         // alive and in place until `done` counts this task.
         let job = unsafe { &*self.job.load(Acquire) };
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| (job.f)(i))) {
-            self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
+            self.panic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(p);
         }
         self.done.0.fetch_add(1, Release);
     }
@@ -119,13 +122,17 @@ impl Team {
         let job = Job { f };
         // SAFETY (lifetime): `job` outlives every use of the pointer: members read it only
         // for tasks of this section, and this function returns after all of them finish.
-        self.job.store((&job as *const Job<'_>).cast_mut().cast(), Relaxed);
+        self.job
+            .store((&job as *const Job<'_>).cast_mut().cast(), Relaxed);
         self.done.0.store(0, Relaxed);
         let generation = (self.generation.0.load(Relaxed) + 1) & ((1 << (64 - 2 * IDX_BITS)) - 1);
         let n_members = self.shares.len();
         for (m, share) in self.shares.iter().enumerate() {
             let (start, end) = ((m * n / n_members) as u64, ((m + 1) * n / n_members) as u64);
-            share.0.store(generation << (2 * IDX_BITS) | start << IDX_BITS | end, Relaxed);
+            share.0.store(
+                generation << (2 * IDX_BITS) | start << IDX_BITS | end,
+                Relaxed,
+            );
         }
         self.generation.0.store(generation, Release);
         // A section opened inside one of this section's tasks runs on its own thread.
@@ -222,7 +229,12 @@ pub(crate) fn par_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
         items.into_iter().for_each(f);
         return;
     }
-    let slots = &Slots(items.into_iter().map(|t| UnsafeCell::new(Some(t))).collect());
+    let slots = &Slots(
+        items
+            .into_iter()
+            .map(|t| UnsafeCell::new(Some(t)))
+            .collect(),
+    );
     let task = |i: usize| {
         // SAFETY: task `i` runs once, on one member; no other task touches slot `i`.
         let item = unsafe { (*slots.0[i].get()).take() };
@@ -238,7 +250,10 @@ mod tests {
     use super::*;
 
     fn pool(n: usize) -> rayon::ThreadPool {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -250,7 +265,10 @@ mod tests {
                         let mut out = vec![0usize; n];
                         let items: Vec<(usize, &mut usize)> = out.iter_mut().enumerate().collect();
                         par_each(items, |(i, o)| *o += i * 10 + section);
-                        assert!(out.iter().enumerate().all(|(i, &o)| o == i * 10 + section), "threads {n_threads} section {section}");
+                        assert!(
+                            out.iter().enumerate().all(|(i, &o)| o == i * 10 + section),
+                            "threads {n_threads} section {section}"
+                        );
                     }
                 })
             });
@@ -262,7 +280,9 @@ mod tests {
         pool(2).install(|| {
             with_team(|| {
                 let r = catch_unwind(AssertUnwindSafe(|| {
-                    par_each((0..50).collect(), |i: i32| assert!(i != 37, "task 37 fails"));
+                    par_each((0..50).collect(), |i: i32| {
+                        assert!(i != 37, "task 37 fails")
+                    });
                 }));
                 assert!(r.is_err());
                 let sum = AtomicUsize::new(0);

@@ -81,23 +81,50 @@ impl QTensor {
         while shape.len() > 1 && shape.last() == Some(&1) {
             shape.pop();
         }
-        let expected: Vec<u64> = if ne[1] == 1 { vec![ne[0] as u64] } else { vec![ne[0] as u64, ne[1] as u64] };
+        let expected: Vec<u64> = if ne[1] == 1 {
+            vec![ne[0] as u64]
+        } else {
+            vec![ne[0] as u64, ne[1] as u64]
+        };
         if shape != expected {
-            return Err(ModelError::BadShape { name: name.into(), got: info.shape.clone(), expected });
+            return Err(ModelError::BadShape {
+                name: name.into(),
+                got: info.shape.clone(),
+                expected,
+            });
         }
         if !is_supported(info.ggml_type) {
-            return Err(ModelError::UnsupportedType { name: name.into(), ggml_type: info.ggml_type });
+            return Err(ModelError::UnsupportedType {
+                name: name.into(),
+                ggml_type: info.ggml_type,
+            });
         }
         let start = (file.data_offset() + info.offset) as usize;
         let len = info.n_bytes as usize;
-        let mut t = QTensor { file: file.clone(), name: name.into(), ggml_type: info.ggml_type, ne, start, len, q4_1x16: None, q8_0x16: None };
+        let mut t = QTensor {
+            file: file.clone(),
+            name: name.into(),
+            ggml_type: info.ggml_type,
+            ne,
+            start,
+            len,
+            q4_1x16: None,
+            q8_0x16: None,
+        };
         // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
         if !(t.bytes().as_ptr() as usize).is_multiple_of(4) {
             return Err(ModelError::Misaligned(name.into()));
         }
         // (The reader sized the data from the shape checked above: whole rows of blocks.)
-        if t.ggml_type == GgmlType::Q4_1 && ne[0] > 0 && ne[1].is_multiple_of(Q4_1X16_ROWS) && q4_1x16_pays() {
-            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(bytemuck::cast_slice(t.bytes()), ne[0] / QK4_1)));
+        if t.ggml_type == GgmlType::Q4_1
+            && ne[0] > 0
+            && ne[1].is_multiple_of(Q4_1X16_ROWS)
+            && q4_1x16_pays()
+        {
+            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(
+                bytemuck::cast_slice(t.bytes()),
+                ne[0] / QK4_1,
+            )));
         }
         Ok(t)
     }
@@ -106,7 +133,11 @@ impl QTensor {
     /// parts of a fused weight such as `attn_qkv`). An error if the part does not start
     /// on its block type's alignment.
     pub fn rows(&self, r0: usize, r1: usize) -> Result<QTensor> {
-        assert!(r0 < r1 && r1 <= self.ne[1], "rows {r0}..{r1} of a {}-row matrix", self.ne[1]);
+        assert!(
+            r0 < r1 && r1 <= self.ne[1],
+            "rows {r0}..{r1} of a {}-row matrix",
+            self.ne[1]
+        );
         let row_bytes = self.len / self.ne[1];
         let mut t = QTensor {
             file: self.file.clone(),
@@ -125,7 +156,10 @@ impl QTensor {
             return Err(ModelError::Misaligned(t.name));
         }
         if self.q4_1x16.is_some() && t.ne[1].is_multiple_of(Q4_1X16_ROWS) {
-            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(bytemuck::cast_slice(t.bytes()), t.ne[0] / QK4_1)));
+            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(
+                bytemuck::cast_slice(t.bytes()),
+                t.ne[0] / QK4_1,
+            )));
         }
         Ok(t)
     }
@@ -136,8 +170,14 @@ impl QTensor {
     /// repacked `Q8_0` products do; any other matrix is returned as it is. The arithmetic
     /// is the same on every ISA and for every batch size.
     pub fn with_exact_q8_0(mut self) -> QTensor {
-        if self.ggml_type == GgmlType::Q8_0 && self.ne[0] > 0 && self.ne[1].is_multiple_of(Q8_0X16_ROWS) {
-            self.q8_0x16 = Some(Arc::new(interleave_q8_0x16(bytemuck::cast_slice(self.bytes()), self.ne[0] / QK8_0)));
+        if self.ggml_type == GgmlType::Q8_0
+            && self.ne[0] > 0
+            && self.ne[1].is_multiple_of(Q8_0X16_ROWS)
+        {
+            self.q8_0x16 = Some(Arc::new(interleave_q8_0x16(
+                bytemuck::cast_slice(self.bytes()),
+                self.ne[0] / QK8_0,
+            )));
         }
         self
     }
@@ -170,7 +210,10 @@ impl QTensor {
         let n_tokens = x.len() / self.ne[0];
         assert_eq!(x.len(), n_tokens * self.ne[0]);
         assert_eq!(out.len(), n_tokens * self.ne[1]);
-        with_block_type!(self.ggml_type, matmul_typed(&[self], x, n_tokens, &mut [out]));
+        with_block_type!(
+            self.ggml_type,
+            matmul_typed(&[self], x, n_tokens, &mut [out])
+        );
     }
 
     /// Several products of one input, `outs[i] = ws[i].matmul(x)` (as Q, K and V share
@@ -181,7 +224,11 @@ impl QTensor {
     pub fn matmul_many(ws: &[&QTensor], x: &[f32], outs: &mut [&mut [f32]]) {
         assert_eq!(ws.len(), outs.len());
         let Some(first) = ws.first() else { return };
-        if ws.iter().any(|w| w.ggml_type != first.ggml_type || w.ne[0] != first.ne[0] || w.q8_0x16.is_some() != first.q8_0x16.is_some()) {
+        if ws.iter().any(|w| {
+            w.ggml_type != first.ggml_type
+                || w.ne[0] != first.ne[0]
+                || w.q8_0x16.is_some() != first.q8_0x16.is_some()
+        }) {
             for (w, out) in ws.iter().zip(outs.iter_mut()) {
                 w.matmul(x, out);
             }
@@ -213,7 +260,12 @@ unsafe impl Sync for SharedOut {}
 /// over `Q4_1` weights interleaved at load takes their sixteen-row kernel (the same
 /// outputs, bit for bit); `Q8_0` weights interleaved by [`QTensor::with_exact_q8_0`] take
 /// the exact-block-sum kernel for every batch.
-fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]]) {
+fn matmul_typed<W: WeightBlock>(
+    ws: &[&QTensor],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) {
     let ne0 = ws[0].ne[0];
     let w_per_row = ne0 / W::QK;
     if w_per_row == 0 {
@@ -222,22 +274,65 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
         return;
     }
     let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
-    if let Some(x16) = ws.iter().map(|w| w.q8_0x16.as_deref()).collect::<Option<Vec<_>>>() {
-        return product::<BlockQ8_0>(ne0, &ne1s, x, n_tokens, outs, Q8_0X16_ROWS, |m, r0, r1, a, out| {
-            gemm_q8_0x16(w_per_row, &x16[m][r0 / Q8_0X16_ROWS * w_per_row..r1 / Q8_0X16_ROWS * w_per_row], a, out)
-        });
+    if let Some(x16) = ws
+        .iter()
+        .map(|w| w.q8_0x16.as_deref())
+        .collect::<Option<Vec<_>>>()
+    {
+        return product::<BlockQ8_0>(
+            ne0,
+            &ne1s,
+            x,
+            n_tokens,
+            outs,
+            Q8_0X16_ROWS,
+            |m, r0, r1, a, out| {
+                gemm_q8_0x16(
+                    w_per_row,
+                    &x16[m][r0 / Q8_0X16_ROWS * w_per_row..r1 / Q8_0X16_ROWS * w_per_row],
+                    a,
+                    out,
+                )
+            },
+        );
     }
     // (One token streams the weights from memory, where the plain layout's kernel, with
     // its prefetches, measured faster in the server.)
-    let x16 = if n_tokens > 1 { ws.iter().map(|w| w.q4_1x16.as_deref()).collect::<Option<Vec<_>>>() } else { None };
+    let x16 = if n_tokens > 1 {
+        ws.iter()
+            .map(|w| w.q4_1x16.as_deref())
+            .collect::<Option<Vec<_>>>()
+    } else {
+        None
+    };
     if let Some(x16) = x16 {
-        return product::<BlockQ8_1>(ne0, &ne1s, x, n_tokens, outs, Q4_1X16_ROWS, |m, r0, r1, a, out| {
-            gemm_q4_1x16(w_per_row, &x16[m][r0 / Q4_1X16_ROWS * w_per_row..r1 / Q4_1X16_ROWS * w_per_row], a, out)
-        });
+        return product::<BlockQ8_1>(
+            ne0,
+            &ne1s,
+            x,
+            n_tokens,
+            outs,
+            Q4_1X16_ROWS,
+            |m, r0, r1, a, out| {
+                gemm_q4_1x16(
+                    w_per_row,
+                    &x16[m][r0 / Q4_1X16_ROWS * w_per_row..r1 / Q4_1X16_ROWS * w_per_row],
+                    a,
+                    out,
+                )
+            },
+        );
     }
     let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
     product::<W::Act>(ne0, &ne1s, x, n_tokens, outs, 4, |m, r0, r1, a, out| {
-        with_isa(|| W::gemm(w_per_row, &weights[m][r0 * w_per_row..r1 * w_per_row], a, out))
+        with_isa(|| {
+            W::gemm(
+                w_per_row,
+                &weights[m][r0 * w_per_row..r1 * w_per_row],
+                a,
+                out,
+            )
+        })
     });
 }
 
@@ -246,7 +341,15 @@ fn matmul_typed<W: WeightBlock>(ws: &[&QTensor], x: &[f32], n_tokens: usize, out
 /// out)` computes rows `r0..r1` of matrix `m` against the activation rows `a` into `out`
 /// (`outs[m]`'s part). Task rows are a multiple of `align` (the kernel's row tile; every
 /// `ne1` must be one too, or `align` must be at most 4).
-pub(crate) fn product<A: Quantize>(ne0: usize, ne1s: &[usize], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]], align: usize, kernel: impl Fn(usize, usize, usize, &[A], GemmOut<'_>) + Sync) {
+pub(crate) fn product<A: Quantize>(
+    ne0: usize,
+    ne1s: &[usize],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+    align: usize,
+    kernel: impl Fn(usize, usize, usize, &[A], GemmOut<'_>) + Sync,
+) {
     let a_per_row = ne0 / A::QK;
     let xq = quantize_input::<A>(x, ne0, n_tokens);
 
@@ -262,10 +365,18 @@ pub(crate) fn product<A: Quantize>(ne0: usize, ne1s: &[usize], x: &[f32], n_toke
     for (m, &ne1) in ne1s.iter().enumerate() {
         let rows_per_task = (ne1 / (n_threads * 8)).clamp(align, 256) / align * align;
         for t0 in (0..n_tokens).step_by(tokens_per_chunk.max(1)) {
-            tasks.extend((0..ne1).step_by(rows_per_task).map(|r0| (m, r0, (r0 + rows_per_task).min(ne1), t0)));
+            tasks.extend(
+                (0..ne1)
+                    .step_by(rows_per_task)
+                    .map(|r0| (m, r0, (r0 + rows_per_task).min(ne1), t0)),
+            );
         }
     }
-    let dsts: Vec<(SharedOut, usize)> = ne1s.iter().zip(outs.iter_mut()).map(|(&ne1, o)| (SharedOut(o.as_mut_ptr()), ne1)).collect();
+    let dsts: Vec<(SharedOut, usize)> = ne1s
+        .iter()
+        .zip(outs.iter_mut())
+        .map(|(&ne1, o)| (SharedOut(o.as_mut_ptr()), ne1))
+        .collect();
     par_each(tasks, |(m, r0, r1, t0)| {
         let (dst, ne1) = dsts[m];
         let (n_rows, nt) = (r1 - r0, tokens_per_chunk.min(n_tokens - t0));
@@ -288,7 +399,10 @@ fn quantize_input<A: Quantize>(x: &[f32], ne0: usize, n_tokens: usize) -> Vec<A>
             with_isa(|| A::quantize_row_act(xr, qr));
         }
     } else {
-        let rows: Vec<_> = x.chunks(4 * ne0).zip(xq.chunks_mut(4 * a_per_row)).collect();
+        let rows: Vec<_> = x
+            .chunks(4 * ne0)
+            .zip(xq.chunks_mut(4 * a_per_row))
+            .collect();
         par_each(rows, |(x4, q4)| {
             for (xr, qr) in x4.chunks_exact(ne0).zip(q4.chunks_exact_mut(a_per_row)) {
                 with_isa(|| A::quantize_row_act(xr, qr));

@@ -10,7 +10,8 @@
 //! random models amplify any rounding difference: the exact-f32 oracle is 0.04–0.12 away
 //! from llama.cpp on them.)
 
-mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::path::PathBuf;
 
@@ -30,23 +31,38 @@ fn check(name: &str, min_matched: usize, allowed_splits: &[&str], prob_tol: f64)
         eprintln!("skipped: ../shared/reference/archs is not there");
         return;
     };
-    let model = Model::load(dir.join(format!("{name}-q8_0.gguf"))).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}-q8_0.json"))).unwrap()).unwrap();
-    let r = common::check_greedy(&model, &golden);
+    let model = Model::load(dir.join(format!("{name}-q8_0.gguf")))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}-q8_0.json"))).unwrap(),
+    )
+    .unwrap();
+    let r = oracle::check_greedy(&model, &golden);
     eprintln!(
         "ran: {name} against ../shared/reference/archs: {}/{} greedy tokens matched, top-5 probability difference mean {:.5}, max {:.5}",
         r.matched, r.total, r.mean_prob_diff, r.max_prob_diff
     );
-    assert!(r.matched >= min_matched, "{name}: {} greedy tokens matched, expected at least {min_matched}", r.matched);
+    assert!(
+        r.matched >= min_matched,
+        "{name}: {} greedy tokens matched, expected at least {min_matched}",
+        r.matched
+    );
     for (prompt, step) in &r.unlisted_splits {
-        assert!(allowed_splits.contains(&prompt.as_str()), "{name}: {prompt} diverged at step {step}, not a listed near-tie");
+        assert!(
+            allowed_splits.contains(&prompt.as_str()),
+            "{name}: {prompt} diverged at step {step}, not a listed near-tie"
+        );
     }
-    assert!(r.max_prob_diff < prob_tol, "{name}: a top-5 probability differs by {:.4} (bound {prob_tol})", r.max_prob_diff);
+    assert!(
+        r.max_prob_diff < prob_tol,
+        "{name}: a top-5 probability differs by {:.4} (bound {prob_tol})",
+        r.max_prob_diff
+    );
 }
 
 #[test]
 fn qwen2_matches_reference() {
-    check("qwen2", 72, &[], common::PROB_TOL);
+    check("qwen2", 72, &[], oracle::PROB_TOL);
 }
 
 #[test]

@@ -34,20 +34,41 @@ fn argmax(l: &[f32]) -> u32 {
 #[test]
 fn greedy_matches_reference_engine() {
     let model = Model::load(common::model_path()).expect("load model");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(common::data_path("greedy_q4_1.json")).unwrap()).unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data_path("greedy_q4_1.json")).unwrap(),
+    )
+    .unwrap();
     let (mut sum_diff, mut n_diff, mut worst) = (0.0f64, 0usize, 0.0f64);
     let mut matched_total = 0;
     for (ci, case) in golden["cases"].as_array().unwrap().iter().enumerate() {
-        let prompt: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let expected: Vec<u32> = case["generated_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let prompt: Vec<u32> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let expected: Vec<u32> = case["generated_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let steps = case["steps"].as_array().unwrap();
 
         // The prompt must tokenize to the reference ids exactly.
         let text = case["prompt_text"].as_str().unwrap();
-        assert_eq!(model.tokenizer.encode(text, true, true), prompt, "case {ci}: prompt tokenization");
+        assert_eq!(
+            model.tokenizer.encode(text, true, true),
+            prompt,
+            "case {ci}: prompt tokenization"
+        );
 
         let mut kv = model.new_kv_cache(prompt.len() + expected.len() + 1, KvType::F16);
-        let mut logits = model.forward(&Batch::contiguous(&prompt, 0, false), &mut kv).unwrap().last().to_vec();
+        let mut logits = model
+            .forward(&Batch::contiguous(&prompt, 0, false), &mut kv)
+            .unwrap()
+            .last()
+            .to_vec();
         let mut matched = expected.len();
         for (s, &want) in expected.iter().enumerate() {
             let lse = log_sum_exp(&logits);
@@ -64,13 +85,24 @@ fn greedy_matches_reference_engine() {
             if got != want {
                 let gap = steps[s]["top1_top2_logprob_gap"].as_f64().unwrap();
                 eprintln!("case {ci}: diverged at step {s} (got {got}, reference {want}, reference top-2 gap {gap:.4} nats)");
-                let near_tie = case["near_ties_gap_lt_0.02"].as_array().unwrap().iter().any(|t| t[0].as_u64() == Some(s as u64));
-                assert!(near_tie, "case {ci}: diverged at step {s}, which is not a near tie in the reference");
+                let near_tie = case["near_ties_gap_lt_0.02"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t[0].as_u64() == Some(s as u64));
+                assert!(
+                    near_tie,
+                    "case {ci}: diverged at step {s}, which is not a near tie in the reference"
+                );
                 matched = s;
                 break;
             }
             if s + 1 < expected.len() {
-                logits = model.forward(&Batch::contiguous(&[got], prompt.len() + s, false), &mut kv).unwrap().last().to_vec();
+                logits = model
+                    .forward(&Batch::contiguous(&[got], prompt.len() + s, false), &mut kv)
+                    .unwrap()
+                    .last()
+                    .to_vec();
             }
         }
         matched_total += matched;

@@ -13,7 +13,14 @@ use hearth_model::Model;
 
 fn input(n: usize, seed: u32) -> Vec<f32> {
     // A cheap deterministic spread of values in about [-2, 2].
-    (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) * 4.0 - 2.0).collect()
+    (0..n)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
+                / (1u32 << 24) as f32)
+                * 4.0
+                - 2.0
+        })
+        .collect()
 }
 
 fn file() -> Arc<GgufFile> {
@@ -49,20 +56,34 @@ fn matmul_is_the_scalar_twin_per_output_for_any_batch() {
             let x = input(n * w.ne[0], seed);
             let mut got = vec![0.0; n * w.ne[1]];
             w.matmul(&x, &mut got);
-            assert_eq!(bits(&got), bits(&twin::<BlockQ4_1>(w, &x, vec_dot_q4_1_q8_1_ref)), "{} n={n}", w.name);
+            assert_eq!(
+                bits(&got),
+                bits(&twin::<BlockQ4_1>(w, &x, vec_dot_q4_1_q8_1_ref)),
+                "{} n={n}",
+                w.name
+            );
             // Token t alone gives its row of the batch.
             let ne0 = w.ne[0];
             let t = n - 1;
             let mut alone = vec![0.0; w.ne[1]];
             w.matmul(&x[t * ne0..(t + 1) * ne0], &mut alone);
-            assert_eq!(bits(&alone), bits(&got[t * w.ne[1]..]), "{} n={n}: last token alone", w.name);
+            assert_eq!(
+                bits(&alone),
+                bits(&got[t * w.ne[1]..]),
+                "{} n={n}: last token alone",
+                w.name
+            );
         }
     }
     for n in [1, 5] {
         let x = input(n * 576, 3);
         let mut got = vec![0.0; n * 49152];
         out.matmul(&x, &mut got);
-        assert_eq!(bits(&got), bits(&twin::<BlockQ8_0>(&out, &x, vec_dot_q8_0_q8_0_ref)), "output n={n}");
+        assert_eq!(
+            bits(&got),
+            bits(&twin::<BlockQ8_0>(&out, &x, vec_dot_q8_0_q8_0_ref)),
+            "output n={n}"
+        );
     }
 }
 
@@ -70,7 +91,11 @@ fn matmul_is_the_scalar_twin_per_output_for_any_batch() {
 fn matmul_many_equals_separate_matmuls() {
     let f = file();
     let load = |name: &str, ne1| QTensor::load(&f, name, [576, ne1]).unwrap();
-    let (wq, wk, wv) = (load("blk.1.attn_q.weight", 576), load("blk.1.attn_k.weight", 192), load("blk.1.attn_v.weight", 192));
+    let (wq, wk, wv) = (
+        load("blk.1.attn_q.weight", 576),
+        load("blk.1.attn_k.weight", 192),
+        load("blk.1.attn_v.weight", 192),
+    );
     for n in [1, 3, 16] {
         let x = input(n * 576, 4);
         let (mut q, mut k, mut v) = (vec![0.0; n * 576], vec![0.0; n * 192], vec![0.0; n * 192]);

@@ -9,12 +9,16 @@ use std::sync::Arc;
 use bytemuck::Zeroable;
 use hearth_gguf::{GgmlType, GgufFile, GgufWriter};
 use hearth_kernels::{BlockQ8_0, Quantize};
-use hearth_model::quantize::{plan, quantize, quantize_file, FileType, QuantizeError, QuantizeOptions, TensorPlan};
+use hearth_model::quantize::{
+    plan, quantize, quantize_file, FileType, QuantizeError, QuantizeOptions, TensorPlan,
+};
 use hearth_model::{Batch, KvType, Model};
 
 /// A deterministic pseudo-random f32 in [-1, 1).
 fn noise(seed: &mut u64) -> f32 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
@@ -63,7 +67,10 @@ fn synthetic(n_layer: usize, n_embd: u64, n_ff: u64, tied: bool) -> GgufFile {
 }
 
 fn type_of<'a>(plans: &'a [TensorPlan], name: &str) -> &'a TensorPlan {
-    plans.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no tensor {name}"))
+    plans
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"))
 }
 
 #[test]
@@ -71,10 +78,24 @@ fn output_order_is_by_layer_then_name() {
     let f = synthetic(12, 256, 512, false);
     let plans = plan(&f, FileType::Q8_0).unwrap();
     let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names[..4], ["output.weight", "output_norm.weight", "token_embd.weight", "blk.0.attn_k.weight"]);
+    assert_eq!(
+        names[..4],
+        [
+            "output.weight",
+            "output_norm.weight",
+            "token_embd.weight",
+            "blk.0.attn_k.weight"
+        ]
+    );
     // blk.2 comes before blk.10 (numerically, not as strings).
-    let i2 = names.iter().position(|&n| n == "blk.2.attn_k.weight").unwrap();
-    let i10 = names.iter().position(|&n| n == "blk.10.attn_k.weight").unwrap();
+    let i2 = names
+        .iter()
+        .position(|&n| n == "blk.2.attn_k.weight")
+        .unwrap();
+    let i10 = names
+        .iter()
+        .position(|&n| n == "blk.10.attn_k.weight")
+        .unwrap();
     assert!(i2 < i10);
     assert_eq!(names.last(), Some(&"blk.11.ffn_up.weight"));
 }
@@ -87,12 +108,27 @@ fn q4_k_m_bumps_attn_v_and_ffn_down_in_the_usual_layers() {
     for l in 0..8 {
         let more = [0, 3, 6, 7].contains(&l);
         let want = if more { GgmlType::Q6_K } else { GgmlType::Q4_K };
-        assert_eq!(type_of(&plans, &format!("blk.{l}.attn_v.weight")).to, want, "attn_v layer {l}");
-        assert_eq!(type_of(&plans, &format!("blk.{l}.ffn_down.weight")).to, want, "ffn_down layer {l}");
+        assert_eq!(
+            type_of(&plans, &format!("blk.{l}.attn_v.weight")).to,
+            want,
+            "attn_v layer {l}"
+        );
+        assert_eq!(
+            type_of(&plans, &format!("blk.{l}.ffn_down.weight")).to,
+            want,
+            "ffn_down layer {l}"
+        );
         for t in ["attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"] {
-            assert_eq!(type_of(&plans, &format!("blk.{l}.{t}.weight")).to, GgmlType::Q4_K, "{t} layer {l}");
+            assert_eq!(
+                type_of(&plans, &format!("blk.{l}.{t}.weight")).to,
+                GgmlType::Q4_K,
+                "{t} layer {l}"
+            );
         }
-        assert_eq!(type_of(&plans, &format!("blk.{l}.attn_norm.weight")).to, GgmlType::F32);
+        assert_eq!(
+            type_of(&plans, &format!("blk.{l}.attn_norm.weight")).to,
+            GgmlType::F32
+        );
     }
     assert_eq!(type_of(&plans, "output.weight").to, GgmlType::Q6_K);
     // Untied: the embedding keeps the default type.
@@ -127,7 +163,12 @@ fn other_mixes_follow_their_recipes() {
     assert_eq!(type_of(&p, "blk.0.attn_v.weight").to, GgmlType::Q4_0);
 
     let p = plan(&f, FileType::F16).unwrap();
-    assert!(p.iter().all(|t| t.to == if t.shape.len() == 1 { GgmlType::F32 } else { GgmlType::F16 }));
+    assert!(p.iter().all(|t| t.to
+        == if t.shape.len() == 1 {
+            GgmlType::F32
+        } else {
+            GgmlType::F16
+        }));
 }
 
 #[test]
@@ -160,7 +201,10 @@ fn rows_that_do_not_fit_256_fall_back_to_32_element_types() {
 #[test]
 fn conversion_keeps_metadata_copies_norms_and_quantizes_rows() {
     let f = synthetic(2, 256, 512, true);
-    let opts = QuantizeOptions { ftype: FileType::Q8_0, allow_requantize: false };
+    let opts = QuantizeOptions {
+        ftype: FileType::Q8_0,
+        allow_requantize: false,
+    };
     let mut seen = 0;
     let (w, report) = quantize(&f, &opts, |i, n, _| {
         assert_eq!(i, seen);
@@ -174,13 +218,19 @@ fn conversion_keeps_metadata_copies_norms_and_quantizes_rows() {
     // Every key is kept; file type and quantization version are rewritten, last.
     let keys: Vec<&str> = out.metadata().iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys.len(), f.metadata().len());
-    assert_eq!(keys[keys.len() - 2..], ["general.quantization_version", "general.file_type"]);
+    assert_eq!(
+        keys[keys.len() - 2..],
+        ["general.quantization_version", "general.file_type"]
+    );
     assert_eq!(out.get_u32("general.file_type"), Some(7));
     assert_eq!(out.get_str("general.name"), Some("synthetic"));
     assert_eq!(out.get_u32("llama.block_count"), Some(2));
 
     // Norms are copied byte for byte.
-    assert_eq!(out.tensor_bytes("blk.1.ffn_norm.weight"), f.tensor_bytes("blk.1.ffn_norm.weight"));
+    assert_eq!(
+        out.tensor_bytes("blk.1.ffn_norm.weight"),
+        f.tensor_bytes("blk.1.ffn_norm.weight")
+    );
     // A matrix holds exactly the kernels' Q8_0 blocks of the input.
     let src: Vec<f32> = f
         .tensor_bytes("blk.1.ffn_up.weight")
@@ -193,8 +243,14 @@ fn conversion_keeps_metadata_copies_norms_and_quantizes_rows() {
     let t = out.tensor("blk.1.ffn_up.weight").unwrap();
     assert_eq!(t.ggml_type, GgmlType::Q8_0);
     assert_eq!(t.shape, vec![256, 512]);
-    assert_eq!(out.tensor_data(t), bytemuck::cast_slice::<BlockQ8_0, u8>(&want));
-    assert_eq!(report.bytes_out, out.tensors().iter().map(|t| t.n_bytes).sum::<u64>());
+    assert_eq!(
+        out.tensor_data(t),
+        bytemuck::cast_slice::<BlockQ8_0, u8>(&want)
+    );
+    assert_eq!(
+        report.bytes_out,
+        out.tensors().iter().map(|t| t.n_bytes).sum::<u64>()
+    );
 }
 
 #[test]
@@ -204,9 +260,13 @@ fn non_finite_weights_are_an_error() {
     w.add_kv("llama.block_count", 1u32);
     let mut data: Vec<u8> = (0..64 * 2).flat_map(|i| (i as f32).to_le_bytes()).collect();
     data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
-    w.add_tensor("blk.0.attn_q.weight", [64u64, 2], GgmlType::F32, data).unwrap();
+    w.add_tensor("blk.0.attn_q.weight", [64u64, 2], GgmlType::F32, data)
+        .unwrap();
     let f = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
-    let opts = QuantizeOptions { ftype: FileType::Q4_0, allow_requantize: false };
+    let opts = QuantizeOptions {
+        ftype: FileType::Q4_0,
+        allow_requantize: false,
+    };
     match quantize(&f, &opts, |_, _, _| {}) {
         Err(QuantizeError::NonFinite { name }) => assert_eq!(name, "blk.0.attn_q.weight"),
         other => panic!("expected NonFinite, got {:?}", other.map(|_| ())),
@@ -217,12 +277,19 @@ fn non_finite_weights_are_an_error() {
 fn real_model_refuses_to_requantize_without_permission() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.gguf");
-    let opts = QuantizeOptions { ftype: FileType::Q8_0, allow_requantize: false };
+    let opts = QuantizeOptions {
+        ftype: FileType::Q8_0,
+        allow_requantize: false,
+    };
     let err = quantize_file(&common::model_path(), &out, &opts, |_, _, _| {}).unwrap_err();
     assert!(matches!(err, QuantizeError::Requantize { .. }), "{err}");
     assert!(err.to_string().contains("--allow-requantize"));
     assert!(!out.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary file left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temporary file left behind"
+    );
 }
 
 #[test]
@@ -231,7 +298,10 @@ fn truncated_input_is_an_error() {
     let bytes = std::fs::read(common::model_path()).unwrap();
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let opts = QuantizeOptions { ftype: FileType::Q8_0, allow_requantize: true };
+    let opts = QuantizeOptions {
+        ftype: FileType::Q8_0,
+        allow_requantize: true,
+    };
     let err = quantize_file(&cut, &dir.path().join("out.gguf"), &opts, |_, _, _| {}).unwrap_err();
     assert!(matches!(err, QuantizeError::Gguf(_)), "{err}");
     assert!(!dir.path().join("out.gguf").exists());
@@ -241,9 +311,13 @@ fn truncated_input_is_an_error() {
 fn next_token(model: &Model, prompt: &str) -> (u32, Vec<f32>) {
     let ids = model.tokenizer.encode(prompt, true, false);
     let mut kv = model.new_kv_cache(64, KvType::F16);
-    let logits = model.forward(&Batch::contiguous(&ids, 0, false), &mut kv).unwrap();
+    let logits = model
+        .forward(&Batch::contiguous(&ids, 0, false), &mut kv)
+        .unwrap();
     let last = logits.last().to_vec();
-    let best = (0..last.len()).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap() as u32;
+    let best = (0..last.len())
+        .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+        .unwrap() as u32;
     (best, last)
 }
 
@@ -258,14 +332,21 @@ fn softmax(l: &[f32]) -> Vec<f32> {
 fn real_model_requantized_to_q8_0_loads_and_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q8_0.gguf");
-    let opts = QuantizeOptions { ftype: FileType::Q8_0, allow_requantize: true };
+    let opts = QuantizeOptions {
+        ftype: FileType::Q8_0,
+        allow_requantize: true,
+    };
     let report = quantize_file(&common::model_path(), &out, &opts, |_, _, _| {}).unwrap();
     assert_eq!(report.tensors.len(), 272);
 
     let f = Arc::new(GgufFile::open(&out).unwrap());
     assert_eq!(f.get_u32("general.file_type"), Some(7));
     for t in f.tensors() {
-        let want = if t.shape.len() == 1 { GgmlType::F32 } else { GgmlType::Q8_0 };
+        let want = if t.shape.len() == 1 {
+            GgmlType::F32
+        } else {
+            GgmlType::Q8_0
+        };
         assert_eq!(t.ggml_type, want, "{}", t.name);
     }
     let q8 = Model::from_gguf(f).unwrap();
@@ -279,7 +360,11 @@ fn real_model_requantized_to_q8_0_loads_and_agrees() {
         // probabilities move by a few hundredths at most (this small model amplifies
         // rounding: even the exact-f32 oracle differs from the reference by up to 0.06).
         let (pa, pb) = (softmax(&la), softmax(&lb));
-        let max_diff = pa.iter().zip(&pb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let max_diff = pa
+            .iter()
+            .zip(&pb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(max_diff < 0.1, "a probability moved by {max_diff}");
     }
 }

@@ -26,7 +26,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), param: None, code: None, dialect: Dialect::OpenAi }
+        ApiError {
+            status,
+            message: message.into(),
+            param: None,
+            code: None,
+            dialect: Dialect::OpenAi,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -49,7 +55,12 @@ impl ApiError {
     }
 
     pub fn unknown_model(name: &str, served: &str) -> ApiError {
-        Self::new(StatusCode::NOT_FOUND, format!("model '{name}' not found; this server serves '{served}'")).param("model").code("model_not_found")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("model '{name}' not found; this server serves '{served}'"),
+        )
+        .param("model")
+        .code("model_not_found")
     }
 
     fn kind(&self) -> &'static str {

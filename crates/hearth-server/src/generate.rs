@@ -17,8 +17,16 @@ use crate::state::Ready;
 pub fn chat_prompt(ready: &Ready, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
     let model = &ready.model;
     let text = match &model.chat_template {
-        Some(t) => t.render(messages, true).map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e}")))?,
-        None => messages.iter().map(|m| format!("{}: {}\n", m.role, m.content)).collect::<String>() + "assistant: ",
+        Some(t) => t
+            .render(messages, true)
+            .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e}")))?,
+        None => {
+            messages
+                .iter()
+                .map(|m| format!("{}: {}\n", m.role, m.content))
+                .collect::<String>()
+                + "assistant: "
+        }
     };
     Ok(model.tokenizer.encode(&text, true, true))
 }
@@ -31,12 +39,22 @@ pub fn text_prompt(ready: &Ready, text: &str) -> Vec<u32> {
 /// Checks the prompt against the context and resolves `max_tokens` (None = the rest of
 /// the context). `n_ctx` is the request's context (at most the server's); `param` and
 /// `prompt_param` are the request fields named in errors.
-pub fn resolve_max_tokens(prompt_len: usize, max_tokens: Option<i64>, n_ctx: usize, param: &'static str, prompt_param: &'static str) -> Result<usize, ApiError> {
+pub fn resolve_max_tokens(
+    prompt_len: usize,
+    max_tokens: Option<i64>,
+    n_ctx: usize,
+    param: &'static str,
+    prompt_param: &'static str,
+) -> Result<usize, ApiError> {
     if prompt_len == 0 {
         return Err(ApiError::from(EngineError::EmptyPrompt).param(prompt_param));
     }
     if prompt_len >= n_ctx {
-        return Err(ApiError::from(EngineError::PromptTooLong { prompt: prompt_len, n_ctx }).param(prompt_param));
+        return Err(ApiError::from(EngineError::PromptTooLong {
+            prompt: prompt_len,
+            n_ctx,
+        })
+        .param(prompt_param));
     }
     let room = n_ctx - prompt_len;
     match max_tokens {
@@ -53,7 +71,11 @@ pub fn resolve_max_tokens(prompt_len: usize, max_tokens: Option<i64>, n_ctx: usi
 /// Submits one request per choice (seeds offset per choice so that sampled choices
 /// differ) and merges their events, tagged with the choice index. Dropping the receiver
 /// cancels them all.
-pub fn submit(ready: &Ready, req: Request, n: usize) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
+pub fn submit(
+    ready: &Ready,
+    req: Request,
+    n: usize,
+) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
         let mut r = req.clone();
@@ -86,7 +108,10 @@ pub struct Choice {
 }
 
 /// Waits for every choice to finish.
-pub async fn collect(mut rx: UnboundedReceiver<(usize, Event)>, n: usize) -> Result<Vec<Choice>, ApiError> {
+pub async fn collect(
+    mut rx: UnboundedReceiver<(usize, Event)>,
+    n: usize,
+) -> Result<Vec<Choice>, ApiError> {
     let mut out: Vec<Choice> = (0..n).map(|_| Choice::default()).collect();
     let mut done = 0;
     while done < n {
@@ -112,7 +137,9 @@ pub async fn collect(mut rx: UnboundedReceiver<(usize, Event)>, n: usize) -> Res
 
 /// A streaming response body fed by a channel of already formatted chunks.
 pub fn channel_body(rx: UnboundedReceiver<Bytes>) -> Body {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
     Body::from_stream(stream)
 }
 

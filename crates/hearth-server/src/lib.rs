@@ -32,7 +32,10 @@ pub(crate) const FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Load(String),
     #[error("server error: {0}")]
@@ -67,7 +70,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// finish for up to `drain` and then cancels what is left.
 pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError> {
     let addr = format!("{}:{}", opts.host, opts.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     let local: SocketAddr = listener.local_addr()?;
     eprintln!("hearth: listening on http://{local}");
     let state = Arc::new(AppState::new(opts));
@@ -88,7 +96,11 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
     match load.await {
         Ok(Ok(())) => {
             let r = state.ready().expect("loaded");
-            eprintln!("hearth: model '{}' ready in {:.2} s", state.opts.model_id, r.load_duration.as_secs_f64());
+            eprintln!(
+                "hearth: model '{}' ready in {:.2} s",
+                state.opts.model_id,
+                r.load_duration.as_secs_f64()
+            );
         }
         Ok(Err(e)) => {
             let _ = stop_tx.send(true);
@@ -101,7 +113,10 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
     }
 
     shutdown_signal().await;
-    eprintln!("hearth: shutting down: no new connections; waiting up to {} s for running requests", drain.as_secs());
+    eprintln!(
+        "hearth: shutting down: no new connections; waiting up to {} s for running requests",
+        drain.as_secs()
+    );
     let _ = stop_tx.send(true);
     let mut server = server;
     tokio::select! {
@@ -138,10 +153,22 @@ async fn shutdown_signal() {
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.opts.api_key {
         if req.uri().path() != "/health" {
-            let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
             if given.map(str::trim) != Some(key.as_str()) {
-                let e = ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key (send Authorization: Bearer <key>)");
-                return if req.uri().path().starts_with("/api/") { e.ollama() } else { e }.into_response();
+                let e = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid or missing API key (send Authorization: Bearer <key>)",
+                );
+                return if req.uri().path().starts_with("/api/") {
+                    e.ollama()
+                } else {
+                    e
+                }
+                .into_response();
             }
         }
     }
@@ -161,7 +188,10 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {method} {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
 }
 
 async fn root() -> &'static str {
@@ -172,7 +202,11 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     if state.is_ready() {
         Json(json!({"status": "ok"})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading"})),
+        )
+            .into_response()
     }
 }
 
@@ -196,11 +230,17 @@ struct TokenizeRequest {
 }
 
 async fn tokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let req: TokenizeRequest = util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
+    let req: TokenizeRequest =
+        util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
     let ready = state.ready()?;
-    let ids = ready.model.tokenizer.encode(&req.content, req.add_special, true);
+    let ids = ready
+        .model
+        .tokenizer
+        .encode(&req.content, req.add_special, true);
     let tokens: Vec<serde_json::Value> = if req.with_pieces {
-        ids.iter().map(|&id| json!({"id": id, "piece": generate::token_piece(ready, id).0})).collect()
+        ids.iter()
+            .map(|&id| json!({"id": id, "piece": generate::token_piece(ready, id).0}))
+            .collect()
     } else {
         ids.iter().map(|&id| json!(id)).collect()
     };
@@ -213,11 +253,15 @@ struct DetokenizeRequest {
 }
 
 async fn detokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let req: DetokenizeRequest = util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
+    let req: DetokenizeRequest =
+        util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
     let ready = state.ready()?;
     let n_vocab = ready.model.config.n_vocab;
     if let Some(&t) = req.tokens.iter().find(|&&t| t as usize >= n_vocab) {
-        return Err(ApiError::bad_request(format!("token id {t} is outside the vocabulary ({n_vocab})")).param("tokens"));
+        return Err(ApiError::bad_request(format!(
+            "token id {t} is outside the vocabulary ({n_vocab})"
+        ))
+        .param("tokens"));
     }
     Ok(Json(json!({"content": ready.model.tokenizer.decode(&req.tokens, false)})).into_response())
 }

@@ -100,16 +100,29 @@ fn sampling(o: &Options, n_vocab: usize) -> Result<SamplingParams, ApiError> {
         seed: o.seed.map(|s| s as u64),
     };
     if let Some(k) = o.top_k {
-        p.top_k = usize::try_from(k).map_err(|_| ApiError::bad_request(format!("top_k must not be negative (got {k})")))?;
+        p.top_k = usize::try_from(k)
+            .map_err(|_| ApiError::bad_request(format!("top_k must not be negative (got {k})")))?;
     }
     if let Some(n) = o.repeat_last_n {
-        p.repeat_last_n = usize::try_from(n).map_err(|_| ApiError::bad_request(format!("repeat_last_n must not be negative (got {n})")))?;
+        p.repeat_last_n = usize::try_from(n).map_err(|_| {
+            ApiError::bad_request(format!("repeat_last_n must not be negative (got {n})"))
+        })?;
     }
     if p.temperature < 0.0 {
-        return Err(ApiError::bad_request(format!("temperature must not be negative (got {})", p.temperature)));
+        return Err(ApiError::bad_request(format!(
+            "temperature must not be negative (got {})",
+            p.temperature
+        )));
     }
     if p.temperature == 0.0 {
-        p = SamplingParams { repeat_penalty: p.repeat_penalty, repeat_last_n: p.repeat_last_n, presence_penalty: p.presence_penalty, frequency_penalty: p.frequency_penalty, seed: p.seed, ..SamplingParams::greedy() };
+        p = SamplingParams {
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: p.repeat_last_n,
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+            seed: p.seed,
+            ..SamplingParams::greedy()
+        };
     }
     p.validate(n_vocab).map_err(ApiError::bad_request)?;
     Ok(p)
@@ -122,19 +135,34 @@ fn engine_request(ready: &Ready, prompt: Vec<u32>, o: &Options) -> Result<Reques
     let n_ctx = match o.num_ctx {
         None => server_ctx,
         Some(n) if n >= 1 => (n as usize).min(server_ctx),
-        Some(n) => return Err(ApiError::bad_request(format!("num_ctx must be positive (got {n})"))),
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "num_ctx must be positive (got {n})"
+            )))
+        }
     };
     let room = generate::resolve_max_tokens(prompt.len(), None, n_ctx, "num_predict", "prompt")?;
     let max_tokens = match o.num_predict {
         None | Some(-1) | Some(-2) => room,
         Some(n) if n >= 1 => (n as usize).min(room),
-        Some(n) => return Err(ApiError::bad_request(format!("num_predict must be positive, -1 or -2 (got {n})"))),
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "num_predict must be positive, -1 or -2 (got {n})"
+            )))
+        }
     };
     let stop = o.stop.clone().unwrap_or_default();
     if stop.iter().any(|s| s.is_empty()) {
         return Err(ApiError::bad_request("stop strings must not be empty"));
     }
-    Ok(Request { prompt_ids: prompt, max_tokens, sampling: sampling(o, ready.model.config.n_vocab)?, stop, ignore_eos: false, logprobs: None })
+    Ok(Request {
+        prompt_ids: prompt,
+        max_tokens,
+        sampling: sampling(o, ready.model.config.n_vocab)?,
+        stop,
+        ignore_eos: false,
+        logprobs: None,
+    })
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -174,16 +202,29 @@ fn merge(mut a: Value, b: Value) -> Value {
 
 /// Runs one generation and answers as NDJSON lines (streaming) or one object. `piece`
 /// wraps a piece of text in the endpoint's message shape.
-async fn respond(state: Arc<AppState>, req: Request, stream: bool, route: &'static str, piece: fn(&str) -> Value) -> Result<Response, ApiError> {
+async fn respond(
+    state: Arc<AppState>,
+    req: Request,
+    stream: bool,
+    route: &'static str,
+    piece: fn(&str) -> Value,
+) -> Result<Response, ApiError> {
     let ready = state.ready().map_err(ApiError::ollama)?;
     let mut rx = generate::submit(ready, req, 1).map_err(ApiError::ollama)?;
     let model = state.opts.model_id.clone();
     let head = move || json!({"model": model, "created_at": rfc3339(SystemTime::now())});
     if !stream {
-        let choice = generate::collect(rx, 1).await.map_err(ApiError::ollama)?.remove(0);
+        let choice = generate::collect(rx, 1)
+            .await
+            .map_err(ApiError::ollama)?
+            .remove(0);
         let s = choice.summary.expect("collected choices are finished");
         generate::log_summary(route, "-", &s);
-        return Ok(Json(merge(merge(head(), piece(&choice.text)), merge(json!({"done": true}), final_stats(&s)))).into_response());
+        return Ok(Json(merge(
+            merge(head(), piece(&choice.text)),
+            merge(json!({"done": true}), final_stats(&s)),
+        ))
+        .into_response());
     }
     let (btx, brx) = unbounded_channel::<Bytes>();
     let line = |v: Value| Bytes::from(format!("{v}\n"));
@@ -191,13 +232,21 @@ async fn respond(state: Arc<AppState>, req: Request, stream: bool, route: &'stat
         while let Some((_, ev)) = rx.recv().await {
             let msg = match ev {
                 Event::Token { text, .. } if text.is_empty() => continue,
-                Event::Token { text, .. } => merge(merge(head(), piece(&text)), json!({"done": false})),
+                Event::Token { text, .. } => {
+                    merge(merge(head(), piece(&text)), json!({"done": false}))
+                }
                 Event::Done { text, summary } => {
                     generate::log_summary(route, "stream", &summary);
                     if !text.is_empty() {
-                        let _ = btx.send(line(merge(merge(head(), piece(&text)), json!({"done": false}))));
+                        let _ = btx.send(line(merge(
+                            merge(head(), piece(&text)),
+                            json!({"done": false}),
+                        )));
                     }
-                    let last = merge(merge(head(), piece("")), merge(json!({"done": true}), final_stats(&summary)));
+                    let last = merge(
+                        merge(head(), piece("")),
+                        merge(json!({"done": true}), final_stats(&summary)),
+                    );
                     let _ = btx.send(line(last));
                     return;
                 }
@@ -208,25 +257,43 @@ async fn respond(state: Arc<AppState>, req: Request, stream: bool, route: &'stat
             }
         }
     });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], channel_body(brx)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        channel_body(brx),
+    )
+        .into_response())
 }
 
 /// The reply to a request with nothing to generate: Ollama loads the model and says so.
 fn load_reply(state: &AppState, piece: Value) -> Response {
-    Json(merge(merge(json!({"model": state.opts.model_id, "created_at": rfc3339(SystemTime::now())}), piece), json!({"done": true, "done_reason": "load"})))
-        .into_response()
+    Json(merge(
+        merge(
+            json!({"model": state.opts.model_id, "created_at": rfc3339(SystemTime::now())}),
+            piece,
+        ),
+        json!({"done": true, "done_reason": "load"}),
+    ))
+    .into_response()
 }
 
 /// `POST /api/generate`
-pub async fn generate(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes).await.map_err(ApiError::ollama)?;
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.opts.max_body_bytes)
+        .await
+        .map_err(ApiError::ollama)?;
     let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
     let ready = check_model(&state, &req.model)?;
     if req.prompt.is_empty() && req.system.is_none() {
         return Ok(load_reply(&state, json!({"response": ""})));
     }
     let prompt = if req.raw || ready.model.chat_template.is_none() {
-        generate::text_prompt(ready, &format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt))
+        generate::text_prompt(
+            ready,
+            &format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt),
+        )
     } else {
         let mut messages = Vec::new();
         if let Some(s) = &req.system {
@@ -236,27 +303,48 @@ pub async fn generate(State(state): State<Arc<AppState>>, body: Body) -> Result<
         generate::chat_prompt(ready, &messages).map_err(ApiError::ollama)?
     };
     let engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
-    respond(state.clone(), engine_req, req.stream.unwrap_or(true), "generate", |t| json!({"response": t})).await
+    respond(
+        state.clone(),
+        engine_req,
+        req.stream.unwrap_or(true),
+        "generate",
+        |t| json!({"response": t}),
+    )
+    .await
 }
 
 /// `POST /api/chat`
 pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes).await.map_err(ApiError::ollama)?;
+    let bytes = read_body(body, state.opts.max_body_bytes)
+        .await
+        .map_err(ApiError::ollama)?;
     let req: ChatRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
     let ready = check_model(&state, &req.model)?;
     if req.messages.is_empty() {
-        return Ok(load_reply(&state, json!({"message": {"role": "assistant", "content": ""}})));
+        return Ok(load_reply(
+            &state,
+            json!({"message": {"role": "assistant", "content": ""}}),
+        ));
     }
     let mut messages = Vec::new();
     for m in &req.messages {
         if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
-            return Err(ApiError::bad_request(format!("unknown message role '{}'", m.role)).ollama());
+            return Err(
+                ApiError::bad_request(format!("unknown message role '{}'", m.role)).ollama(),
+            );
         }
         messages.push(ChatMessage::new(m.role.clone(), m.content.clone()));
     }
     let prompt = generate::chat_prompt(ready, &messages).map_err(ApiError::ollama)?;
     let engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
-    respond(state.clone(), engine_req, req.stream.unwrap_or(true), "chat", |t| json!({"message": {"role": "assistant", "content": t}})).await
+    respond(
+        state.clone(),
+        engine_req,
+        req.stream.unwrap_or(true),
+        "chat",
+        |t| json!({"message": {"role": "assistant", "content": t}}),
+    )
+    .await
 }
 
 fn details(ready: &Ready) -> Value {
@@ -303,13 +391,23 @@ pub async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
 
 /// `POST /api/show`
 pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes).await.map_err(ApiError::ollama)?;
+    let bytes = read_body(body, state.opts.max_body_bytes)
+        .await
+        .map_err(ApiError::ollama)?;
     let req: ShowRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
-    let name = req.model.or(req.name).ok_or_else(|| ApiError::bad_request("missing field `model`").ollama())?;
+    let name = req
+        .model
+        .or(req.name)
+        .ok_or_else(|| ApiError::bad_request("missing field `model`").ollama())?;
     let ready = check_model(&state, &name)?;
     let c = &ready.model.config;
     let arch = &c.arch;
-    let template = ready.model.gguf().get_str("tokenizer.chat_template").unwrap_or_default().to_string();
+    let template = ready
+        .model
+        .gguf()
+        .get_str("tokenizer.chat_template")
+        .unwrap_or_default()
+        .to_string();
     let model_info = json!({
         "general.architecture": arch,
         "general.parameter_count": ready.info.n_params,

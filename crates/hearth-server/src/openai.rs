@@ -109,9 +109,10 @@ struct CompletionRequest {
 /// what the request leaves out; temperature 0 is greedy).
 fn sampling(c: &Common, n_vocab: usize) -> Result<SamplingParams, ApiError> {
     let range = |name: &'static str, v: Option<f32>, lo: f32, hi: f32| match v {
-        Some(x) if !(lo..=hi).contains(&x) || !x.is_finite() => {
-            Err(ApiError::bad_request(format!("{name} must be between {lo} and {hi} (got {x})")).param(name))
-        }
+        Some(x) if !(lo..=hi).contains(&x) || !x.is_finite() => Err(ApiError::bad_request(
+            format!("{name} must be between {lo} and {hi} (got {x})"),
+        )
+        .param(name)),
         _ => Ok(()),
     };
     range("temperature", c.temperature, 0.0, 2.0)?;
@@ -129,7 +130,10 @@ fn sampling(c: &Common, n_vocab: usize) -> Result<SamplingParams, ApiError> {
     }
     if let Some(k) = c.top_k {
         if k < 0 {
-            return Err(ApiError::bad_request(format!("top_k must be 0 (off) or positive (got {k})")).param("top_k"));
+            return Err(ApiError::bad_request(format!(
+                "top_k must be 0 (off) or positive (got {k})"
+            ))
+            .param("top_k"));
         }
         p.top_k = k as usize;
     }
@@ -146,16 +150,31 @@ fn sampling(c: &Common, n_vocab: usize) -> Result<SamplingParams, ApiError> {
                 .parse()
                 .ok()
                 .filter(|&id: &u32| (id as usize) < n_vocab)
-                .ok_or_else(|| ApiError::bad_request(format!("logit_bias key '{k}' is not a token id below {n_vocab}")).param("logit_bias"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "logit_bias key '{k}' is not a token id below {n_vocab}"
+                    ))
+                    .param("logit_bias")
+                })?;
             if !(-100.0..=100.0).contains(&b) {
-                return Err(ApiError::bad_request(format!("logit_bias values must be between -100 and 100 (got {b})")).param("logit_bias"));
+                return Err(ApiError::bad_request(format!(
+                    "logit_bias values must be between -100 and 100 (got {b})"
+                ))
+                .param("logit_bias"));
             }
             p.logit_bias.push((id, b));
         }
         p.logit_bias.sort_by_key(|&(id, _)| id);
     }
     if p.temperature <= 0.0 {
-        p = SamplingParams { logit_bias: p.logit_bias, presence_penalty: p.presence_penalty, frequency_penalty: p.frequency_penalty, repeat_penalty: p.repeat_penalty, seed: p.seed, ..SamplingParams::greedy() };
+        p = SamplingParams {
+            logit_bias: p.logit_bias,
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+            repeat_penalty: p.repeat_penalty,
+            seed: p.seed,
+            ..SamplingParams::greedy()
+        };
     }
     p.validate(n_vocab).map_err(ApiError::bad_request)?;
     Ok(p)
@@ -215,7 +234,10 @@ fn usage(prompt_tokens: usize, extra: UsageExtra, choices: impl Iterator<Item = 
 
 fn usage_extra(choices: &[Choice]) -> UsageExtra {
     let mut e = UsageExtra::default();
-    choices.iter().filter_map(|c| c.summary.as_ref()).for_each(|s| e.add(s));
+    choices
+        .iter()
+        .filter_map(|c| c.summary.as_ref())
+        .for_each(|s| e.add(s));
     e
 }
 
@@ -230,7 +252,10 @@ fn chat_logprob(ready: &Ready, id: u32, lp: &TokenLogprob) -> Value {
 }
 
 /// `POST /v1/chat/completions`
-pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: ChatRequest = parse_json(&read_body(body, state.opts.max_body_bytes).await?)?;
     let ready = check_model(&state, &req.common)?;
     if req.messages.is_empty() {
@@ -238,8 +263,14 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
     }
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
-        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
-            return Err(ApiError::bad_request(format!("unknown message role '{}'", m.role)).param("messages"));
+        if !matches!(
+            m.role.as_str(),
+            "system" | "developer" | "user" | "assistant" | "tool"
+        ) {
+            return Err(
+                ApiError::bad_request(format!("unknown message role '{}'", m.role))
+                    .param("messages"),
+            );
         }
         let content = match &m.content {
             None => String::new(),
@@ -249,13 +280,22 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 for p in parts {
                     match (p.kind.as_str(), &p.text) {
                         ("text", Some(t)) => s.push_str(t),
-                        (k, _) => return Err(ApiError::bad_request(format!("message content of type '{k}' is not supported")).param("messages")),
+                        (k, _) => {
+                            return Err(ApiError::bad_request(format!(
+                                "message content of type '{k}' is not supported"
+                            ))
+                            .param("messages"))
+                        }
                     }
                 }
                 s
             }
         };
-        let role = if m.role == "developer" { "system" } else { m.role.as_str() };
+        let role = if m.role == "developer" {
+            "system"
+        } else {
+            m.role.as_str()
+        };
         messages.push(ChatMessage::new(role, content));
     }
     let c = &req.common;
@@ -264,12 +304,25 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
         Some(m) => ("max_completion_tokens", Some(m)),
         None => ("max_tokens", c.max_tokens),
     };
-    let max_tokens = generate::resolve_max_tokens(prompt.len(), max, ready.engine.config.n_ctx, max_param, "messages")?;
+    let max_tokens = generate::resolve_max_tokens(
+        prompt.len(),
+        max,
+        ready.engine.config.n_ctx,
+        max_param,
+        "messages",
+    )?;
     let top = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
         (_, Some(t)) if !(0..=20).contains(&t) => {
-            return Err(ApiError::bad_request(format!("top_logprobs must be between 0 and 20 (got {t})")).param("top_logprobs"))
+            return Err(ApiError::bad_request(format!(
+                "top_logprobs must be between 0 and 20 (got {t})"
+            ))
+            .param("top_logprobs"))
         }
-        (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true").param("top_logprobs")),
+        (false, Some(_)) => {
+            return Err(
+                ApiError::bad_request("top_logprobs needs logprobs: true").param("top_logprobs")
+            )
+        }
         (true, t) => Some(t.unwrap_or(0) as usize),
         (false, None) => None,
     };
@@ -296,7 +349,11 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 let s = ch.summary.as_ref().expect("collected choices are finished");
                 generate::log_summary("chat", &id, s);
                 let logprobs = top.map(|_| {
-                    let content: Vec<Value> = ch.tokens.iter().filter_map(|(t, _, lp)| lp.as_ref().map(|lp| chat_logprob(ready, *t, lp))).collect();
+                    let content: Vec<Value> = ch
+                        .tokens
+                        .iter()
+                        .filter_map(|(t, _, lp)| lp.as_ref().map(|lp| chat_logprob(ready, *t, lp)))
+                        .collect();
                     json!({"content": content})
                 });
                 json!({
@@ -307,7 +364,11 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
                 })
             })
             .collect();
-        let usage = usage(n_prompt, usage_extra(&choices), choices.iter().map(completion_tokens));
+        let usage = usage(
+            n_prompt,
+            usage_extra(&choices),
+            choices.iter().map(completion_tokens),
+        );
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
@@ -316,21 +377,44 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) ->
     }
 
     let include_usage = c.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let head = ChunkHead { id, created, model, object: "chat.completion.chunk", route: "chat" };
+    let head = ChunkHead {
+        id,
+        created,
+        model,
+        object: "chat.completion.chunk",
+        route: "chat",
+    };
     let st = state.clone();
     Ok(sse_response(rx, move |rx, btx| async move {
         let Ok(ready) = st.ready() else { return };
         let opening = (0..n).map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}));
         let token = |i: usize, tok: u32, text: String, logprob: Option<TokenLogprob>| {
-            let logprobs = logprob.as_ref().map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
+            let logprobs = logprob
+                .as_ref()
+                .map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
             (!text.is_empty() || logprobs.is_some())
                 .then(|| json!({"index": i, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}))
         };
         let done = |i: usize, text: String, s: &Summary| {
-            let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
+            let delta = if text.is_empty() {
+                json!({})
+            } else {
+                json!({"content": text})
+            };
             json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": s.finish_reason.as_str()})
         };
-        pump(rx, btx, head, n, n_prompt, include_usage, opening.collect(), token, done).await
+        pump(
+            rx,
+            btx,
+            head,
+            n,
+            n_prompt,
+            include_usage,
+            opening.collect(),
+            token,
+            done,
+        )
+        .await
     }))
 }
 
@@ -378,7 +462,9 @@ async fn pump(
     }
     let (mut finished, mut completion, mut extra) = (0, vec![0usize; n], UsageExtra::default());
     while finished < n {
-        let Some((i, ev)) = rx.recv().await else { break };
+        let Some((i, ev)) = rx.recv().await else {
+            break;
+        };
         let choice = match ev {
             Event::Token { id, text, logprob } => match token(i, id, text, logprob) {
                 Some(c) => c,
@@ -392,7 +478,9 @@ async fn pump(
                 done(i, text, &summary)
             }
             Event::Error(e) => {
-                let _ = btx.send(sse(&json!({"error": {"message": e.to_string(), "type": "server_error"}})));
+                let _ = btx.send(sse(
+                    &json!({"error": {"message": e.to_string(), "type": "server_error"}}),
+                ));
                 return;
             }
         };
@@ -401,13 +489,18 @@ async fn pump(
         }
     }
     if include_usage {
-        let _ = btx.send(head.chunk(json!([]), Some(usage(n_prompt, extra, completion.into_iter()))));
+        let _ = btx.send(head.chunk(
+            json!([]),
+            Some(usage(n_prompt, extra, completion.into_iter())),
+        ));
     }
     let _ = btx.send(Bytes::from_static(b"data: [DONE]\n\n"));
 }
 
 fn completion_tokens(c: &Choice) -> usize {
-    c.summary.as_ref().map_or(0, |s: &Summary| s.completion_tokens)
+    c.summary
+        .as_ref()
+        .map_or(0, |s: &Summary| s.completion_tokens)
 }
 
 fn sse(v: &Value) -> Bytes {
@@ -422,18 +515,33 @@ where
 {
     let (btx, brx) = unbounded_channel();
     tokio::spawn(produce(rx, btx));
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], channel_body(brx)).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        channel_body(brx),
+    )
+        .into_response()
 }
 
 /// OpenAI's legacy completion logprobs for one choice.
-fn completion_logprobs(ready: &Ready, tokens: &[(u32, String, Option<TokenLogprob>)], offset0: usize) -> Value {
+fn completion_logprobs(
+    ready: &Ready,
+    tokens: &[(u32, String, Option<TokenLogprob>)],
+    offset0: usize,
+) -> Value {
     let (mut toks, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);
     let mut offset = offset0;
     for (id, text, lp) in tokens {
         let Some(lp) = lp else { continue };
         toks.push(generate::token_piece(ready, *id).0);
         lps.push(lp.logprob);
-        let top: serde_json::Map<String, Value> = lp.top.iter().map(|&(t, l)| (generate::token_piece(ready, t).0, json!(l))).collect();
+        let top: serde_json::Map<String, Value> = lp
+            .top
+            .iter()
+            .map(|&(t, l)| (generate::token_piece(ready, t).0, json!(l)))
+            .collect();
         tops.push(Value::Object(top));
         offsets.push(offset);
         offset += text.len();
@@ -442,7 +550,10 @@ fn completion_logprobs(ready: &Ready, tokens: &[(u32, String, Option<TokenLogpro
 }
 
 /// `POST /v1/completions`
-pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_json(&read_body(body, state.opts.max_body_bytes).await?)?;
     let ready = check_model(&state, &req.common)?;
     let c = &req.common;
@@ -452,12 +563,28 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
     let prompt = match &req.prompt {
         PromptSpec::Text(t) => generate::text_prompt(ready, t),
         PromptSpec::Texts(v) if v.len() == 1 => generate::text_prompt(ready, &v[0]),
-        PromptSpec::Texts(_) => return Err(ApiError::bad_request("prompt must be one string (batches of prompts are not supported)").param("prompt")),
+        PromptSpec::Texts(_) => {
+            return Err(ApiError::bad_request(
+                "prompt must be one string (batches of prompts are not supported)",
+            )
+            .param("prompt"))
+        }
         PromptSpec::Tokens(ids) => ids.clone(),
     };
-    let max_tokens = generate::resolve_max_tokens(prompt.len(), c.max_tokens.or(Some(16)), ready.engine.config.n_ctx, "max_tokens", "prompt")?;
+    let max_tokens = generate::resolve_max_tokens(
+        prompt.len(),
+        c.max_tokens.or(Some(16)),
+        ready.engine.config.n_ctx,
+        "max_tokens",
+        "prompt",
+    )?;
     let logprobs = match req.logprobs {
-        Some(l) if !(0..=20).contains(&l) => return Err(ApiError::bad_request(format!("logprobs must be between 0 and 20 (got {l})")).param("logprobs")),
+        Some(l) if !(0..=20).contains(&l) => {
+            return Err(ApiError::bad_request(format!(
+                "logprobs must be between 0 and 20 (got {l})"
+            ))
+            .param("logprobs"))
+        }
         l => l.map(|l| l as usize),
     };
     let engine_req = Request {
@@ -490,7 +617,11 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
                 })
             })
             .collect();
-        let usage = usage(n_prompt, usage_extra(&choices), choices.iter().map(completion_tokens));
+        let usage = usage(
+            n_prompt,
+            usage_extra(&choices),
+            choices.iter().map(completion_tokens),
+        );
         return Ok(Json(json!({
             "id": id, "object": "text_completion", "created": created, "model": model,
             "system_fingerprint": crate::FINGERPRINT, "choices": out, "usage": usage,
@@ -499,7 +630,13 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
     }
 
     let include_usage = c.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let head = ChunkHead { id, created, model, object: "text_completion", route: "completions" };
+    let head = ChunkHead {
+        id,
+        created,
+        model,
+        object: "text_completion",
+        route: "completions",
+    };
     let st = state.clone();
     Ok(sse_response(rx, move |rx, btx| async move {
         let Ok(ready) = st.ready() else { return };
@@ -516,13 +653,29 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
             Some(json!({"index": i, "text": text, "logprobs": lp, "finish_reason": null}))
         };
         let done = |i: usize, text: String, s: &Summary| json!({"index": i, "text": text, "logprobs": null, "finish_reason": s.finish_reason.as_str()});
-        pump(rx, btx, head, n, n_prompt, include_usage, Vec::new(), token, done).await
+        pump(
+            rx,
+            btx,
+            head,
+            n,
+            n_prompt,
+            include_usage,
+            Vec::new(),
+            token,
+            done,
+        )
+        .await
     }))
 }
 
 /// `GET /v1/models`
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let created = state.ready().ok().map_or(0, |r| r.info.modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let created = state.ready().ok().map_or(0, |r| {
+        r.info
+            .modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
     Json(json!({"object": "list", "data": [{
         "id": state.opts.model_id, "object": "model", "created": created, "owned_by": "hearth",
     }]}))

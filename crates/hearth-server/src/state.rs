@@ -10,7 +10,6 @@ use hearth_model::{KvType, Model};
 
 use crate::error::ApiError;
 
-
 /// Largest context `hearth serve` gives a model by default (`--ctx-size` asks for more).
 pub const DEFAULT_MAX_CTX: usize = 8192;
 /// How `hearth serve` was started.
@@ -59,7 +58,8 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     pub fn digest(&self) -> &str {
-        self.digest.get_or_init(|| sha256_file(&self.path).unwrap_or_default())
+        self.digest
+            .get_or_init(|| sha256_file(&self.path).unwrap_or_default())
     }
 
     /// Parameter count the way Ollama prints it ("135M", "1.7B").
@@ -96,12 +96,21 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(opts: ServerOptions) -> AppState {
-        AppState { opts, started: Instant::now(), ready: OnceLock::new() }
+        AppState {
+            opts,
+            started: Instant::now(),
+            ready: OnceLock::new(),
+        }
     }
 
     /// The loaded model, or 503 while it loads.
     pub fn ready(&self) -> Result<&Ready, ApiError> {
-        self.ready.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading"))
+        self.ready.get().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the model is still loading",
+            )
+        })
     }
 
     pub fn is_ready(&self) -> bool {
@@ -118,11 +127,18 @@ impl AppState {
     pub fn load(&self) -> Result<(), String> {
         let t0 = Instant::now();
         let o = &self.opts;
-        let model = Arc::new(Model::load(&o.model_path).map_err(|e| format!("cannot load {}: {e}", o.model_path.display()))?);
+        let model = Arc::new(
+            Model::load(&o.model_path)
+                .map_err(|e| format!("cannot load {}: {e}", o.model_path.display()))?,
+        );
         let c = &model.config;
         // Bytes of one position's keys and values over all layers, checked: a hostile
         // file's sizes give an error, not an overflow.
-        let bytes_per_token = o.kv_type.row_bytes(c.n_embd_kv()).checked_mul(2 * c.n_layer).ok_or("the model's KV cache size overflows")?;
+        let bytes_per_token = o
+            .kv_type
+            .row_bytes(c.n_embd_kv())
+            .checked_mul(2 * c.n_layer)
+            .ok_or("the model's KV cache size overflows")?;
         // The context: what was asked for, else the model's, capped at DEFAULT_MAX_CTX and
         // at what --kv-memory holds (a 131,072-token model would otherwise take
         // gigabytes whatever --kv-memory says).
@@ -139,15 +155,20 @@ impl AppState {
         cfg.prefix_caching = o.prefix_caching;
         cfg.spec = o.spec;
         if let Some(p) = &o.draft_model_path {
-            let d = Model::load(p).map_err(|e| format!("cannot load the draft model {}: {e}", p.display()))?;
+            let d = Model::load(p)
+                .map_err(|e| format!("cannot load the draft model {}: {e}", p.display()))?;
             cfg.draft_model = Some(hearth_engine::DraftModel(Arc::new(d)));
         }
-        let bytes_per_block = bytes_per_token.checked_mul(cfg.block_size).ok_or("the model's KV cache size overflows")?;
+        let bytes_per_block = bytes_per_token
+            .checked_mul(cfg.block_size)
+            .ok_or("the model's KV cache size overflows")?;
         cfg.n_blocks = if o.n_blocks > 0 {
             o.n_blocks
         } else {
             // The memory budget, but always room for one full-context sequence.
-            (o.kv_memory_mib << 20).div_ceil(bytes_per_block).max(n_ctx.div_ceil(cfg.block_size))
+            (o.kv_memory_mib << 20)
+                .div_ceil(bytes_per_block)
+                .max(n_ctx.div_ceil(cfg.block_size))
         };
         let engine = Engine::start(model.clone(), cfg.clone()).map_err(|e| e.to_string())?;
         tracing::info!(
@@ -165,7 +186,12 @@ impl AppState {
             "engine ready"
         );
         let meta = std::fs::metadata(&o.model_path).map_err(|e| e.to_string())?;
-        let n_params = model.gguf().tensors().iter().map(|t| t.shape.iter().product::<u64>()).sum();
+        let n_params = model
+            .gguf()
+            .tensors()
+            .iter()
+            .map(|t| t.shape.iter().product::<u64>())
+            .sum();
         let info = ModelInfo {
             id: o.model_id.clone(),
             size_bytes: meta.len(),
@@ -176,7 +202,12 @@ impl AppState {
             digest: OnceLock::new(),
             path: o.model_path.clone(),
         };
-        let _ = self.ready.set(Ready { model, engine, info, load_duration: t0.elapsed() });
+        let _ = self.ready.set(Ready {
+            model,
+            engine,
+            info,
+            load_duration: t0.elapsed(),
+        });
         Ok(())
     }
 
@@ -192,7 +223,13 @@ impl AppState {
 fn quantization_name(model: &Model) -> String {
     let mut by_type: std::collections::BTreeMap<String, u64> = Default::default();
     for t in model.gguf().tensors() {
-        *by_type.entry(t.ggml_type.name().to_uppercase()).or_default() += t.n_bytes;
+        *by_type
+            .entry(t.ggml_type.name().to_uppercase())
+            .or_default() += t.n_bytes;
     }
-    by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t).unwrap_or_default()
+    by_type
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(t, _)| t)
+        .unwrap_or_default()
 }

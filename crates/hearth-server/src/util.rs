@@ -11,7 +11,10 @@ use crate::error::ApiError;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A request id unique within this process: `{prefix}-{hex}`.
@@ -47,19 +50,28 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the {limit}-byte limit")))
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the {limit}-byte limit"),
+        )
+    })
 }
 
 /// Parses a JSON request body into `T`, with serde's message (field, type, position) on
 /// failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("the request body is empty; expected a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; expected a JSON object",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "invalid request" };
+        let what = if e.is_syntax() || e.is_eof() {
+            "malformed JSON"
+        } else {
+            "invalid request"
+        };
         ApiError::bad_request(format!("{what}: {e}"))
     })
 }
@@ -85,9 +97,16 @@ mod tests {
         struct R {
             max_tokens: Option<u32>,
         }
-        assert!(parse_json::<R>(b"{").unwrap_err().message.starts_with("malformed JSON"));
+        assert!(parse_json::<R>(b"{")
+            .unwrap_err()
+            .message
+            .starts_with("malformed JSON"));
         let e = parse_json::<R>(br#"{"max_tokens": "ten"}"#).unwrap_err();
-        assert!(e.message.contains("invalid type") && e.message.starts_with("invalid request"), "{}", e.message);
+        assert!(
+            e.message.contains("invalid type") && e.message.starts_with("invalid request"),
+            "{}",
+            e.message
+        );
         assert!(parse_json::<R>(b"").is_err());
     }
 }

@@ -245,7 +245,9 @@ impl WeightBlock for BlockQ4_0 {
         #[cfg(target_arch = "aarch64")]
         if crate::isa() == crate::Isa::Neon {
             // SAFETY: NEON is part of the aarch64 base ISA.
-            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q4_0_q8_0(w, a) });
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe {
+                crate::simd::neon::vec_dot_q4_0_q8_0(w, a)
+            });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q4_0_q8_0_ref)
     }
@@ -333,7 +335,9 @@ impl WeightBlock for BlockQ4_1 {
         #[cfg(target_arch = "aarch64")]
         if crate::isa() == crate::Isa::Neon {
             // SAFETY: NEON is part of the aarch64 base ISA.
-            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q4_1_q8_1(w, a) });
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe {
+                crate::simd::neon::vec_dot_q4_1_q8_1(w, a)
+            });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q4_1_q8_1_ref)
     }
@@ -420,7 +424,9 @@ impl WeightBlock for BlockQ5_0 {
         #[cfg(target_arch = "aarch64")]
         if crate::isa() == crate::Isa::Neon {
             // SAFETY: NEON is part of the aarch64 base ISA.
-            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q5_0_q8_0(w, a) });
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe {
+                crate::simd::neon::vec_dot_q5_0_q8_0(w, a)
+            });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q5_0_q8_0_ref)
     }
@@ -509,7 +515,9 @@ impl WeightBlock for BlockQ5_1 {
         #[cfg(target_arch = "aarch64")]
         if crate::isa() == crate::Isa::Neon {
             // SAFETY: NEON is part of the aarch64 base ISA.
-            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q5_1_q8_1(w, a) });
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe {
+                crate::simd::neon::vec_dot_q5_1_q8_1(w, a)
+            });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q5_1_q8_1_ref)
     }
@@ -529,7 +537,9 @@ pub fn vec_dot_q4_1_q8_1_ref(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
         summs += fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
         let q = unpack_q4(&bw.qs, 0);
         for (l, acc) in acc.iter_mut().enumerate() {
-            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            let sumi: i32 = (4 * l..4 * l + 4)
+                .map(|i| i32::from(q[i]) * i32::from(ba.qs[i]))
+                .sum();
             *acc = d.mul_add(sumi as f32, *acc);
         }
     }
@@ -546,7 +556,9 @@ pub fn vec_dot_q4_0_q8_0_ref(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
         let q = unpack_q4(&bw.qs, -8);
         for (l, acc) in acc.iter_mut().enumerate() {
-            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            let sumi: i32 = (4 * l..4 * l + 4)
+                .map(|i| i32::from(q[i]) * i32::from(ba.qs[i]))
+                .sum();
             *acc = d.mul_add(sumi as f32, *acc);
         }
     }
@@ -564,7 +576,9 @@ pub fn vec_dot_q5_0_q8_0_ref(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
         let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
         let q = unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_0);
         for (l, acc) in acc.iter_mut().enumerate() {
-            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            let sumi: i32 = (4 * l..4 * l + 4)
+                .map(|i| i32::from(q[i]) * i32::from(ba.qs[i]))
+                .sum();
             *acc = d.mul_add(sumi as f32, *acc);
         }
     }
@@ -583,7 +597,9 @@ pub fn vec_dot_q5_1_q8_1_ref(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
         summs += fp16_to_fp32(bw.m) * fp16_to_fp32(ba.s);
         let q = unpack_q5(&bw.qs, &bw.qh, &QH_SPREAD_Q5_1);
         for (l, acc) in acc.iter_mut().enumerate() {
-            let sumi: i32 = (4 * l..4 * l + 4).map(|i| i32::from(q[i]) * i32::from(ba.qs[i])).sum();
+            let sumi: i32 = (4 * l..4 * l + 4)
+                .map(|i| i32::from(q[i]) * i32::from(ba.qs[i]))
+                .sum();
             *acc = d.mul_add(sumi as f32, *acc);
         }
     }

@@ -34,16 +34,25 @@ pub struct BlockQ4_1x16 {
     /// `[4][16][4]`: byte groups, rows, bytes.
     pub qs: [u8; Q4_1X16_ROWS * QK4_1 / 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ4_1x16>() == Q4_1X16_ROWS * core::mem::size_of::<BlockQ4_1>());
+const _: () = assert!(
+    core::mem::size_of::<BlockQ4_1x16>() == Q4_1X16_ROWS * core::mem::size_of::<BlockQ4_1>()
+);
 
 /// Interleaves `Q4_1` rows of `nb` blocks, sixteen at a time: block `b` of rows `16 i..16
 /// i + 16` goes to element `i * nb + b`. The number of rows must be a multiple of 16.
 pub fn interleave_q4_1x16(rows: &[BlockQ4_1], nb: usize) -> Vec<BlockQ4_1x16> {
-    assert!(nb > 0 && rows.len().is_multiple_of(nb * Q4_1X16_ROWS), "interleave_q4_1x16: rows are not whole groups of 16");
+    assert!(
+        nb > 0 && rows.len().is_multiple_of(nb * Q4_1X16_ROWS),
+        "interleave_q4_1x16: rows are not whole groups of 16"
+    );
     let mut out = Vec::with_capacity(rows.len() / Q4_1X16_ROWS);
     for group in rows.chunks_exact(nb * Q4_1X16_ROWS) {
         for b in 0..nb {
-            let mut x = BlockQ4_1x16 { d: [f16::ZERO; Q4_1X16_ROWS], m: [f16::ZERO; Q4_1X16_ROWS], qs: [0; Q4_1X16_ROWS * QK4_1 / 2] };
+            let mut x = BlockQ4_1x16 {
+                d: [f16::ZERO; Q4_1X16_ROWS],
+                m: [f16::ZERO; Q4_1X16_ROWS],
+                qs: [0; Q4_1X16_ROWS * QK4_1 / 2],
+            };
             for r in 0..Q4_1X16_ROWS {
                 let blk = &group[r * nb + b];
                 (x.d[r], x.m[r]) = (blk.d, blk.m);
@@ -60,7 +69,11 @@ pub fn interleave_q4_1x16(rows: &[BlockQ4_1], nb: usize) -> Vec<BlockQ4_1x16> {
 /// Row `r` (`< 16`) of the group of `nb` blocks `g`, back in the plain layout.
 fn row_of(g: &[BlockQ4_1x16], r: usize) -> Vec<BlockQ4_1> {
     g.iter()
-        .map(|x| BlockQ4_1 { d: x.d[r], m: x.m[r], qs: std::array::from_fn(|i| x.qs[64 * (i / 4) + 4 * r + i % 4]) })
+        .map(|x| BlockQ4_1 {
+            d: x.d[r],
+            m: x.m[r],
+            qs: std::array::from_fn(|i| x.qs[64 * (i / 4) + 4 * r + i % 4]),
+        })
         .collect()
 }
 
@@ -70,7 +83,10 @@ fn row_of(g: &[BlockQ4_1x16], r: usize) -> Vec<BlockQ4_1> {
 /// Worth the layout with AVX-512 ([`q4_1x16_pays`]); elsewhere each row is taken back
 /// to the plain layout.
 pub fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], out: impl IntoGemmOut<'o>) {
-    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb), "gemm_q4_1x16: lengths are not whole rows");
+    assert!(
+        nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb),
+        "gemm_q4_1x16: lengths are not whole rows"
+    );
     #[cfg(target_arch = "x86_64")]
     if crate::isa() >= crate::Isa::Avx512 {
         // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
@@ -114,7 +130,14 @@ mod tests {
     #[test]
     fn product_is_the_twin_bit_for_bit() {
         for &(nb, n_rows) in &[(1usize, 16usize), (3, 48), (18, 32)] {
-            let mut w = vec![BlockQ4_1 { d: f16::ZERO, m: f16::ZERO, qs: [0; 16] }; n_rows * nb];
+            let mut w = vec![
+                BlockQ4_1 {
+                    d: f16::ZERO,
+                    m: f16::ZERO,
+                    qs: [0; 16]
+                };
+                n_rows * nb
+            ];
             BlockQ4_1::quantize_row(&data(n_rows * nb * 32, 7), &mut w);
             w[nb].qs = [0xff; 16];
             w[2 * nb].qs = [0; 16];
@@ -123,19 +146,40 @@ mod tests {
             let x16 = interleave_q4_1x16(&w, nb);
             for g in 0..n_rows / 16 {
                 for r in 0..16 {
-                    assert_eq!(bytemuck::cast_slice::<_, u8>(&row_of(&x16[g * nb..(g + 1) * nb], r)), bytemuck::cast_slice::<_, u8>(&w[(16 * g + r) * nb..(16 * g + r + 1) * nb]));
+                    assert_eq!(
+                        bytemuck::cast_slice::<_, u8>(&row_of(&x16[g * nb..(g + 1) * nb], r)),
+                        bytemuck::cast_slice::<_, u8>(&w[(16 * g + r) * nb..(16 * g + r + 1) * nb])
+                    );
                 }
             }
             for n_tokens in [1usize, 2, 3, 5, 16] {
-                let mut a = vec![BlockQ8_1 { d: f16::ZERO, s: f16::ZERO, qs: [0; 32] }; n_tokens * nb];
-                BlockQ8_1::quantize_row_act(&data(n_tokens * nb * 32, 11 + n_tokens as u32), &mut a);
+                let mut a = vec![
+                    BlockQ8_1 {
+                        d: f16::ZERO,
+                        s: f16::ZERO,
+                        qs: [0; 32]
+                    };
+                    n_tokens * nb
+                ];
+                BlockQ8_1::quantize_row_act(
+                    &data(n_tokens * nb * 32, 11 + n_tokens as u32),
+                    &mut a,
+                );
                 a[0].qs = [-127; 32];
                 let mut got = vec![f32::NAN; n_tokens * n_rows];
                 gemm_q4_1x16(nb, &x16, &a, &mut got);
                 for (i, got) in got.iter().enumerate() {
                     let (t, r) = (i / n_rows, i % n_rows);
-                    let want = crate::vec_dot_q4_1_q8_1_ref(&w[r * nb..(r + 1) * nb], &a[t * nb..(t + 1) * nb]);
-                    assert_eq!(got.to_bits(), want.to_bits(), "{:?}: nb {nb} tokens {n_tokens} output {i}", crate::isa());
+                    let want = crate::vec_dot_q4_1_q8_1_ref(
+                        &w[r * nb..(r + 1) * nb],
+                        &a[t * nb..(t + 1) * nb],
+                    );
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{:?}: nb {nb} tokens {n_tokens} output {i}",
+                        crate::isa()
+                    );
                 }
             }
         }

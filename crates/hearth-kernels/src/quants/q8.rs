@@ -136,7 +136,11 @@ impl Quantize for BlockQ8_0 {
 
     /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
     fn quantize_row_act(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK8_0, "quantize_row_act q8_0: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK8_0,
+            "quantize_row_act q8_0: length mismatch"
+        );
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
@@ -181,7 +185,9 @@ impl WeightBlock for BlockQ8_0 {
         #[cfg(target_arch = "aarch64")]
         if crate::isa() == crate::Isa::Neon {
             // SAFETY: NEON is part of the aarch64 base ISA.
-            return crate::gemm_with(nb, w, a, out, |w, a| unsafe { crate::simd::neon::vec_dot_q8_0_q8_0(w, a) });
+            return crate::gemm_with(nb, w, a, out, |w, a| unsafe {
+                crate::simd::neon::vec_dot_q8_0_q8_0(w, a)
+            });
         }
         crate::gemm_with(nb, w, a, out, vec_dot_q8_0_q8_0_ref)
     }
@@ -223,7 +229,11 @@ impl Quantize for BlockQ8_1 {
 
     /// The reference engine's x86 activation quantizer (see [`Quantize::quantize_row_act`]).
     fn quantize_row_act(x: &[f32], y: &mut [Self]) {
-        assert_eq!(x.len(), y.len() * QK8_1, "quantize_row_act q8_1: length mismatch");
+        assert_eq!(
+            x.len(),
+            y.len() * QK8_1,
+            "quantize_row_act q8_1: length mismatch"
+        );
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
@@ -235,7 +245,11 @@ impl Quantize for BlockQ8_1 {
 
 /// Scalar twin of the SIMD activation quantizer into Q8_0 blocks.
 pub fn quantize_row_q8_0_act_ref(x: &[f32], y: &mut [BlockQ8_0]) {
-    assert_eq!(x.len(), y.len() * QK8_0, "quantize_row_act q8_0: length mismatch");
+    assert_eq!(
+        x.len(),
+        y.len() * QK8_0,
+        "quantize_row_act q8_0: length mismatch"
+    );
     for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
         let xb: &[f32; QK8_0] = xb.try_into().unwrap();
         yb.d = fp32_to_fp16(quantize_block_q8_act(xb, &mut yb.qs));
@@ -245,7 +259,11 @@ pub fn quantize_row_q8_0_act_ref(x: &[f32], y: &mut [BlockQ8_0]) {
 /// Scalar twin of the SIMD activation quantizer into Q8_1 blocks (`s = f16(d * sum(qs))`
 /// with the f32 `d`).
 pub fn quantize_row_q8_1_act_ref(x: &[f32], y: &mut [BlockQ8_1]) {
-    assert_eq!(x.len(), y.len() * QK8_1, "quantize_row_act q8_1: length mismatch");
+    assert_eq!(
+        x.len(),
+        y.len() * QK8_1,
+        "quantize_row_act q8_1: length mismatch"
+    );
     for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
         let xb: &[f32; QK8_1] = xb.try_into().unwrap();
         let d = quantize_block_q8_act(xb, &mut yb.qs);
@@ -289,8 +307,16 @@ mod tests {
     fn magic_rounding_is_round_ties_even_in_the_activation_range() {
         let ties = [-127.5f32, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 126.5, 127.5];
         let steps = (-140_000..=140_000).map(|i| i as f32 / 1000.0);
-        for x in ties.into_iter().chain(steps).chain([f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30]) {
-            assert_eq!(round_half_even_small(x) as i8, x.round_ties_even() as i8, "{x}");
+        for x in
+            ties.into_iter()
+                .chain(steps)
+                .chain([f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30])
+        {
+            assert_eq!(
+                round_half_even_small(x) as i8,
+                x.round_ties_even() as i8,
+                "{x}"
+            );
             assert_eq!(round_half_even_small(x), x.round_ties_even() + 0.0, "{x}");
         }
         assert!(round_half_even_small(f32::NAN).is_nan());

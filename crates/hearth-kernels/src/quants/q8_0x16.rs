@@ -40,11 +40,17 @@ const _: () = assert!(core::mem::size_of::<BlockQ8_0x16>() == 544);
 /// Interleaves `Q8_0` rows of `nb` blocks, sixteen at a time: block `b` of rows `16 i..16
 /// i + 16` goes to element `i * nb + b`. The number of rows must be a multiple of 16.
 pub fn interleave_q8_0x16(rows: &[BlockQ8_0], nb: usize) -> Vec<BlockQ8_0x16> {
-    assert!(nb > 0 && rows.len().is_multiple_of(nb * Q8_0X16_ROWS), "interleave_q8_0x16: rows are not whole groups of 16");
+    assert!(
+        nb > 0 && rows.len().is_multiple_of(nb * Q8_0X16_ROWS),
+        "interleave_q8_0x16: rows are not whole groups of 16"
+    );
     let mut out = Vec::with_capacity(rows.len() / Q8_0X16_ROWS);
     for group in rows.chunks_exact(nb * Q8_0X16_ROWS) {
         for b in 0..nb {
-            let mut x = BlockQ8_0x16 { d: [f16::ZERO; Q8_0X16_ROWS], qu: [0; Q8_0X16_ROWS * QK8_0] };
+            let mut x = BlockQ8_0x16 {
+                d: [f16::ZERO; Q8_0X16_ROWS],
+                qu: [0; Q8_0X16_ROWS * QK8_0],
+            };
             for r in 0..Q8_0X16_ROWS {
                 let blk = &group[r * nb + b];
                 x.d[r] = blk.d;
@@ -66,7 +72,12 @@ pub fn vec_dot_q8_0_exact_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q8_0 exact: row lengths differ");
     let mut acc = 0.0f32;
     for (bw, ba) in w.iter().zip(a) {
-        let sumi: i32 = bw.qs.iter().zip(&ba.qs).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
+        let sumi: i32 = bw
+            .qs
+            .iter()
+            .zip(&ba.qs)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum();
         acc = (fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d)).mul_add(sumi as f32, acc);
     }
     acc
@@ -76,7 +87,10 @@ pub fn vec_dot_q8_0_exact_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
 /// `w` holds `n_rows / 16` groups of `nb` interleaved blocks, `a` is `[n_tokens][nb]`,
 /// `out` `[n_tokens][n_rows]` (or a [`crate::GemmOut`] of that shape).
 pub fn gemm_q8_0x16<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
-    assert!(nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb), "gemm_q8_0x16: lengths are not whole rows");
+    assert!(
+        nb > 0 && w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb),
+        "gemm_q8_0x16: lengths are not whole rows"
+    );
     #[cfg(target_arch = "x86_64")]
     if crate::isa() >= crate::Isa::Avx512 {
         // SAFETY: `isa()` reports AVX-512 (F/BW/VL/VNNI, with AVX2, FMA and F16C) only
@@ -102,7 +116,12 @@ pub fn gemm_q8_0x16<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: imp
 /// FMAs. (The compiler does not vectorize it well: with AVX2 it ran 12× slower than the
 /// lane-wise kernel, hence the SIMD kernels.)
 #[inline(always)]
-fn gemm_q8_0x16_generic<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
+fn gemm_q8_0x16_generic<'o>(
+    nb: usize,
+    w: &[BlockQ8_0x16],
+    a: &[BlockQ8_0],
+    out: impl IntoGemmOut<'o>,
+) {
     let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
     for (gi, group) in w.chunks_exact(nb).enumerate() {
         for (t, ar) in a.chunks_exact(nb).enumerate() {
@@ -110,10 +129,17 @@ fn gemm_q8_0x16_generic<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out:
             for (bw, ba) in group.iter().zip(ar) {
                 let offset = -128 * ba.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
                 let mut sumi = [offset; Q8_0X16_ROWS];
-                for (qu, y) in bw.qu.chunks_exact(4 * Q8_0X16_ROWS).zip(ba.qs.chunks_exact(4)) {
+                for (qu, y) in bw
+                    .qu
+                    .chunks_exact(4 * Q8_0X16_ROWS)
+                    .zip(ba.qs.chunks_exact(4))
+                {
                     let y: [i32; 4] = std::array::from_fn(|j| i32::from(y[j]));
                     for (s, q) in sumi.iter_mut().zip(qu.chunks_exact(4)) {
-                        *s += i32::from(q[0]) * y[0] + i32::from(q[1]) * y[1] + i32::from(q[2]) * y[2] + i32::from(q[3]) * y[3];
+                        *s += i32::from(q[0]) * y[0]
+                            + i32::from(q[1]) * y[1]
+                            + i32::from(q[2]) * y[2]
+                            + i32::from(q[3]) * y[3];
                     }
                 }
                 let d_a = fp16_to_fp32(ba.d);
@@ -151,7 +177,10 @@ mod tests {
             f(&mut out);
             out
         };
-        let mut all = vec![("dispatch", run(&|o| gemm_q8_0x16(nb, w, a, o))), ("generic", run(&|o| gemm_q8_0x16_generic(nb, w, a, o)))];
+        let mut all = vec![
+            ("dispatch", run(&|o| gemm_q8_0x16(nb, w, a, o))),
+            ("generic", run(&|o| gemm_q8_0x16_generic(nb, w, a, o))),
+        ];
         #[cfg(target_arch = "x86_64")]
         {
             use crate::simd::x86_q8_0x16::{gemm_q8_0x16_avx2, gemm_q8_0x16_avx512};
@@ -162,12 +191,18 @@ mod tests {
             }
             if Isa::detect() >= Isa::Avx512 {
                 // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI; whole rows.
-                all.push(("avx512", run(&|o| unsafe { gemm_q8_0x16_avx512(nb, w, a, o) })));
+                all.push((
+                    "avx512",
+                    run(&|o| unsafe { gemm_q8_0x16_avx512(nb, w, a, o) }),
+                ));
             }
         }
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is part of the aarch64 base ISA; whole rows.
-        all.push(("neon", run(&|o| unsafe { crate::simd::neon::gemm_q8_0x16(nb, w, a, o) })));
+        all.push((
+            "neon",
+            run(&|o| unsafe { crate::simd::neon::gemm_q8_0x16(nb, w, a, o) }),
+        ));
         all
     }
 
@@ -177,7 +212,13 @@ mod tests {
     fn product_is_the_twin_bit_for_bit() {
         for &(nb, n_rows) in &[(1usize, 16usize), (3, 48), (18, 32)] {
             let ne0 = nb * QK8_0;
-            let mut w = vec![BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; n_rows * nb];
+            let mut w = vec![
+                BlockQ8_0 {
+                    d: f16::ZERO,
+                    qs: [0; 32]
+                };
+                n_rows * nb
+            ];
             BlockQ8_0::quantize_row(&rows(n_rows, ne0, 7), &mut w);
             // Extreme quants and scales: -127 and 127 everywhere in one row, a zero scale.
             w[nb].qs = [127; 32];
@@ -185,7 +226,13 @@ mod tests {
             w[3 * nb].d = f16::ZERO;
             let x16 = interleave_q8_0x16(&w, nb);
             for n_tokens in [1usize, 2, 7, 8, 9, 16, 17] {
-                let mut a = vec![BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; n_tokens * nb];
+                let mut a = vec![
+                    BlockQ8_0 {
+                        d: f16::ZERO,
+                        qs: [0; 32]
+                    };
+                    n_tokens * nb
+                ];
                 BlockQ8_0::quantize_row_act(&rows(n_tokens, ne0, 11 + n_tokens as u32), &mut a);
                 a[0].qs = [-127; 32];
                 let want: Vec<f32> = (0..n_tokens * n_rows)
@@ -196,7 +243,11 @@ mod tests {
                     .collect();
                 for (name, got) in kernels(nb, &x16, &a) {
                     for i in 0..want.len() {
-                        assert_eq!(got[i].to_bits(), want[i].to_bits(), "{name}: nb {nb} tokens {n_tokens} output {i}");
+                        assert_eq!(
+                            got[i].to_bits(),
+                            want[i].to_bits(),
+                            "{name}: nb {nb} tokens {n_tokens} output {i}"
+                        );
                     }
                 }
             }
@@ -208,11 +259,23 @@ mod tests {
     #[test]
     fn exact_sums_agree_with_the_lanewise_product() {
         let nb = 18;
-        let mut w = vec![BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; nb];
+        let mut w = vec![
+            BlockQ8_0 {
+                d: f16::ZERO,
+                qs: [0; 32]
+            };
+            nb
+        ];
         let mut a = w.clone();
         BlockQ8_0::quantize_row(&rows(1, nb * 32, 3), &mut w);
         BlockQ8_0::quantize_row_act(&rows(1, nb * 32, 5), &mut a);
-        let (exact, lanes) = (vec_dot_q8_0_exact_ref(&w, &a), crate::vec_dot_q8_0_q8_0_ref(&w, &a));
-        assert!((exact - lanes).abs() <= 1e-5 * lanes.abs().max(1.0), "{exact} vs {lanes}");
+        let (exact, lanes) = (
+            vec_dot_q8_0_exact_ref(&w, &a),
+            crate::vec_dot_q8_0_q8_0_ref(&w, &a),
+        );
+        assert!(
+            (exact - lanes).abs() <= 1e-5 * lanes.abs().max(1.0),
+            "{exact} vs {lanes}"
+        );
     }
 }

@@ -30,7 +30,10 @@ fn quad_sums(w: int8x16_t, a: int8x16_t) -> int32x4_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn pair_sums(w: int8x16_t, a: int8x16_t) -> (int32x4_t, int32x4_t) {
-    (vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a))), vpaddlq_s16(vmull_high_s8(w, a)))
+    (
+        vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a))),
+        vpaddlq_s16(vmull_high_s8(w, a)),
+    )
 }
 
 /// The 32 nibbles of a 16-byte block in element order: low nibbles (elements 0..16),
@@ -56,7 +59,8 @@ fn scale_add(acc: float32x4_t, d: f32, sumi: int32x4_t) -> float32x4_t {
 #[target_feature(enable = "neon")]
 fn hsum8(lo: float32x4_t, hi: float32x4_t) -> f32 {
     let s = vaddq_f32(lo, hi);
-    (vgetq_lane_f32::<0>(s) + vgetq_lane_f32::<2>(s)) + (vgetq_lane_f32::<1>(s) + vgetq_lane_f32::<3>(s))
+    (vgetq_lane_f32::<0>(s) + vgetq_lane_f32::<2>(s))
+        + (vgetq_lane_f32::<1>(s) + vgetq_lane_f32::<3>(s))
 }
 
 /// Q4_1 × Q8_1, bit for bit [`crate::vec_dot_q4_1_q8_1_ref`].
@@ -97,7 +101,10 @@ pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         unsafe {
             let (q_lo, q_hi) = nibbles(&bw.qs);
             let eight = vdupq_n_s8(8);
-            let (q_lo, q_hi) = (vsubq_s8(vreinterpretq_s8_u8(q_lo), eight), vsubq_s8(vreinterpretq_s8_u8(q_hi), eight));
+            let (q_lo, q_hi) = (
+                vsubq_s8(vreinterpretq_s8_u8(q_lo), eight),
+                vsubq_s8(vreinterpretq_s8_u8(q_hi), eight),
+            );
             lo = scale_add(lo, d, quad_sums(q_lo, vld1q_s8(ba.qs.as_ptr())));
             hi = scale_add(hi, d, quad_sums(q_hi, vld1q_s8(ba.qs.as_ptr().add(16))));
         }
@@ -135,10 +142,21 @@ pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
 #[target_feature(enable = "neon")]
 fn quants5(qs: &[u8; 16], qh: &[u8; 4]) -> (uint8x16_t, uint8x16_t) {
     let (lo, hi) = nibbles(qs);
-    let bits = vcombine_u8(vcreate_u8(0x8040_2010_0804_0201), vcreate_u8(0x8040_2010_0804_0201));
+    let bits = vcombine_u8(
+        vcreate_u8(0x8040_2010_0804_0201),
+        vcreate_u8(0x8040_2010_0804_0201),
+    );
     // Byte j of a half gets byte j/8 of its two qh bytes; its bit j % 8, tested, as 0x10.
-    let fifth = |q0: u8, q1: u8| vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(q0), vdup_n_u8(q1)), bits), vdupq_n_u8(0x10));
-    (vorrq_u8(lo, fifth(qh[0], qh[1])), vorrq_u8(hi, fifth(qh[2], qh[3])))
+    let fifth = |q0: u8, q1: u8| {
+        vandq_u8(
+            vtstq_u8(vcombine_u8(vdup_n_u8(q0), vdup_n_u8(q1)), bits),
+            vdupq_n_u8(0x10),
+        )
+    };
+    (
+        vorrq_u8(lo, fifth(qh[0], qh[1])),
+        vorrq_u8(hi, fifth(qh[2], qh[3])),
+    )
 }
 
 /// Q5_0 × Q8_0, bit for bit [`crate::vec_dot_q5_0_q8_0_ref`].
@@ -153,7 +171,10 @@ pub fn vec_dot_q5_0_q8_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
         let d = bw.d.to_f32() * ba.d.to_f32();
         let (q0, q1) = quants5(&bw.qs, &bw.qh);
         let sixteen = vdupq_n_s8(16);
-        let (q0, q1) = (vsubq_s8(vreinterpretq_s8_u8(q0), sixteen), vsubq_s8(vreinterpretq_s8_u8(q1), sixteen));
+        let (q0, q1) = (
+            vsubq_s8(vreinterpretq_s8_u8(q0), sixteen),
+            vsubq_s8(vreinterpretq_s8_u8(q1), sixteen),
+        );
         // SAFETY: the loads read the block's 32 quants.
         let (a0, a1) = unsafe { (vld1q_s8(ba.qs.as_ptr()), vld1q_s8(ba.qs.as_ptr().add(16))) };
         lo = scale_add(lo, d, quad_sums(q0, a0));
@@ -191,7 +212,12 @@ pub fn vec_dot_q5_1_q8_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
 /// # Safety
 /// `nb > 0`, and `w` and `a` are whole rows of `nb` blocks.
 #[target_feature(enable = "neon")]
-pub unsafe fn gemm_q8_0x16<'o>(nb: usize, w: &[crate::BlockQ8_0x16], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q8_0x16<'o>(
+    nb: usize,
+    w: &[crate::BlockQ8_0x16],
+    a: &[BlockQ8_0],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     use crate::quants::float::fp16_to_fp32;
     use crate::Q8_0X16_ROWS;
     let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
@@ -202,10 +228,15 @@ pub unsafe fn gemm_q8_0x16<'o>(nb: usize, w: &[crate::BlockQ8_0x16], a: &[BlockQ
             for (bw, ba) in group.iter().zip(ar) {
                 let mut sumi = [vdupq_n_s32(0); 4];
                 for k in 0..8 {
-                    let y = vreinterpretq_s8_s32(vdupq_n_s32(std::ptr::read_unaligned(ba.qs.as_ptr().add(4 * k).cast::<i32>())));
+                    let y = vreinterpretq_s8_s32(vdupq_n_s32(std::ptr::read_unaligned(
+                        ba.qs.as_ptr().add(4 * k).cast::<i32>(),
+                    )));
                     for (c, s) in sumi.iter_mut().enumerate() {
                         // Rows 4c..4c+4, signed again.
-                        let q = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(bw.qu.as_ptr().add(64 * k + 16 * c)), bias));
+                        let q = vreinterpretq_s8_u8(veorq_u8(
+                            vld1q_u8(bw.qu.as_ptr().add(64 * k + 16 * c)),
+                            bias,
+                        ));
                         *s = vaddq_s32(*s, quad_sums(q, y));
                     }
                 }

@@ -46,13 +46,25 @@ pub(crate) unsafe fn hsum_x8(v: &[__m256; 8]) -> __m256 {
     // would not inherit the caller's target features.)
     let mut s = [_mm256_setzero_ps(); 4];
     for (i, s) in s.iter_mut().enumerate() {
-        *s = _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(v[i], v[i + 4]), _mm256_permute2f128_ps::<0x31>(v[i], v[i + 4]));
+        *s = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(v[i], v[i + 4]),
+            _mm256_permute2f128_ps::<0x31>(v[i], v[i + 4]),
+        );
     }
     // [0+2 of s0, of s1, 1+3 of s0, of s1] per half, and the same for s2, s3.
-    let p01 = _mm256_add_ps(_mm256_unpacklo_ps(s[0], s[1]), _mm256_unpackhi_ps(s[0], s[1]));
-    let p23 = _mm256_add_ps(_mm256_unpacklo_ps(s[2], s[3]), _mm256_unpackhi_ps(s[2], s[3]));
+    let p01 = _mm256_add_ps(
+        _mm256_unpacklo_ps(s[0], s[1]),
+        _mm256_unpackhi_ps(s[0], s[1]),
+    );
+    let p23 = _mm256_add_ps(
+        _mm256_unpacklo_ps(s[2], s[3]),
+        _mm256_unpackhi_ps(s[2], s[3]),
+    );
     // (0+2) + (1+3) of each: lanes in the order of v.
-    _mm256_add_ps(_mm256_shuffle_ps::<0b01_00_01_00>(p01, p23), _mm256_shuffle_ps::<0b11_10_11_10>(p01, p23))
+    _mm256_add_ps(
+        _mm256_shuffle_ps::<0b01_00_01_00>(p01, p23),
+        _mm256_shuffle_ps::<0b11_10_11_10>(p01, p23),
+    )
 }
 
 /// Two f16 values to f32 lanes 0 and 1 (hardware F16C; exact).
@@ -93,15 +105,24 @@ unsafe fn quantize_block_q8_act(x: *const f32, qs: *mut i8) -> (f32, i32) {
     let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
     let mut q = [_mm256_setzero_si256(); 4];
     for i in 0..4 {
-        let r = _mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        let r = _mm256_round_ps(
+            _mm256_mul_ps(v[i], id),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
         q[i] = _mm256_cvtps_epi32(_mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)));
     }
     let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-    let sum = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    let sum = _mm_add_epi32(
+        _mm256_castsi256_si128(sum),
+        _mm256_extracti128_si256(sum, 1),
+    );
     let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b01_00_11_10));
     let sum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b10_11_00_01)));
     // Packing interleaves the 128-bit halves; the permute restores element order.
-    let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    let p = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
     let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(qs.cast(), p);
     (d, sum)
@@ -113,7 +134,11 @@ unsafe fn quantize_block_q8_act(x: *const f32, qs: *mut i8) -> (f32, i32) {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_0_act(x: &[f32], y: &mut [BlockQ8_0]) {
-    assert_eq!(x.len(), y.len() * 32, "quantize_row_act q8_0: length mismatch");
+    assert_eq!(
+        x.len(),
+        y.len() * 32,
+        "quantize_row_act q8_0: length mismatch"
+    );
     for (b, yb) in y.iter_mut().enumerate() {
         let (d, _) = quantize_block_q8_act(x.as_ptr().add(32 * b), yb.qs.as_mut_ptr());
         yb.d = crate::quants::fp32_to_fp16(d);
@@ -126,7 +151,11 @@ pub unsafe fn quantize_row_q8_0_act(x: &[f32], y: &mut [BlockQ8_0]) {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_1_act(x: &[f32], y: &mut [BlockQ8_1]) {
-    assert_eq!(x.len(), y.len() * 32, "quantize_row_act q8_1: length mismatch");
+    assert_eq!(
+        x.len(),
+        y.len() * 32,
+        "quantize_row_act q8_1: length mismatch"
+    );
     for (b, yb) in y.iter_mut().enumerate() {
         let (d, sum) = quantize_block_q8_act(x.as_ptr().add(32 * b), yb.qs.as_mut_ptr());
         yb.d = crate::quants::fp32_to_fp16(d);
@@ -211,8 +240,16 @@ pub(crate) unsafe fn expf8(x: __m256) -> __m256 {
     let mut y = _mm256_set_m128(hi, lo);
     let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXPF_MAY_UNDERFLOW));
     y = _mm256_blendv_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(1)), tiny);
-    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXPF_UNDERFLOW)));
-    y = _mm256_blendv_ps(y, _mm256_set1_ps(f32::INFINITY), _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXPF_OVERFLOW)));
+    y = _mm256_blendv_ps(
+        y,
+        _mm256_setzero_ps(),
+        _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXPF_UNDERFLOW)),
+    );
+    y = _mm256_blendv_ps(
+        y,
+        _mm256_set1_ps(f32::INFINITY),
+        _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXPF_OVERFLOW)),
+    );
     _mm256_blendv_ps(y, _mm256_add_ps(x, x), _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
 }
 
@@ -229,7 +266,11 @@ unsafe fn expf4_main(xd: __m256d) -> __m128 {
     let idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
     let t = _mm256_i64gather_epi64::<8>(EXPF_TABLE.as_ptr().cast(), idx);
     let s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64::<47>(ki)));
-    let z = _mm256_fmadd_pd(r, _mm256_set1_pd(EXPF_POLY[0]), _mm256_set1_pd(EXPF_POLY[1]));
+    let z = _mm256_fmadd_pd(
+        r,
+        _mm256_set1_pd(EXPF_POLY[0]),
+        _mm256_set1_pd(EXPF_POLY[1]),
+    );
     let y = _mm256_fmadd_pd(r, _mm256_set1_pd(EXPF_POLY[2]), _mm256_set1_pd(1.0));
     let y = _mm256_fmadd_pd(z, _mm256_mul_pd(r, r), y);
     _mm256_cvtpd_ps(_mm256_mul_pd(y, s))
@@ -270,7 +311,14 @@ unsafe fn round_f16(x: __m256) -> __m256 {
 /// The CPU must support AVX2, FMA and F16C; `q.len() == out.len()`, a non-zero multiple
 /// of 64. (Each span is checked to hold its rows.)
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+pub unsafe fn attend_heads_64<T: KvElem>(
+    q: &[f32],
+    spans: &[KvSpan<'_, T>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     assert!(q.len() == out.len() && q.len().is_multiple_of(64) && !q.is_empty());
     for (q, out) in q.chunks(4 * 64).zip(out.chunks_mut(4 * 64)) {
         match q.len() / 64 {
@@ -293,7 +341,15 @@ pub unsafe fn attend_heads_64<T: KvElem>(q: &[f32], spans: &[KvSpan<'_, T>], str
 /// of `64 * lens.len()`, and `lens.len() <= TILED_QUERIES`. (Each span is checked to hold
 /// its rows.)
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_tiled_64<T: KvElem>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, T>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+pub unsafe fn attend_tiled_64<T: KvElem>(
+    q: &[f32],
+    lens: &[usize],
+    spans: &[KvSpan<'_, T>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     attend_tiled::<FloatKv<T>>(q, lens, spans, stride, offset, scale, out)
 }
 
@@ -307,15 +363,37 @@ pub unsafe fn attend_tiled_64<T: KvElem>(q: &[f32], lens: &[usize], spans: &[KvS
 /// # Safety
 /// As [`attend_tiled_64`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn attend_tiled_q8_0_64(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+pub unsafe fn attend_tiled_q8_0_64(
+    q: &[f32],
+    lens: &[usize],
+    spans: &[KvSpan<'_, BlockQ8_0>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     attend_tiled::<Q8_0Kv>(q, lens, spans, stride, offset, scale, out)
 }
 
 #[inline(always)]
-unsafe fn attend_tiled<K: TiledKv>(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, K::Elem>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+unsafe fn attend_tiled<K: TiledKv>(
+    q: &[f32],
+    lens: &[usize],
+    spans: &[KvSpan<'_, K::Elem>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     use crate::attention::TILED_QUERIES;
     let n_q = lens.len();
-    assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && q.len().is_multiple_of(64 * n_q) && !q.is_empty());
+    assert!(
+        n_q > 0
+            && n_q <= TILED_QUERIES
+            && q.len() == out.len()
+            && q.len().is_multiple_of(64 * n_q)
+            && !q.is_empty()
+    );
     let g = q.len() / (64 * n_q);
     let mut h0 = 0;
     while h0 < g {
@@ -390,7 +468,10 @@ impl<T: KvElem> TiledKv for FloatKv<T> {
 #[inline(always)]
 pub(crate) unsafe fn quantize_head(q: *const f32) -> [BlockQ8_0; 2] {
     use crate::Quantize;
-    let mut qq = [BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; 2];
+    let mut qq = [BlockQ8_0 {
+        d: f16::ZERO,
+        qs: [0; 32],
+    }; 2];
     BlockQ8_0::quantize_row_act(std::slice::from_raw_parts(q, 64), &mut qq);
     qq
 }
@@ -416,7 +497,13 @@ impl TiledKv for Q8_0Kv {
     }
     #[inline(always)]
     unsafe fn key(k: *const BlockQ8_0) -> Self::Row {
-        ([widen_i8((*k).qs.as_ptr()), widen_i8((*k.add(1)).qs.as_ptr())], head_scales(k))
+        (
+            [
+                widen_i8((*k).qs.as_ptr()),
+                widen_i8((*k.add(1)).qs.as_ptr()),
+            ],
+            head_scales(k),
+        )
     }
     #[inline(always)]
     unsafe fn zero() -> Self::Row {
@@ -442,7 +529,10 @@ impl TiledKv for Q8_0Kv {
             let (k16, kd) = &keys[j];
             for b in 0..2 {
                 let d = _mm256_set1_ps(kd[b] * q.1[b]);
-                let sumi = _mm256_add_epi32(_mm256_madd_epi16(k16[b][0], q.0[b][0]), _mm256_madd_epi16(k16[b][1], q.0[b][1]));
+                let sumi = _mm256_add_epi32(
+                    _mm256_madd_epi16(k16[b][0], q.0[b][0]),
+                    _mm256_madd_epi16(k16[b][1], q.0[b][1]),
+                );
                 parts[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), parts[j]);
             }
         }
@@ -474,10 +564,19 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
     let n_q = lens.len();
     let mut walk = TileWalk::<K, G>::new(q, g, h0, lens, spans, stride, offset, scale);
     let mut acc = [[[_mm256_setzero_ps(); 8]; G]; TILED_QUERIES];
-    let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
+    let (mut m, mut s_sum) = (
+        [[f32::NEG_INFINITY; G]; TILED_QUERIES],
+        [[0.0f32; G]; TILED_QUERIES],
+    );
     // Rows past a tile's end keep the previous tile's (stale) contents; they are never read.
     let mut vals = [[_mm256_setzero_ps(); 8]; KV_TILE];
-    while let Some(TileScores { rows, n, nq, scores }) = walk.next() {
+    while let Some(TileScores {
+        rows,
+        n,
+        nq,
+        scores,
+    }) = walk.next()
+    {
         for j in 0..n {
             K::value(rows[j].1, &mut vals[j]);
         }
@@ -486,7 +585,12 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
         let mut live = [[false; G]; TILED_QUERIES];
         for qi in 0..n_q {
             for h in 0..G {
-                let Some(ms) = softmax_step(scores[qi][h], &mut m[qi][h], &mut s_sum[qi][h], &mut w[qi][h]) else {
+                let Some(ms) = softmax_step(
+                    scores[qi][h],
+                    &mut m[qi][h],
+                    &mut s_sum[qi][h],
+                    &mut w[qi][h],
+                ) else {
                     continue;
                 };
                 live[qi][h] = true;
@@ -509,7 +613,8 @@ unsafe fn attend_tiled_group<K: TiledKv, const G: usize>(
                         a.copy_from_slice(&acc[qi][h][4 * half..4 * half + 4]);
                         b.copy_from_slice(&acc[qi][h + 1][4 * half..4 * half + 4]);
                         for j in 0..nq[qi] {
-                            let (pa, pb) = (_mm256_set1_ps(w[qi][h][j]), _mm256_set1_ps(w[qi][h + 1][j]));
+                            let (pa, pb) =
+                                (_mm256_set1_ps(w[qi][h][j]), _mm256_set1_ps(w[qi][h + 1][j]));
                             for r in 0..4 {
                                 let v = vals[j][4 * half + r];
                                 a[r] = _mm256_fmadd_ps(v, pa, a[r]);
@@ -574,15 +679,42 @@ impl<'s, 'a, K: TiledKv, const G: usize> TileWalk<'s, 'a, K, G> {
     /// Heads `h0..h0 + G` (of `g` per query) of the queries `q` (`[n_q][g][64]`).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn new(q: &[f32], g: usize, h0: usize, lens: &'s [usize], spans: &'s [KvSpan<'a, K::Elem>], stride: usize, offset: usize, scale: f32) -> Self {
+    pub(crate) unsafe fn new(
+        q: &[f32],
+        g: usize,
+        h0: usize,
+        lens: &'s [usize],
+        spans: &'s [KvSpan<'a, K::Elem>],
+        stride: usize,
+        offset: usize,
+        scale: f32,
+    ) -> Self {
         use crate::attention::{Tiles, KV_TILE};
         let n_q = lens.len();
-        let queries = std::array::from_fn(|qi| std::array::from_fn(|h| if qi < n_q { K::query(q.as_ptr().add((qi * g + h0 + h) * 64)) } else { K::zero() }));
+        let queries = std::array::from_fn(|qi| {
+            std::array::from_fn(|h| {
+                if qi < n_q {
+                    K::query(q.as_ptr().add((qi * g + h0 + h) * 64))
+                } else {
+                    K::zero()
+                }
+            })
+        });
         let mut tiles = Tiles::new(spans, stride, offset, K::HEAD_ELEMS);
         let mut ahead = [(std::ptr::null(), std::ptr::null()); KV_TILE];
         let n_ahead = tiles.next(&mut ahead);
         let n_max = lens.iter().copied().max().unwrap_or(0);
-        TileWalk { queries, lens, n_max, tiles, ahead, n_ahead, keys: [K::zero(); KV_TILE], t0: 0, scale }
+        TileWalk {
+            queries,
+            lens,
+            n_max,
+            tiles,
+            ahead,
+            n_ahead,
+            keys: [K::zero(); KV_TILE],
+            t0: 0,
+            scale,
+        }
     }
 
     /// The next tile, `None` at the end.
@@ -607,21 +739,39 @@ impl<'s, 'a, K: TiledKv, const G: usize> TileWalk<'s, 'a, K, G> {
             self.keys[j] = K::key(rows[j].0);
         }
         let (n_q, t0) = (self.lens.len(), self.t0);
-        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| if qi < n_q { n.min(self.lens[qi].saturating_sub(t0)) } else { 0 });
-        let (scale_v, ninf) = (_mm256_set1_ps(self.scale), _mm256_set1_ps(f32::NEG_INFINITY));
+        let nq: [usize; TILED_QUERIES] = std::array::from_fn(|qi| {
+            if qi < n_q {
+                n.min(self.lens[qi].saturating_sub(t0))
+            } else {
+                0
+            }
+        });
+        let (scale_v, ninf) = (
+            _mm256_set1_ps(self.scale),
+            _mm256_set1_ps(f32::NEG_INFINITY),
+        );
         let mut scores = [[ninf; G]; TILED_QUERIES];
         for qi in 0..n_q {
             if nq[qi] == 0 {
                 continue;
             }
-            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nq[qi] as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+            let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                _mm256_set1_epi32(nq[qi] as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            ));
             for h in 0..G {
                 let parts = K::scores(&self.queries[qi][h], &self.keys);
-                scores[qi][h] = _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
+                scores[qi][h] =
+                    _mm256_blendv_ps(ninf, _mm256_mul_ps(hsum_x8(&parts), scale_v), valid);
             }
         }
         self.t0 += n;
-        Some(TileScores { rows, n, nq, scores })
+        Some(TileScores {
+            rows,
+            n,
+            nq,
+            scores,
+        })
     }
 }
 
@@ -631,7 +781,12 @@ impl<'s, 'a, K: TiledKv, const G: usize> TileWalk<'s, 'a, K, G> {
 /// new maximum gives the factor `ms` the head's accumulator is to be multiplied by
 /// before this tile's values are added (`s_sum` already has it).
 #[inline(always)]
-pub(crate) unsafe fn softmax_step(s: __m256, m: &mut f32, s_sum: &mut f32, w: &mut [f32; 8]) -> Option<Option<f32>> {
+pub(crate) unsafe fn softmax_step(
+    s: __m256,
+    m: &mut f32,
+    s_sum: &mut f32,
+    w: &mut [f32; 8],
+) -> Option<Option<f32>> {
     let t_max = hmax(s);
     if t_max == f32::NEG_INFINITY {
         return None;
@@ -695,8 +850,13 @@ impl<T: KvElem, const G: usize> FloatHeads<T, G> {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn new(q: &[f32]) -> Self {
-        let qv = std::array::from_fn(|h| std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(64 * h + 8 * i)))));
-        FloatHeads { qv, _elem: std::marker::PhantomData }
+        let qv = std::array::from_fn(|h| {
+            std::array::from_fn(|i| round_f16(_mm256_loadu_ps(q.as_ptr().add(64 * h + 8 * i))))
+        });
+        FloatHeads {
+            qv,
+            _elem: std::marker::PhantomData,
+        }
     }
 
     /// Each head's score of the key row at `k` (before the scale) as eight lanes whose
@@ -728,7 +888,10 @@ unsafe fn attend_group<T: KvElem, const G: usize, const D: usize>(
     let mut acc = [[_mm256_setzero_ps(); 8]; G];
     let (mut m, mut s_sum) = ([f32::NEG_INFINITY; G], [0.0f32; G]);
     for span in spans {
-        assert!(span.holds(stride, offset, 64), "attention span out of bounds");
+        assert!(
+            span.holds(stride, offset, 64),
+            "attention span out of bounds"
+        );
         let mut p0 = 0;
         while p0 < span.n_pos {
             let n = (span.n_pos - p0).min(8);
@@ -763,10 +926,19 @@ unsafe fn attend_group<T: KvElem, const G: usize, const D: usize>(
                 _mm256_storeu_ps(e[h].as_mut_ptr(), expf8(_mm256_loadu_ps(arg[h].as_ptr())));
             }
             // (ms, vs) of each key: the rescale of the accumulator and the value weight.
-            let w: [[(f32, f32); 8]; G] = std::array::from_fn(|h| std::array::from_fn(|j| if new_max[h][j] { (e[h][j], 1.0) } else { (1.0, e[h][j]) }));
+            let w: [[(f32, f32); 8]; G] = std::array::from_fn(|h| {
+                std::array::from_fn(|j| {
+                    if new_max[h][j] {
+                        (e[h][j], 1.0)
+                    } else {
+                        (1.0, e[h][j])
+                    }
+                })
+            });
             let mut c = 0;
             while c < 8 {
-                let mut a: [[__m256; D]; G] = std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
+                let mut a: [[__m256; D]; G] =
+                    std::array::from_fn(|h| std::array::from_fn(|i| acc[h][c + i]));
                 for j in 0..n {
                     let row = span.v.as_ptr().add((p0 + j) * stride + offset);
                     let v: [__m256; D] = std::array::from_fn(|i| load8(row.add(8 * (c + i))));
@@ -808,8 +980,14 @@ unsafe fn attend_group<T: KvElem, const G: usize, const D: usize>(
 unsafe fn score_parts_64(qv: &[__m256; 8], kv: &[__m256; 8]) -> __m256 {
     let prod: [__m256; 8] = std::array::from_fn(|i| _mm256_mul_ps(qv[i], kv[i]));
     // groups: 0+2, 1+3, then 0+1 (per register half).
-    let g01 = [_mm256_add_ps(prod[0], prod[4]), _mm256_add_ps(prod[1], prod[5])];
-    let g13 = [_mm256_add_ps(prod[2], prod[6]), _mm256_add_ps(prod[3], prod[7])];
+    let g01 = [
+        _mm256_add_ps(prod[0], prod[4]),
+        _mm256_add_ps(prod[1], prod[5]),
+    ];
+    let g13 = [
+        _mm256_add_ps(prod[2], prod[6]),
+        _mm256_add_ps(prod[3], prod[7]),
+    ];
     let lo = _mm256_add_ps(g01[0], g13[0]); // lanes 0..8 of the 16-lane sum
     let hi = _mm256_add_ps(g01[1], g13[1]); // lanes 8..16
     _mm256_add_ps(hi, lo) // l + l+8; hsum then adds l + l+4, (0+2), (1+3)
@@ -844,7 +1022,12 @@ pub(crate) trait Tile {
     unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
     /// `out[r][t]` for `R` weight rows at `w` (row `r` at `w + r * nb`) and the tokens
     /// of `prep` (and `a`, row `t` at `a + t * nb`).
-    unsafe fn tile<const R: usize, const T: usize>(w: *const Self::W, a: *const Self::A, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R];
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const Self::W,
+        a: *const Self::A,
+        prep: &mut [Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; R];
 }
 
 /// Runs a tile kernel over `n_rows × n_tokens` outputs: tokens in tiles of `MAX_T`
@@ -852,9 +1035,17 @@ pub(crate) trait Tile {
 /// read once per `MAX_T` tokens), rows four at a time for a lone token, two for two
 /// tokens, else one (larger tiles spill registers).
 #[inline(always)]
-pub(crate) unsafe fn gemm<'o, K: Tile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: impl crate::IntoGemmOut<'o>) {
+pub(crate) unsafe fn gemm<'o, K: Tile, const MAX_T: usize>(
+    nb: usize,
+    w: &[K::W],
+    a: &[K::A],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     const { assert!(MAX_T >= 1 && MAX_T <= TILE_TOKENS) };
-    assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
+    assert!(
+        nb > 0 && w.len() % nb == 0 && a.len() % nb == 0,
+        "gemm: lengths are not whole rows"
+    );
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
     let out = &mut out.into_gemm_out(n_rows, n_tokens);
     // The closure-free shape matters: a closure here would not inherit this function's
@@ -938,7 +1129,10 @@ unsafe fn rows<K: Tile, const R: usize, const T: usize>(
 #[inline(always)]
 pub(crate) unsafe fn nibbles_at(qs: *const u8) -> __m256i {
     let b = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.cast()));
-    _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0f))
+    _mm256_and_si256(
+        _mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)),
+        _mm256_set1_epi8(0x0f),
+    )
 }
 
 /// One f16 at `p` as f32 lane 0 (lane 1 is the f16 after it).
@@ -991,8 +1185,14 @@ impl Tile for TileQ4_1 {
                 h[t] = std::ptr::read_unaligned(blk.cast::<u32>()); // d, s
                 p.qa[t] = load_i8x32(&(*blk).qs);
             }
-            _mm256_storeu_ps(p.ds.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
-            _mm256_storeu_ps(p.ds.as_mut_ptr().add(8), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(4).cast())));
+            _mm256_storeu_ps(
+                p.ds.as_mut_ptr(),
+                _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())),
+            );
+            _mm256_storeu_ps(
+                p.ds.as_mut_ptr().add(8),
+                _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(4).cast())),
+            );
         }
     }
 
@@ -1007,7 +1207,12 @@ impl Tile for TileQ4_1 {
     /// keep the integer pass's registers for its accumulators and constants.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ4_1, _a: *const BlockQ8_1, prep: &mut [PrepQ4_1], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const BlockQ4_1,
+        _a: *const BlockQ8_1,
+        prep: &mut [PrepQ4_1],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         if T == 1 {
             // One token: one product per row as in the one-row kernel.
@@ -1021,7 +1226,11 @@ impl Tile for TileQ4_1 {
                     let dm_ds = _mm_mul_ps(f16_pair_at(bw.cast()), ds); // [d_w d_a, m_w s_a, ..]
                     summs[r] = _mm_add_ps(summs[r], dm_ds);
                     let sumi = dot_u8_i8(nibbles_at((*bw).qs.as_ptr()), p.qa[0]);
-                    acc[r][0] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm_ds), _mm256_cvtepi32_ps(sumi), acc[r][0]);
+                    acc[r][0] = _mm256_fmadd_ps(
+                        _mm256_broadcastss_ps(dm_ds),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[r][0],
+                    );
                 }
             }
             let mut res = [[0.0f32; T]; R];
@@ -1037,7 +1246,9 @@ impl Tile for TileQ4_1 {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             for r in 0..R {
                 // [d_w, m_w] in every pair of lanes.
-                let dm = _mm256_cvtph_ps(_mm_set1_epi32(std::ptr::read_unaligned(w.add(r * nb + b).cast::<i32>())));
+                let dm = _mm256_cvtph_ps(_mm_set1_epi32(std::ptr::read_unaligned(
+                    w.add(r * nb + b).cast::<i32>(),
+                )));
                 for h in 0..groups {
                     let dm_ds = _mm256_mul_ps(dm, _mm256_loadu_ps(p.ds.as_ptr().add(8 * h)));
                     summs[r][h] = _mm256_add_ps(summs[r][h], dm_ds);
@@ -1058,7 +1269,8 @@ impl Tile for TileQ4_1 {
                 let q = nibbles_at((*w.add(r * nb + b)).qs.as_ptr());
                 for t in 0..T {
                     let d = _mm256_broadcast_ss(&p.dm_ds[8 * (r * groups + t / 4) + 2 * (t % 4)]);
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, p.qa[t])), acc[r][t]);
+                    acc[r][t] =
+                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, p.qa[t])), acc[r][t]);
                 }
             }
         }
@@ -1078,7 +1290,12 @@ impl Tile for TileQ4_1 {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_1_q8_1<'o>(nb: usize, w: &[BlockQ4_1], a: &[BlockQ8_1], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q4_1_q8_1<'o>(
+    nb: usize,
+    w: &[BlockQ4_1],
+    a: &[BlockQ8_1],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileQ4_1, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -1128,14 +1345,23 @@ impl ScalesQ8_0 {
             h[t] = (*a.add(t * nb)).d.to_bits();
         }
         let mut d_a = [0.0f32; TILE_TOKENS];
-        _mm256_storeu_ps(d_a.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
-        Self { d_a, dd: [0.0; 2 * TILE_TOKENS] }
+        _mm256_storeu_ps(
+            d_a.as_mut_ptr(),
+            _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())),
+        );
+        Self {
+            d_a,
+            dd: [0.0; 2 * TILE_TOKENS],
+        }
     }
 
     /// Stores `d_w × d_a(t)` for row `r` (`d_w` in all lanes of `d_w`).
     #[inline(always)]
     unsafe fn set_products(&mut self, r: usize, d_w: __m256) {
-        _mm256_storeu_ps(self.dd.as_mut_ptr().add(8 * r), _mm256_mul_ps(d_w, _mm256_loadu_ps(self.d_a.as_ptr())));
+        _mm256_storeu_ps(
+            self.dd.as_mut_ptr().add(8 * r),
+            _mm256_mul_ps(d_w, _mm256_loadu_ps(self.d_a.as_ptr())),
+        );
     }
 
     /// Row `r`, token `t`'s product in all lanes: a broadcast load (a load port, not a
@@ -1184,7 +1410,12 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
     /// products of each block row first, then the integer pass (see [`TileQ4_1`]).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const W, a: *const BlockQ8_0, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const W,
+        a: *const BlockQ8_0,
+        prep: &mut [Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         if T == 1 {
             for (b, (sc, s)) in prep.iter().enumerate().take(nb) {
@@ -1193,7 +1424,10 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
                 let qa = load_i8x32(&(*a.add(b)).qs);
                 for r in 0..R {
                     let bw = &*w.add(r * nb + b);
-                    let d = _mm256_mul_ps(_mm256_broadcastss_ps(bw.scale()), _mm256_broadcast_ss(&sc.d_a[0]));
+                    let d = _mm256_mul_ps(
+                        _mm256_broadcastss_ps(bw.scale()),
+                        _mm256_broadcast_ss(&sc.d_a[0]),
+                    );
                     let sumi = _mm256_sub_epi32(dot_u8_i8(bw.quants(), qa), s[0]);
                     acc[r][0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][0]);
                 }
@@ -1212,7 +1446,8 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
                 let q = (*w.add(r * nb + b)).quants();
                 for t in 0..T {
                     let sumi = _mm256_sub_epi32(dot_u8_i8(q, qa[t]), s[t]);
-                    acc[r][t] = _mm256_fmadd_ps(sc.product(r, t), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    acc[r][t] =
+                        _mm256_fmadd_ps(sc.product(r, t), _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
             }
         }
@@ -1226,7 +1461,12 @@ impl<W: OffsetBlock> Tile for TileOffset<W> {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_0_q8_0<'o>(nb: usize, w: &[BlockQ4_0], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q4_0_q8_0<'o>(
+    nb: usize,
+    w: &[BlockQ4_0],
+    a: &[BlockQ8_0],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileOffset<BlockQ4_0>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -1256,7 +1496,12 @@ impl Tile for TileQ8_0 {
     /// [`TileQ4_1`]).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ8_0, _a: *const BlockQ8_0, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const BlockQ8_0,
+        _a: *const BlockQ8_0,
+        prep: &mut [Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         if T == 1 {
             for (b, (sc, q16)) in prep.iter().enumerate().take(nb) {
@@ -1264,9 +1509,15 @@ impl Tile for TileQ8_0 {
                 prefetch_next_tile::<BlockQ8_0, R>(w, nb, b);
                 for r in 0..R {
                     let bw = w.add(r * nb + b);
-                    let d = _mm256_mul_ps(_mm256_broadcastss_ps(f16_pair_at(bw.cast())), _mm256_broadcast_ss(&sc.d_a[0]));
+                    let d = _mm256_mul_ps(
+                        _mm256_broadcastss_ps(f16_pair_at(bw.cast())),
+                        _mm256_broadcast_ss(&sc.d_a[0]),
+                    );
                     let [w_lo, w_hi] = widen_i8((*bw).qs.as_ptr().cast());
-                    let sumi = _mm256_add_epi32(_mm256_madd_epi16(w_lo, q16[0][0]), _mm256_madd_epi16(w_hi, q16[0][1]));
+                    let sumi = _mm256_add_epi32(
+                        _mm256_madd_epi16(w_lo, q16[0][0]),
+                        _mm256_madd_epi16(w_hi, q16[0][1]),
+                    );
                     acc[r][0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][0]);
                 }
             }
@@ -1275,15 +1526,22 @@ impl Tile for TileQ8_0 {
         const { assert!(T == 1 || R <= 2, "ScalesQ8_0 holds two rows") };
         for (b, (sc, _)) in prep.iter_mut().enumerate().take(nb) {
             for r in 0..R {
-                sc.set_products(r, _mm256_broadcastss_ps(f16_pair_at(w.add(r * nb + b).cast())));
+                sc.set_products(
+                    r,
+                    _mm256_broadcastss_ps(f16_pair_at(w.add(r * nb + b).cast())),
+                );
             }
         }
         for (b, (sc, q16)) in prep.iter().enumerate().take(nb) {
             for r in 0..R {
                 let [w_lo, w_hi] = widen_i8((*w.add(r * nb + b)).qs.as_ptr().cast());
                 for t in 0..T {
-                    let sumi = _mm256_add_epi32(_mm256_madd_epi16(w_lo, q16[t][0]), _mm256_madd_epi16(w_hi, q16[t][1]));
-                    acc[r][t] = _mm256_fmadd_ps(sc.product(r, t), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    let sumi = _mm256_add_epi32(
+                        _mm256_madd_epi16(w_lo, q16[t][0]),
+                        _mm256_madd_epi16(w_hi, q16[t][1]),
+                    );
+                    acc[r][t] =
+                        _mm256_fmadd_ps(sc.product(r, t), _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
             }
         }
@@ -1294,7 +1552,10 @@ impl Tile for TileQ8_0 {
 /// The 32 signed bytes at `p` widened to i16: elements 0..16 and 16..32.
 #[inline(always)]
 unsafe fn widen_i8(p: *const i8) -> [__m256i; 2] {
-    [_mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast())), _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(16).cast()))]
+    [
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast())),
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(16).cast())),
+    ]
 }
 
 /// Tiled Q8_0 × Q8_0, bit for bit [`vec_dot_q8_0_q8_0`] per output (see
@@ -1303,6 +1564,11 @@ unsafe fn widen_i8(p: *const i8) -> [__m256i; 2] {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q8_0_q8_0<'o>(nb: usize, w: &[BlockQ8_0], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q8_0_q8_0<'o>(
+    nb: usize,
+    w: &[BlockQ8_0],
+    a: &[BlockQ8_0],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileQ8_0, TILE_TOKENS>(nb, w, a, out)
 }

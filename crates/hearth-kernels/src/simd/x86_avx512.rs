@@ -18,7 +18,10 @@ use std::arch::x86_64::*;
 
 use super::x86::{hsum, scratch, SCRATCH};
 use super::x86_kquants::hsum4;
-use crate::quants::{k4_scales_mins, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use crate::quants::{
+    k4_scales_mins, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K,
+    BlockQ8_0, BlockQ8_1, BlockQ8_K,
+};
 
 /// Most tokens per tile: one 512-bit accumulator per token, 16 of the 32 registers.
 pub(crate) const TILE_TOKENS_512: usize = 16;
@@ -36,16 +39,30 @@ pub(crate) trait PairTile {
     unsafe fn prepare<const T: usize>(a: *const Self::A, nb: usize, prep: &mut [Self::Prep]);
     /// `out[h][t]`: weight row `w0` (`h = 0`) and `w1` (`h = 1`), each `nb` blocks,
     /// against token `t` of `prep` (and of `a`, row `t` at `a + t * nb`).
-    unsafe fn tile<const T: usize>(w0: *const Self::W, w1: *const Self::W, a: *const Self::A, prep: &[Self::Prep], nb: usize) -> [[f32; T]; 2];
+    unsafe fn tile<const T: usize>(
+        w0: *const Self::W,
+        w1: *const Self::W,
+        a: *const Self::A,
+        prep: &[Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; 2];
 }
 
 /// Runs a pair-tile kernel over `n_rows × n_tokens` outputs (token `t`, row `r`):
 /// tokens in tiles of up to `MAX_T`, rows two at a time (an odd last row is paired with
 /// itself and written once).
 #[inline(always)]
-unsafe fn gemm<'o, K: PairTile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[K::A], out: impl crate::IntoGemmOut<'o>) {
+unsafe fn gemm<'o, K: PairTile, const MAX_T: usize>(
+    nb: usize,
+    w: &[K::W],
+    a: &[K::A],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     const { assert!(MAX_T >= 1 && MAX_T <= TILE_TOKENS_512) };
-    assert!(nb > 0 && w.len() % nb == 0 && a.len() % nb == 0, "gemm: lengths are not whole rows");
+    assert!(
+        nb > 0 && w.len() % nb == 0 && a.len() % nb == 0,
+        "gemm: lengths are not whole rows"
+    );
     let (n_rows, n_tokens) = (w.len() / nb, a.len() / nb);
     let out = &mut out.into_gemm_out(n_rows, n_tokens);
     let mut buf = SCRATCH.with(|c| c.take());
@@ -79,7 +96,14 @@ unsafe fn gemm<'o, K: PairTile, const MAX_T: usize>(nb: usize, w: &[K::W], a: &[
 /// All row pairs against the `T` tokens at `a` (tokens `t0..t0 + T` of the output);
 /// returns `T`.
 #[inline(always)]
-unsafe fn pairs<K: PairTile, const T: usize>(nb: usize, w: &[K::W], a: *const K::A, t0: usize, prep: &mut [K::Prep], out: &mut crate::GemmOut<'_>) -> usize {
+unsafe fn pairs<K: PairTile, const T: usize>(
+    nb: usize,
+    w: &[K::W],
+    a: *const K::A,
+    t0: usize,
+    prep: &mut [K::Prep],
+    out: &mut crate::GemmOut<'_>,
+) -> usize {
     let n_rows = w.len() / nb;
     K::prepare::<T>(a, nb, prep);
     let mut r = 0;
@@ -104,7 +128,10 @@ const PREFETCH_ROWS: usize = 8;
 #[inline(always)]
 unsafe fn prefetch_rows_ahead<W>(w: *const W, nb: usize, b: usize) {
     let step = 2 * std::mem::size_of::<W>();
-    let p = w.wrapping_add(PREFETCH_ROWS * nb).cast::<i8>().wrapping_add(b * step);
+    let p = w
+        .wrapping_add(PREFETCH_ROWS * nb)
+        .cast::<i8>()
+        .wrapping_add(b * step);
     let mut k = 0;
     while k < step {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k));
@@ -122,7 +149,10 @@ unsafe fn hsum_halves(v: __m512) -> [f32; 2] {
 /// Lane 0 of a four-lane vector in the low eight lanes, lane `I` in the high eight.
 #[inline(always)]
 unsafe fn spread<const I: i32>(v: __m128) -> __m512 {
-    _mm512_permutexvar_ps(_mm512_set_epi32(I, I, I, I, I, I, I, I, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(v))
+    _mm512_permutexvar_ps(
+        _mm512_set_epi32(I, I, I, I, I, I, I, I, 0, 0, 0, 0, 0, 0, 0, 0),
+        _mm512_castps128_ps512(v),
+    )
 }
 
 /// Lane `I` of a four-lane vector in all sixteen.
@@ -134,13 +164,19 @@ unsafe fn splat<const I: i32>(v: __m128) -> __m512 {
 /// The 32-bit words at `p0` and `p1` as lanes 0 and 1.
 #[inline(always)]
 unsafe fn words2(p0: *const u8, p1: *const u8) -> __m128i {
-    _mm_unpacklo_epi32(_mm_cvtsi32_si128(std::ptr::read_unaligned(p0.cast::<i32>())), _mm_cvtsi32_si128(std::ptr::read_unaligned(p1.cast::<i32>())))
+    _mm_unpacklo_epi32(
+        _mm_cvtsi32_si128(std::ptr::read_unaligned(p0.cast::<i32>())),
+        _mm_cvtsi32_si128(std::ptr::read_unaligned(p1.cast::<i32>())),
+    )
 }
 
 /// The f16 at `p0` and at `p1` as f32 lanes 0 and 1.
 #[inline(always)]
 unsafe fn f16_2(p0: *const u8, p1: *const u8) -> __m128 {
-    let (d0, d1) = (i32::from(std::ptr::read_unaligned(p0.cast::<u16>())), i32::from(std::ptr::read_unaligned(p1.cast::<u16>())));
+    let (d0, d1) = (
+        i32::from(std::ptr::read_unaligned(p0.cast::<u16>())),
+        i32::from(std::ptr::read_unaligned(p1.cast::<u16>())),
+    );
     _mm_cvtph_ps(_mm_cvtsi32_si128(d0 | (d1 << 16)))
 }
 
@@ -187,7 +223,10 @@ unsafe fn quants2<B: NibbleBlock>(w0: *const B, w1: *const B, b: usize) -> __m51
     let q1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(p1.add(B::QS).cast()));
     let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1);
     // Per 16 bytes: the low nibbles, then the high ones.
-    let q = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0f));
+    let q = _mm512_and_si512(
+        _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
+        _mm512_set1_epi8(0x0f),
+    );
     match B::QH {
         None => q,
         Some(o) => {
@@ -237,9 +276,18 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
                 p.qa[t] = _mm256_loadu_si256((*blk).qs.as_ptr().cast());
             }
             let h = _mm512_loadu_si512(h.as_ptr().cast());
-            _mm512_storeu_ps(p.ds.as_mut_ptr(), _mm512_cvtph_ps(_mm512_castsi512_si256(h)));
-            _mm512_storeu_ps(p.ds.as_mut_ptr().add(16), _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h)));
-            _mm512_storeu_ps(p.s_a.as_mut_ptr(), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(h))));
+            _mm512_storeu_ps(
+                p.ds.as_mut_ptr(),
+                _mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+            );
+            _mm512_storeu_ps(
+                p.ds.as_mut_ptr().add(16),
+                _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h)),
+            );
+            _mm512_storeu_ps(
+                p.s_a.as_mut_ptr(),
+                _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(h))),
+            );
         }
     }
 
@@ -247,7 +295,13 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
     /// sumi` in the eight lanes, `summs += m_w * s_a`.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // tokens read best indexed
-    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, _a: *const BlockQ8_1, prep: &[PrepMin], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(
+        w0: *const B,
+        w1: *const B,
+        _a: *const BlockQ8_1,
+        prep: &[PrepMin],
+        nb: usize,
+    ) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         let mut res = [[0.0f32; T]; 2];
         if T == 1 {
@@ -259,7 +313,11 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
                 let ds = _mm_castpd_ps(_mm_loaddup_pd(p.ds.as_ptr().cast())); // [d_a, s_a, d_a, s_a]
                 let prod = _mm_mul_ps(scale_min2(w0, w1, b), ds);
                 summs = _mm_add_ps(summs, prod);
-                let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), quants2(w0, w1, b), both_halves(&p.qa[0]));
+                let sumi = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    quants2(w0, w1, b),
+                    both_halves(&p.qa[0]),
+                );
                 acc[0] = _mm512_fmadd_ps(spread::<2>(prod), _mm512_cvtepi32_ps(sumi), acc[0]);
             }
             let mut s = [0.0f32; 4];
@@ -336,7 +394,10 @@ impl SignedRows for BlockQ8_0 {
         let q0 = _mm256_loadu_si256((*w0.add(b)).qs.as_ptr().cast());
         let q1 = _mm256_loadu_si256((*w1.add(b)).qs.as_ptr().cast());
         let idx = _mm256_loadu_si256(PAIRED_WORDS.as_ptr().cast());
-        let idx = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(idx), _mm256_add_epi16(idx, _mm256_set1_epi16(16)));
+        let idx = _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(idx),
+            _mm256_add_epi16(idx, _mm256_set1_epi16(16)),
+        );
         _mm512_permutexvar_epi16(idx, _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1))
     }
 }
@@ -372,17 +433,30 @@ impl<B: SignedRows> PairTile for TileSigned<B> {
                 let blk = &*a.add(t * nb + b);
                 *h = blk.d.to_bits();
                 let q = _mm256_loadu_si256(blk.qs.as_ptr().cast());
-                let q = if B::PAIRED_LANES { _mm256_permutexvar_epi16(idx, q) } else { q };
+                let q = if B::PAIRED_LANES {
+                    _mm256_permutexvar_epi16(idx, q)
+                } else {
+                    q
+                };
                 p.ua[t] = _mm256_xor_si256(q, _mm256_set1_epi8(i8::MIN));
             }
-            _mm512_storeu_ps(p.d_a.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr().cast())));
+            _mm512_storeu_ps(
+                p.d_a.as_mut_ptr(),
+                _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr().cast())),
+            );
         }
     }
 
     /// Per block and output, as the type's twin: `acc += (d_w d_a) * sumi`.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // tokens read best indexed
-    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, _a: *const BlockQ8_0, prep: &[PrepSigned], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(
+        w0: *const B,
+        w1: *const B,
+        _a: *const BlockQ8_0,
+        prep: &[PrepSigned],
+        nb: usize,
+    ) -> [[f32; T]; 2] {
         let mut acc = [_mm512_setzero_ps(); T];
         for (b, p) in prep.iter().enumerate().take(nb) {
             if T == 1 {
@@ -390,7 +464,10 @@ impl<B: SignedRows> PairTile for TileSigned<B> {
                 prefetch_rows_ahead(w0, nb, b);
             }
             let w = B::weights2(w0, w1, b);
-            let base = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(i8::MIN), w));
+            let base = _mm512_sub_epi32(
+                _mm512_setzero_si512(),
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(i8::MIN), w),
+            );
             let d_w = f16_2(w0.add(b).cast(), w1.add(b).cast()); // [d_w0, d_w1, 0, 0]
             if T == 1 {
                 // One token: both rows' scale products in one multiply.
@@ -461,7 +538,10 @@ impl<B: K4Rows> PairTile for TileK4<B> {
             for t in 0..T {
                 let y = &*a.add(t * nb + b);
                 let bs = y.bsums.as_ptr();
-                p.q8s[t] = _mm_hadd_epi16(_mm_loadu_si128(bs.cast()), _mm_loadu_si128(bs.add(8).cast()));
+                p.q8s[t] = _mm_hadd_epi16(
+                    _mm_loadu_si128(bs.cast()),
+                    _mm_loadu_si128(bs.add(8).cast()),
+                );
                 p.d_a[t] = y.d;
             }
         }
@@ -474,7 +554,13 @@ impl<B: K4Rows> PairTile for TileK4<B> {
     /// and chunk scales are unpacked once for the tile's tokens.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // tokens read best indexed
-    unsafe fn tile<const T: usize>(w0: *const B, w1: *const B, a: *const BlockQ8_K, prep: &[PrepK4], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(
+        w0: *const B,
+        w1: *const B,
+        a: *const BlockQ8_K,
+        prep: &[PrepK4],
+        nb: usize,
+    ) -> [[f32; T]; 2] {
         let m4 = _mm512_set1_epi8(0x0f);
         let mut acc = [_mm512_setzero_ps(); T];
         let mut acc_m = [_mm256_setzero_ps(); T];
@@ -488,8 +574,14 @@ impl<B: K4Rows> PairTile for TileK4<B> {
             let (sc1, m1) = k4_scales_mins(&*x1.add(4).cast::<[u8; 12]>());
             // Each chunk's scale in every i16 of its row's half; the mins as i16, row w0's
             // in the low 128 bits.
-            let sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_set_epi64x(i64::from_le_bytes(sc1), i64::from_le_bytes(sc0))));
-            let mins = _mm256_cvtepu8_epi16(_mm_set_epi64x(i64::from_le_bytes(m1), i64::from_le_bytes(m0)));
+            let sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_set_epi64x(
+                i64::from_le_bytes(sc1),
+                i64::from_le_bytes(sc0),
+            )));
+            let mins = _mm256_cvtepu8_epi16(_mm_set_epi64x(
+                i64::from_le_bytes(m1),
+                i64::from_le_bytes(m0),
+            ));
             let mut chunks = [_mm512_setzero_si512(); 8];
             let mut scales = [_mm512_setzero_si512(); 8];
             for i in 0..4 {
@@ -507,27 +599,72 @@ impl<B: K4Rows> PairTile for TileK4<B> {
             for (j, s) in scales.iter_mut().enumerate() {
                 let j = j as i16;
                 let idx = _mm512_set_epi16(
-                    8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j,
-                    j, j, j, j, j, j, j, j, j, j, j, j, j, j, j, j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    8 + j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
+                    j,
                 );
                 *s = _mm512_permutexvar_epi16(idx, sc);
             }
             let dm = _mm_cvtph_ps(words2(x0, x1)); // [d_w0, dmin_w0, d_w1, dmin_w1]
             let d_w = spread::<2>(dm);
-            let dmin_w = _mm256_permutexvar_ps(_mm256_set_epi32(3, 3, 3, 3, 1, 1, 1, 1), _mm256_castps128_ps256(dm));
+            let dmin_w = _mm256_permutexvar_ps(
+                _mm256_set_epi32(3, 3, 3, 3, 1, 1, 1, 1),
+                _mm256_castps128_ps256(dm),
+            );
             for t in 0..T {
                 let qs = (*a.add(t * nb + b)).qs.as_ptr();
                 // Two chains of four (the integer sums are exact in any order).
                 let mut sumi = [_mm512_setzero_si512(); 2];
                 for j in 0..8 {
                     let q8 = _mm512_broadcast_i64x4(_mm256_loadu_si256(qs.add(32 * j).cast()));
-                    sumi[j % 2] = _mm512_dpwssd_epi32(sumi[j % 2], _mm512_maddubs_epi16(chunks[j], q8), scales[j]);
+                    sumi[j % 2] = _mm512_dpwssd_epi32(
+                        sumi[j % 2],
+                        _mm512_maddubs_epi16(chunks[j], q8),
+                        scales[j],
+                    );
                 }
                 let sumi = _mm512_add_epi32(sumi[0], sumi[1]);
                 let d_a = p.d_a[t];
-                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d_a), d_w), _mm512_cvtepi32_ps(sumi), acc[t]);
+                acc[t] = _mm512_fmadd_ps(
+                    _mm512_mul_ps(_mm512_set1_ps(d_a), d_w),
+                    _mm512_cvtepi32_ps(sumi),
+                    acc[t],
+                );
                 let prod = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(p.q8s[t]));
-                acc_m[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(-d_a), dmin_w), _mm256_cvtepi32_ps(prod), acc_m[t]);
+                acc_m[t] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(_mm256_set1_ps(-d_a), dmin_w),
+                    _mm256_cvtepi32_ps(prod),
+                    acc_m[t],
+                );
             }
         }
         let mut res = [[0.0f32; T]; 2];
@@ -543,7 +680,10 @@ impl<B: K4Rows> PairTile for TileK4<B> {
 /// The 32 bytes at `p0` in the low half, those at `p1` in the high half.
 #[inline(always)]
 unsafe fn pair(p0: *const u8, p1: *const u8) -> __m512i {
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(p0.cast())), _mm256_loadu_si256(p1.cast()))
+    _mm512_inserti64x4::<1>(
+        _mm512_castsi256_si512(_mm256_loadu_si256(p0.cast())),
+        _mm256_loadu_si256(p1.cast()),
+    )
 }
 
 /// What [`TileQ6K`] keeps per super-block for a tile of tokens.
@@ -574,7 +714,10 @@ impl PairTile for TileQ6K {
             for t in 0..T.min(TILE_TOKENS_K) {
                 let y = &*a.add(t * nb + b);
                 for (c, u) in p.ua[t].iter_mut().enumerate() {
-                    *u = _mm256_xor_si256(_mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast()), _mm256_set1_epi8(i8::MIN));
+                    *u = _mm256_xor_si256(
+                        _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast()),
+                        _mm256_set1_epi8(i8::MIN),
+                    );
                 }
                 p.d_a[t] = y.d;
             }
@@ -587,7 +730,13 @@ impl PairTile for TileQ6K {
     /// sumi`.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // tokens read best indexed
-    unsafe fn tile<const T: usize>(w0: *const BlockQ6_K, w1: *const BlockQ6_K, _a: *const BlockQ8_K, prep: &[PrepQ6K], nb: usize) -> [[f32; T]; 2] {
+    unsafe fn tile<const T: usize>(
+        w0: *const BlockQ6_K,
+        w1: *const BlockQ6_K,
+        _a: *const BlockQ8_K,
+        prep: &[PrepQ6K],
+        nb: usize,
+    ) -> [[f32; T]; 2] {
         const { assert!(T <= TILE_TOKENS_512) };
         let m4 = _mm512_set1_epi8(0x0f);
         let m128 = _mm512_set1_epi8(i8::MIN);
@@ -604,9 +753,16 @@ impl PairTile for TileQ6K {
             let mut base = _mm512_setzero_si512();
             for c in 0..8 {
                 let (h, k) = (c / 4, c % 4);
-                let bits = pair(x0.ql.as_ptr().add(64 * h + 32 * (k % 2)), x1.ql.as_ptr().add(64 * h + 32 * (k % 2)));
+                let bits = pair(
+                    x0.ql.as_ptr().add(64 * h + 32 * (k % 2)),
+                    x1.ql.as_ptr().add(64 * h + 32 * (k % 2)),
+                );
                 let qh = pair(x0.qh.as_ptr().add(32 * h), x1.qh.as_ptr().add(32 * h));
-                let low = if k < 2 { _mm512_and_si512(bits, m4) } else { _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4) };
+                let low = if k < 2 {
+                    _mm512_and_si512(bits, m4)
+                } else {
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4)
+                };
                 // Bits 2k, 2k + 1 of each qh byte moved to bits 4, 5.
                 let high = match k {
                     0 => _mm512_slli_epi16::<4>(qh),
@@ -620,15 +776,52 @@ impl PairTile for TileQ6K {
                 let (s0, s1) = (2 * c, 2 * c + 1);
                 scales[c as usize] = _mm512_permutexvar_epi16(
                     _mm512_set_epi16(
-                        16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s1, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0, 16 + s0,
-                        s1, s1, s1, s1, s1, s1, s1, s1, s0, s0, s0, s0, s0, s0, s0, s0,
+                        16 + s1,
+                        16 + s1,
+                        16 + s1,
+                        16 + s1,
+                        16 + s1,
+                        16 + s1,
+                        16 + s1,
+                        16 + s1,
+                        16 + s0,
+                        16 + s0,
+                        16 + s0,
+                        16 + s0,
+                        16 + s0,
+                        16 + s0,
+                        16 + s0,
+                        16 + s0,
+                        s1,
+                        s1,
+                        s1,
+                        s1,
+                        s1,
+                        s1,
+                        s1,
+                        s1,
+                        s0,
+                        s0,
+                        s0,
+                        s0,
+                        s0,
+                        s0,
+                        s0,
+                        s0,
                     ),
                     sc,
                 );
-                base = _mm512_dpwssd_epi32(base, _mm512_maddubs_epi16(m128, ws[c as usize]), scales[c as usize]);
+                base = _mm512_dpwssd_epi32(
+                    base,
+                    _mm512_maddubs_epi16(m128, ws[c as usize]),
+                    scales[c as usize],
+                );
             }
             let base = _mm512_sub_epi32(_mm512_setzero_si512(), base);
-            let d_w = spread::<1>(f16_2(std::ptr::addr_of!(x0.d).cast(), std::ptr::addr_of!(x1.d).cast()));
+            let d_w = spread::<1>(f16_2(
+                std::ptr::addr_of!(x0.d).cast(),
+                std::ptr::addr_of!(x1.d).cast(),
+            ));
             for t in 0..T {
                 // Two chains of four (the integer sums are exact in any order).
                 let mut sumi = [base, _mm512_setzero_si512()];
@@ -637,7 +830,11 @@ impl PairTile for TileQ6K {
                     sumi[c % 2] = _mm512_dpwssd_epi32(sumi[c % 2], p16, scales[c]);
                 }
                 let sumi = _mm512_add_epi32(sumi[0], sumi[1]);
-                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(p.d_a[t]), d_w), _mm512_cvtepi32_ps(sumi), acc[t]);
+                acc[t] = _mm512_fmadd_ps(
+                    _mm512_mul_ps(_mm512_set1_ps(p.d_a[t]), d_w),
+                    _mm512_cvtepi32_ps(sumi),
+                    acc[t],
+                );
             }
         }
         let mut res = [[0.0f32; T]; 2];

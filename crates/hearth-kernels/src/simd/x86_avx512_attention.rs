@@ -17,7 +17,9 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::x86::{f16x2, head_scales, quantize_head, softmax_step, Q8_0Kv, TileScores, TileWalk, TiledKv};
+use super::x86::{
+    f16x2, head_scales, quantize_head, softmax_step, Q8_0Kv, TileScores, TileWalk, TiledKv,
+};
 use crate::attention::KvSpan;
 use crate::BlockQ8_0;
 
@@ -34,10 +36,24 @@ type Row512 = [__m512; 4];
 /// non-zero multiple of `64 * lens.len()`, and `lens.len() <= TILED_QUERIES`. (Each span
 /// is checked to hold its rows.)
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub unsafe fn attend_tiled_q8_0_64(q: &[f32], lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+pub unsafe fn attend_tiled_q8_0_64(
+    q: &[f32],
+    lens: &[usize],
+    spans: &[KvSpan<'_, BlockQ8_0>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     use crate::attention::TILED_QUERIES;
     let n_q = lens.len();
-    assert!(n_q > 0 && n_q <= TILED_QUERIES && q.len() == out.len() && q.len().is_multiple_of(64 * n_q) && !q.is_empty());
+    assert!(
+        n_q > 0
+            && n_q <= TILED_QUERIES
+            && q.len() == out.len()
+            && q.len().is_multiple_of(64 * n_q)
+            && !q.is_empty()
+    );
     let g = q.len() / (64 * n_q);
     let mut h0 = 0;
     while h0 < g {
@@ -71,15 +87,34 @@ unsafe fn value(v: *const BlockQ8_0) -> Row512 {
 /// scores) with 512-bit value rows and accumulators.
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // lanes, heads and rows read best indexed
-unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], spans: &[KvSpan<'_, BlockQ8_0>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+unsafe fn group<const G: usize>(
+    q: &[f32],
+    g: usize,
+    h0: usize,
+    lens: &[usize],
+    spans: &[KvSpan<'_, BlockQ8_0>],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     use crate::attention::{KV_TILE, TILED_QUERIES};
     let n_q = lens.len();
     let mut walk = TileWalk::<Q8_0Kv512, G>::new(q, g, h0, lens, spans, stride, offset, scale);
     let mut acc = [[[_mm512_setzero_ps(); 4]; G]; TILED_QUERIES];
-    let (mut m, mut s_sum) = ([[f32::NEG_INFINITY; G]; TILED_QUERIES], [[0.0f32; G]; TILED_QUERIES]);
+    let (mut m, mut s_sum) = (
+        [[f32::NEG_INFINITY; G]; TILED_QUERIES],
+        [[0.0f32; G]; TILED_QUERIES],
+    );
     // Rows past a tile's end keep the previous tile's (stale) contents; they are never read.
     let mut vals = [[_mm512_setzero_ps(); 4]; KV_TILE];
-    while let Some(TileScores { rows, n, nq, scores }) = walk.next() {
+    while let Some(TileScores {
+        rows,
+        n,
+        nq,
+        scores,
+    }) = walk.next()
+    {
         for j in 0..n {
             vals[j] = value(rows[j].1);
         }
@@ -89,7 +124,9 @@ unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], 
             let mut w = [[0.0f32; 8]; G];
             let mut live = [false; G];
             for h in 0..G {
-                let Some(ms) = softmax_step(scores[qi][h], &mut m[qi][h], &mut s_sum[qi][h], &mut w[h]) else {
+                let Some(ms) =
+                    softmax_step(scores[qi][h], &mut m[qi][h], &mut s_sum[qi][h], &mut w[h])
+                else {
                     continue;
                 };
                 live[h] = true;
@@ -119,9 +156,16 @@ unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], 
         let at = (qi * g + h0) * 64;
         let out = &mut out[at..at + 64 * G];
         for h in 0..G {
-            let inv = _mm512_set1_ps(if s_sum[qi][h] == 0.0 { 0.0 } else { 1.0 / s_sum[qi][h] });
+            let inv = _mm512_set1_ps(if s_sum[qi][h] == 0.0 {
+                0.0
+            } else {
+                1.0 / s_sum[qi][h]
+            });
             for (r, a) in acc[qi][h].iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(64 * h + 16 * r), _mm512_mul_ps(*a, inv));
+                _mm512_storeu_ps(
+                    out.as_mut_ptr().add(64 * h + 16 * r),
+                    _mm512_mul_ps(*a, inv),
+                );
             }
         }
     }
@@ -133,7 +177,10 @@ unsafe fn group<const G: usize>(q: &[f32], g: usize, h0: usize, lens: &[usize], 
 #[inline(always)]
 unsafe fn halves(b: &BlockQ8_0) -> [__m512i; 2] {
     let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.qs.as_ptr().cast()));
-    [_mm512_shuffle_i64x2::<0b01_00_01_00>(x, x), _mm512_shuffle_i64x2::<0b11_10_11_10>(x, x)]
+    [
+        _mm512_shuffle_i64x2::<0b01_00_01_00>(x, x),
+        _mm512_shuffle_i64x2::<0b11_10_11_10>(x, x),
+    ]
 }
 
 /// The score side of a `Q8_0` head in 512-bit registers: a row holds, per block, its two
@@ -172,8 +219,14 @@ impl TiledKv for Q8_0Kv512 {
             for b in 0..2 {
                 let k0 = _mm512_mask_blend_epi64(0xf0, ka.0[b][0], kb.0[b][0]);
                 let k1 = _mm512_mask_blend_epi64(0xf0, ka.0[b][1], kb.0[b][1]);
-                let sumi = _mm512_add_epi32(_mm512_madd_epi16(k0, q.0[b][0]), _mm512_madd_epi16(k1, q.0[b][1]));
-                let kd = _mm512_insertf64x4::<1>(_mm512_castps_pd(_mm512_set1_ps(ka.1[b])), _mm256_castps_pd(_mm256_set1_ps(kb.1[b])));
+                let sumi = _mm512_add_epi32(
+                    _mm512_madd_epi16(k0, q.0[b][0]),
+                    _mm512_madd_epi16(k1, q.0[b][1]),
+                );
+                let kd = _mm512_insertf64x4::<1>(
+                    _mm512_castps_pd(_mm512_set1_ps(ka.1[b])),
+                    _mm256_castps_pd(_mm256_set1_ps(kb.1[b])),
+                );
                 let d = _mm512_mul_ps(_mm512_castpd_ps(kd), _mm512_set1_ps(q.1[b]));
                 acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
             }
@@ -183,4 +236,3 @@ impl TiledKv for Q8_0Kv512 {
         parts
     }
 }
-

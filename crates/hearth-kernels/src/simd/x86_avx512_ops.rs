@@ -15,7 +15,11 @@ pub unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
     let mut i = 0;
     while i < n {
         let left = n - i;
-        let m: __mmask16 = if left >= 16 { 0xffff } else { ((1u32 << left) - 1) as u16 };
+        let m: __mmask16 = if left >= 16 {
+            0xffff
+        } else {
+            ((1u32 << left) - 1) as u16
+        };
         // SAFETY: the mask covers elements i..min(i + 16, n) of both slices only.
         let x = _mm512_maskz_loadu_ps(m, gate.as_ptr().add(i));
         let u = _mm512_maskz_loadu_ps(m, up.as_ptr().add(i));
@@ -45,7 +49,11 @@ unsafe fn expf_poly(x: __m512) -> __m512 {
     let u = _mm512_mul_ps(b, b);
     let p = _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
     let q = _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb));
-    let j = _mm512_fmadd_ps(_mm512_fmadd_ps(p, u, q), u, _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)));
+    let j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(p, u, q),
+        u,
+        _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
+    );
     let e = _mm512_scalef_ps(j, n);
     // |n| > 192: 0 for n <= 0, infinity above.
     let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));

@@ -29,17 +29,27 @@ const TILE_TOKENS: usize = 2;
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `nb > 0` and `w` and
 /// `a` are whole rows of `nb` blocks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], out: impl IntoGemmOut<'o>) {
+pub unsafe fn gemm_q4_1x16<'o>(
+    nb: usize,
+    w: &[BlockQ4_1x16],
+    a: &[BlockQ8_1],
+    out: impl IntoGemmOut<'o>,
+) {
     let (n_groups, n_tokens) = (w.len() / nb, a.len() / nb);
     let mut out = out.into_gemm_out(n_groups * Q4_1X16_ROWS, n_tokens);
     // Per token and block: d_a and s_a as f32.
-    let ds: Vec<[f32; 2]> = a.iter().map(|b| [fp16_to_fp32(b.d), fp16_to_fp32(b.s)]).collect();
+    let ds: Vec<[f32; 2]> = a
+        .iter()
+        .map(|b| [fp16_to_fp32(b.d), fp16_to_fp32(b.s)])
+        .collect();
     // Per block, lane l's quants of the sixteen rows: lanes 0..4 the low nibbles of byte
     // groups 0..4, lanes 4..8 their high nibbles.
     // (The thread's scratch, two 256-bit words per register: a fresh allocation per
     // call was measurable.)
     let mut buf = SCRATCH.with(|c| c.take());
-    let quants = scratch::<__m256i>(&mut buf, 2 * nb * LANES).as_mut_ptr().cast::<__m512i>();
+    let quants = scratch::<__m256i>(&mut buf, 2 * nb * LANES)
+        .as_mut_ptr()
+        .cast::<__m512i>();
     let low = _mm512_set1_epi8(0x0f);
     for gi in 0..n_groups {
         let g = &w[gi * nb..(gi + 1) * nb];
@@ -47,7 +57,10 @@ pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], o
             for c in 0..4 {
                 let raw = _mm512_loadu_si512(wb.qs.as_ptr().add(64 * c).cast());
                 _mm512_storeu_si512(quants.add(b * LANES + c), _mm512_and_si512(raw, low));
-                _mm512_storeu_si512(quants.add(b * LANES + c + 4), _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low));
+                _mm512_storeu_si512(
+                    quants.add(b * LANES + c + 4),
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low),
+                );
             }
         }
         let mut t0 = 0;
@@ -76,7 +89,14 @@ pub unsafe fn gemm_q4_1x16<'o>(nb: usize, w: &[BlockQ4_1x16], a: &[BlockQ8_1], o
 /// `res[t][r]`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // tokens and lanes read best indexed
-unsafe fn tile<const T: usize>(nb: usize, g: *const BlockQ4_1x16, quants: *const __m512i, a: *const BlockQ8_1, ds: *const [f32; 2], res: &mut [[f32; Q4_1X16_ROWS]; TILE_TOKENS]) {
+unsafe fn tile<const T: usize>(
+    nb: usize,
+    g: *const BlockQ4_1x16,
+    quants: *const __m512i,
+    a: *const BlockQ8_1,
+    ds: *const [f32; 2],
+    res: &mut [[f32; Q4_1X16_ROWS]; TILE_TOKENS],
+) {
     let mut acc = [[_mm512_setzero_ps(); LANES]; T];
     let mut summs = [_mm512_setzero_ps(); T];
     for b in 0..nb {
@@ -92,7 +112,9 @@ unsafe fn tile<const T: usize>(nb: usize, g: *const BlockQ4_1x16, quants: *const
         for l in 0..LANES {
             let q = _mm512_loadu_si512(quants.add(b * LANES + l));
             for t in 0..T {
-                let y = std::ptr::read_unaligned((*a.add(t * nb + b)).qs.as_ptr().add(4 * l).cast::<i32>());
+                let y = std::ptr::read_unaligned(
+                    (*a.add(t * nb + b)).qs.as_ptr().add(4 * l).cast::<i32>(),
+                );
                 let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_set1_epi32(y));
                 acc[t][l] = _mm512_fmadd_ps(d[t], _mm512_cvtepi32_ps(sumi), acc[t][l]);
             }

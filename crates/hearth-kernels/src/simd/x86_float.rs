@@ -52,7 +52,10 @@ impl Elem for bf16 {
     const FUSED: bool = false;
     #[inline(always)]
     unsafe fn load8(p: *const Self) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())), 16))
+        _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())),
+            16,
+        ))
     }
 }
 
@@ -90,7 +93,11 @@ unsafe fn vec_dot<E: Elem>(w: &[E], a: &[E]) -> f32 {
     if !n.is_multiple_of(16) {
         let (tw, ta) = (tail16(wp, n), tail16(ap, n));
         acc0 = madd::<E>(E::load8(tw.as_ptr()), E::load8(ta.as_ptr()), acc0);
-        acc1 = madd::<E>(E::load8(tw.as_ptr().add(8)), E::load8(ta.as_ptr().add(8)), acc1);
+        acc1 = madd::<E>(
+            E::load8(tw.as_ptr().add(8)),
+            E::load8(ta.as_ptr().add(8)),
+            acc1,
+        );
     }
     hsum(_mm256_add_ps(acc0, acc1))
 }
@@ -122,7 +129,12 @@ thread_local! {
 /// zero-padded to `np`, a multiple of 16): `out[r][t]`, each as the one-row dot product.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // lanes, tokens and rows read best indexed
-unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a: *const f32, np: usize) -> [[f32; T]; R] {
+unsafe fn tile<E: Elem, const R: usize, const T: usize>(
+    w: *const E,
+    n: usize,
+    a: *const f32,
+    np: usize,
+) -> [[f32; T]; R] {
     let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
     let mut i = 0;
     while i + 16 <= n {
@@ -166,7 +178,14 @@ unsafe fn tile<E: Elem, const R: usize, const T: usize>(w: *const E, n: usize, a
 
 /// All rows against the `T` tokens from `t0`: rows `R` at a time, the rest one by one.
 #[inline(always)]
-unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *const f32, np: usize, t0: usize, out: &mut crate::GemmOut<'_>) -> usize {
+unsafe fn rows<E: Elem, const R: usize, const T: usize>(
+    w: &[E],
+    n: usize,
+    a: *const f32,
+    np: usize,
+    t0: usize,
+    out: &mut crate::GemmOut<'_>,
+) -> usize {
     let n_rows = w.len() / n;
     let mut r = 0;
     while r < n_rows {
@@ -192,7 +211,10 @@ unsafe fn rows<E: Elem, const R: usize, const T: usize>(w: &[E], n: usize, a: *c
 /// Output (token `t`, row `r`) `= vec_dot(row r of w, row t of a)` for rows of `n` elements.
 #[inline(always)]
 unsafe fn gemm<'o, E: Elem>(n: usize, w: &[E], a: &[E], out: impl crate::IntoGemmOut<'o>) {
-    assert!(n > 0 && w.len().is_multiple_of(n) && a.len().is_multiple_of(n), "gemm: lengths are not whole rows");
+    assert!(
+        n > 0 && w.len().is_multiple_of(n) && a.len().is_multiple_of(n),
+        "gemm: lengths are not whole rows"
+    );
     let (n_rows, n_tokens) = (w.len() / n, a.len() / n);
     let out = &mut out.into_gemm_out(n_rows, n_tokens);
     // Activations widened to f32 once, each row zero-padded to a multiple of 16.

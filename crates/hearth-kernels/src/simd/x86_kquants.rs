@@ -13,7 +13,10 @@
 
 use std::arch::x86_64::*;
 
-use crate::quants::{fp16_to_fp32, k4_scales_mins, q3_k_scales16, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K};
+use crate::quants::{
+    fp16_to_fp32, k4_scales_mins, q3_k_scales16, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K,
+    BlockQ6_K, BlockQ8_K,
+};
 
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
@@ -65,16 +68,26 @@ pub unsafe fn vec_dot_q6_k_q8_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
             let q = [
                 _mm256_or_si256(_mm256_and_si256(bits1, m4), q6_high::<0>(bits_h, m2)),
                 _mm256_or_si256(_mm256_and_si256(bits2, m4), q6_high::<2>(bits_h, m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4), q6_high::<4>(bits_h, m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4), q6_high::<6>(bits_h, m2)),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4),
+                    q6_high::<4>(bits_h, m2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4),
+                    q6_high::<6>(bits_h, m2),
+                ),
             ];
             for (k, &qk) in q.iter().enumerate() {
                 let c = 4 * h + k;
                 let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
                 // (q - 32) a per byte pair, exact in i16.
-                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qk, q8), _mm256_maddubs_epi16(m32, q8));
+                let p16 =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(qk, q8), _mm256_maddubs_epi16(m32, q8));
                 // Scales 2c (first 16 values) and 2c + 1, sign-extended to i16.
-                let shuf = _mm_set_epi64x(0x0101_0101_0101_0101 * (2 * c as i64 + 1), 0x0101_0101_0101_0101 * (2 * c as i64));
+                let shuf = _mm_set_epi64x(
+                    0x0101_0101_0101_0101 * (2 * c as i64 + 1),
+                    0x0101_0101_0101_0101 * (2 * c as i64),
+                );
                 let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
             }
@@ -89,7 +102,10 @@ pub unsafe fn vec_dot_q6_k_q8_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
 /// scale of element `32c + 4l`).
 #[inline(always)]
 unsafe fn chunk_scales(scales: __m128i, c: usize) -> __m256i {
-    let shuf = _mm_set_epi64x(0x0101_0101_0101_0101 * (2 * c as i64 + 1), 0x0101_0101_0101_0101 * (2 * c as i64));
+    let shuf = _mm_set_epi64x(
+        0x0101_0101_0101_0101 * (2 * c as i64 + 1),
+        0x0101_0101_0101_0101 * (2 * c as i64),
+    );
     _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf))
 }
 
@@ -114,12 +130,14 @@ pub unsafe fn vec_dot_q3_k_q8_k(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
             let bits = load(x.qs.as_ptr().add(32 * h));
             for k in 0..4 {
                 let c = 4 * h + k;
-                let low = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                let low =
+                    _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
                 let hb = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(c as i32)), m1);
                 let u = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
                 let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
                 // (u - 4) a per byte pair, exact in i16.
-                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, q8), _mm256_maddubs_epi16(m4, q8));
+                let p16 =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(u, q8), _mm256_maddubs_epi16(m4, q8));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(chunk_scales(scales, c), p16));
             }
         }
@@ -152,9 +170,13 @@ pub unsafe fn vec_dot_q2_k_q8_k(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
             let bits = load(x.qs.as_ptr().add(32 * h));
             for k in 0..4 {
                 let c = 4 * h + k;
-                let u = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                let u =
+                    _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
                 let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(chunk_scales(scales, c), _mm256_maddubs_epi16(u, q8)));
+                sumi = _mm256_add_epi32(
+                    sumi,
+                    _mm256_madd_epi16(chunk_scales(scales, c), _mm256_maddubs_epi16(u, q8)),
+                );
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -169,9 +191,16 @@ pub unsafe fn vec_dot_q2_k_q8_k(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
 unsafe fn k4_chunk<const FIVE: bool>(qs: *const u8, hbits: __m256i, j: usize) -> __m256i {
     let m4 = _mm256_set1_epi8(0x0f);
     let b = load(qs.add(32 * (j / 2)));
-    let lo = if j.is_multiple_of(2) { _mm256_and_si256(b, m4) } else { _mm256_and_si256(_mm256_srli_epi16(b, 4), m4) };
+    let lo = if j.is_multiple_of(2) {
+        _mm256_and_si256(b, m4)
+    } else {
+        _mm256_and_si256(_mm256_srli_epi16(b, 4), m4)
+    };
     if FIVE {
-        let h = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(j as i32)), _mm256_set1_epi8(1));
+        let h = _mm256_and_si256(
+            _mm256_srl_epi16(hbits, _mm_cvtsi32_si128(j as i32)),
+            _mm256_set1_epi8(1),
+        );
         _mm256_or_si256(lo, _mm256_slli_epi16(h, 4))
     } else {
         lo
@@ -197,13 +226,19 @@ unsafe fn k4_block<const FIVE: bool>(
     // Min correction: mins · (sums of bsums pairs), four i32 lanes of two sub-blocks.
     let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(m.as_ptr().cast()));
     let bs = y.bsums.as_ptr();
-    let q8s = _mm_hadd_epi16(_mm_loadu_si128(bs.cast()), _mm_loadu_si128(bs.add(8).cast()));
+    let q8s = _mm_hadd_epi16(
+        _mm_loadu_si128(bs.cast()),
+        _mm_loadu_si128(bs.add(8).cast()),
+    );
     let prod = _mm_madd_epi16(mins, q8s);
     *acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), *acc_m);
     let mut sumi = _mm256_setzero_si256();
     for (j, &s) in sc.iter().enumerate() {
         let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j).cast());
-        let p = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(s)), _mm256_maddubs_epi16(k4_chunk::<FIVE>(qs, hbits, j), q8));
+        let p = _mm256_madd_epi16(
+            _mm256_set1_epi16(i16::from(s)),
+            _mm256_maddubs_epi16(k4_chunk::<FIVE>(qs, hbits, j), q8),
+        );
         sumi = _mm256_add_epi32(sumi, p);
     }
     *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
@@ -219,7 +254,16 @@ pub unsafe fn vec_dot_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        k4_block::<false>(x.d, x.dmin, &x.scales, x.qs.as_ptr(), _mm256_setzero_si256(), y, &mut acc, &mut acc_m);
+        k4_block::<false>(
+            x.d,
+            x.dmin,
+            &x.scales,
+            x.qs.as_ptr(),
+            _mm256_setzero_si256(),
+            y,
+            &mut acc,
+            &mut acc_m,
+        );
     }
     hsum(acc) + hsum4(acc_m)
 }
@@ -234,7 +278,16 @@ pub unsafe fn vec_dot_q5_k_q8_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        k4_block::<true>(x.d, x.dmin, &x.scales, x.qs.as_ptr(), load(x.qh.as_ptr()), y, &mut acc, &mut acc_m);
+        k4_block::<true>(
+            x.d,
+            x.dmin,
+            &x.scales,
+            x.qs.as_ptr(),
+            load(x.qh.as_ptr()),
+            y,
+            &mut acc,
+            &mut acc_m,
+        );
     }
     hsum(acc) + hsum4(acc_m)
 }
@@ -283,7 +336,12 @@ impl Tile for TileQ6K {
     /// the one-row kernel's second `vpmaddubsw` and subtraction per token and chunk.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ6_K, a: *const BlockQ8_K, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const BlockQ6_K,
+        a: *const BlockQ8_K,
+        prep: &mut [Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
         let m32 = _mm256_set1_epi8(32);
@@ -298,14 +356,21 @@ impl Tile for TileQ6K {
                 let x = &*w.add(r * nb + b);
                 let scales = _mm_loadu_si128(x.scales.as_ptr().cast());
                 let mut d = [0.0f32; 8];
-                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(d_a, _mm256_set1_ps(f16_pair(x.d, x.d).0)));
+                _mm256_storeu_ps(
+                    d.as_mut_ptr(),
+                    _mm256_mul_ps(d_a, _mm256_set1_ps(f16_pair(x.d, x.d).0)),
+                );
                 let mut sumi = [_mm256_setzero_si256(); T];
                 let mut corr = _mm256_setzero_si256();
                 for c in 0..8 {
                     let (h, k) = (c / 4, c % 4);
                     let bits = load(x.ql.as_ptr().add(64 * h + 32 * (k % 2)));
                     let bits_h = load(x.qh.as_ptr().add(32 * h));
-                    let low = if k < 2 { _mm256_and_si256(bits, m4) } else { _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4) };
+                    let low = if k < 2 {
+                        _mm256_and_si256(bits, m4)
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4)
+                    };
                     let high = match k {
                         0 => q6_high::<0>(bits_h, m2),
                         1 => q6_high::<2>(bits_h, m2),
@@ -316,18 +381,31 @@ impl Tile for TileQ6K {
                     if T == 1 {
                         // One token: the one-row kernel's form, with no correction to amortize.
                         let q8 = load((*a.add(b)).qs.as_ptr().add(32 * c).cast());
-                        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32, q8));
+                        let p16 = _mm256_sub_epi16(
+                            _mm256_maddubs_epi16(q, q8),
+                            _mm256_maddubs_epi16(m32, q8),
+                        );
                         sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(sc, p16));
                         continue;
                     }
                     let ws = _mm256_sub_epi8(q, m32);
-                    corr = _mm256_add_epi32(corr, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(m128, ws)));
+                    corr = _mm256_add_epi32(
+                        corr,
+                        _mm256_madd_epi16(sc, _mm256_maddubs_epi16(m128, ws)),
+                    );
                     for (t, s) in sumi.iter_mut().enumerate() {
-                        *s = _mm256_add_epi32(*s, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(au[t][c], ws)));
+                        *s = _mm256_add_epi32(
+                            *s,
+                            _mm256_madd_epi16(sc, _mm256_maddubs_epi16(au[t][c], ws)),
+                        );
                     }
                 }
                 for t in 0..T {
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], corr)), acc[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(d[t]),
+                        _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], corr)),
+                        acc[r][t],
+                    );
                 }
             }
         }
@@ -347,7 +425,12 @@ impl Tile for TileQ6K {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q6_k_q8_k<'o>(nb: usize, w: &[BlockQ6_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q6_k_q8_k<'o>(
+    nb: usize,
+    w: &[BlockQ6_K],
+    a: &[BlockQ8_K],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileQ6K, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -425,7 +508,9 @@ unsafe fn token_scales<const T: usize>(a: *const BlockQ8_K, nb: usize, b: usize)
 /// `d_w` and `dmin_w` of a K-quant super-block as f32 (F16C).
 #[inline(always)]
 unsafe fn f16_pair(d: half::f16, dmin: half::f16) -> (f32, f32) {
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(d.to_bits()) | (i32::from(dmin.to_bits()) << 16)));
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(
+        i32::from(d.to_bits()) | (i32::from(dmin.to_bits()) << 16),
+    ));
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
@@ -440,7 +525,10 @@ impl<B: K4Block> Tile for TileK4<B> {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             for (t, q) in p.iter_mut().enumerate().take(T) {
                 let bs = (*a.add(t * nb + b)).bsums.as_ptr();
-                *q = _mm_hadd_epi16(_mm_loadu_si128(bs.cast()), _mm_loadu_si128(bs.add(8).cast()));
+                *q = _mm_hadd_epi16(
+                    _mm_loadu_si128(bs.cast()),
+                    _mm_loadu_si128(bs.add(8).cast()),
+                );
             }
         }
     }
@@ -451,7 +539,12 @@ impl<B: K4Block> Tile for TileK4<B> {
     /// multiply each (the same products, rounded once).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
-    unsafe fn tile<const R: usize, const T: usize>(w: *const B, a: *const BlockQ8_K, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const B,
+        a: *const BlockQ8_K,
+        prep: &mut [Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut acc_m = [[_mm_setzero_ps(); T]; R];
         for (b, q8s) in prep.iter().enumerate().take(nb) {
@@ -468,21 +561,40 @@ impl<B: K4Block> Tile for TileK4<B> {
                 let (dw, dminw) = f16_pair(x.d(), x.dmin());
                 let (mut d, mut dmin) = ([0.0f32; 8], [0.0f32; 8]);
                 _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(d_a, _mm256_set1_ps(dw)));
-                _mm256_storeu_ps(dmin.as_mut_ptr(), _mm256_mul_ps(_mm256_xor_ps(d_a, _mm256_set1_ps(-0.0)), _mm256_set1_ps(dminw)));
+                _mm256_storeu_ps(
+                    dmin.as_mut_ptr(),
+                    _mm256_mul_ps(
+                        _mm256_xor_ps(d_a, _mm256_set1_ps(-0.0)),
+                        _mm256_set1_ps(dminw),
+                    ),
+                );
                 let hbits = x.hbits();
                 let mut sumi = [_mm256_setzero_si256(); T];
                 for j in 0..8 {
-                    let chunk = if B::FIVE { k4_chunk::<true>(x.qs(), hbits, j) } else { k4_chunk::<false>(x.qs(), hbits, j) };
+                    let chunk = if B::FIVE {
+                        k4_chunk::<true>(x.qs(), hbits, j)
+                    } else {
+                        k4_chunk::<false>(x.qs(), hbits, j)
+                    };
                     let scj = _mm256_set1_epi32(scw[j]);
                     for (t, si) in sumi.iter_mut().enumerate() {
-                        let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * j).cast());
-                        *si = _mm256_add_epi32(*si, _mm256_madd_epi16(scj, _mm256_maddubs_epi16(chunk, q8)));
+                        let q8 =
+                            _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * j).cast());
+                        *si = _mm256_add_epi32(
+                            *si,
+                            _mm256_madd_epi16(scj, _mm256_maddubs_epi16(chunk, q8)),
+                        );
                     }
                 }
                 for t in 0..T {
                     let prod = _mm_madd_epi16(mins, q8s[t]);
-                    acc_m[r][t] = _mm_fmadd_ps(_mm_set1_ps(dmin[t]), _mm_cvtepi32_ps(prod), acc_m[r][t]);
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+                    acc_m[r][t] =
+                        _mm_fmadd_ps(_mm_set1_ps(dmin[t]), _mm_cvtepi32_ps(prod), acc_m[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(d[t]),
+                        _mm256_cvtepi32_ps(sumi[t]),
+                        acc[r][t],
+                    );
                 }
             }
         }
@@ -501,7 +613,12 @@ impl<B: K4Block> Tile for TileK4<B> {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_k_q8_k<'o>(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q4_k_q8_k<'o>(
+    nb: usize,
+    w: &[BlockQ4_K],
+    a: &[BlockQ8_K],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileK4<BlockQ4_K>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -510,7 +627,12 @@ pub unsafe fn gemm_q4_k_q8_k<'o>(nb: usize, w: &[BlockQ4_K], a: &[BlockQ8_K], ou
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q5_k_q8_k<'o>(nb: usize, w: &[BlockQ5_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q5_k_q8_k<'o>(
+    nb: usize,
+    w: &[BlockQ5_K],
+    a: &[BlockQ8_K],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileK4<BlockQ5_K>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -526,7 +648,12 @@ impl Tile for TileQ3K {
 
     /// Per super-block and output, as [`vec_dot_q3_k_q8_k`].
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ3_K, a: *const BlockQ8_K, _: &mut [()], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const BlockQ3_K,
+        a: *const BlockQ8_K,
+        _: &mut [()],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let m3 = _mm256_set1_epi8(3);
         let m1 = _mm256_set1_epi8(1);
         let m4 = _mm256_set1_epi8(4);
@@ -545,13 +672,24 @@ impl Tile for TileQ3K {
                     let bits = load(x.qs.as_ptr().add(32 * h));
                     for k in 0..4 {
                         let c = 4 * h + k;
-                        let low = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
-                        let hb = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(c as i32)), m1);
+                        let low = _mm256_and_si256(
+                            _mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)),
+                            m3,
+                        );
+                        let hb = _mm256_and_si256(
+                            _mm256_srl_epi16(hbits, _mm_cvtsi32_si128(c as i32)),
+                            m1,
+                        );
                         let u = _mm256_or_si256(low, _mm256_slli_epi16(hb, 2));
                         let csc = chunk_scales(scales, c);
                         for (t, s) in sumi.iter_mut().enumerate() {
-                            let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
-                            let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, q8), _mm256_maddubs_epi16(m4, q8));
+                            let q8 = _mm256_loadu_si256(
+                                (*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast(),
+                            );
+                            let p16 = _mm256_sub_epi16(
+                                _mm256_maddubs_epi16(u, q8),
+                                _mm256_maddubs_epi16(m4, q8),
+                            );
                             *s = _mm256_add_epi32(*s, _mm256_madd_epi16(csc, p16));
                         }
                     }
@@ -559,7 +697,8 @@ impl Tile for TileQ3K {
                 let dw = fp16_to_fp32(x.d);
                 for t in 0..T {
                     let d = (*a.add(t * nb + b)).d * dw;
-                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                    acc[t] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
                 }
             }
         }
@@ -578,7 +717,12 @@ impl Tile for TileQ3K {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q3_k_q8_k<'o>(nb: usize, w: &[BlockQ3_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q3_k_q8_k<'o>(
+    nb: usize,
+    w: &[BlockQ3_K],
+    a: &[BlockQ8_K],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileQ3K, 4>(nb, w, a, out)
 }
 
@@ -595,7 +739,12 @@ impl Tile for TileQ2K {
     /// Per super-block and output, as [`vec_dot_q2_k_q8_k`]: the min correction's FMA,
     /// then the scale's.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ2_K, a: *const BlockQ8_K, _: &mut [()], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const BlockQ2_K,
+        a: *const BlockQ8_K,
+        _: &mut [()],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm_set1_epi8(0x0f);
         let mut acc = [[_mm256_setzero_ps(); T]; R];
@@ -612,24 +761,37 @@ impl Tile for TileQ2K {
                 for (t, acc) in acc.iter_mut().enumerate() {
                     let y = &*a.add(t * nb + b);
                     let prod = _mm256_madd_epi16(mins, _mm256_loadu_si256(y.bsums.as_ptr().cast()));
-                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(-y.d * dminw), _mm256_cvtepi32_ps(prod), *acc);
+                    *acc = _mm256_fmadd_ps(
+                        _mm256_set1_ps(-y.d * dminw),
+                        _mm256_cvtepi32_ps(prod),
+                        *acc,
+                    );
                 }
                 let mut sumi = [_mm256_setzero_si256(); T];
                 for h in 0..2 {
                     let bits = load(x.qs.as_ptr().add(32 * h));
                     for k in 0..4 {
                         let c = 4 * h + k;
-                        let u = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                        let u = _mm256_and_si256(
+                            _mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * k as i32)),
+                            m3,
+                        );
                         let csc = chunk_scales(scales, c);
                         for (t, s) in sumi.iter_mut().enumerate() {
-                            let q8 = _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
-                            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(csc, _mm256_maddubs_epi16(u, q8)));
+                            let q8 = _mm256_loadu_si256(
+                                (*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast(),
+                            );
+                            *s = _mm256_add_epi32(
+                                *s,
+                                _mm256_madd_epi16(csc, _mm256_maddubs_epi16(u, q8)),
+                            );
                         }
                     }
                 }
                 for t in 0..T {
                     let d = (*a.add(t * nb + b)).d * dw;
-                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                    acc[t] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
                 }
             }
         }
@@ -648,6 +810,11 @@ impl Tile for TileQ2K {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q2_k_q8_k<'o>(nb: usize, w: &[BlockQ2_K], a: &[BlockQ8_K], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q2_k_q8_k<'o>(
+    nb: usize,
+    w: &[BlockQ2_K],
+    a: &[BlockQ8_K],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileQ2K, 4>(nb, w, a, out)
 }

@@ -10,8 +10,10 @@
 
 use std::arch::x86_64::*;
 
-
-use super::x86::{dot_u8_i8, f16x2, gemm, hsum, nibbles_at, prefetch_next_tile, OffsetBlock, Tile, TileOffset, TILE_TOKENS};
+use super::x86::{
+    dot_u8_i8, f16x2, gemm, hsum, nibbles_at, prefetch_next_tile, OffsetBlock, Tile, TileOffset,
+    TILE_TOKENS,
+};
 use crate::quants::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 /// The 32 unsigned 5-bit quants of a block in element order: nibbles of `qs` (low, then
@@ -19,11 +21,19 @@ use crate::quants::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 #[inline(always)]
 unsafe fn quants5(qs: &[u8; 16], qh: &[u8; 4]) -> __m256i {
     // Byte j gets byte j/8 of qh, masked to its bit j % 8: equal to the mask iff set.
-    let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
     let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(*qh)), shuf);
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
     let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    _mm256_or_si256(nibbles_at(qs.as_ptr()), _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+    _mm256_or_si256(
+        nibbles_at(qs.as_ptr()),
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
+    )
 }
 
 /// Q5_0 × Q8_0: `sum (d_w d_a) sumi`, quants offset by -16.
@@ -39,7 +49,10 @@ pub unsafe fn vec_dot_q5_0_q8_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
         let qa = _mm256_loadu_si256(ba.qs.as_ptr().cast());
         // sum (q - 16) a = sum q a - 16 sum a, exact.
         let qa_sum = dot_u8_i8(_mm256_set1_epi8(1), qa);
-        let sumi = _mm256_sub_epi32(dot_u8_i8(quants5(&bw.qs, &bw.qh), qa), _mm256_slli_epi32(qa_sum, 4));
+        let sumi = _mm256_sub_epi32(
+            dot_u8_i8(quants5(&bw.qs, &bw.qh), qa),
+            _mm256_slli_epi32(qa_sum, 4),
+        );
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum(acc)
@@ -93,7 +106,12 @@ impl OffsetBlock for BlockQ5_0 {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q5_0_q8_0<'o>(nb: usize, w: &[BlockQ5_0], a: &[BlockQ8_0], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q5_0_q8_0<'o>(
+    nb: usize,
+    w: &[BlockQ5_0],
+    a: &[BlockQ8_0],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileOffset<BlockQ5_0>, TILE_TOKENS>(nb, w, a, out)
 }
 
@@ -115,7 +133,10 @@ impl Tile for TileQ5_1 {
                 h[t] = blk.d.to_bits();
                 h[4 + t] = blk.s.to_bits();
             }
-            _mm256_storeu_ps(p.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())));
+            _mm256_storeu_ps(
+                p.as_mut_ptr(),
+                _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())),
+            );
             for t in 0..T {
                 d[t] = _mm256_set1_ps(p[t]);
             }
@@ -126,14 +147,21 @@ impl Tile for TileQ5_1 {
     /// over the eight lanes), `summs += m_w * s_a`; the `summs` of a row's tokens share
     /// one register, one lane per token.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const T: usize>(w: *const BlockQ5_1, a: *const BlockQ8_1, prep: &mut [Self::Prep], nb: usize) -> [[f32; T]; R] {
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: *const BlockQ5_1,
+        a: *const BlockQ8_1,
+        prep: &mut [Self::Prep],
+        nb: usize,
+    ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut summs = [_mm_setzero_ps(); R];
         for (b, (sc, d_a)) in prep.iter().enumerate().take(nb) {
             if T <= 2 {
                 prefetch_next_tile::<BlockQ5_1, R>(w, nb, b);
             }
-            let qa: [__m256i; T] = std::array::from_fn(|t| _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast()));
+            let qa: [__m256i; T] = std::array::from_fn(|t| {
+                _mm256_loadu_si256((*a.add(t * nb + b)).qs.as_ptr().cast())
+            });
             let s_a = _mm_loadu_ps(sc.as_ptr().add(4));
             for r in 0..R {
                 let bw = &*w.add(r * nb + b);
@@ -143,7 +171,8 @@ impl Tile for TileQ5_1 {
                 let d_w = _mm256_broadcastss_ps(dm);
                 for t in 0..T {
                     let d = _mm256_mul_ps(d_w, d_a[t]);
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, qa[t])), acc[r][t]);
+                    acc[r][t] =
+                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q, qa[t])), acc[r][t]);
                 }
             }
         }
@@ -164,6 +193,11 @@ impl Tile for TileQ5_1 {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q5_1_q8_1<'o>(nb: usize, w: &[BlockQ5_1], a: &[BlockQ8_1], out: impl crate::IntoGemmOut<'o>) {
+pub unsafe fn gemm_q5_1_q8_1<'o>(
+    nb: usize,
+    w: &[BlockQ5_1],
+    a: &[BlockQ8_1],
+    out: impl crate::IntoGemmOut<'o>,
+) {
     gemm::<TileQ5_1, 4>(nb, w, a, out)
 }

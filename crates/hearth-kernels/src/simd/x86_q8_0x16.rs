@@ -30,23 +30,39 @@ struct Act {
 
 /// A tile kernel: sixteen rows (the `nb` blocks at `g`) against `T` tokens (token `t`'s
 /// blocks at `a + t * nb`): `acc[t][r]`.
-type Tile = unsafe fn(nb: usize, g: *const BlockQ8_0x16, a: *const Act, acc: &mut [[f32; Q8_0X16_ROWS]]);
+type Tile =
+    unsafe fn(nb: usize, g: *const BlockQ8_0x16, a: *const Act, acc: &mut [[f32; Q8_0X16_ROWS]]);
 
 /// Per group of sixteen rows, the tokens in tiles (`tiles[T - 1]` computes `T` tokens):
 /// the group's blocks (about 10 KB at n_embd 576) stay in L1 for all its tiles.
 #[inline(always)]
-unsafe fn groups(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: &mut GemmOut<'_>, tiles: &[Tile]) {
+unsafe fn groups(
+    nb: usize,
+    w: &[BlockQ8_0x16],
+    a: &[BlockQ8_0],
+    out: &mut GemmOut<'_>,
+    tiles: &[Tile],
+) {
     let (n_groups, n_tokens) = (w.len() / nb, a.len() / nb);
     let a: Vec<Act> = a
         .iter()
-        .map(|b| Act { qs: b.qs.as_ptr(), d_a: fp16_to_fp32(b.d), offset: -128 * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>() })
+        .map(|b| Act {
+            qs: b.qs.as_ptr(),
+            d_a: fp16_to_fp32(b.d),
+            offset: -128 * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>(),
+        })
         .collect();
     let mut acc = [[0.0f32; Q8_0X16_ROWS]; 8];
     for gi in 0..n_groups {
         let mut t0 = 0;
         while t0 < n_tokens {
             let nt = (n_tokens - t0).min(tiles.len());
-            tiles[nt - 1](nb, w.as_ptr().add(gi * nb), a.as_ptr().add(t0 * nb), &mut acc);
+            tiles[nt - 1](
+                nb,
+                w.as_ptr().add(gi * nb),
+                a.as_ptr().add(t0 * nb),
+                &mut acc,
+            );
             for (t, row) in acc.iter().enumerate().take(nt) {
                 for (r, &v) in row.iter().enumerate() {
                     out.set(t0 + t, gi * Q8_0X16_ROWS + r, v);
@@ -63,16 +79,35 @@ unsafe fn groups(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: &mut GemmO
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `nb > 0` and `w` and
 /// `a` are whole rows of `nb` blocks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn gemm_q8_0x16_avx512<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
+pub unsafe fn gemm_q8_0x16_avx512<'o>(
+    nb: usize,
+    w: &[BlockQ8_0x16],
+    a: &[BlockQ8_0],
+    out: impl IntoGemmOut<'o>,
+) {
     let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
     // Up to eight tokens per tile: each keeps two registers (its sums and accumulators).
-    let tiles: [Tile; 8] = [tile512::<1>, tile512::<2>, tile512::<3>, tile512::<4>, tile512::<5>, tile512::<6>, tile512::<7>, tile512::<8>];
+    let tiles: [Tile; 8] = [
+        tile512::<1>,
+        tile512::<2>,
+        tile512::<3>,
+        tile512::<4>,
+        tile512::<5>,
+        tile512::<6>,
+        tile512::<7>,
+        tile512::<8>,
+    ];
     groups(nb, w, a, &mut out, &tiles);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::needless_range_loop)] // tokens read best indexed
-unsafe fn tile512<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const Act, acc: &mut [[f32; Q8_0X16_ROWS]]) {
+unsafe fn tile512<const T: usize>(
+    nb: usize,
+    g: *const BlockQ8_0x16,
+    a: *const Act,
+    acc: &mut [[f32; Q8_0X16_ROWS]],
+) {
     let mut accv = [_mm512_setzero_ps(); T];
     for b in 0..nb {
         let wb = &*g.add(b);
@@ -104,7 +139,12 @@ unsafe fn tile512<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const A
 /// The CPU must support AVX2, FMA and F16C; `nb > 0` and `w` and `a` are whole rows of
 /// `nb` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q8_0x16_avx2<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
+pub unsafe fn gemm_q8_0x16_avx2<'o>(
+    nb: usize,
+    w: &[BlockQ8_0x16],
+    a: &[BlockQ8_0],
+    out: impl IntoGemmOut<'o>,
+) {
     let mut out = out.into_gemm_out(w.len() / nb * Q8_0X16_ROWS, a.len() / nb);
     // Up to two tokens per tile: each keeps four of the sixteen registers.
     let tiles: [Tile; 2] = [tile256::<1>, tile256::<2>];
@@ -113,7 +153,12 @@ pub unsafe fn gemm_q8_0x16_avx2<'o>(nb: usize, w: &[BlockQ8_0x16], a: &[BlockQ8_
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::needless_range_loop)] // tokens and halves read best indexed
-unsafe fn tile256<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const Act, acc: &mut [[f32; Q8_0X16_ROWS]]) {
+unsafe fn tile256<const T: usize>(
+    nb: usize,
+    g: *const BlockQ8_0x16,
+    a: *const Act,
+    acc: &mut [[f32; Q8_0X16_ROWS]],
+) {
     let (bias, ones) = (_mm256_set1_epi8(i8::MIN), _mm256_set1_epi16(1));
     let mut accv = [[_mm256_setzero_ps(); 2]; T];
     for b in 0..nb {
@@ -123,7 +168,10 @@ unsafe fn tile256<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const A
             // Rows 0..8 and 8..16, signed again.
             let mut q = [bias; 2];
             for h in 0..2 {
-                q[h] = _mm256_xor_si256(_mm256_loadu_si256(wb.qu.as_ptr().add(64 * k + 32 * h).cast()), bias);
+                q[h] = _mm256_xor_si256(
+                    _mm256_loadu_si256(wb.qu.as_ptr().add(64 * k + 32 * h).cast()),
+                    bias,
+                );
             }
             for t in 0..T {
                 let y = std::ptr::read_unaligned((*a.add(t * nb + b)).qs.add(4 * k).cast::<i32>());
@@ -135,11 +183,18 @@ unsafe fn tile256<const T: usize>(nb: usize, g: *const BlockQ8_0x16, a: *const A
                 }
             }
         }
-        let d_w = [_mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())), _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().add(8).cast()))];
+        let d_w = [
+            _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().cast())),
+            _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr().add(8).cast())),
+        ];
         for t in 0..T {
             let d_a = _mm256_set1_ps((*a.add(t * nb + b)).d_a);
             for h in 0..2 {
-                accv[t][h] = _mm256_fmadd_ps(_mm256_mul_ps(d_w[h], d_a), _mm256_cvtepi32_ps(sumi[t][h]), accv[t][h]);
+                accv[t][h] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(d_w[h], d_a),
+                    _mm256_cvtepi32_ps(sumi[t][h]),
+                    accv[t][h],
+                );
             }
         }
     }

@@ -18,7 +18,9 @@ const SWA_PATTERN: usize = 6;
 pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
     let w = Weights::new(file, c);
     if c.n_swa == 0 {
-        return Err(ModelError::MissingKey("gemma3.attention.sliding_window".into()));
+        return Err(ModelError::MissingKey(
+            "gemma3.attention.sliding_window".into(),
+        ));
     }
     let global = w.rope(RopeKind::Neox, c.rope_freq_base)?;
     let mut local = w.rope(RopeKind::Neox, c.rope_freq_base_swa.unwrap_or(10_000.0))?;
@@ -34,7 +36,11 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
             attn.rope = usize::from(is_local);
             // Queries are scaled before the scores: by `1 / sqrt(head_dim)`, except in the
             // 27B model (62 layers), which takes `1 / sqrt(n_embd / n_head)`.
-            let per_head = if c.n_layer == 62 { c.n_embd / c.n_head } else { c.head_dim };
+            let per_head = if c.n_layer == 62 {
+                c.n_embd / c.n_head
+            } else {
+                c.head_dim
+            };
             attn.q_scale = 1.0 / (per_head as f32).sqrt();
             attn.shape.kq_scale = 1.0;
             Ok(Block {

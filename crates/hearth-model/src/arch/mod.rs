@@ -27,11 +27,26 @@ pub struct Arch {
 /// derive from this table.
 pub const ARCHS: &[Arch] = &[
     // Llama 1/2/3.x, Mistral, SmolLM and other llama-shaped models.
-    Arch { name: "llama", load: llama::load },
-    Arch { name: "qwen2", load: qwen2::load },
-    Arch { name: "qwen3", load: qwen3::load },
-    Arch { name: "gemma3", load: gemma3::load },
-    Arch { name: "phi3", load: phi3::load },
+    Arch {
+        name: "llama",
+        load: llama::load,
+    },
+    Arch {
+        name: "qwen2",
+        load: qwen2::load,
+    },
+    Arch {
+        name: "qwen3",
+        load: qwen3::load,
+    },
+    Arch {
+        name: "gemma3",
+        load: gemma3::load,
+    },
+    Arch {
+        name: "phi3",
+        load: phi3::load,
+    },
 ];
 
 /// The registry entry of `name`.

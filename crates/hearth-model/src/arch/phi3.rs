@@ -14,7 +14,9 @@ use crate::ModelConfig;
 pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
     let w = Weights::new(file, c);
     if w.has("rope_factors_long", "weight") || w.has("rope_factors_short", "weight") {
-        return Err(ModelError::BadHyperparameter("phi3 LongRoPE factors (rope_factors_long/short) are not supported yet".into()));
+        return Err(ModelError::BadHyperparameter(
+            "phi3 LongRoPE factors (rope_factors_long/short) are not supported yet".into(),
+        ));
     }
     let rope = w.rope(RopeKind::Neox, c.rope_freq_base)?;
     let window = (c.n_swa > 0).then_some(c.n_swa);

@@ -57,8 +57,16 @@ pub struct AttnScratch {
 
 impl AttnScratch {
     pub fn new(n: usize, shape: &AttnShape) -> AttnScratch {
-        let (n_q, n_kv) = (shape.n_head * shape.head_dim, shape.n_head_kv * shape.head_dim);
-        AttnScratch { q: vec![0.0; n * n_q], k: vec![0.0; n * n_kv], v: vec![0.0; n * n_kv], out: vec![0.0; n * n_q] }
+        let (n_q, n_kv) = (
+            shape.n_head * shape.head_dim,
+            shape.n_head_kv * shape.head_dim,
+        );
+        AttnScratch {
+            q: vec![0.0; n * n_q],
+            k: vec![0.0; n * n_kv],
+            v: vec![0.0; n * n_kv],
+            out: vec![0.0; n * n_q],
+        }
     }
 }
 
@@ -67,10 +75,24 @@ impl Attention {
     /// values into layer `il` of `kv` at `slots` first. `rope` is this layer's
     /// configuration and `cs` its angles for the batch.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(&self, il: usize, batch: &Batch, kv: &mut KvCache, slots: &[(usize, usize)], rope: &Rope, cs: &[(f32, f32)], xn: &mut [f32], s: &mut AttnScratch) {
+    pub fn forward(
+        &self,
+        il: usize,
+        batch: &Batch,
+        kv: &mut KvCache,
+        slots: &[(usize, usize)],
+        rope: &Rope,
+        cs: &[(f32, f32)],
+        xn: &mut [f32],
+        s: &mut AttnScratch,
+    ) {
         let sh = &self.shape;
         let (n_q, n_kv) = (sh.n_head * sh.head_dim, sh.n_head_kv * sh.head_dim);
-        QTensor::matmul_many(&[&self.wq, &self.wk, &self.wv], &*xn, &mut [&mut s.q, &mut s.k, &mut s.v]);
+        QTensor::matmul_many(
+            &[&self.wq, &self.wk, &self.wv],
+            &*xn,
+            &mut [&mut s.q, &mut s.k, &mut s.v],
+        );
         if let Some([bq, bk, bv]) = &self.bias {
             add_bias(&mut s.q, bq);
             add_bias(&mut s.k, bk);
@@ -95,13 +117,22 @@ impl Attention {
 
 /// `x[t] += b` for each row of `x`.
 fn add_bias(x: &mut [f32], b: &[f32]) {
-    super::each_row(x, b.len(), |r| r.iter_mut().zip(b).for_each(|(x, b)| *x += b));
+    super::each_row(x, b.len(), |r| {
+        r.iter_mut().zip(b).for_each(|(x, b)| *x += b)
+    });
 }
 
 /// Causal grouped-query attention of each batch row over its sequence's cached
 /// positions (the cache already holds this batch's keys and values).
 /// `q`, `out`: `[n_tokens][n_head * head_dim]`.
-pub fn attend(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
+pub fn attend(
+    sh: &AttnShape,
+    layer: usize,
+    batch: &Batch,
+    kv: &KvCache,
+    q: &[f32],
+    out: &mut [f32],
+) {
     match kv.kv_type() {
         KvType::F16 => attend_as::<half::f16>(sh, layer, batch, kv, q, out),
         KvType::F32 => attend_as::<f32>(sh, layer, batch, kv, q, out),
@@ -111,7 +142,14 @@ pub fn attend(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCache, q: &[f3
 }
 
 /// Every (token, head) pair of the batch against its sequence's blocks, in place.
-fn attend_as<T: CachedAs>(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCache, q: &[f32], out: &mut [f32]) {
+fn attend_as<T: CachedAs>(
+    sh: &AttnShape,
+    layer: usize,
+    batch: &Batch,
+    kv: &KvCache,
+    q: &[f32],
+    out: &mut [f32],
+) {
     let (hd, bs) = (sh.head_dim, kv.block_size());
     // A cached row holds `n_kv` storage elements; a head `hd / T::QK` of them.
     let (n_kv, hd_el) = (sh.n_head_kv * hd / T::QK, hd / T::QK);
@@ -132,7 +170,11 @@ fn attend_as<T: CachedAs>(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCa
                     let n_pos = bs.min(len - i * bs);
                     let (k, v) = T::cached(kv.block(layer, table[i] as usize, n_pos));
                     let skip = start.saturating_sub(i * bs);
-                    KvSpan { k: &k[skip * n_kv..], v: &v[skip * n_kv..], n_pos: n_pos - skip }
+                    KvSpan {
+                        k: &k[skip * n_kv..],
+                        v: &v[skip * n_kv..],
+                        n_pos: n_pos - skip,
+                    }
                 })
                 .collect()
         })
@@ -142,13 +184,21 @@ fn attend_as<T: CachedAs>(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCa
     // a sliding window, where each query's first position differs), one task per (run,
     // KV head).
     let tiled = |t: usize| batch.positions[t] as usize >= T::TILED_FROM;
-    let max_run = if sh.window.is_some() { 1 } else { attention::TILED_QUERIES };
+    let max_run = if sh.window.is_some() {
+        1
+    } else {
+        attention::TILED_QUERIES
+    };
     let mut runs = Vec::new();
     let mut t = 0;
     while t < batch.len() {
         let mut e = t + 1;
         if tiled(t) {
-            while e < batch.len() && e - t < max_run && batch.seq[e] == batch.seq[t] && batch.positions[e] == batch.positions[e - 1] + 1 {
+            while e < batch.len()
+                && e - t < max_run
+                && batch.seq[e] == batch.seq[t]
+                && batch.positions[e] == batch.positions[e - 1] + 1
+            {
                 e += 1;
             }
             runs.push((t, e - t));
@@ -165,7 +215,11 @@ fn attend_as<T: CachedAs>(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCa
     // each head the task packs its queries into the kernel's `[n_q][group][head_dim]`
     // layout, followed by room for the result, which it then copies to its output
     // slices. A head's arithmetic is the same either way.
-    let heads_per_task = if runs.len() < rayon::current_num_threads() { 1 } else { sh.n_head_kv };
+    let heads_per_task = if runs.len() < rayon::current_num_threads() {
+        1
+    } else {
+        sh.n_head_kv
+    };
     let mut tasks = Vec::with_capacity(runs.len() * sh.n_head_kv.div_ceil(heads_per_task));
     for &(t0, n_q) in &runs {
         for h0 in (0..sh.n_head_kv).step_by(heads_per_task) {
@@ -191,7 +245,16 @@ fn attend_as<T: CachedAs>(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCa
             for (j, t) in (t0..t0 + n_q).enumerate() {
                 qg[j * gw..][..gw].copy_from_slice(&q[t * row + h_kv * gw..][..gw]);
             }
-            T::attend_tiled(qg, hd, &lens[..n_q], &spans[t0 + n_q - 1], n_kv, h_kv * hd_el, scale, o);
+            T::attend_tiled(
+                qg,
+                hd,
+                &lens[..n_q],
+                &spans[t0 + n_q - 1],
+                n_kv,
+                h_kv * hd_el,
+                scale,
+                o,
+            );
             for (j, o) in o.chunks_exact(gw).enumerate() {
                 dst[j * n_h + i].copy_from_slice(o);
             }
@@ -201,10 +264,22 @@ fn attend_as<T: CachedAs>(sh: &AttnShape, layer: usize, batch: &Batch, kv: &KvCa
     // its keys and values. (None with a quantized cache.) Only these pairs are split
     // over the pool: they are the first positions of a sequence, and a split of all
     // pairs by index would leave one thread with every one of them.
-    let rest: Vec<(usize, &mut [f32])> = outs.into_iter().enumerate().filter_map(|(i, o)| Some((i, o?))).collect();
+    let rest: Vec<(usize, &mut [f32])> = outs
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((i, o?)))
+        .collect();
     par_each(rest, |(i, o)| {
         let (t, h_kv) = (i / sh.n_head_kv, i % sh.n_head_kv);
-        T::attend(&q[i * gw..(i + 1) * gw], hd, &spans[t], n_kv, h_kv * hd_el, scale, o);
+        T::attend(
+            &q[i * gw..(i + 1) * gw],
+            hd,
+            &spans[t],
+            n_kv,
+            h_kv * hd_el,
+            scale,
+            o,
+        );
     });
 }
 
@@ -219,11 +294,28 @@ trait CachedAs: Sized + Send + Sync {
     const TILED_FROM: usize;
     fn cached(l: KvLayer<'_>) -> (&[Self], &[Self]);
     /// The heads of `q` (`[g][head_dim]`) that share the KV head at `offset`.
-    fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
+    fn attend(
+        q: &[f32],
+        head_dim: usize,
+        spans: &[KvSpan<'_, Self>],
+        stride: usize,
+        offset: usize,
+        scale: f32,
+        out: &mut [f32],
+    );
     /// Consecutive queries of a sequence (`q` is `[lens.len()][g][head_dim]`), query `i`
     /// over the first `lens[i]` positions, as [`attention::attend_heads_tiled`].
     #[allow(clippy::too_many_arguments)]
-    fn attend_tiled(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]);
+    fn attend_tiled(
+        q: &[f32],
+        head_dim: usize,
+        lens: &[usize],
+        spans: &[KvSpan<'_, Self>],
+        stride: usize,
+        offset: usize,
+        scale: f32,
+        out: &mut [f32],
+    );
 }
 
 macro_rules! cached_as {
@@ -237,17 +329,62 @@ macro_rules! cached_as {
                     _ => unreachable!("the cache holds one element type"),
                 }
             }
-            fn attend(q: &[f32], head_dim: usize, spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+            fn attend(
+                q: &[f32],
+                head_dim: usize,
+                spans: &[KvSpan<'_, Self>],
+                stride: usize,
+                offset: usize,
+                scale: f32,
+                out: &mut [f32],
+            ) {
                 $kernel(q, head_dim, spans, stride, offset, scale, out)
             }
-            fn attend_tiled(q: &[f32], head_dim: usize, lens: &[usize], spans: &[KvSpan<'_, Self>], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+            fn attend_tiled(
+                q: &[f32],
+                head_dim: usize,
+                lens: &[usize],
+                spans: &[KvSpan<'_, Self>],
+                stride: usize,
+                offset: usize,
+                scale: f32,
+                out: &mut [f32],
+            ) {
                 $tiled_kernel(q, head_dim, lens, spans, stride, offset, scale, out)
             }
         }
     };
 }
 
-cached_as!(half::f16, F16, 1, attention::attend_heads, attention::attend_heads_tiled, attention::TILED_FROM_POSITION);
-cached_as!(f32, F32, 1, attention::attend_heads, attention::attend_heads_tiled, attention::TILED_FROM_POSITION);
-cached_as!(BlockQ8_0, Q8_0, 32, attention::attend_heads_quant, attention::attend_heads_quant_tiled, 0);
-cached_as!(BlockQ4_0, Q4_0, 32, attention::attend_heads_quant, attention::attend_heads_quant_tiled, 0);
+cached_as!(
+    half::f16,
+    F16,
+    1,
+    attention::attend_heads,
+    attention::attend_heads_tiled,
+    attention::TILED_FROM_POSITION
+);
+cached_as!(
+    f32,
+    F32,
+    1,
+    attention::attend_heads,
+    attention::attend_heads_tiled,
+    attention::TILED_FROM_POSITION
+);
+cached_as!(
+    BlockQ8_0,
+    Q8_0,
+    32,
+    attention::attend_heads_quant,
+    attention::attend_heads_quant_tiled,
+    0
+);
+cached_as!(
+    BlockQ4_0,
+    Q4_0,
+    32,
+    attention::attend_heads_quant,
+    attention::attend_heads_quant_tiled,
+    0
+);

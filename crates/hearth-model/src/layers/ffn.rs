@@ -37,7 +37,10 @@ pub struct FfnScratch {
 
 impl FfnScratch {
     pub fn new(n: usize, n_ff: usize) -> FfnScratch {
-        FfnScratch { gate: vec![0.0; n * n_ff], up: vec![0.0; n * n_ff] }
+        FfnScratch {
+            gate: vec![0.0; n * n_ff],
+            up: vec![0.0; n * n_ff],
+        }
     }
 }
 
@@ -52,7 +55,12 @@ impl Ffn {
     /// `xn = ffn(xn)` for the batch (`[n][n_embd]`).
     pub fn forward(&self, xn: &mut [f32], s: &mut FfnScratch) {
         match self {
-            Ffn::Gated { act, gate, up, down } => {
+            Ffn::Gated {
+                act,
+                gate,
+                up,
+                down,
+            } => {
                 let n_ff = up.ne[1];
                 QTensor::matmul_many(&[gate, up], &*xn, &mut [&mut s.gate, &mut s.up]);
                 match act {

@@ -18,13 +18,29 @@ const PAR_ROWS: usize = 8;
 /// `f(dst_row, src_row)` for each row of `dst` (`[n][d]`) and `src` (`[n][s]`), compiled
 /// for the process's ISA, in parallel (`par_each`, four rows a task) for a batch of
 /// [`PAR_ROWS`] rows or more. A row's arithmetic is the same either way.
-pub(crate) fn for_rows<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(&mut [f32], &[S]) + Sync + Send) {
-    for_chunks(dst, d, src, s, |a, b| a.chunks_exact_mut(d).zip(b.chunks_exact(s)).for_each(|(a, b)| f(a, b)));
+pub(crate) fn for_rows<S: Sync>(
+    dst: &mut [f32],
+    d: usize,
+    src: &[S],
+    s: usize,
+    f: impl Fn(&mut [f32], &[S]) + Sync + Send,
+) {
+    for_chunks(dst, d, src, s, |a, b| {
+        a.chunks_exact_mut(d)
+            .zip(b.chunks_exact(s))
+            .for_each(|(a, b)| f(a, b))
+    });
 }
 
 /// As [`for_rows`], with `f` taking several rows at once (whole rows, four at a time in a
 /// parallel batch, all of them in a small one).
-pub(crate) fn for_chunks<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize, f: impl Fn(&mut [f32], &[S]) + Sync + Send) {
+pub(crate) fn for_chunks<S: Sync>(
+    dst: &mut [f32],
+    d: usize,
+    src: &[S],
+    s: usize,
+    f: impl Fn(&mut [f32], &[S]) + Sync + Send,
+) {
     debug_assert_eq!(dst.len() / d, src.len() / s);
     if dst.len() / d < PAR_ROWS {
         with_isa(|| f(dst, src));
@@ -35,7 +51,12 @@ pub(crate) fn for_chunks<S: Sync>(dst: &mut [f32], d: usize, src: &[S], s: usize
 }
 
 /// [`for_chunks`] over two row sets that both change, `[n][d]` each.
-pub(crate) fn for_chunks_mut(a: &mut [f32], b: &mut [f32], d: usize, f: impl Fn(&mut [f32], &mut [f32]) + Sync + Send) {
+pub(crate) fn for_chunks_mut(
+    a: &mut [f32],
+    b: &mut [f32],
+    d: usize,
+    f: impl Fn(&mut [f32], &mut [f32]) + Sync + Send,
+) {
     debug_assert_eq!(a.len(), b.len());
     if a.len() / d < PAR_ROWS {
         with_isa(|| f(a, b));

@@ -25,7 +25,12 @@ pub enum NormKind {
 
 impl Norm {
     pub fn rms(weight: Vec<f32>, eps: f32) -> Norm {
-        Norm { kind: NormKind::Rms, weight, bias: None, eps }
+        Norm {
+            kind: NormKind::Rms,
+            weight,
+            bias: None,
+            eps,
+        }
     }
 
     /// Width of a normalized row (a row of `x` may hold several, e.g. one per head).
@@ -80,7 +85,11 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, y: &mut [f3
     let n = w.len();
     for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
         let mean = (xr.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
-        let var = xr.iter().map(|&v| ((v - mean) * (v - mean)) as f64).sum::<f64>() / n as f64;
+        let var = xr
+            .iter()
+            .map(|&v| ((v - mean) * (v - mean)) as f64)
+            .sum::<f64>()
+            / n as f64;
         let scale = 1.0 / (var as f32 + eps).sqrt();
         for (i, (yv, &xv)) in yr.iter_mut().zip(xr).enumerate() {
             *yv = (xv - mean) * scale * w[i] + b.map_or(0.0, |b| b[i]);

@@ -37,7 +37,14 @@ impl Rope {
             if self.freq_factors.is_empty() && self.scale == RopeScale::NONE {
                 ops::rope_angles(pos, self.n_rot, self.freq_base, cs);
             } else {
-                ops::rope_angles_ext(pos, self.n_rot, self.freq_base, &self.freq_factors, &self.scale, cs);
+                ops::rope_angles_ext(
+                    pos,
+                    self.n_rot,
+                    self.freq_base,
+                    &self.freq_factors,
+                    &self.scale,
+                    cs,
+                );
             }
         }
         cs
@@ -45,11 +52,23 @@ impl Rope {
 
     /// Rotates each token's query row (`q`, `[n][n_q]`) and key row (`k`, `[n][n_kv]`) by its
     /// angles (`cs`, from [`Rope::angles`]), in one parallel section for a large batch.
-    pub fn apply(&self, q: &mut [f32], n_q: usize, k: &mut [f32], n_kv: usize, cs: &[(f32, f32)], head_dim: usize) {
+    pub fn apply(
+        &self,
+        q: &mut [f32],
+        n_q: usize,
+        k: &mut [f32],
+        n_kv: usize,
+        cs: &[(f32, f32)],
+        head_dim: usize,
+    ) {
         let n_pairs = self.n_rot / 2;
         // (The rotations pick their ISA themselves.)
         let rotate = |q: &mut [f32], k: &mut [f32], cs: &[(f32, f32)]| {
-            for ((q, k), cs) in q.chunks_exact_mut(n_q).zip(k.chunks_exact_mut(n_kv)).zip(cs.chunks_exact(n_pairs)) {
+            for ((q, k), cs) in q
+                .chunks_exact_mut(n_q)
+                .zip(k.chunks_exact_mut(n_kv))
+                .zip(cs.chunks_exact(n_pairs))
+            {
                 match self.kind {
                     RopeKind::Normal => {
                         ops::rope_rotate(q, head_dim, cs);
@@ -65,7 +84,11 @@ impl Rope {
         if q.len() / n_q < super::PAR_ROWS {
             rotate(q, k, cs);
         } else {
-            let rows: Vec<_> = q.chunks_mut(4 * n_q).zip(k.chunks_mut(4 * n_kv)).zip(cs.chunks(4 * n_pairs)).collect();
+            let rows: Vec<_> = q
+                .chunks_mut(4 * n_q)
+                .zip(k.chunks_mut(4 * n_kv))
+                .zip(cs.chunks(4 * n_pairs))
+                .collect();
             par_each(rows, |((q4, k4), cs4)| rotate(q4, k4, cs4));
         }
     }

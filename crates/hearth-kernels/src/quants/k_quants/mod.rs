@@ -1217,7 +1217,9 @@ fn chunk_lanes(q: &[i8; QK_K], a: &[i8; QK_K], scale: impl Fn(usize, usize) -> i
     for c in 0..QK_K / 32 {
         for (l, s) in sumi.iter_mut().enumerate() {
             let base = 32 * c + 4 * l;
-            let p: i32 = (base..base + 4).map(|i| i32::from(q[i]) * i32::from(a[i])).sum();
+            let p: i32 = (base..base + 4)
+                .map(|i| i32::from(q[i]) * i32::from(a[i]))
+                .sum();
             *s += scale(c, l) * p;
         }
     }
@@ -1228,11 +1230,20 @@ fn chunk_lanes(q: &[i8; QK_K], a: &[i8; QK_K], scale: impl Fn(usize, usize) -> i
 /// `acc_m[k] += (-a.d * dmin) * (m[2k] s[2k] + m[2k+1] s[2k+1])` (fused), `s[j]` the sum
 /// of `bsums[2j], bsums[2j+1]`.
 #[inline(always)]
-fn k4_twin_block(d: f16, dmin: f16, scales: &[u8; K_SCALE_SIZE], q: &[i8; QK_K], y: &BlockQ8_K, acc: &mut [f32; 8], acc_m: &mut [f32; 4]) {
+fn k4_twin_block(
+    d: f16,
+    dmin: f16,
+    scales: &[u8; K_SCALE_SIZE],
+    q: &[i8; QK_K],
+    y: &BlockQ8_K,
+    acc: &mut [f32; 8],
+    acc_m: &mut [f32; 4],
+) {
     let dd = y.d * super::float::fp16_to_fp32(d);
     let dm = -y.d * super::float::fp16_to_fp32(dmin);
     let (sc, m) = scales_mins_k4(scales);
-    let s: [i32; 8] = std::array::from_fn(|j| i32::from(y.bsums[2 * j]) + i32::from(y.bsums[2 * j + 1]));
+    let s: [i32; 8] =
+        std::array::from_fn(|j| i32::from(y.bsums[2 * j]) + i32::from(y.bsums[2 * j + 1]));
     for (k, am) in acc_m.iter_mut().enumerate() {
         let p = i32::from(m[2 * k]) * s[2 * k] + i32::from(m[2 * k + 1]) * s[2 * k + 1];
         *am = dm.mul_add(p as f32, *am);
@@ -1273,7 +1284,9 @@ pub fn vec_dot_q6_k_q8_k_ref(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     let mut acc = [0.0f32; 8];
     for (x, y) in w.iter().zip(a) {
         let d = y.d * super::float::fp16_to_fp32(x.d);
-        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16]));
+        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| {
+            i32::from(x.scales[(32 * c + 4 * l) / 16])
+        });
         for (a, &v) in acc.iter_mut().zip(&sumi) {
             *a = d.mul_add(v as f32, *a);
         }
@@ -1296,7 +1309,9 @@ pub fn vec_dot_q3_k_q8_k_ref(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
     for (x, y) in w.iter().zip(a) {
         let d = y.d * super::float::fp16_to_fp32(x.d);
         let sc = q3_k_scales(&x.scales);
-        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| i32::from(sc[(32 * c + 4 * l) / 16]));
+        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| {
+            i32::from(sc[(32 * c + 4 * l) / 16])
+        });
         for (a, &v) in acc.iter_mut().zip(&sumi) {
             *a = d.mul_add(v as f32, *a);
         }
@@ -1316,10 +1331,13 @@ pub fn vec_dot_q2_k_q8_k_ref(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
         let dmin = -y.d * super::float::fp16_to_fp32(x.dmin);
         let m = |j: usize| i32::from(x.scales[j] >> 4);
         for (l, a) in acc.iter_mut().enumerate() {
-            let p = m(2 * l) * i32::from(y.bsums[2 * l]) + m(2 * l + 1) * i32::from(y.bsums[2 * l + 1]);
+            let p =
+                m(2 * l) * i32::from(y.bsums[2 * l]) + m(2 * l + 1) * i32::from(y.bsums[2 * l + 1]);
             *a = dmin.mul_add(p as f32, *a);
         }
-        let sumi = chunk_lanes(&unpack_2bit(&x.qs), &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16] & 0xF));
+        let sumi = chunk_lanes(&unpack_2bit(&x.qs), &y.qs, |c, l| {
+            i32::from(x.scales[(32 * c + 4 * l) / 16] & 0xF)
+        });
         for (a, &v) in acc.iter_mut().zip(&sumi) {
             *a = d.mul_add(v as f32, *a);
         }
