@@ -8,7 +8,6 @@
 
 pub mod attention;
 pub mod dispatch;
-pub mod fallback;
 pub mod gemm_out;
 pub mod ops;
 pub mod quants;
