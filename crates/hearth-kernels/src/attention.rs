@@ -105,6 +105,10 @@ impl<'a, T> KvSpan<'a, T> {
 /// `offset..offset + head_dim` (same for `v`). How positions are split into spans does
 /// not change the result, nor does how many heads go together: each head's result is
 /// [`attend_head_ref`]'s, bit for bit, and the SIMD twin is used when the ISA allows.
+///
+/// The SIMD twin takes heads whose width is a multiple of 32 up to 256
+/// ([`crate::simd::x86::attention_head_dim_supported`]); other widths run the scalar
+/// twin, and with an ISA that has the kernels that is noted in [`crate::fallback`].
 pub fn attend_heads<T: KvElem>(
     q: &[f32],
     head_dim: usize,
@@ -119,10 +123,16 @@ pub fn attend_heads<T: KvElem>(
         "attention: q and out must be whole heads"
     );
     #[cfg(target_arch = "x86_64")]
-    if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
-        // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide, q and out are
-        // whole heads, and the kernel checks that every row it reads lies inside its span.
-        return unsafe { crate::simd::x86::attend_heads_64(q, spans, stride, offset, scale, out) };
+    if crate::isa() >= crate::Isa::Avx2 {
+        if crate::simd::x86::attention_head_dim_supported(head_dim) {
+            // SAFETY: AVX2/FMA/F16C are present (`isa()`) and the kernel takes this head
+            // width; it checks that q and out are whole heads and that every row it reads
+            // lies inside its span.
+            return unsafe {
+                crate::simd::x86::attend_heads(q, head_dim, spans, stride, offset, scale, out)
+            };
+        }
+        crate::fallback::record("attention::attend_heads");
     }
     for (q, out) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
         attend_head_ref(q, spans, stride, offset, scale, out);
@@ -189,7 +199,10 @@ pub fn attend_heads_quant<B: QuantKv>(
 
 /// [`attend_heads_tiled`] over a cache of quantized blocks (spans, `stride` and `offset`
 /// count blocks): each (query, head) is [`attend_head_quant`], bit for bit, with the SIMD
-/// twin for a `Q8_0` cache and 64-wide heads when the ISA allows.
+/// twin for a `Q8_0` cache when the ISA allows and the head width is a multiple of 32 up
+/// to 256 ([`crate::simd::x86::attention_head_dim_supported`]). Other widths, and a
+/// `Q4_0` cache (no SIMD kernel), run the scalar twin; with an ISA that has the kernels
+/// that is noted in [`crate::fallback`].
 #[allow(clippy::too_many_arguments)]
 pub fn attend_heads_quant_tiled<B: QuantKv>(
     q: &[f32],
@@ -246,7 +259,9 @@ fn each_query_head<T>(
 /// A quantized KV-cache block type, and whether it has a SIMD attention kernel.
 pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
     /// Runs the SIMD twin of [`attend_heads_quant_tiled`] if there is one for this type,
-    /// head width and ISA; `false` if not (nothing written).
+    /// head width and ISA; `false` if not (nothing written), after noting the fallback in
+    /// [`crate::fallback`] where the ISA has SIMD kernels. The default is a type without
+    /// a kernel (`Q4_0`).
     #[allow(clippy::too_many_arguments)]
     fn attend_tiled_simd(
         _q: &[f32],
@@ -258,6 +273,12 @@ pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
         _scale: f32,
         _out: &mut [f32],
     ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            crate::fallback::record(
+                "attention::attend_heads_quant_tiled (cache type without a SIMD kernel)",
+            );
+        }
         false
     }
 }
@@ -276,25 +297,28 @@ impl QuantKv for crate::BlockQ8_0 {
         out: &mut [f32],
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if head_dim == 64 && crate::isa() >= crate::Isa::Avx512 {
-            // SAFETY: AVX-512 F/BW/VL with AVX2/FMA/F16C are present (`isa()`), heads are
-            // 64 wide and whole, at most `TILED_QUERIES` queries (checked by the caller),
-            // and the kernel checks every span it reads.
-            unsafe {
-                crate::simd::x86_avx512_attention::attend_tiled_q8_0_64(
-                    q, lens, spans, stride, offset, scale, out,
-                )
-            };
-            return true;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
-            // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide and whole,
-            // at most `TILED_QUERIES` queries (checked by the caller), and the kernel
-            // checks every span it reads.
-            unsafe {
-                crate::simd::x86::attend_tiled_q8_0_64(q, lens, spans, stride, offset, scale, out)
-            };
+        if crate::isa() >= crate::Isa::Avx2 {
+            if !crate::simd::x86::attention_head_dim_supported(head_dim) {
+                crate::fallback::record("attention::attend_heads_quant_tiled (Q8_0)");
+                return false;
+            }
+            if crate::isa() >= crate::Isa::Avx512 {
+                // SAFETY: AVX-512 F/BW/VL with AVX2/FMA/F16C are present (`isa()`), the
+                // kernel takes this head width, and it checks that q and out are whole
+                // heads of at most `TILED_QUERIES` queries and every span it reads.
+                unsafe {
+                    crate::simd::x86_avx512_attention::attend_tiled_q8_0(
+                        q, head_dim, lens, spans, stride, offset, scale, out,
+                    )
+                };
+            } else {
+                // SAFETY: AVX2/FMA/F16C are present (`isa()`); as above otherwise.
+                unsafe {
+                    crate::simd::x86::attend_tiled_q8_0(
+                        q, head_dim, lens, spans, stride, offset, scale, out,
+                    )
+                };
+            }
             return true;
         }
         let _ = (q, head_dim, lens, spans, stride, offset, scale, out);
@@ -430,7 +454,9 @@ pub const TILED_QUERIES: usize = 8;
 /// at most [`TILED_QUERIES`]), and query `i` attends to the first `lens[i]` positions of
 /// `spans`. Each (query, head) is [`attend_head_tiled`], bit for bit, however many
 /// queries go together: the SIMD twin converts each tile's key and value rows once for
-/// all of them.
+/// all of them. It takes heads whose width is a multiple of 32 up to 256
+/// ([`crate::simd::x86::attention_head_dim_supported`]); other widths run the scalar
+/// twin, and with an ISA that has the kernels that is noted in [`crate::fallback`].
 #[allow(clippy::too_many_arguments)]
 pub fn attend_heads_tiled<T: KvElem>(
     q: &[f32],
@@ -444,12 +470,16 @@ pub fn attend_heads_tiled<T: KvElem>(
 ) {
     check_tiled_batch(q, head_dim, lens, out);
     #[cfg(target_arch = "x86_64")]
-    if head_dim == 64 && crate::isa() >= crate::Isa::Avx2 {
-        // SAFETY: AVX2/FMA/F16C are present (`isa()`), heads are 64 wide, q and out are
-        // whole heads of `n_q` queries, and the kernel checks every span it reads.
-        return unsafe {
-            crate::simd::x86::attend_tiled_64(q, lens, spans, stride, offset, scale, out)
-        };
+    if crate::isa() >= crate::Isa::Avx2 {
+        if crate::simd::x86::attention_head_dim_supported(head_dim) {
+            // SAFETY: AVX2/FMA/F16C are present (`isa()`) and the kernel takes this head
+            // width; it checks that q and out are whole heads of at most `TILED_QUERIES`
+            // queries and every span it reads.
+            return unsafe {
+                crate::simd::x86::attend_tiled(q, head_dim, lens, spans, stride, offset, scale, out)
+            };
+        }
+        crate::fallback::record("attention::attend_heads_tiled");
     }
     each_query_head(q, head_dim, lens, spans, out, |q, visible, out| {
         attend_head_tiled(q, visible, stride, offset, scale, out)

@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod dispatch;
+pub mod fallback;
 pub mod gemm_out;
 pub mod ops;
 pub mod quants;

@@ -305,70 +305,149 @@ mod x86 {
         }
     }
 
+    /// Head widths the attention tests run at: multiples of 64 (the score's 64-lane
+    /// chains over several chunks) and of 32 only (a score ending in f64), the smallest
+    /// and the widest. `avx2_attention_takes_every_supported_width` covers the rest.
+    pub(crate) const HEAD_DIMS: [usize; 5] = [32, 64, 96, 128, 256];
+
+    pub(crate) fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
     #[test]
     fn avx2_attention_is_bit_identical_to_its_twin() {
         if !have_avx2() {
             return;
         }
-        let (n_pos, stride) = (37, 192);
-        let k = data(n_pos * stride, 7);
-        let v = data(n_pos * stride, 8);
-        for (offset, seed) in [(0, 9), (64, 10), (128, 11)] {
-            let q = data(64, seed);
-            for len in [1, 2, 17, n_pos] {
-                let (mut a, mut b) = ([0.0f32; 64], [0.0f32; 64]);
-                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                let whole = [KvSpan {
-                    k: &k[..],
-                    v: &v[..],
-                    n_pos: len,
-                }];
-                unsafe { x86::attend_heads_64(&q, &whole, stride, offset, 0.125, &mut a) };
-                attention::attend_head_ref(&q, &whole, stride, offset, 0.125, &mut b);
-                assert_eq!(a, b, "offset {offset} len {len}");
-                // The same positions split into blocks, as a paged cache holds them.
-                for bs in [1, 5, 16] {
-                    let spans: Vec<_> = (0..len)
-                        .step_by(bs)
-                        .map(|p0| KvSpan {
-                            k: &k[p0 * stride..],
-                            v: &v[p0 * stride..],
-                            n_pos: bs.min(len - p0),
-                        })
-                        .collect();
-                    let (mut c, mut d) = ([0.0f32; 64], [0.0f32; 64]);
+        for hd in HEAD_DIMS {
+            let (n_pos, stride) = (37, 3 * hd);
+            let k = data(n_pos * stride, 7);
+            let v = data(n_pos * stride, 8);
+            for (offset, seed) in [(0, 9), (hd, 10), (2 * hd, 11)] {
+                let q = data(hd, seed);
+                for len in [1, 2, 17, n_pos] {
+                    let (mut a, mut b) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+                    let whole = [KvSpan {
+                        k: &k[..],
+                        v: &v[..],
+                        n_pos: len,
+                    }];
+                    // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+                    unsafe { x86::attend_heads(&q, hd, &whole, stride, offset, 0.125, &mut a) };
+                    attention::attend_head_ref(&q, &whole, stride, offset, 0.125, &mut b);
+                    assert_eq!(
+                        bits(&a),
+                        bits(&b),
+                        "heads of {hd}, offset {offset} len {len}"
+                    );
+                    // The same positions split into blocks, as a paged cache holds them.
+                    for bs in [1, 5, 16] {
+                        let spans: Vec<_> = (0..len)
+                            .step_by(bs)
+                            .map(|p0| KvSpan {
+                                k: &k[p0 * stride..],
+                                v: &v[p0 * stride..],
+                                n_pos: bs.min(len - p0),
+                            })
+                            .collect();
+                        let (mut c, mut d) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+                        // SAFETY: as above.
+                        unsafe { x86::attend_heads(&q, hd, &spans, stride, offset, 0.125, &mut c) };
+                        attention::attend_head_ref(&q, &spans, stride, offset, 0.125, &mut d);
+                        assert_eq!(
+                            bits(&a),
+                            bits(&c),
+                            "heads of {hd}, blocks of {bs}, offset {offset} len {len}"
+                        );
+                        assert_eq!(
+                            bits(&a),
+                            bits(&d),
+                            "heads of {hd}, blocks of {bs} (twin), offset {offset} len {len}"
+                        );
+                    }
+                    // Read in place from an f16 cache: the same as from its f32 widening.
+                    let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
+                        k.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                        v.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                    );
+                    let (kw, vw): (Vec<f32>, Vec<f32>) = (
+                        k16.iter().map(|x| x.to_f32()).collect(),
+                        v16.iter().map(|x| x.to_f32()).collect(),
+                    );
+                    let (mut c, mut d, mut e) =
+                        (vec![0.0f32; hd], vec![0.0f32; hd], vec![0.0f32; hd]);
+                    let s16 = [KvSpan {
+                        k: &k16[..],
+                        v: &v16[..],
+                        n_pos: len,
+                    }];
+                    let sw = [KvSpan {
+                        k: &kw[..],
+                        v: &vw[..],
+                        n_pos: len,
+                    }];
                     // SAFETY: as above.
-                    unsafe { x86::attend_heads_64(&q, &spans, stride, offset, 0.125, &mut c) };
-                    attention::attend_head_ref(&q, &spans, stride, offset, 0.125, &mut d);
-                    assert_eq!(a, c, "blocks of {bs}, offset {offset} len {len}");
-                    assert_eq!(a, d, "blocks of {bs} (twin), offset {offset} len {len}");
+                    unsafe { x86::attend_heads(&q, hd, &s16, stride, offset, 0.125, &mut c) };
+                    attention::attend_head_ref(&q, &s16, stride, offset, 0.125, &mut d);
+                    attention::attend_head_ref(&q, &sw, stride, offset, 0.125, &mut e);
+                    assert_eq!(
+                        bits(&c),
+                        bits(&d),
+                        "heads of {hd}, f16 offset {offset} len {len}"
+                    );
+                    assert_eq!(
+                        bits(&d),
+                        bits(&e),
+                        "heads of {hd}, f16 vs widened, offset {offset} len {len}"
+                    );
                 }
-                // Read in place from an f16 cache: the same as from its f32 widening.
-                let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
-                    k.iter().map(|&x| half::f16::from_f32(x)).collect(),
-                    v.iter().map(|&x| half::f16::from_f32(x)).collect(),
+            }
+        }
+    }
+
+    /// The score sums of the one-key kernel over an f32 cache whose elements span many
+    /// binades, so that the f32 chains and the f64 tail round at most steps: still the
+    /// twin's bits, for every supported width. The keys are one wide-ranging row times
+    /// `1 + 2^-10 u` (`u` in -1..1), so every score is a large common part plus a
+    /// difference of a few units, and the softmax weights (scaled to differences of about
+    /// one) see the last bits of each score.
+    #[test]
+    fn avx2_attention_sums_in_the_twins_order_over_many_binades() {
+        if !have_avx2() {
+            return;
+        }
+        let mut r = rand::rngs::StdRng::seed_from_u64(77);
+        for hd in (32..=x86::MAX_HEAD_DIM).step_by(32) {
+            let n_pos = 29;
+            let base: Vec<f32> = (0..hd)
+                .map(|_| r.gen_range(-2.0f32..2.0) * (r.gen_range(-12i32..=12) as f32).exp2())
+                .collect();
+            let mut row = |scale: f32| -> Vec<f32> {
+                (0..n_pos * hd)
+                    .map(|i| base[i % hd] * (1.0 + scale * r.gen_range(-1.0f32..1.0)))
+                    .collect()
+            };
+            let (k, v) = (row(1.0 / 1024.0), row(0.5));
+            let q: Vec<f32> = (0..2 * hd).map(|_| r.gen_range(-2.0f32..2.0)).collect();
+            let spans = [KvSpan {
+                k: &k[..],
+                v: &v[..],
+                n_pos,
+            }];
+            // Scores differ by about 2^-10 of their common part: scale those differences to ~1.
+            let common: f32 = (0..hd).map(|d| (q[d] * base[d]).abs()).sum();
+            let scale = 1024.0 / common.max(1.0);
+            let mut got = vec![0.0f32; 2 * hd];
+            // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+            unsafe { x86::attend_heads(&q, hd, &spans, hd, 0, scale, &mut got) };
+            for h in 0..2 {
+                let mut want = vec![0.0f32; hd];
+                attention::attend_head_ref(&q[h * hd..][..hd], &spans, hd, 0, scale, &mut want);
+                assert_eq!(
+                    bits(&got[h * hd..][..hd]),
+                    bits(&want),
+                    "heads of {hd}, head {h}"
                 );
-                let (kw, vw): (Vec<f32>, Vec<f32>) = (
-                    k16.iter().map(|x| x.to_f32()).collect(),
-                    v16.iter().map(|x| x.to_f32()).collect(),
-                );
-                let (mut c, mut d, mut e) = ([0.0f32; 64], [0.0f32; 64], [0.0f32; 64]);
-                // SAFETY: as above.
-                let s16 = [KvSpan {
-                    k: &k16[..],
-                    v: &v16[..],
-                    n_pos: len,
-                }];
-                let sw = [KvSpan {
-                    k: &kw[..],
-                    v: &vw[..],
-                    n_pos: len,
-                }];
-                unsafe { x86::attend_heads_64(&q, &s16, stride, offset, 0.125, &mut c) };
-                attention::attend_head_ref(&q, &s16, stride, offset, 0.125, &mut d);
-                attention::attend_head_ref(&q, &sw, stride, offset, 0.125, &mut e);
-                assert_eq!(c, d, "f16 offset {offset} len {len}");
-                assert_eq!(d, e, "f16 vs widened, offset {offset} len {len}");
             }
         }
     }
@@ -378,49 +457,50 @@ mod x86 {
         if !have_avx2() {
             return;
         }
-        let (n_pos, stride) = (45, 192);
-        let k: Vec<half::f16> = data(n_pos * stride, 17)
-            .iter()
-            .map(|&x| half::f16::from_f32(x))
-            .collect();
-        let v: Vec<half::f16> = data(n_pos * stride, 18)
-            .iter()
-            .map(|&x| half::f16::from_f32(x))
-            .collect();
-        for g in 1..=6 {
-            // Larger queries make the running maximum move often (rescaling mid-run).
-            let q: Vec<f32> = data(64 * g, 19 + g as u64)
+        for hd in HEAD_DIMS {
+            let (n_pos, stride) = (45, 3 * hd);
+            let k: Vec<half::f16> = data(n_pos * stride, 17)
                 .iter()
-                .map(|x| x * 6.0)
+                .map(|&x| half::f16::from_f32(x))
                 .collect();
-            for len in [1, 7, 8, 9, 16, 33, n_pos] {
-                let spans: Vec<_> = (0..len)
-                    .step_by(16)
-                    .map(|p0| KvSpan {
-                        k: &k[p0 * stride..],
-                        v: &v[p0 * stride..],
-                        n_pos: 16.min(len - p0),
-                    })
+            let v: Vec<half::f16> = data(n_pos * stride, 18)
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            for g in 1..=6 {
+                // Larger queries make the running maximum move often (rescaling mid-run).
+                let q: Vec<f32> = data(hd * g, 19 + g as u64)
+                    .iter()
+                    .map(|x| x * 6.0)
                     .collect();
-                let mut grouped = vec![0.0f32; 64 * g];
-                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                unsafe { x86::attend_heads_64(&q, &spans, stride, 64, 0.125, &mut grouped) };
-                for h in 0..g {
-                    let mut alone = [0.0f32; 64];
-                    attention::attend_head_ref(
-                        &q[64 * h..][..64],
-                        &spans,
-                        stride,
-                        64,
-                        0.125,
-                        &mut alone,
-                    );
-                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(
-                        bits(&grouped[64 * h..][..64]),
-                        bits(&alone),
-                        "group of {g}, head {h}, {len} positions"
-                    );
+                for len in [1, 7, 8, 9, 16, 33, n_pos] {
+                    let spans: Vec<_> = (0..len)
+                        .step_by(16)
+                        .map(|p0| KvSpan {
+                            k: &k[p0 * stride..],
+                            v: &v[p0 * stride..],
+                            n_pos: 16.min(len - p0),
+                        })
+                        .collect();
+                    let mut grouped = vec![0.0f32; hd * g];
+                    // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+                    unsafe { x86::attend_heads(&q, hd, &spans, stride, hd, 0.125, &mut grouped) };
+                    for h in 0..g {
+                        let mut alone = vec![0.0f32; hd];
+                        attention::attend_head_ref(
+                            &q[hd * h..][..hd],
+                            &spans,
+                            stride,
+                            hd,
+                            0.125,
+                            &mut alone,
+                        );
+                        assert_eq!(
+                            bits(&grouped[hd * h..][..hd]),
+                            bits(&alone),
+                            "heads of {hd}, group of {g}, head {h}, {len} positions"
+                        );
+                    }
                 }
             }
         }
@@ -438,53 +518,66 @@ mod x86 {
         if !have_avx2() {
             return;
         }
-        let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
-        let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
-        let (k, v) = (quant(27), quant(28));
-        for g in 1..=6 {
-            let q: Vec<f32> = data(64 * g, 29 + g as u64)
-                .iter()
-                .map(|x| x * 6.0)
-                .collect();
-            for len in [1, 7, 8, 9, 16, 33, n_pos] {
-                let spans: Vec<_> = (0..len)
-                    .step_by(16)
-                    .map(|p0| KvSpan {
-                        k: &k[p0 * stride..],
-                        v: &v[p0 * stride..],
-                        n_pos: 16.min(len - p0),
-                    })
+        for hd in HEAD_DIMS {
+            let nb = hd / 32;
+            let (n_pos, stride) = (45, 3 * nb); // blocks per cached row: three KV heads
+            let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
+            let (k, v) = (quant(27), quant(28));
+            for g in 1..=6 {
+                let q: Vec<f32> = data(hd * g, 29 + g as u64)
+                    .iter()
+                    .map(|x| x * 6.0)
                     .collect();
-                let mut grouped = vec![0.0f32; 64 * g];
-                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                unsafe {
-                    x86::attend_tiled_q8_0_64(&q, &[len], &spans, stride, 2, 0.125, &mut grouped)
-                };
-                for h in 0..g {
-                    let mut alone = [0.0f32; 64];
-                    attention::attend_head_quant(
-                        &q[64 * h..][..64],
-                        &spans,
-                        stride,
-                        2,
-                        0.125,
-                        &mut alone,
-                    );
-                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(
-                        bits(&grouped[64 * h..][..64]),
-                        bits(&alone),
-                        "group of {g}, head {h}, {len} positions"
-                    );
+                for len in [1, 7, 8, 9, 16, 33, n_pos] {
+                    let spans: Vec<_> = (0..len)
+                        .step_by(16)
+                        .map(|p0| KvSpan {
+                            k: &k[p0 * stride..],
+                            v: &v[p0 * stride..],
+                            n_pos: 16.min(len - p0),
+                        })
+                        .collect();
+                    let mut grouped = vec![0.0f32; hd * g];
+                    // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
+                    unsafe {
+                        x86::attend_tiled_q8_0(
+                            &q,
+                            hd,
+                            &[len],
+                            &spans,
+                            stride,
+                            nb,
+                            0.125,
+                            &mut grouped,
+                        )
+                    };
+                    for h in 0..g {
+                        let mut alone = vec![0.0f32; hd];
+                        attention::attend_head_quant(
+                            &q[hd * h..][..hd],
+                            &spans,
+                            stride,
+                            nb,
+                            0.125,
+                            &mut alone,
+                        );
+                        assert_eq!(
+                            bits(&grouped[hd * h..][..hd]),
+                            bits(&alone),
+                            "heads of {hd}, group of {g}, head {h}, {len} positions"
+                        );
+                    }
                 }
             }
         }
     }
 
-    /// Runs `simd` on consecutive queries (1 to 8 of them, `g` heads each) ending at
-    /// several positions, over spans of 16 and of 5 positions, and checks each (query,
+    /// Runs `simd` on consecutive queries (1 to 8 of them, `g` heads of `hd` each) ending
+    /// at several positions, over spans of 16 and of 5 positions, and checks each (query,
     /// head) against `alone` over its visible positions, bit for bit.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check_tiled<T: Copy>(
+        hd: usize,
         k: &[T],
         v: &[T],
         stride: usize,
@@ -493,11 +586,10 @@ mod x86 {
         alone: impl Fn(&[f32], &[KvSpan<'_, T>], &mut [f32]),
     ) {
         let n_pos = k.len() / stride;
-        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for g in [1, 3, 6] {
             for n_q in [1, 2, 5, 8] {
                 // Larger queries make the running maximum move often (rescaling mid-run).
-                let q: Vec<f32> = data(64 * g * n_q, 39 + (g * n_q) as u64)
+                let q: Vec<f32> = data(hd * g * n_q, 39 + (g * n_q) as u64)
                     .iter()
                     .map(|x| x * 6.0)
                     .collect();
@@ -513,15 +605,19 @@ mod x86 {
                                 n_pos: bs.min(last - p0),
                             })
                             .collect();
-                        let mut tiled = vec![0.0f32; 64 * g * n_q];
+                        let mut tiled = vec![0.0f32; hd * g * n_q];
                         simd(&q, &lens, &spans, &mut tiled);
                         for (i, &len) in lens.iter().enumerate() {
                             let visible = attention::first_positions(&spans, len);
                             for h in 0..g {
-                                let at = (i * g + h) * 64;
-                                let mut one = [0.0f32; 64];
-                                alone(&q[at..at + 64], &visible, &mut one);
-                                assert_eq!(bits(&tiled[at..at + 64]), bits(&one), "{g} heads, {n_q} queries to {last}, blocks of {bs}: query {i} head {h} (offset {offset})");
+                                let at = (i * g + h) * hd;
+                                let mut one = vec![0.0f32; hd];
+                                alone(&q[at..at + hd], &visible, &mut one);
+                                assert_eq!(
+                                    bits(&tiled[at..at + hd]),
+                                    bits(&one),
+                                    "heads of {hd}: {g} heads, {n_q} queries to {last}, blocks of {bs}: query {i} head {h} (offset {offset})"
+                                );
                             }
                         }
                     }
@@ -535,26 +631,29 @@ mod x86 {
         if !have_avx2() {
             return;
         }
-        let (n_pos, stride) = (45, 192);
-        let k: Vec<half::f16> = data(n_pos * stride, 37)
-            .iter()
-            .map(|&x| half::f16::from_f32(x))
-            .collect();
-        let v: Vec<half::f16> = data(n_pos * stride, 38)
-            .iter()
-            .map(|&x| half::f16::from_f32(x))
-            .collect();
-        check_tiled(
-            &k,
-            &v,
-            stride,
-            64,
-            // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
-            |q, lens, spans, out| unsafe {
-                x86::attend_tiled_64(q, lens, spans, stride, 64, 0.125, out)
-            },
-            |q, spans, out| attention::attend_head_tiled(q, spans, stride, 64, 0.125, out),
-        );
+        for hd in HEAD_DIMS {
+            let (n_pos, stride) = (45, 3 * hd);
+            let k: Vec<half::f16> = data(n_pos * stride, 37)
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            let v: Vec<half::f16> = data(n_pos * stride, 38)
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            check_tiled(
+                hd,
+                &k,
+                &v,
+                stride,
+                hd,
+                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
+                |q, lens, spans, out| unsafe {
+                    x86::attend_tiled(q, hd, lens, spans, stride, hd, 0.125, out)
+                },
+                |q, spans, out| attention::attend_head_tiled(q, spans, stride, hd, 0.125, out),
+            );
+        }
     }
 
     #[test]
@@ -562,20 +661,209 @@ mod x86 {
         if !have_avx2() {
             return;
         }
-        let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
-        let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
-        let (k, v) = (quant(47), quant(48));
-        check_tiled(
-            &k,
-            &v,
-            stride,
-            4,
-            // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
-            |q, lens, spans, out| unsafe {
-                x86::attend_tiled_q8_0_64(q, lens, spans, stride, 4, 0.125, out)
-            },
-            |q, spans, out| attention::attend_head_quant(q, spans, stride, 4, 0.125, out),
-        );
+        for hd in HEAD_DIMS {
+            let nb = hd / 32;
+            let (n_pos, stride) = (45, 3 * nb); // blocks per cached row: three KV heads
+            let quant = |seed: u64| q8_0_rows(n_pos * stride, seed);
+            let (k, v) = (quant(47), quant(48));
+            check_tiled(
+                hd,
+                &k,
+                &v,
+                stride,
+                2 * nb,
+                // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
+                |q, lens, spans, out| unsafe {
+                    x86::attend_tiled_q8_0(q, hd, lens, spans, stride, 2 * nb, 0.125, out)
+                },
+                |q, spans, out| attention::attend_head_quant(q, spans, stride, 2 * nb, 0.125, out),
+            );
+        }
+    }
+
+    /// Every width the kernels take (multiples of 32 up to `MAX_HEAD_DIM`), each kernel
+    /// on f16 and f32 caches (Q8_0 for the quantized one), in fewer shapes than above:
+    /// groups of one to six heads (the one-key kernel takes wide heads two at a time),
+    /// two and eight queries.
+    #[test]
+    fn avx2_attention_takes_every_supported_width() {
+        if !have_avx2() {
+            return;
+        }
+        let n_pos = 21;
+        for hd in (32..=x86::MAX_HEAD_DIM).step_by(32) {
+            assert!(x86::attention_head_dim_supported(hd));
+            let (stride, nb) = (2 * hd, hd / 32);
+            let (k, v) = (data(n_pos * stride, 61), data(n_pos * stride, 62));
+            let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
+                k.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                v.iter().map(|&x| half::f16::from_f32(x)).collect(),
+            );
+            let (k8, v8) = (q8_0_rows(n_pos * 2 * nb, 63), q8_0_rows(n_pos * 2 * nb, 64));
+            let spans: Vec<_> = (0..n_pos)
+                .step_by(6)
+                .map(|p0| KvSpan {
+                    k: &k[p0 * stride..],
+                    v: &v[p0 * stride..],
+                    n_pos: 6.min(n_pos - p0),
+                })
+                .collect();
+            let spans16: Vec<_> = (0..n_pos)
+                .step_by(6)
+                .map(|p0| KvSpan {
+                    k: &k16[p0 * stride..],
+                    v: &v16[p0 * stride..],
+                    n_pos: 6.min(n_pos - p0),
+                })
+                .collect();
+            let spans8: Vec<_> = (0..n_pos)
+                .step_by(6)
+                .map(|p0| KvSpan {
+                    k: &k8[p0 * 2 * nb..],
+                    v: &v8[p0 * 2 * nb..],
+                    n_pos: 6.min(n_pos - p0),
+                })
+                .collect();
+            for g in [1, 2, 3, 5, 6] {
+                let q: Vec<f32> = data(hd * g * 8, 65 + g as u64)
+                    .iter()
+                    .map(|x| x * 4.0)
+                    .collect();
+                // The one-key kernel, one query.
+                let (mut a, mut a16) = (vec![0.0f32; hd * g], vec![0.0f32; hd * g]);
+                // SAFETY: AVX2/FMA/F16C detected; rows lie inside the caches.
+                unsafe {
+                    x86::attend_heads(&q[..hd * g], hd, &spans, stride, hd, 0.125, &mut a);
+                    x86::attend_heads(&q[..hd * g], hd, &spans16, stride, hd, 0.125, &mut a16);
+                }
+                for h in 0..g {
+                    let (mut w, mut w16) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+                    attention::attend_head_ref(
+                        &q[hd * h..][..hd],
+                        &spans,
+                        stride,
+                        hd,
+                        0.125,
+                        &mut w,
+                    );
+                    attention::attend_head_ref(
+                        &q[hd * h..][..hd],
+                        &spans16,
+                        stride,
+                        hd,
+                        0.125,
+                        &mut w16,
+                    );
+                    assert_eq!(
+                        bits(&a[hd * h..][..hd]),
+                        bits(&w),
+                        "attend_heads f32, heads of {hd}, {g} heads, head {h}"
+                    );
+                    assert_eq!(
+                        bits(&a16[hd * h..][..hd]),
+                        bits(&w16),
+                        "attend_heads f16, heads of {hd}, {g} heads, head {h}"
+                    );
+                }
+                // The tiled kernels.
+                for n_q in [2, 8] {
+                    let lens: Vec<usize> = (n_pos + 1 - n_q..=n_pos).collect();
+                    let q = &q[..hd * g * n_q];
+                    let (mut t, mut t16, mut t8) = (
+                        vec![0.0f32; q.len()],
+                        vec![0.0f32; q.len()],
+                        vec![0.0f32; q.len()],
+                    );
+                    // SAFETY: as above; at most 8 queries.
+                    unsafe {
+                        x86::attend_tiled(q, hd, &lens, &spans, stride, 0, 0.125, &mut t);
+                        x86::attend_tiled(q, hd, &lens, &spans16, stride, 0, 0.125, &mut t16);
+                        x86::attend_tiled_q8_0(q, hd, &lens, &spans8, 2 * nb, nb, 0.125, &mut t8);
+                    }
+                    let avx512 = have_avx512_attention();
+                    let mut t512 = vec![0.0f32; q.len()];
+                    if avx512 {
+                        // SAFETY: AVX-512 F/BW/VL, AVX2, FMA and F16C detected; as above.
+                        unsafe {
+                            hearth_kernels::simd::x86_avx512_attention::attend_tiled_q8_0(
+                                q,
+                                hd,
+                                &lens,
+                                &spans8,
+                                2 * nb,
+                                nb,
+                                0.125,
+                                &mut t512,
+                            )
+                        };
+                    }
+                    for (i, &len) in lens.iter().enumerate() {
+                        let (vis, vis16, vis8) = (
+                            attention::first_positions(&spans, len),
+                            attention::first_positions(&spans16, len),
+                            attention::first_positions(&spans8, len),
+                        );
+                        for h in 0..g {
+                            let at = (i * g + h) * hd;
+                            let (mut w, mut w16, mut w8) =
+                                (vec![0.0f32; hd], vec![0.0f32; hd], vec![0.0f32; hd]);
+                            attention::attend_head_tiled(
+                                &q[at..at + hd],
+                                &vis,
+                                stride,
+                                0,
+                                0.125,
+                                &mut w,
+                            );
+                            attention::attend_head_tiled(
+                                &q[at..at + hd],
+                                &vis16,
+                                stride,
+                                0,
+                                0.125,
+                                &mut w16,
+                            );
+                            attention::attend_head_quant(
+                                &q[at..at + hd],
+                                &vis8,
+                                2 * nb,
+                                nb,
+                                0.125,
+                                &mut w8,
+                            );
+                            let what = format!(
+                                "heads of {hd}, {g} heads, {n_q} queries: query {i} head {h}"
+                            );
+                            assert_eq!(bits(&t[at..at + hd]), bits(&w), "attend_tiled f32, {what}");
+                            assert_eq!(
+                                bits(&t16[at..at + hd]),
+                                bits(&w16),
+                                "attend_tiled f16, {what}"
+                            );
+                            assert_eq!(
+                                bits(&t8[at..at + hd]),
+                                bits(&w8),
+                                "attend_tiled_q8_0, {what}"
+                            );
+                            if avx512 {
+                                assert_eq!(
+                                    bits(&t512[at..at + hd]),
+                                    bits(&w8),
+                                    "AVX-512 attend_tiled_q8_0, {what}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn have_avx512_attention() -> bool {
+        have_avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
     }
 
     fn block_q8_0(d: f32, qs: [i8; 32]) -> BlockQ8_0 {
@@ -766,24 +1054,30 @@ mod x86_avx512 {
             return;
         }
         use hearth_kernels::simd::x86_avx512_attention as att;
-        let (n_pos, stride) = (45, 6); // blocks per cached row: three KV heads of 64
-        let (k, v) = (
-            super::x86::q8_0_rows(n_pos * stride, 57),
-            super::x86::q8_0_rows(n_pos * stride, 58),
-        );
-        for offset in [0, 2, 4] {
-            super::x86::check_tiled(
-                &k,
-                &v,
-                stride,
-                offset,
-                // SAFETY: AVX-512 F/BW/VL, AVX2, FMA and F16C detected; rows lie inside k and
-                // v; at most 8 queries.
-                |q, lens, spans, out| unsafe {
-                    att::attend_tiled_q8_0_64(q, lens, spans, stride, offset, 0.125, out)
-                },
-                |q, spans, out| attention::attend_head_quant(q, spans, stride, offset, 0.125, out),
+        for hd in super::x86::HEAD_DIMS {
+            let nb = hd / 32;
+            let (n_pos, stride) = (45, 3 * nb); // blocks per cached row: three KV heads
+            let (k, v) = (
+                super::x86::q8_0_rows(n_pos * stride, 57),
+                super::x86::q8_0_rows(n_pos * stride, 58),
             );
+            for offset in [0, nb, 2 * nb] {
+                super::x86::check_tiled(
+                    hd,
+                    &k,
+                    &v,
+                    stride,
+                    offset,
+                    // SAFETY: AVX-512 F/BW/VL, AVX2, FMA and F16C detected; rows lie inside k
+                    // and v; at most 8 queries.
+                    |q, lens, spans, out| unsafe {
+                        att::attend_tiled_q8_0(q, hd, lens, spans, stride, offset, 0.125, out)
+                    },
+                    |q, spans, out| {
+                        attention::attend_head_quant(q, spans, stride, offset, 0.125, out)
+                    },
+                );
+            }
         }
     }
 
@@ -943,6 +1237,138 @@ mod x86_avx512 {
                 prop_assert_eq!(bits(&out[i]), bits(&out[i + 5]), "{}", name);
             }
         }
+    }
+}
+
+/// The dispatchers of `attention` on head widths with and without SIMD kernels: always
+/// the scalar twin's bits; a width without a kernel (or a Q4_0 cache, which has none)
+/// is noted in `fallback` where this process's ISA has the kernels, and only there (not
+/// under `HEARTH_ISA=scalar`).
+#[test]
+fn attention_dispatch_falls_back_to_the_twins_and_says_so() {
+    use attention::KvSpan;
+    let simd = cfg!(target_arch = "x86_64") && isa() >= Isa::Avx2;
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    const N_POS: usize = 19;
+    let g = 2;
+    // Each width through the float dispatchers, against the twins; the calls made.
+    let float = |hd: usize| {
+        let k: Vec<half::f16> = data(N_POS * hd, 81)
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
+        let v: Vec<half::f16> = data(N_POS * hd, 82)
+            .iter()
+            .map(|&x| half::f16::from_f32(x))
+            .collect();
+        let spans: Vec<_> = (0..N_POS)
+            .step_by(8)
+            .map(|p0| KvSpan {
+                k: &k[p0 * hd..],
+                v: &v[p0 * hd..],
+                n_pos: 8.min(N_POS - p0),
+            })
+            .collect();
+        let q = data(3 * g * hd, 83);
+        let mut out = vec![0.0f32; g * hd];
+        attention::attend_heads(&q[..g * hd], hd, &spans, hd, 0, 0.125, &mut out);
+        for h in 0..g {
+            let mut want = vec![0.0f32; hd];
+            attention::attend_head_ref(&q[h * hd..][..hd], &spans, hd, 0, 0.125, &mut want);
+            assert_eq!(
+                bits(&out[h * hd..][..hd]),
+                bits(&want),
+                "attend_heads, heads of {hd}"
+            );
+        }
+        let lens = [N_POS - 2, N_POS - 1, N_POS];
+        let mut out = vec![0.0f32; 3 * g * hd];
+        attention::attend_heads_tiled(&q, hd, &lens, &spans, hd, 0, 0.125, &mut out);
+        for (i, &len) in lens.iter().enumerate() {
+            let visible = attention::first_positions(&spans, len);
+            for h in 0..g {
+                let at = (i * g + h) * hd;
+                let mut want = vec![0.0f32; hd];
+                attention::attend_head_tiled(&q[at..at + hd], &visible, hd, 0, 0.125, &mut want);
+                assert_eq!(
+                    bits(&out[at..at + hd]),
+                    bits(&want),
+                    "attend_heads_tiled, heads of {hd}"
+                );
+            }
+        }
+    };
+    // A quantized cache through its dispatcher, against the twin.
+    fn quant<B: attention::QuantKv>(hd: usize) {
+        let nb = hd / B::QK;
+        let (k, v): (Vec<B>, Vec<B>) = (
+            quantize(&data(N_POS * hd, 84)),
+            quantize(&data(N_POS * hd, 85)),
+        );
+        let spans: Vec<_> = (0..N_POS)
+            .step_by(8)
+            .map(|p0| KvSpan {
+                k: &k[p0 * nb..],
+                v: &v[p0 * nb..],
+                n_pos: 8.min(N_POS - p0),
+            })
+            .collect();
+        let q = data(2 * hd, 86);
+        let mut out = vec![0.0f32; 2 * hd];
+        attention::attend_heads_quant(&q, hd, &spans, nb, 0, 0.125, &mut out);
+        for h in 0..2 {
+            let mut want = vec![0.0f32; hd];
+            attention::attend_head_quant(&q[h * hd..][..hd], &spans, nb, 0, 0.125, &mut want);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&out[h * hd..][..hd]),
+                bits(&want),
+                "attend_heads_quant, heads of {hd}"
+            );
+        }
+    }
+
+    // Widths with kernels: nothing falls back.
+    let _ = fallback::take();
+    let before = fallback::count();
+    for hd in [32, 64, 96, 128, 256] {
+        float(hd);
+        quant::<BlockQ8_0>(hd);
+    }
+    assert_eq!(
+        fallback::count(),
+        before,
+        "a width with kernels fell back: {:?}",
+        fallback::take()
+    );
+    assert!(fallback::take().is_empty());
+
+    // Widths without: 80 (not a multiple of 32), 288 (wider than the kernels go); and a
+    // Q4_0 cache. Still the twins' bits.
+    float(80);
+    float(288);
+    quant::<BlockQ8_0>(288);
+    quant::<BlockQ4_0>(64);
+    let names = fallback::take();
+    if simd {
+        // Two float calls per width, one per quantized cache.
+        assert_eq!(fallback::count(), before + 6, "{names:?}");
+        for name in [
+            "attention::attend_heads",
+            "attention::attend_heads_tiled",
+            "attention::attend_heads_quant_tiled (Q8_0)",
+            "attention::attend_heads_quant_tiled (cache type without a SIMD kernel)",
+        ] {
+            assert!(names.contains(&name), "{name} not among {names:?}");
+        }
+        assert_eq!(names.len(), 4, "{names:?}");
+    } else {
+        assert_eq!(
+            fallback::count(),
+            before,
+            "the scalar ISA is not a fallback: {names:?}"
+        );
+        assert!(names.is_empty(), "{names:?}");
     }
 }
 
