@@ -37,7 +37,7 @@ fn check(name: &str, min_matched: usize, allowed_splits: &[&str], prob_tol: f64)
         &std::fs::read_to_string(dir.join(format!("{name}-q8_0.json"))).unwrap(),
     )
     .unwrap();
-    let r = oracle::check_greedy(&model, &golden);
+    let r = oracle::check_greedy(&model, &oracle::archs_cases(&golden));
     eprintln!(
         "ran: {name} against ../shared/reference/archs: {}/{} greedy tokens matched, top-5 probability difference mean {:.5}, max {:.5}",
         r.matched, r.total, r.mean_prob_diff, r.max_prob_diff
