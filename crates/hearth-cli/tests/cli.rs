@@ -225,6 +225,8 @@ fn perplexity_within_one_percent_of_reference() {
         serde_json::from_str(&std::fs::read_to_string(data("perplexity.json")).unwrap()).unwrap();
     check_perplexity(
         &model_path(),
+        &data("gpl-3.txt"),
+        256,
         reference["primary"]["Q4_1"]["ppl"].as_f64().unwrap(),
     );
 }
@@ -236,20 +238,51 @@ fn gemma3_perplexity_within_one_percent_of_reference() {
             .unwrap();
     check_perplexity(
         &gemma3_path(),
+        &data("gpl-3.txt"),
+        256,
         reference["runs"][0]["ppl"].as_f64().unwrap(),
     );
 }
 
-/// `hearth perplexity` on gpl-3.txt at ctx 256 (llama.cpp's method) is within 1% of `want`.
-fn check_perplexity(m: &std::path::Path, want: f64) {
+/// Every model of `../shared/reference/archs` (when it exists) within 1% of llama.cpp's
+/// perplexity at ctx 64 (f16 KV cache, as the reference ran).
+#[test]
+fn architectures_perplexity_within_one_percent_of_reference() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/archs");
+    if !dir.join("README.md").is_file() {
+        eprintln!("skipped: ../shared/reference/archs is not there");
+        return;
+    }
+    for name in ["llama3", "qwen2", "qwen3", "phi3", "gemma3"] {
+        let golden: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{name}-q8_0.json"))).unwrap(),
+        )
+        .unwrap();
+        eprintln!("ran: {name}");
+        check_perplexity(
+            &dir.join(format!("{name}-q8_0.gguf")),
+            &dir.join("ppl_text.txt"),
+            64,
+            golden["perplexity"]["ppl"].as_f64().unwrap(),
+        );
+    }
+}
+
+/// `hearth perplexity` of `m` on `text` at context `ctx` (llama.cpp's method, f16 KV
+/// cache) is within 1% of `want`.
+fn check_perplexity(m: &std::path::Path, text: &std::path::Path, ctx: usize, want: f64) {
+    let ctx = ctx.to_string();
     let o = hearth(&[
         "perplexity",
         "-m",
         m.to_str().unwrap(),
         "-f",
-        data("gpl-3.txt").to_str().unwrap(),
+        text.to_str().unwrap(),
         "-c",
-        "256",
+        &ctx,
+        "--kv-cache-type",
+        "f16",
         "-t",
         "2",
     ]);
