@@ -258,6 +258,13 @@ fn each_query_head<T>(
 
 /// A quantized KV-cache block type, and whether it has a SIMD attention kernel.
 pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
+    /// A key row's score against the query quantized to `Q8_0` (before `scale`): the
+    /// type's `vec_dot` unless the type says otherwise.
+    #[inline]
+    fn score(k: &[Self], q: &[crate::BlockQ8_0]) -> f32 {
+        Self::vec_dot(k, q)
+    }
+
     /// Runs the SIMD twin of [`attend_heads_quant_tiled`] if there is one for this type,
     /// head width and ISA; `false` if not (nothing written), after noting the fallback in
     /// [`crate::fallback`] where the ISA has SIMD kernels. The default is a type without
@@ -286,6 +293,12 @@ pub trait QuantKv: crate::WeightBlock<Act = crate::BlockQ8_0> {
 impl QuantKv for crate::BlockQ4_0 {}
 
 impl QuantKv for crate::BlockQ8_0 {
+    /// The attention kernels' order, [`crate::vec_dot_q8_0_paired_ref`].
+    #[inline]
+    fn score(k: &[Self], q: &[crate::BlockQ8_0]) -> f32 {
+        crate::vec_dot_q8_0_paired_ref(k, q)
+    }
+
     fn attend_tiled_simd(
         q: &[f32],
         head_dim: usize,
@@ -407,7 +420,7 @@ pub fn attend_head_quant<B>(
     scale: f32,
     out: &mut [f32],
 ) where
-    B: crate::WeightBlock<Act = crate::BlockQ8_0>,
+    B: QuantKv,
 {
     let hd = q.len();
     let nb = hd / B::QK;
@@ -426,7 +439,7 @@ pub fn attend_head_quant<B>(
         nb,
         scale,
         out,
-        |k| B::vec_dot(blocks(k), &qq),
+        |k| B::score(blocks(k), &qq),
         |v, row| B::dequantize_row(blocks(v), row),
     );
 }

@@ -250,10 +250,10 @@ impl<'a> Weights<'a> {
             shape.n_head_kv * shape.head_dim,
         );
         let blk = format!("blk.{il}");
-        let t = |name: &str, ne| self.t(name, ne).map(QTensor::with_exact_q8_0);
+        let t = |name: &str, ne| self.t(name, ne);
         let (wq, wk, wv) = if self.has(&format!("{blk}.attn_qkv"), "weight") {
             let qkv = self.t(&format!("{blk}.attn_qkv"), [n_embd, n_q + 2 * n_kv])?;
-            let part = |r0, r1| qkv.rows(r0, r1).map(QTensor::with_exact_q8_0);
+            let part = |r0, r1| qkv.rows(r0, r1);
             (
                 part(0, n_q)?,
                 part(n_q, n_q + n_kv)?,
@@ -285,7 +285,7 @@ impl<'a> Weights<'a> {
     pub fn gated_ffn(&self, il: usize, act: Activation) -> Result<Ffn> {
         let (n_embd, n_ff) = (self.c.n_embd, self.c.n_ff);
         let blk = format!("blk.{il}");
-        let t = |name: &str, ne| self.t(name, ne).map(QTensor::with_exact_q8_0);
+        let t = |name: &str, ne| self.t(name, ne);
         let (gate, up) = if self.has(&format!("{blk}.ffn_gate"), "weight") {
             (
                 t(&format!("{blk}.ffn_gate"), [n_embd, n_ff])?,
@@ -293,10 +293,7 @@ impl<'a> Weights<'a> {
             )
         } else {
             let fused = self.t(&format!("{blk}.ffn_up"), [n_embd, 2 * n_ff])?;
-            (
-                fused.rows(0, n_ff)?.with_exact_q8_0(),
-                fused.rows(n_ff, 2 * n_ff)?.with_exact_q8_0(),
-            )
+            (fused.rows(0, n_ff)?, fused.rows(n_ff, 2 * n_ff)?)
         };
         Ok(Ffn::Gated {
             act,

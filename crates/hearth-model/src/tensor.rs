@@ -58,10 +58,6 @@ pub struct QTensor {
     /// `[ne1 / 16][ne0 / 32]`: a `Q4_1` matrix's rows interleaved sixteen at a time, when
     /// this CPU has the kernel that reads them (the same products, faster).
     q4_1x16: Option<Arc<Vec<BlockQ4_1x16>>>,
-    /// `[ne1 / 16][ne0 / 32]`: a `Q8_0` layer matrix's rows interleaved sixteen at a time
-    /// (see [`QTensor::with_exact_q8_0`]); its products then take the exact-block-sum
-    /// arithmetic on every ISA and for every batch size.
-    q8_0x16: Option<Arc<Vec<BlockQ8_0x16>>>,
 }
 
 impl std::fmt::Debug for QTensor {
@@ -109,7 +105,6 @@ impl QTensor {
             start,
             len,
             q4_1x16: None,
-            q8_0x16: None,
         };
         // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
         if !(t.bytes().as_ptr() as usize).is_multiple_of(4) {
@@ -147,7 +142,6 @@ impl QTensor {
             start: self.start + r0 * row_bytes,
             len: (r1 - r0) * row_bytes,
             q4_1x16: None,
-            q8_0x16: None,
         };
         fn align<T>() -> usize {
             std::mem::align_of::<T>()
@@ -162,24 +156,6 @@ impl QTensor {
             )));
         }
         Ok(t)
-    }
-
-    /// For a `Q8_0` matrix whose rows come in whole groups of sixteen: interleaves them
-    /// once ([`BlockQ8_0x16`]) so that every product takes exact integer block sums and
-    /// one FMA per block (`vec_dot_q8_0_exact_ref`'s arithmetic), as the reference engine's
-    /// repacked `Q8_0` products do; any other matrix is returned as it is. The arithmetic
-    /// is the same on every ISA and for every batch size.
-    pub fn with_exact_q8_0(mut self) -> QTensor {
-        if self.ggml_type == GgmlType::Q8_0
-            && self.ne[0] > 0
-            && self.ne[1].is_multiple_of(Q8_0X16_ROWS)
-        {
-            self.q8_0x16 = Some(Arc::new(interleave_q8_0x16(
-                bytemuck::cast_slice(self.bytes()),
-                self.ne[0] / QK8_0,
-            )));
-        }
-        self
     }
 
     /// The raw bytes of the tensor.
@@ -224,11 +200,10 @@ impl QTensor {
     pub fn matmul_many(ws: &[&QTensor], x: &[f32], outs: &mut [&mut [f32]]) {
         assert_eq!(ws.len(), outs.len());
         let Some(first) = ws.first() else { return };
-        if ws.iter().any(|w| {
-            w.ggml_type != first.ggml_type
-                || w.ne[0] != first.ne[0]
-                || w.q8_0x16.is_some() != first.q8_0x16.is_some()
-        }) {
+        if ws
+            .iter()
+            .any(|w| w.ggml_type != first.ggml_type || w.ne[0] != first.ne[0])
+        {
             for (w, out) in ws.iter().zip(outs.iter_mut()) {
                 w.matmul(x, out);
             }
@@ -258,8 +233,7 @@ unsafe impl Sync for SharedOut {}
 /// `outs[i] = ws[i] · x` for weights of one type `W` and one row length: `x` quantized
 /// once, then every matrix's rows split into tasks run in parallel. A batch's product
 /// over `Q4_1` weights interleaved at load takes their sixteen-row kernel (the same
-/// outputs, bit for bit); `Q8_0` weights interleaved by [`QTensor::with_exact_q8_0`] take
-/// the exact-block-sum kernel for every batch.
+/// outputs, bit for bit).
 fn matmul_typed<W: WeightBlock>(
     ws: &[&QTensor],
     x: &[f32],
@@ -274,28 +248,6 @@ fn matmul_typed<W: WeightBlock>(
         return;
     }
     let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
-    if let Some(x16) = ws
-        .iter()
-        .map(|w| w.q8_0x16.as_deref())
-        .collect::<Option<Vec<_>>>()
-    {
-        return product::<BlockQ8_0>(
-            ne0,
-            &ne1s,
-            x,
-            n_tokens,
-            outs,
-            Q8_0X16_ROWS,
-            |m, r0, r1, a, out| {
-                gemm_q8_0x16(
-                    w_per_row,
-                    &x16[m][r0 / Q8_0X16_ROWS * w_per_row..r1 / Q8_0X16_ROWS * w_per_row],
-                    a,
-                    out,
-                )
-            },
-        );
-    }
     // (One token streams the weights from memory, where the plain layout's kernel, with
     // its prefetches, measured faster in the server.)
     let x16 = if n_tokens > 1 {

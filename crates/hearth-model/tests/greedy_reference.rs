@@ -42,3 +42,51 @@ fn greedy_matches_reference_engine() {
         r.max_prob_diff
     );
 }
+
+/// The default model converted to Q8_0 the way the reference's Q8_0 file was made (Q4_1 →
+/// F16 → Q8_0; the quantizer's output is byte-identical to llama-quantize's, which the
+/// size check below guards) against llama.cpp's greedy run on that file: the Q8_0 product
+/// must take the reference engine's lane order (four consecutive elements per lane).
+#[test]
+fn q8_0_greedy_matches_reference_engine() {
+    use hearth_model::quantize::{quantize_file, FileType, QuantizeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (f16, q8) = (dir.path().join("f16.gguf"), dir.path().join("q8_0.gguf"));
+    let opts = |ftype| QuantizeOptions {
+        ftype,
+        allow_requantize: true,
+    };
+    quantize_file(
+        &common::model_path(),
+        &f16,
+        &opts(FileType::F16),
+        |_, _, _| {},
+    )
+    .unwrap();
+    quantize_file(&f16, &q8, &opts(FileType::Q8_0), |_, _, _| {}).unwrap();
+    assert_eq!(
+        std::fs::metadata(&q8).unwrap().len(),
+        144_811_072,
+        "not the reference's Q8_0 file"
+    );
+    let model = Model::load(&q8).unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data_path("greedy_q8_0.json")).unwrap(),
+    )
+    .unwrap();
+    let r = oracle::check_greedy(&model, &oracle::real_cases(&golden));
+    eprintln!(
+        "q8_0: greedy tokens matched: {}/{}; top-5 probability difference mean {:.5}, max {:.5}",
+        r.matched, r.total, r.mean_prob_diff, r.max_prob_diff
+    );
+    assert!(
+        r.unlisted_splits.is_empty(),
+        "diverged outside the reference's near ties at {:?}",
+        r.unlisted_splits
+    );
+    assert!(
+        r.max_prob_diff < oracle::PROB_TOL,
+        "a top-5 probability differs by {:.4} from the reference",
+        r.max_prob_diff
+    );
+}

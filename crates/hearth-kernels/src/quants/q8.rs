@@ -273,11 +273,32 @@ pub fn quantize_row_q8_1_act_ref(x: &[f32], y: &mut [BlockQ8_1]) {
     }
 }
 
-/// Scalar twin of the SIMD `vec_dot_q8_0_q8_0`, in the same order: per block, lane `l`
-/// sums elements `2l, 2l+1, 16+2l, 17+2l` (the 16-bit product pairs of each half), scaled
-/// into eight f32 accumulators with a fused multiply-add; bit-identical to the SIMD path.
+/// Scalar twin of the SIMD `vec_dot_q8_0_q8_0`, in the same order, which is the reference
+/// engine's on x86 with VNNI (`vpdpbusd`): per block, lane `l` sums elements `4l..4l+4`
+/// exactly, scaled into eight f32 accumulators with a fused multiply-add; the lanes are
+/// then summed as [`hsum8`]. Bit-identical to the SIMD paths.
 #[inline]
 pub fn vec_dot_q8_0_q8_0_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
+    let mut acc = [0.0f32; 8];
+    for (bw, ba) in w.iter().zip(a) {
+        let d = fp16_to_fp32(bw.d) * fp16_to_fp32(ba.d);
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let sumi: i32 = (4 * l..4 * l + 4)
+                .map(|i| i32::from(bw.qs[i]) * i32::from(ba.qs[i]))
+                .sum();
+            *acc = d.mul_add(sumi as f32, *acc);
+        }
+    }
+    hsum8(acc)
+}
+
+/// The score order of the `Q8_0` KV-cache attention (`attention::attend_head_quant` and
+/// its SIMD kernels): as [`vec_dot_q8_0_q8_0_ref`], with lane `l` summing elements `2l,
+/// 2l+1, 16+2l, 17+2l` (the 16-bit product pairs of each half, which the kernels widen
+/// once per key and reuse for every query).
+#[inline]
+pub fn vec_dot_q8_0_paired_ref(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     assert_eq!(w.len(), a.len(), "vec_dot q8_0: row lengths differ");
     let mut acc = [0.0f32; 8];
     for (bw, ba) in w.iter().zip(a) {

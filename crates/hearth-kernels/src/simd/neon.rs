@@ -113,7 +113,7 @@ pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
 }
 
 /// Q8_0 × Q8_0, bit for bit [`crate::vec_dot_q8_0_q8_0_ref`]: lane `l` sums elements
-/// `2l, 2l+1, 16+2l, 17+2l`.
+/// `4l..4l+4`.
 ///
 /// # Safety
 /// The CPU must support NEON (every aarch64 CPU does).
@@ -128,8 +128,9 @@ pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
             let (w0, w1) = (vld1q_s8(bw.qs.as_ptr()), vld1q_s8(bw.qs.as_ptr().add(16)));
             let (a0, a1) = (vld1q_s8(ba.qs.as_ptr()), vld1q_s8(ba.qs.as_ptr().add(16)));
             let ((p0, p1), (p2, p3)) = (pair_sums(w0, a0), pair_sums(w1, a1));
-            lo = scale_add(lo, d, vaddq_s32(p0, p2));
-            hi = scale_add(hi, d, vaddq_s32(p1, p3));
+            // Adjacent pair sums: elements 4l..4l+4, lanes 0..4 then 4..8.
+            lo = scale_add(lo, d, vpaddq_s32(p0, p1));
+            hi = scale_add(hi, d, vpaddq_s32(p2, p3));
         }
     }
     hsum8(lo, hi)

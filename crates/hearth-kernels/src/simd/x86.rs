@@ -212,21 +212,33 @@ pub unsafe fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (bw, ba) in w.iter().zip(a) {
         let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2(bw.d, bw.d), f16x2(ba.d, ba.d)));
-        let sumi = dot_i8_i8_wide(load_i8x32(&bw.qs), load_i8x32(&ba.qs));
+        let sumi = dot_i8_i8_quads(load_i8x32(&bw.qs), load_i8x32(&ba.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum(acc)
+    hsum(quads_in_order(acc))
 }
 
 /// Exact signed byte dot product for any inputs (both may be -128, where the
-/// `vpmaddubsw` form saturates), via 16-bit products: 8 i32 lanes.
+/// `vpmaddubsw` form saturates), via 16-bit products, as eight i32 sums of four
+/// consecutive elements: positions hold elements `[0..4, 4..8, 16..20, 20..24, 8..12,
+/// 12..16, 24..28, 28..32]` (the in-lane `vphaddd` order; [`quads_in_order`] puts
+/// accumulators of them back in element order).
 #[inline(always)]
-unsafe fn dot_i8_i8_wide(a: __m256i, b: __m256i) -> __m256i {
+unsafe fn dot_i8_i8_quads(a: __m256i, b: __m256i) -> __m256i {
     let a_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(a));
     let a_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(a, 1));
     let b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b));
     let b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1));
-    _mm256_add_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi))
+    _mm256_hadd_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi))
+}
+
+/// Lanes accumulated from [`dot_i8_i8_quads`] in element order (lane `l` the sums of
+/// elements `4l..4l+4`): the 64-bit pairs `0, 2, 1, 3`.
+#[inline(always)]
+unsafe fn quads_in_order(acc: __m256) -> __m256 {
+    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+        acc,
+    )))
 }
 
 /// Eight-lane twin of [`crate::ops::expf`] (the C library's `expf`), bit for bit: the
@@ -1721,6 +1733,18 @@ unsafe fn hsums<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> [[f32
     res
 }
 
+/// [`hsums`] of accumulators in [`dot_i8_i8_quads`]' lane order.
+#[inline(always)]
+unsafe fn hsums_quads<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> [[f32; T]; R] {
+    let mut res = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            res[r][t] = hsum(quads_in_order(acc[r][t]));
+        }
+    }
+    res
+}
+
 impl<W: OffsetBlock> Tile for TileOffset<W> {
     type W = W;
     type A = BlockQ8_0;
@@ -1826,8 +1850,8 @@ impl Tile for TileQ8_0 {
         }
     }
 
-    /// Per block and output, as [`vec_dot_q8_0_q8_0`]: lane `l` sums the 16-bit products
-    /// of elements `2l, 2l+1` and `16+2l, 17+2l`; `acc += (d_w d_a) * sumi`. Several
+    /// Per block and output, as [`vec_dot_q8_0_q8_0`]: the lanes sum four consecutive
+    /// elements each ([`dot_i8_i8_quads`]' order); `acc += (d_w d_a) * sumi`. Several
     /// tokens: the scale products of each block row first, then the integer pass (see
     /// [`TileQ4_1`]).
     #[inline(always)]
@@ -1850,14 +1874,14 @@ impl Tile for TileQ8_0 {
                         _mm256_broadcast_ss(&sc.d_a[0]),
                     );
                     let [w_lo, w_hi] = widen_i8((*bw).qs.as_ptr().cast());
-                    let sumi = _mm256_add_epi32(
+                    let sumi = _mm256_hadd_epi32(
                         _mm256_madd_epi16(w_lo, q16[0][0]),
                         _mm256_madd_epi16(w_hi, q16[0][1]),
                     );
                     acc[r][0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc[r][0]);
                 }
             }
-            return hsums(&acc);
+            return hsums_quads(&acc);
         }
         const { assert!(T == 1 || R <= 2, "ScalesQ8_0 holds two rows") };
         for (b, (sc, _)) in prep.iter_mut().enumerate().take(nb) {
@@ -1872,7 +1896,7 @@ impl Tile for TileQ8_0 {
             for r in 0..R {
                 let [w_lo, w_hi] = widen_i8((*w.add(r * nb + b)).qs.as_ptr().cast());
                 for t in 0..T {
-                    let sumi = _mm256_add_epi32(
+                    let sumi = _mm256_hadd_epi32(
                         _mm256_madd_epi16(w_lo, q16[t][0]),
                         _mm256_madd_epi16(w_hi, q16[t][1]),
                     );
@@ -1881,7 +1905,7 @@ impl Tile for TileQ8_0 {
                 }
             }
         }
-        hsums(&acc)
+        hsums_quads(&acc)
     }
 }
 

@@ -359,16 +359,12 @@ impl<B: NibbleBlock> PairTile for TileMin<B> {
 /// lanes of four products of signed weights and activations: Q4_0 and Q5_0 (quants less
 /// their offset), Q8_0. The scale `d_w` is the block's first two bytes.
 pub(crate) trait SignedRows {
-    /// Whether the twin's lane `l` sums elements `2l, 2l+1, 16+2l, 17+2l` (Q8_0) rather
-    /// than `4l..4l+4`.
-    const PAIRED_LANES: bool;
     /// Rows `w0` and `w1`'s 32 signed weights of block `b` (`w0`'s in the low half), in
     /// the byte order whose groups of four are the twin's lanes.
     unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i;
 }
 
 impl SignedRows for BlockQ4_0 {
-    const PAIRED_LANES: bool = false;
     #[inline(always)]
     unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i {
         _mm512_sub_epi8(quants2(w0, w1, b), _mm512_set1_epi8(8))
@@ -376,29 +372,18 @@ impl SignedRows for BlockQ4_0 {
 }
 
 impl SignedRows for BlockQ5_0 {
-    const PAIRED_LANES: bool = false;
     #[inline(always)]
     unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i {
         _mm512_sub_epi8(quants2(w0, w1, b), _mm512_set1_epi8(16))
     }
 }
 
-/// Word order of Q8_0's lanes within 32 bytes: words `l` and `8 + l` (elements `2l,
-/// 2l+1` and `16+2l, 17+2l`) side by side.
-const PAIRED_WORDS: [i16; 16] = [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15];
-
 impl SignedRows for BlockQ8_0 {
-    const PAIRED_LANES: bool = true;
     #[inline(always)]
     unsafe fn weights2(w0: *const Self, w1: *const Self, b: usize) -> __m512i {
         let q0 = _mm256_loadu_si256((*w0.add(b)).qs.as_ptr().cast());
         let q1 = _mm256_loadu_si256((*w1.add(b)).qs.as_ptr().cast());
-        let idx = _mm256_loadu_si256(PAIRED_WORDS.as_ptr().cast());
-        let idx = _mm512_inserti64x4::<1>(
-            _mm512_castsi256_si512(idx),
-            _mm256_add_epi16(idx, _mm256_set1_epi16(16)),
-        );
-        _mm512_permutexvar_epi16(idx, _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1))
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1)
     }
 }
 
@@ -426,18 +411,12 @@ impl<B: SignedRows> PairTile for TileSigned<B> {
 
     #[inline(always)]
     unsafe fn prepare<const T: usize>(a: *const BlockQ8_0, nb: usize, prep: &mut [PrepSigned]) {
-        let idx = _mm256_loadu_si256(PAIRED_WORDS.as_ptr().cast());
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             let mut h = [0u16; TILE_TOKENS_512];
             for (t, h) in h.iter_mut().enumerate().take(T) {
                 let blk = &*a.add(t * nb + b);
                 *h = blk.d.to_bits();
                 let q = _mm256_loadu_si256(blk.qs.as_ptr().cast());
-                let q = if B::PAIRED_LANES {
-                    _mm256_permutexvar_epi16(idx, q)
-                } else {
-                    q
-                };
                 p.ua[t] = _mm256_xor_si256(q, _mm256_set1_epi8(i8::MIN));
             }
             _mm512_storeu_ps(
