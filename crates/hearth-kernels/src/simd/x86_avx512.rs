@@ -526,11 +526,14 @@ impl<B: K4Rows> PairTile for TileK4<B> {
         }
     }
 
-    /// Per super-block and output, as the twin (`vec_dot_q4_k_q8_k_ref`): lane `l` sums
-    /// over the eight chunks `sc[c] × (four products)` (`vpmaddubsw`, then `vpdpwssd`
-    /// with the chunk's scale), `acc += (d_a d_w) * sumi`; the mins' correction in four
-    /// lanes per row, `acc_m += (-d_a dmin_w) * (mins · bsum pairs)`. A row pair's chunks
-    /// and chunk scales are unpacked once for the tile's tokens.
+    /// Per super-block and output, as the twins (`vec_dot_q5_k_q8_k_ref`,
+    /// `vec_dot_q4_k_q8_k_ref`): lane `l` sums over the eight chunks `sc[c] × (four
+    /// products)` (`vpmaddubsw`, then `vpdpwssd` with the chunk's scale) and the mins'
+    /// correction takes four lanes per row (`mins · bsum pairs`). Q5_K then adds
+    /// `(d_a d_w) * sumi` lane by lane and `(-d_a dmin_w) * prod`; Q4_K sums the lanes
+    /// (exact) and takes one FMA each, `(d_w d_a)` and `(dmin_w d_a)`, subtracting the
+    /// mins at the end. A row pair's chunks and chunk scales are unpacked once for the
+    /// tile's tokens.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // tokens read best indexed
     unsafe fn tile<const T: usize>(
@@ -543,6 +546,8 @@ impl<B: K4Rows> PairTile for TileK4<B> {
         let m4 = _mm512_set1_epi8(0x0f);
         let mut acc = [_mm512_setzero_ps(); T];
         let mut acc_m = [_mm256_setzero_ps(); T];
+        // Q4_K's scalar accumulators per token and row: (scales, mins).
+        let mut acc4 = [[(0.0f32, 0.0f32); 2]; T];
         for (b, p) in prep.iter().enumerate().take(nb) {
             let (x0, x1) = (w0.add(b).cast::<u8>(), w1.add(b).cast::<u8>());
             if T == 1 {
@@ -633,6 +638,27 @@ impl<B: K4Rows> PairTile for TileK4<B> {
                 }
                 let sumi = _mm512_add_epi32(sumi[0], sumi[1]);
                 let d_a = p.d_a[t];
+                if B::QH.is_none() {
+                    // Q4_K: the whole integer sums per row, one FMA each (the twin's).
+                    let prod = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(p.q8s[t]));
+                    let mut dmw = [0.0f32; 4];
+                    _mm_storeu_ps(dmw.as_mut_ptr(), dm);
+                    let lo = _mm512_castsi512_si256(sumi);
+                    let hi = _mm512_extracti64x4_epi64::<1>(sumi);
+                    let (i0, i1) = (
+                        super::x86_kquants::hsum_i32(lo),
+                        super::x86_kquants::hsum_i32(hi),
+                    );
+                    let (m0, m1) = (
+                        super::x86_kquants::hsum_i32x4(_mm256_castsi256_si128(prod)),
+                        super::x86_kquants::hsum_i32x4(_mm256_extracti128_si256::<1>(prod)),
+                    );
+                    acc4[t][0].0 = (i0 as f32).mul_add(dmw[0] * d_a, acc4[t][0].0);
+                    acc4[t][0].1 = (m0 as f32).mul_add(dmw[1] * d_a, acc4[t][0].1);
+                    acc4[t][1].0 = (i1 as f32).mul_add(dmw[2] * d_a, acc4[t][1].0);
+                    acc4[t][1].1 = (m1 as f32).mul_add(dmw[3] * d_a, acc4[t][1].1);
+                    continue;
+                }
                 acc[t] = _mm512_fmadd_ps(
                     _mm512_mul_ps(_mm512_set1_ps(d_a), d_w),
                     _mm512_cvtepi32_ps(sumi),
@@ -648,6 +674,11 @@ impl<B: K4Rows> PairTile for TileK4<B> {
         }
         let mut res = [[0.0f32; T]; 2];
         for t in 0..T {
+            if B::QH.is_none() {
+                res[0][t] = acc4[t][0].0 - acc4[t][0].1;
+                res[1][t] = acc4[t][1].0 - acc4[t][1].1;
+                continue;
+            }
             let [h0, h1] = hsum_halves(acc[t]);
             res[0][t] = h0 + hsum4(_mm256_castps256_ps128(acc_m[t]));
             res[1][t] = h1 + hsum4(_mm256_extractf128_ps::<1>(acc_m[t]));
@@ -668,17 +699,19 @@ unsafe fn pair(p0: *const u8, p1: *const u8) -> __m512i {
 /// What [`TileQ6K`] keeps per super-block for a tile of tokens.
 #[derive(Clone, Copy)]
 pub(crate) struct PrepQ6K {
-    /// Each token's quants plus 128 as unsigned bytes, per 32-value chunk.
-    ua: [[__m256i; 8]; TILE_TOKENS_K],
+    /// Each token's quants, per 32-value chunk.
+    qa: [[__m256i; 8]; TILE_TOKENS_K],
+    /// Each token's 16 `bsums`.
+    bsums: [__m256i; TILE_TOKENS_K],
     /// `d_a(t)` of each token.
     d_a: [f32; TILE_TOKENS_512],
 }
 
 /// The tile of a Q6_K super-block against Q8_K activations.
 ///
-/// As the AVX2 tile: the weights `w = q - 32` take `vpmaddubsw`'s signed side and the
-/// activations `a + 128` its unsigned side, `(a + 128)·w - 128·w = a·w` per lane; the
-/// `-128·w` lanes, scaled, depend on the row alone and are where each token's sum starts.
+/// As the AVX2 tile: the unsigned quants (`0..=63`) take `vpmaddubsw`'s unsigned side and
+/// the activations its signed side; each token's sum starts from minus its offset lanes
+/// (`32 × (bsums[2l] s[2l] + bsums[2l+1] s[2l+1])`, the twin's).
 pub(crate) struct TileQ6K;
 
 impl PairTile for TileQ6K {
@@ -692,12 +725,10 @@ impl PairTile for TileQ6K {
         for (b, p) in prep.iter_mut().enumerate().take(nb) {
             for t in 0..T.min(TILE_TOKENS_K) {
                 let y = &*a.add(t * nb + b);
-                for (c, u) in p.ua[t].iter_mut().enumerate() {
-                    *u = _mm256_xor_si256(
-                        _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast()),
-                        _mm256_set1_epi8(i8::MIN),
-                    );
+                for (c, u) in p.qa[t].iter_mut().enumerate() {
+                    *u = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
                 }
+                p.bsums[t] = _mm256_loadu_si256(y.bsums.as_ptr().cast());
                 p.d_a[t] = y.d;
             }
         }
@@ -718,7 +749,6 @@ impl PairTile for TileQ6K {
     ) -> [[f32; T]; 2] {
         const { assert!(T <= TILE_TOKENS_512) };
         let m4 = _mm512_set1_epi8(0x0f);
-        let m128 = _mm512_set1_epi8(i8::MIN);
         let mut acc = [_mm512_setzero_ps(); T];
         for (b, p) in prep.iter().enumerate().take(nb) {
             let (x0, x1) = (&*w0.add(b), &*w1.add(b));
@@ -729,7 +759,6 @@ impl PairTile for TileQ6K {
             ));
             let mut ws = [_mm512_setzero_si512(); 8];
             let mut scales = [_mm512_setzero_si512(); 8];
-            let mut base = _mm512_setzero_si512();
             for c in 0..8 {
                 let (h, k) = (c / 4, c % 4);
                 let bits = pair(
@@ -750,7 +779,7 @@ impl PairTile for TileQ6K {
                     _ => _mm512_srli_epi16::<2>(qh),
                 };
                 let q = _mm512_or_si512(low, _mm512_and_si512(high, _mm512_set1_epi8(0x30)));
-                ws[c] = _mm512_sub_epi8(q, _mm512_set1_epi8(32));
+                ws[c] = q;
                 let c = c as i16;
                 let (s0, s1) = (2 * c, 2 * c + 1);
                 scales[c as usize] = _mm512_permutexvar_epi16(
@@ -790,22 +819,24 @@ impl PairTile for TileQ6K {
                     ),
                     sc,
                 );
-                base = _mm512_dpwssd_epi32(
-                    base,
-                    _mm512_maddubs_epi16(m128, ws[c as usize]),
-                    scales[c as usize],
-                );
             }
-            let base = _mm512_sub_epi32(_mm512_setzero_si512(), base);
             let d_w = spread::<1>(f16_2(
                 std::ptr::addr_of!(x0.d).cast(),
                 std::ptr::addr_of!(x1.d).cast(),
             ));
             for t in 0..T {
-                // Two chains of four (the integer sums are exact in any order).
-                let mut sumi = [base, _mm512_setzero_si512()];
+                // Two chains of four (the integer sums are exact in any order), the first
+                // from minus the token's offset lanes for both rows.
+                let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(
+                    _mm512_broadcast_i64x4(p.bsums[t]),
+                    sc,
+                ));
+                let mut sumi = [
+                    _mm512_sub_epi32(_mm512_setzero_si512(), offset),
+                    _mm512_setzero_si512(),
+                ];
                 for c in 0..8 {
-                    let p16 = _mm512_maddubs_epi16(_mm512_broadcast_i64x4(p.ua[t][c]), ws[c]);
+                    let p16 = _mm512_maddubs_epi16(ws[c], _mm512_broadcast_i64x4(p.qa[t][c]));
                     sumi[c % 2] = _mm512_dpwssd_epi32(sumi[c % 2], p16, scales[c]);
                 }
                 let sumi = _mm512_add_epi32(sumi[0], sumi[1]);

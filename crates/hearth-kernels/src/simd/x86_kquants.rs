@@ -53,7 +53,6 @@ pub unsafe fn vec_dot_q6_k_q8_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     assert_eq!(w.len(), a.len(), "Q6_K vec_dot: block counts differ");
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(3);
-    let m32 = _mm256_set1_epi8(32);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in w.iter().zip(a) {
         let d = y.d * fp16_to_fp32(x.d);
@@ -80,9 +79,8 @@ pub unsafe fn vec_dot_q6_k_q8_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
             for (k, &qk) in q.iter().enumerate() {
                 let c = 4 * h + k;
                 let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * c).cast());
-                // (q - 32) a per byte pair, exact in i16.
-                let p16 =
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(qk, q8), _mm256_maddubs_epi16(m32, q8));
+                // q a per byte pair (q in 0..=63), exact in i16.
+                let p16 = _mm256_maddubs_epi16(qk, q8);
                 // Scales 2c (first 16 values) and 2c + 1, sign-extended to i16.
                 let shuf = _mm_set_epi64x(
                     0x0101_0101_0101_0101 * (2 * c as i64 + 1),
@@ -92,9 +90,18 @@ pub unsafe fn vec_dot_q6_k_q8_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
             }
         }
+        let sumi = _mm256_sub_epi32(sumi, q6_offset(y, scales));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum(acc)
+}
+
+/// The Q6_K quants' offset of 32 per lane, as the twin takes it: lane `l` is `32 ×
+/// (bsums[2l] s[2l] + bsums[2l+1] s[2l+1])`.
+#[inline(always)]
+unsafe fn q6_offset(y: &BlockQ8_K, scales: __m128i) -> __m256i {
+    let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+    _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)))
 }
 
 /// The i16 scales of 32-value chunk `c` from 16 per-sub-block i8 scales: lanes 0..8 get
@@ -207,23 +214,17 @@ unsafe fn k4_chunk<const FIVE: bool>(qs: *const u8, hbits: __m256i, j: usize) ->
     }
 }
 
-/// One Q4_K/Q5_K super-block into the accumulators.
-#[allow(clippy::too_many_arguments)]
+/// One Q4_K/Q5_K super-block's exact integer sums against `y`: the eight lanes of
+/// `sc[j] × (four products)` over the chunks, and the four lanes of the mins' correction
+/// (`m · bsum pairs`, two sub-blocks a lane).
 #[inline(always)]
-unsafe fn k4_block<const FIVE: bool>(
-    d16: half::f16,
-    dmin16: half::f16,
+unsafe fn k4_sums<const FIVE: bool>(
     scales: &[u8; 12],
     qs: *const u8,
     hbits: __m256i,
     y: &BlockQ8_K,
-    acc: &mut __m256,
-    acc_m: &mut __m128,
-) {
-    let d = y.d * fp16_to_fp32(d16);
-    let dmin = -y.d * fp16_to_fp32(dmin16);
+) -> (__m256i, __m128i) {
     let (sc, m) = k4_scales_mins(scales);
-    // Min correction: mins · (sums of bsums pairs), four i32 lanes of two sub-blocks.
     let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(m.as_ptr().cast()));
     let bs = y.bsums.as_ptr();
     let q8s = _mm_hadd_epi16(
@@ -231,7 +232,6 @@ unsafe fn k4_block<const FIVE: bool>(
         _mm_loadu_si128(bs.add(8).cast()),
     );
     let prod = _mm_madd_epi16(mins, q8s);
-    *acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), *acc_m);
     let mut sumi = _mm256_setzero_si256();
     for (j, &s) in sc.iter().enumerate() {
         let q8 = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j).cast());
@@ -241,31 +241,38 @@ unsafe fn k4_block<const FIVE: bool>(
         );
         sumi = _mm256_add_epi32(sumi, p);
     }
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+    (sumi, prod)
 }
 
-/// Q4_K × Q8_K.
+/// The sum of eight i32 lanes (exact in any order).
+#[inline(always)]
+pub(crate) unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    hsum_i32x4(s)
+}
+
+/// The sum of four i32 lanes (exact in any order).
+#[inline(always)]
+pub(crate) unsafe fn hsum_i32x4(s: __m128i) -> i32 {
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+}
+
+/// Q4_K × Q8_K, as [`crate::vec_dot_q4_k_q8_k_ref`]: per super-block the whole integer
+/// sums, then one FMA each for the scales and the mins.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
     assert_eq!(w.len(), a.len(), "Q4_K vec_dot: block counts differ");
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
+    let (mut acc, mut acc_m) = (0.0f32, 0.0f32);
     for (x, y) in w.iter().zip(a) {
-        k4_block::<false>(
-            x.d,
-            x.dmin,
-            &x.scales,
-            x.qs.as_ptr(),
-            _mm256_setzero_si256(),
-            y,
-            &mut acc,
-            &mut acc_m,
-        );
+        let (sumi, prod) = k4_sums::<false>(&x.scales, x.qs.as_ptr(), _mm256_setzero_si256(), y);
+        acc = (hsum_i32(sumi) as f32).mul_add(fp16_to_fp32(x.d) * y.d, acc);
+        acc_m = (hsum_i32x4(prod) as f32).mul_add(fp16_to_fp32(x.dmin) * y.d, acc_m);
     }
-    hsum(acc) + hsum4(acc_m)
+    acc - acc_m
 }
 
 /// Q5_K × Q8_K.
@@ -278,16 +285,11 @@ pub unsafe fn vec_dot_q5_k_q8_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        k4_block::<true>(
-            x.d,
-            x.dmin,
-            &x.scales,
-            x.qs.as_ptr(),
-            load(x.qh.as_ptr()),
-            y,
-            &mut acc,
-            &mut acc_m,
-        );
+        let (sumi, prod) = k4_sums::<true>(&x.scales, x.qs.as_ptr(), load(x.qh.as_ptr()), y);
+        let dmin = -y.d * fp16_to_fp32(x.dmin);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        let d = y.d * fp16_to_fp32(x.d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum(acc) + hsum4(acc_m)
 }
@@ -308,46 +310,29 @@ struct TileQ6K;
 impl Tile for TileQ6K {
     type W = BlockQ6_K;
     type A = BlockQ8_K;
-    /// Each token's activation bytes plus 128, as unsigned bytes, per 32-value chunk
-    /// (tiles of two tokens or more).
-    type Prep = [[__m256i; 8]; TILE_TOKENS];
+    /// Nothing: every token's activations are read in place.
+    type Prep = ();
 
     #[inline(always)]
-    unsafe fn prepare<const T: usize>(a: *const BlockQ8_K, nb: usize, prep: &mut [Self::Prep]) {
-        if T == 1 {
-            return; // a lone token's tile reads its activations in place
-        }
-        let m128 = _mm256_set1_epi8(i8::MIN);
-        for (b, p) in prep.iter_mut().enumerate().take(nb) {
-            for (t, chunks) in p.iter_mut().enumerate().take(T) {
-                let qs = (*a.add(t * nb + b)).qs.as_ptr();
-                for (c, u) in chunks.iter_mut().enumerate() {
-                    *u = _mm256_xor_si256(load(qs.add(32 * c).cast()), m128);
-                }
-            }
-        }
-    }
+    unsafe fn prepare<const T: usize>(_a: *const BlockQ8_K, _nb: usize, _prep: &mut [Self::Prep]) {}
 
     /// Per super-block and output, the same i32 lanes as [`vec_dot_q6_k_q8_k`], so the
-    /// same result. The signed quants `w = q - 32` take `vpmaddubsw`'s signed side and
-    /// the activations `a + 128` its unsigned side: `(a + 128)·w - 128·w = a·w = (q -
-    /// 32)·a` per byte pair, exact in i16 (|pair| ≤ 255·32·2). The `128·w` terms, scaled,
-    /// depend on the weight row alone: one correction per row and super-block instead of
-    /// the one-row kernel's second `vpmaddubsw` and subtraction per token and chunk.
+    /// same result: the unsigned quants (`0..=63`) take `vpmaddubsw`'s unsigned side and
+    /// the activations its signed side (exact in i16, |pair| ≤ 63·128·2), then each
+    /// token's offset lanes ([`q6_offset`]) are subtracted. A weight super-block is
+    /// unpacked once for all the tokens of the tile.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // acc[r][t] reads best indexed
     unsafe fn tile<const R: usize, const T: usize>(
         w: *const BlockQ6_K,
         a: *const BlockQ8_K,
-        prep: &mut [Self::Prep],
+        _prep: &mut [Self::Prep],
         nb: usize,
     ) -> [[f32; T]; R] {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
-        let m32 = _mm256_set1_epi8(32);
-        let m128 = _mm256_set1_epi8(i8::MIN);
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for (b, au) in prep.iter().enumerate().take(nb) {
+        for b in 0..nb {
             if T <= 2 {
                 prefetch_next_tile::<BlockQ6_K, R>(w, nb, b);
             }
@@ -361,7 +346,6 @@ impl Tile for TileQ6K {
                     _mm256_mul_ps(d_a, _mm256_set1_ps(f16_pair(x.d, x.d).0)),
                 );
                 let mut sumi = [_mm256_setzero_si256(); T];
-                let mut corr = _mm256_setzero_si256();
                 for c in 0..8 {
                     let (h, k) = (c / 4, c % 4);
                     let bits = load(x.ql.as_ptr().add(64 * h + 32 * (k % 2)));
@@ -378,34 +362,18 @@ impl Tile for TileQ6K {
                         _ => q6_high::<6>(bits_h, m2),
                     };
                     let (q, sc) = (_mm256_or_si256(low, high), chunk_scales(scales, c));
-                    if T == 1 {
-                        // One token: the one-row kernel's form, with no correction to amortize.
-                        let q8 = load((*a.add(b)).qs.as_ptr().add(32 * c).cast());
-                        let p16 = _mm256_sub_epi16(
-                            _mm256_maddubs_epi16(q, q8),
-                            _mm256_maddubs_epi16(m32, q8),
-                        );
-                        sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(sc, p16));
-                        continue;
-                    }
-                    let ws = _mm256_sub_epi8(q, m32);
-                    corr = _mm256_add_epi32(
-                        corr,
-                        _mm256_madd_epi16(sc, _mm256_maddubs_epi16(m128, ws)),
-                    );
                     for (t, s) in sumi.iter_mut().enumerate() {
+                        let q8 = load((*a.add(t * nb + b)).qs.as_ptr().add(32 * c).cast());
                         *s = _mm256_add_epi32(
                             *s,
-                            _mm256_madd_epi16(sc, _mm256_maddubs_epi16(au[t][c], ws)),
+                            _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, q8)),
                         );
                     }
                 }
                 for t in 0..T {
-                    acc[r][t] = _mm256_fmadd_ps(
-                        _mm256_set1_ps(d[t]),
-                        _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], corr)),
-                        acc[r][t],
-                    );
+                    let sumi = _mm256_sub_epi32(sumi[t], q6_offset(&*a.add(t * nb + b), scales));
+                    acc[r][t] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
                 }
             }
         }
@@ -533,7 +501,7 @@ impl<B: K4Block> Tile for TileK4<B> {
         }
     }
 
-    /// Per super-block and output, as `k4_block` in the one-row kernels. A row's scales
+    /// Per super-block and output, as `k4_sums` in the one-row kernels. A row's scales
     /// and mins are unpacked once for the tile's tokens, each chunk's scale pair stored
     /// for a broadcast load, and the tokens' `d_a d_w` and `-d_a dmin_w` computed in one
     /// multiply each (the same products, rounded once).
@@ -547,6 +515,8 @@ impl<B: K4Block> Tile for TileK4<B> {
     ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut acc_m = [[_mm_setzero_ps(); T]; R];
+        // Q4_K's scalar accumulators: (scales, mins).
+        let mut acc4 = [[(0.0f32, 0.0f32); T]; R];
         for (b, q8s) in prep.iter().enumerate().take(nb) {
             if T <= 2 {
                 prefetch_next_tile::<B, R>(w, nb, b);
@@ -588,6 +558,14 @@ impl<B: K4Block> Tile for TileK4<B> {
                 }
                 for t in 0..T {
                     let prod = _mm_madd_epi16(mins, q8s[t]);
+                    if !B::FIVE {
+                        // Q4_K: the whole integer sums, one FMA each (the twin's).
+                        let d_at = (*a.add(t * nb + b)).d;
+                        acc4[r][t].0 = (hsum_i32(sumi[t]) as f32).mul_add(dw * d_at, acc4[r][t].0);
+                        acc4[r][t].1 =
+                            (hsum_i32x4(prod) as f32).mul_add(dminw * d_at, acc4[r][t].1);
+                        continue;
+                    }
                     acc_m[r][t] =
                         _mm_fmadd_ps(_mm_set1_ps(dmin[t]), _mm_cvtepi32_ps(prod), acc_m[r][t]);
                     acc[r][t] = _mm256_fmadd_ps(
@@ -601,7 +579,11 @@ impl<B: K4Block> Tile for TileK4<B> {
         let mut res = [[0.0f32; T]; R];
         for r in 0..R {
             for t in 0..T {
-                res[r][t] = hsum(acc[r][t]) + hsum4(acc_m[r][t]);
+                res[r][t] = if B::FIVE {
+                    hsum(acc[r][t]) + hsum4(acc_m[r][t])
+                } else {
+                    acc4[r][t].0 - acc4[r][t].1
+                };
             }
         }
         res

@@ -1258,11 +1258,26 @@ fn k4_twin_block(
 #[inline]
 pub fn vec_dot_q4_k_q8_k_ref(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
     assert_eq!(w.len(), a.len(), "Q4_K vec_dot: block counts differ");
-    let (mut acc, mut acc_m) = ([0.0f32; 8], [0.0f32; 4]);
+    let (mut acc, mut acc_m) = (0.0f32, 0.0f32);
     for (x, y) in w.iter().zip(a) {
-        k4_twin_block(x.d, x.dmin, &x.scales, &x.quants(), y, &mut acc, &mut acc_m);
+        let (sc, m) = scales_mins_k4(&x.scales);
+        let q = x.quants();
+        let mut isum = 0i32;
+        for (j, (qc, ac)) in q.chunks_exact(32).zip(y.qs.chunks_exact(32)).enumerate() {
+            let dot: i32 = qc
+                .iter()
+                .zip(ac)
+                .map(|(&w, &a)| i32::from(w) * i32::from(a))
+                .sum();
+            isum += i32::from(sc[j]) * dot;
+        }
+        let imin: i32 = (0..8)
+            .map(|j| i32::from(m[j]) * (i32::from(y.bsums[2 * j]) + i32::from(y.bsums[2 * j + 1])))
+            .sum();
+        acc = (isum as f32).mul_add(super::float::fp16_to_fp32(x.d) * y.d, acc);
+        acc_m = (imin as f32).mul_add(super::float::fp16_to_fp32(x.dmin) * y.d, acc_m);
     }
-    hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+    acc - acc_m
 }
 
 /// Scalar twin of the AVX2 Q5_K kernel (same f32 operations in the same order).
@@ -1276,19 +1291,26 @@ pub fn vec_dot_q5_k_q8_k_ref(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
     hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
 }
 
-/// Scalar twin of the AVX2 Q6_K kernel: `acc[l] += (a.d * d) * sumi[l]` (fused) with
-/// the lanes of [`chunk_lanes`] (sub-block scale of element `32c + 4l`).
+/// Scalar twin of the Q6_K kernels, in the reference engine's order: lane `l` sums, over
+/// the eight 32-value chunks `c`, the unsigned quants (`0..=63`) times the activations of
+/// elements `32c + 4l .. 32c + 4l + 4`, scaled by their sub-block's scale, minus `32 ×
+/// (bsums[2l] s[2l] + bsums[2l+1] s[2l+1])` (the quants' offset of 32, taken per pair of
+/// sub-blocks); then `acc[l] += (a.d * d) * sumi[l]` (fused), the lanes summed as
+/// [`hsum8`]. The sums are exact integers; which of them share a lane decides the f32
+/// roundings.
 #[inline]
 pub fn vec_dot_q6_k_q8_k_ref(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     assert_eq!(w.len(), a.len(), "Q6_K vec_dot: block counts differ");
     let mut acc = [0.0f32; 8];
     for (x, y) in w.iter().zip(a) {
         let d = y.d * super::float::fp16_to_fp32(x.d);
-        let sumi = chunk_lanes(&x.quants(), &y.qs, |c, l| {
-            i32::from(x.scales[(32 * c + 4 * l) / 16])
-        });
-        for (a, &v) in acc.iter_mut().zip(&sumi) {
-            *a = d.mul_add(v as f32, *a);
+        // The quants plus 32: 0..=63.
+        let q: [i8; QK_K] = x.quants().map(|v| v + 32);
+        let sumi = chunk_lanes(&q, &y.qs, |c, l| i32::from(x.scales[(32 * c + 4 * l) / 16]));
+        for (l, (a, &v)) in acc.iter_mut().zip(&sumi).enumerate() {
+            let offset = i32::from(y.bsums[2 * l]) * i32::from(x.scales[2 * l])
+                + i32::from(y.bsums[2 * l + 1]) * i32::from(x.scales[2 * l + 1]);
+            *a = d.mul_add((v - 32 * offset) as f32, *a);
         }
     }
     hsum8(acc)
