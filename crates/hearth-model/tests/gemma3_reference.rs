@@ -12,16 +12,11 @@ mod common;
 mod oracle;
 
 use hearth_model::Model;
-use serde_json::Value;
-
-fn json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(common::data_path(name)).unwrap()).unwrap()
-}
 
 #[test]
 fn gemma3_tokenizes_like_the_reference() {
     let model = Model::load(common::gemma3_path()).unwrap();
-    for row in json("tokenize_gemma3.json").as_array().unwrap() {
+    for row in oracle::golden("tokenize_gemma3.json").as_array().unwrap() {
         let text = row["text"].as_str().unwrap();
         let want: Vec<u32> = row["ids"]
             .as_array()
@@ -43,7 +38,7 @@ fn gemma3_greedy_follows_the_reference() {
     let model = Model::load(common::gemma3_path()).unwrap();
     let r = oracle::check_greedy(
         &model,
-        &oracle::real_cases(&json("greedy_gemma3_270m_q4_k_m.json")),
+        &oracle::real_cases(&oracle::golden("greedy_gemma3_270m_q4_k_m.json")),
     );
     eprintln!(
         "gemma3-270m: {}/{} greedy tokens matched; top-5 probability difference mean {:.5}, max {:.5}",

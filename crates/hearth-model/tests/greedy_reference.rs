@@ -17,30 +17,15 @@ mod common;
 mod oracle;
 
 use hearth_model::Model;
-use serde_json::Value;
 
 #[test]
 fn greedy_matches_reference_engine() {
     let model = Model::load(common::model_path()).expect("load model");
-    let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::data_path("greedy_q4_1.json")).unwrap(),
+    oracle::check_greedy(
+        &model,
+        &oracle::real_cases(&oracle::golden("greedy_q4_1.json")),
     )
-    .unwrap();
-    let r = oracle::check_greedy(&model, &oracle::real_cases(&golden));
-    eprintln!(
-        "greedy tokens matched: {}/{}; top-5 probability difference mean {:.5}, max {:.5}",
-        r.matched, r.total, r.mean_prob_diff, r.max_prob_diff
-    );
-    assert!(
-        r.unlisted_splits.is_empty(),
-        "diverged outside the reference's near ties at {:?}",
-        r.unlisted_splits
-    );
-    assert!(
-        r.max_prob_diff < oracle::PROB_TOL,
-        "a top-5 probability differs by {:.4} from the reference",
-        r.max_prob_diff
-    );
+    .assert_meets_rule("q4_1");
 }
 
 /// The default model converted to Q8_0 the way the reference's Q8_0 file was made (Q4_1 →
@@ -70,23 +55,9 @@ fn q8_0_greedy_matches_reference_engine() {
         "not the reference's Q8_0 file"
     );
     let model = Model::load(&q8).unwrap();
-    let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::data_path("greedy_q8_0.json")).unwrap(),
+    oracle::check_greedy(
+        &model,
+        &oracle::real_cases(&oracle::golden("greedy_q8_0.json")),
     )
-    .unwrap();
-    let r = oracle::check_greedy(&model, &oracle::real_cases(&golden));
-    eprintln!(
-        "q8_0: greedy tokens matched: {}/{}; top-5 probability difference mean {:.5}, max {:.5}",
-        r.matched, r.total, r.mean_prob_diff, r.max_prob_diff
-    );
-    assert!(
-        r.unlisted_splits.is_empty(),
-        "diverged outside the reference's near ties at {:?}",
-        r.unlisted_splits
-    );
-    assert!(
-        r.max_prob_diff < oracle::PROB_TOL,
-        "a top-5 probability differs by {:.4} from the reference",
-        r.max_prob_diff
-    );
+    .assert_meets_rule("q8_0");
 }

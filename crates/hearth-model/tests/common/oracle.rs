@@ -184,6 +184,35 @@ pub fn check_greedy(model: &Model, cases: &[Case]) -> GreedyReport {
     r
 }
 
+impl GreedyReport {
+    /// Prints the report under `what` and asserts the rule: no split outside a listed
+    /// near-tie, every top-5 probability within [`PROB_TOL`].
+    pub fn assert_meets_rule(&self, what: &str) {
+        eprintln!(
+            "ran: {what}: {}/{} greedy tokens matched, top-5 probability difference mean {:.5}, max {:.5}",
+            self.matched, self.total, self.mean_prob_diff, self.max_prob_diff
+        );
+        assert!(
+            self.unlisted_splits.is_empty(),
+            "{what}: diverged outside a listed near-tie at {:?}",
+            self.unlisted_splits
+        );
+        assert!(
+            self.max_prob_diff < PROB_TOL,
+            "{what}: a top-5 probability differs by {:.4}",
+            self.max_prob_diff
+        );
+    }
+}
+
+/// The golden file `name` of the repository's test data.
+pub fn golden(name: &str) -> Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn argmax(l: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in l.iter().enumerate() {
