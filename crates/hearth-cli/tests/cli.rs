@@ -244,6 +244,74 @@ fn gemma3_perplexity_within_one_percent_of_reference() {
     );
 }
 
+/// The default model converted to each weight type by `hearth quantize` (byte-identical
+/// to llama-quantize's output), its perplexity at ctx 32 equal to llama.cpp's with
+/// one-token micro-batches to the four printed decimals (tests/data/perplexity_ub1.json):
+/// the Q8_0, Q5_0, Q4_K (repacked) and Q6_K products are the reference's one-token
+/// arithmetic, bit for bit.
+#[test]
+fn weight_types_perplexity_equals_reference_one_token_arithmetic() {
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("perplexity_ub1.json")).unwrap())
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f16 = dir.path().join("f16.gguf");
+    let m = model_path();
+    let o = hearth(&[
+        "quantize",
+        m.to_str().unwrap(),
+        f16.to_str().unwrap(),
+        "F16",
+        "--allow-requantize",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for r in reference["models"].as_array().unwrap() {
+        let ftype = r["ftype"].as_str().unwrap();
+        let out = dir.path().join(format!("{ftype}.gguf"));
+        let o = hearth(&[
+            "quantize",
+            f16.to_str().unwrap(),
+            out.to_str().unwrap(),
+            ftype,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = hearth(&[
+            "perplexity",
+            "-m",
+            out.to_str().unwrap(),
+            "-f",
+            data("gpl-3.txt").to_str().unwrap(),
+            "-c",
+            "32",
+            "--chunks",
+            "30",
+            "-t",
+            "2",
+            "--kv-cache-type",
+            "f16",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let ppl: f64 = line["PPL = ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want = r["ppl"].as_f64().unwrap();
+        eprintln!("{ftype}: PPL {ppl:.4} vs reference {want:.4}");
+        assert_eq!(
+            format!("{ppl:.4}"),
+            format!("{want:.4}"),
+            "{ftype}: perplexity differs from the reference's one-token arithmetic"
+        );
+    }
+}
+
 /// Every model of `../shared/reference/archs` (when it exists) within 1% of llama.cpp's
 /// perplexity at ctx 64 (f16 KV cache, as the reference ran).
 #[test]
