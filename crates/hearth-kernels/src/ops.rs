@@ -50,19 +50,6 @@ pub fn add_rms_norm(x: &mut [f32], d: &mut [f32], w: &[f32], eps: f32) {
 /// of each head are rotated by `pos * theta^(-2i / n_rot)`, only the first `n_rot` dims
 /// of each head. This gives the angles, [`rope_rotate`] applies them.
 ///
-/// `(cos, sin)` of position `pos`'s rotation angle for each of the `n_rot / 2` pairs
-/// (`cs.len()`), the angle stepping by `theta^(-2 / n_rot)` from `pos` as the reference
-/// engine steps it. The same for every head and layer, so computed once per position.
-pub fn rope_angles(pos: u32, n_rot: usize, freq_base: f32, cs: &mut [(f32, f32)]) {
-    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
-    let mut theta = pos as f32;
-    for cs in cs {
-        let (sin, cos) = theta.sin_cos();
-        *cs = (cos, sin);
-        theta *= theta_scale;
-    }
-}
-
 /// Rotates the first `2 * cs.len()` dims of each head of `x` (`[n_head][head_dim]`) by
 /// the angles of [`rope_angles`]. Compiled for AVX2/FMA where the CPU has them (on
 /// baseline x86-64 each `mul_add` is a library call); the arithmetic is the same.
@@ -175,11 +162,15 @@ impl RopeScale {
     }
 }
 
-/// [`rope_angles`] with per-pair frequency divisors (`freq_factors`, Llama 3.1's
-/// `rope_freqs`; empty for none) and a [`RopeScale`]: pair `i`'s angle is
-/// `pos * base^(-2i/n_rot) / freq_factors[i]`, interpolated by `freq_scale` (and, for
-/// YaRN, mixed with the unscaled angle by the ramp over `corr_dims`).
-pub fn rope_angles_ext(
+/// `(cos, sin)` of position `pos`'s rotation angle for each of the `n_rot / 2` pairs
+/// (`cs.len()`): pair `i`'s angle is `pos * base^(-2i/n_rot)`, the factor stepping by
+/// `base^(-2 / n_rot)` from `pos` as the reference engine steps it, divided by
+/// `freq_factors[i]` (Llama 3.1's `rope_freqs`; empty for none), interpolated by
+/// `scale.freq_scale` (and, for YaRN, mixed with the unscaled angle by the ramp over
+/// `corr_dims`, `cos` and `sin` scaled). With no factors and [`RopeScale::NONE`] the steps
+/// divide and multiply by 1, exactly. The same for every head and layer, so computed once
+/// per position.
+pub fn rope_angles(
     pos: u32,
     n_rot: usize,
     freq_base: f32,
@@ -465,7 +456,7 @@ mod tests {
         let orig = x.clone();
         let rope = |x: &mut [f32], pos| {
             let mut cs = [(0.0, 0.0); 32];
-            rope_angles(pos, 64, 10000.0, &mut cs);
+            rope_angles(pos, 64, 10000.0, &[], &RopeScale::NONE, &mut cs);
             rope_rotate(x, 64, &cs);
         };
         rope(&mut x, 0);
@@ -576,10 +567,7 @@ mod tests {
         let (hd, n_rot) = (128, 96);
         let x: Vec<f32> = (0..2 * hd).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut cs = vec![(0.0, 0.0); n_rot / 2];
-        rope_angles_ext(37, n_rot, 10000.0, &[], &RopeScale::NONE, &mut cs);
-        let mut plain = vec![(0.0, 0.0); n_rot / 2];
-        rope_angles(37, n_rot, 10000.0, &mut plain);
-        assert_eq!(cs, plain);
+        rope_angles(37, n_rot, 10000.0, &[], &RopeScale::NONE, &mut cs);
         let (mut a, mut b) = (x.clone(), x.clone());
         rope_rotate_neox(&mut a, hd, &cs);
         rope_rotate_neox_ref(&mut b, hd, &cs);
@@ -612,7 +600,7 @@ mod tests {
     #[test]
     fn rope_freq_factors_divide_the_angle_and_yarn_keeps_fast_pairs() {
         let mut cs = [(0.0, 0.0); 4];
-        rope_angles_ext(
+        rope_angles(
             10,
             8,
             10000.0,
@@ -626,7 +614,7 @@ mod tests {
         }
         let yarn = RopeScale::yarn(0.25, 64, 4096, 10000.0, 32.0, 1.0, 1.0);
         let mut y = [(0.0, 0.0); 32];
-        rope_angles_ext(100, 64, 10000.0, &[], &yarn, &mut y);
+        rope_angles(100, 64, 10000.0, &[], &yarn, &mut y);
         let m = 1.0 + 0.1 * 4f32.ln();
         // The first pair (fastest) keeps its angle; the last is interpolated by 1/4.
         assert!((y[0].1 - 100f32.sin() * m).abs() < 1e-4);

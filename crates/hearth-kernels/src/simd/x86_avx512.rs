@@ -624,6 +624,9 @@ impl<B: K4Rows> PairTile for TileK4<B> {
                 _mm256_set_epi32(3, 3, 3, 3, 1, 1, 1, 1),
                 _mm256_castps128_ps256(dm),
             );
+            // [d_w0, dmin_w0, d_w1, dmin_w1] as scalars (Q4_K's FMAs).
+            let mut dmw = [0.0f32; 4];
+            _mm_storeu_ps(dmw.as_mut_ptr(), dm);
             for t in 0..T {
                 let qs = (*a.add(t * nb + b)).qs.as_ptr();
                 // Two chains of four (the integer sums are exact in any order).
@@ -641,8 +644,6 @@ impl<B: K4Rows> PairTile for TileK4<B> {
                 if B::QH.is_none() {
                     // Q4_K: the whole integer sums per row, one FMA each (the twin's).
                     let prod = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(p.q8s[t]));
-                    let mut dmw = [0.0f32; 4];
-                    _mm_storeu_ps(dmw.as_mut_ptr(), dm);
                     let lo = _mm512_castsi512_si256(sumi);
                     let hi = _mm512_extracti64x4_epi64::<1>(sumi);
                     let (i0, i1) = (

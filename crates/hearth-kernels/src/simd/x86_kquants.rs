@@ -529,15 +529,18 @@ impl<B: K4Block> Tile for TileK4<B> {
                 let scw: [i32; 8] = sc.map(|s| i32::from(s) * 0x1_0001);
                 let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(m.as_ptr().cast()));
                 let (dw, dminw) = f16_pair(x.d(), x.dmin());
+                // Q5_K's per-token scale products (Q4_K takes its own in the FMAs).
                 let (mut d, mut dmin) = ([0.0f32; 8], [0.0f32; 8]);
-                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(d_a, _mm256_set1_ps(dw)));
-                _mm256_storeu_ps(
-                    dmin.as_mut_ptr(),
-                    _mm256_mul_ps(
-                        _mm256_xor_ps(d_a, _mm256_set1_ps(-0.0)),
-                        _mm256_set1_ps(dminw),
-                    ),
-                );
+                if B::FIVE {
+                    _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(d_a, _mm256_set1_ps(dw)));
+                    _mm256_storeu_ps(
+                        dmin.as_mut_ptr(),
+                        _mm256_mul_ps(
+                            _mm256_xor_ps(d_a, _mm256_set1_ps(-0.0)),
+                            _mm256_set1_ps(dminw),
+                        ),
+                    );
+                }
                 let hbits = x.hbits();
                 let mut sumi = [_mm256_setzero_si256(); T];
                 for j in 0..8 {

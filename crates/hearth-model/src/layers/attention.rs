@@ -107,7 +107,7 @@ impl Attention {
         rope.apply(&mut s.q, n_q, &mut s.k, n_kv, cs, sh.head_dim);
         if self.q_scale != 1.0 {
             let scale = self.q_scale;
-            super::each_row(&mut s.q, n_q, |r| r.iter_mut().for_each(|x| *x *= scale));
+            super::each_chunk(&mut s.q, n_q, |r| r.iter_mut().for_each(|x| *x *= scale));
         }
         kv.store(il, slots, &s.k, &s.v);
         attend(sh, il, batch, kv, &s.q, &mut s.out);
@@ -117,8 +117,10 @@ impl Attention {
 
 /// `x[t] += b` for each row of `x`.
 fn add_bias(x: &mut [f32], b: &[f32]) {
-    super::each_row(x, b.len(), |r| {
-        r.iter_mut().zip(b).for_each(|(x, b)| *x += b)
+    super::each_chunk(x, b.len(), |rows| {
+        for r in rows.chunks_exact_mut(b.len()) {
+            r.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+        }
     });
 }
 

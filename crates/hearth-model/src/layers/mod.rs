@@ -66,12 +66,13 @@ pub(crate) fn for_chunks_mut(
     }
 }
 
-/// `f(row)` for each row of `x` (`[n][d]`), as [`for_rows`].
-pub(crate) fn each_row(x: &mut [f32], d: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
+/// `f(rows)` over the rows of `x` (`[n][d]`), several whole rows a call, as
+/// [`for_chunks`].
+pub(crate) fn each_chunk(x: &mut [f32], d: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
     if x.len() / d < PAR_ROWS {
-        with_isa(|| x.chunks_exact_mut(d).for_each(&f));
+        with_isa(|| f(x));
     } else {
         let rows: Vec<_> = x.chunks_mut(4 * d).collect();
-        par_each(rows, |r4| with_isa(|| r4.chunks_exact_mut(d).for_each(&f)));
+        par_each(rows, |r4| with_isa(|| f(r4)));
     }
 }

@@ -54,11 +54,12 @@ impl Norm {
         for_chunks(y, d, x, d, |y, x| self.apply(x, y));
     }
 
-    /// `x` normalized in place (per-head QK-norm: rows of `d`, heads of `self.n()`).
+    /// `x` normalized in place (per-head QK-norm: rows of `d`, heads of `self.n()`), one
+    /// scratch row per parallel task.
     pub fn rows_in_place(&self, x: &mut [f32], d: usize) {
-        super::each_row(x, d, |r| {
+        super::each_chunk(x, d, |rows| {
             let mut t = vec![0.0f32; self.n()];
-            for head in r.chunks_exact_mut(self.n()) {
+            for head in rows.chunks_exact_mut(self.n()) {
                 self.apply(head, &mut t);
                 head.copy_from_slice(&t);
             }
@@ -94,5 +95,39 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, y: &mut [f3
         for (i, (yv, &xv)) in yr.iter_mut().zip(xr).enumerate() {
             *yv = (xv - mean) * scale * w[i] + b.map_or(0.0, |b| b[i]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_norm_centres_scales_and_shifts() {
+        let x = [1.0f32, 2.0, 3.0, 6.0, -1.0, 0.0, 1.0, 4.0];
+        let (w, b) = ([2.0f32; 4], [0.5f32, -0.5, 0.0, 1.0]);
+        let mut y = [0.0f32; 8];
+        layer_norm(&x, &w, Some(&b), 0.0, &mut y);
+        for (xr, yr) in x.chunks(4).zip(y.chunks(4)) {
+            let mean = xr.iter().sum::<f32>() / 4.0;
+            let sd = (xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 4.0).sqrt();
+            for i in 0..4 {
+                let want = (xr[i] - mean) / sd * w[i] + b[i];
+                assert!((yr[i] - want).abs() < 1e-5, "{} vs {want}", yr[i]);
+            }
+        }
+        // The fused residual step is the two apart.
+        let norm = Norm {
+            kind: NormKind::Layer,
+            weight: w.to_vec(),
+            bias: Some(b.to_vec()),
+            eps: 0.0,
+        };
+        let (mut xa, mut d) = (x.to_vec(), vec![0.25f32; 8]);
+        norm.add_then(&mut xa, &mut d);
+        let added: Vec<f32> = x.iter().map(|v| v + 0.25).collect();
+        let mut apart = vec![0.0f32; 8];
+        layer_norm(&added, &w, Some(&b), 0.0, &mut apart);
+        assert_eq!(d, apart);
     }
 }

@@ -34,18 +34,14 @@ impl Rope {
         let n_pairs = self.n_rot / 2;
         let mut cs = vec![(0.0f32, 0.0f32); positions.len() * n_pairs];
         for (cs, &pos) in cs.chunks_exact_mut(n_pairs).zip(positions) {
-            if self.freq_factors.is_empty() && self.scale == RopeScale::NONE {
-                ops::rope_angles(pos, self.n_rot, self.freq_base, cs);
-            } else {
-                ops::rope_angles_ext(
-                    pos,
-                    self.n_rot,
-                    self.freq_base,
-                    &self.freq_factors,
-                    &self.scale,
-                    cs,
-                );
-            }
+            ops::rope_angles(
+                pos,
+                self.n_rot,
+                self.freq_base,
+                &self.freq_factors,
+                &self.scale,
+                cs,
+            );
         }
         cs
     }

@@ -1226,7 +1226,7 @@ fn chunk_lanes(q: &[i8; QK_K], a: &[i8; QK_K], scale: impl Fn(usize, usize) -> i
     sumi
 }
 
-/// Q4_K/Q5_K twin body: `acc[l] += (a.d * d) * sumi[l]` (fused), and
+/// Q5_K twin body: `acc[l] += (a.d * d) * sumi[l]` (fused), and
 /// `acc_m[k] += (-a.d * dmin) * (m[2k] s[2k] + m[2k+1] s[2k+1])` (fused), `s[j]` the sum
 /// of `bsums[2j], bsums[2j+1]`.
 #[inline(always)]
