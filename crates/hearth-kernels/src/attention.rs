@@ -107,7 +107,7 @@ impl<'a, T> KvSpan<'a, T> {
 /// [`attend_head_ref`]'s, bit for bit, and the SIMD twin is used when the ISA allows.
 ///
 /// The SIMD twin takes heads whose width is a multiple of 32 up to 256
-/// ([`crate::simd::x86::attention_head_dim_supported`]); other widths run the scalar
+/// ([`crate::simd::x86_attention::attention_head_dim_supported`]); other widths run the scalar
 /// twin, and with an ISA that has the kernels that is noted in [`crate::fallback`].
 pub fn attend_heads<T: KvElem>(
     q: &[f32],
@@ -124,12 +124,14 @@ pub fn attend_heads<T: KvElem>(
     );
     #[cfg(target_arch = "x86_64")]
     if crate::isa() >= crate::Isa::Avx2 {
-        if crate::simd::x86::attention_head_dim_supported(head_dim) {
+        if crate::simd::x86_attention::attention_head_dim_supported(head_dim) {
             // SAFETY: AVX2/FMA/F16C are present (`isa()`) and the kernel takes this head
             // width; it checks that q and out are whole heads and that every row it reads
             // lies inside its span.
             return unsafe {
-                crate::simd::x86::attend_heads(q, head_dim, spans, stride, offset, scale, out)
+                crate::simd::x86_attention::attend_heads(
+                    q, head_dim, spans, stride, offset, scale, out,
+                )
             };
         }
         crate::fallback::record("attention::attend_heads");
@@ -200,7 +202,7 @@ pub fn attend_heads_quant<B: QuantKv>(
 /// [`attend_heads_tiled`] over a cache of quantized blocks (spans, `stride` and `offset`
 /// count blocks): each (query, head) is [`attend_head_quant`], bit for bit, with the SIMD
 /// twin for a `Q8_0` cache when the ISA allows and the head width is a multiple of 32 up
-/// to 256 ([`crate::simd::x86::attention_head_dim_supported`]). Other widths, and a
+/// to 256 ([`crate::simd::x86_attention::attention_head_dim_supported`]). Other widths, and a
 /// `Q4_0` cache (no SIMD kernel), run the scalar twin; with an ISA that has the kernels
 /// that is noted in [`crate::fallback`].
 #[allow(clippy::too_many_arguments)]
@@ -311,7 +313,7 @@ impl QuantKv for crate::BlockQ8_0 {
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
-            if !crate::simd::x86::attention_head_dim_supported(head_dim) {
+            if !crate::simd::x86_attention::attention_head_dim_supported(head_dim) {
                 crate::fallback::record("attention::attend_heads_quant_tiled (Q8_0)");
                 return false;
             }
@@ -327,7 +329,7 @@ impl QuantKv for crate::BlockQ8_0 {
             } else {
                 // SAFETY: AVX2/FMA/F16C are present (`isa()`); as above otherwise.
                 unsafe {
-                    crate::simd::x86::attend_tiled_q8_0(
+                    crate::simd::x86_attention::attend_tiled_q8_0(
                         q, head_dim, lens, spans, stride, offset, scale, out,
                     )
                 };
@@ -468,7 +470,7 @@ pub const TILED_QUERIES: usize = 8;
 /// `spans`. Each (query, head) is [`attend_head_tiled`], bit for bit, however many
 /// queries go together: the SIMD twin converts each tile's key and value rows once for
 /// all of them. It takes heads whose width is a multiple of 32 up to 256
-/// ([`crate::simd::x86::attention_head_dim_supported`]); other widths run the scalar
+/// ([`crate::simd::x86_attention::attention_head_dim_supported`]); other widths run the scalar
 /// twin, and with an ISA that has the kernels that is noted in [`crate::fallback`].
 #[allow(clippy::too_many_arguments)]
 pub fn attend_heads_tiled<T: KvElem>(
@@ -484,12 +486,14 @@ pub fn attend_heads_tiled<T: KvElem>(
     check_tiled_batch(q, head_dim, lens, out);
     #[cfg(target_arch = "x86_64")]
     if crate::isa() >= crate::Isa::Avx2 {
-        if crate::simd::x86::attention_head_dim_supported(head_dim) {
+        if crate::simd::x86_attention::attention_head_dim_supported(head_dim) {
             // SAFETY: AVX2/FMA/F16C are present (`isa()`) and the kernel takes this head
             // width; it checks that q and out are whole heads of at most `TILED_QUERIES`
             // queries and every span it reads.
             return unsafe {
-                crate::simd::x86::attend_tiled(q, head_dim, lens, spans, stride, offset, scale, out)
+                crate::simd::x86_attention::attend_tiled(
+                    q, head_dim, lens, spans, stride, offset, scale, out,
+                )
             };
         }
         crate::fallback::record("attention::attend_heads_tiled");

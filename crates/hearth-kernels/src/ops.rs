@@ -310,7 +310,7 @@ pub fn expf_poly(x: f32) -> f32 {
 /// `x · 32/ln2 = k + r`, then `2^(k/32)` from a table times a degree-3 polynomial in `r`,
 /// in f64 with the same fused multiply-adds, rounded once to f32 (error below 0.502 ulp).
 /// Bit-identical to glibc's x86-64 `expf` for every input (a test checks the range the
-/// attention kernels use); [`crate::simd::x86::expf8`] is its eight-lane twin.
+/// attention kernels use); [`crate::simd::x86_attention::expf8`] is its eight-lane twin.
 #[inline]
 pub fn expf(x: f32) -> f32 {
     if x.is_nan() {
@@ -746,7 +746,7 @@ mod expf_tests {
             x[..chunk.len()].copy_from_slice(chunk);
             let mut y = [0.0f32; 8];
             // SAFETY: the ISA check above found AVX2, FMA and F16C.
-            unsafe { crate::simd::x86::expf8_slice(&x, &mut y) };
+            unsafe { crate::simd::x86_attention::expf8_slice(&x, &mut y) };
             for (x, y) in x.iter().zip(y) {
                 let want = expf(*x);
                 assert!(

@@ -220,7 +220,7 @@ mod neon {
 mod x86 {
     use super::*;
     use hearth_kernels::attention::KvSpan;
-    use hearth_kernels::simd::x86;
+    use hearth_kernels::simd::{x86, x86_attention};
 
     fn have_avx2() -> bool {
         is_x86_feature_detected!("avx2")
@@ -333,7 +333,9 @@ mod x86 {
                         n_pos: len,
                     }];
                     // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                    unsafe { x86::attend_heads(&q, hd, &whole, stride, offset, 0.125, &mut a) };
+                    unsafe {
+                        x86_attention::attend_heads(&q, hd, &whole, stride, offset, 0.125, &mut a)
+                    };
                     attention::attend_head_ref(&q, &whole, stride, offset, 0.125, &mut b);
                     assert_eq!(
                         bits(&a),
@@ -352,7 +354,11 @@ mod x86 {
                             .collect();
                         let (mut c, mut d) = (vec![0.0f32; hd], vec![0.0f32; hd]);
                         // SAFETY: as above.
-                        unsafe { x86::attend_heads(&q, hd, &spans, stride, offset, 0.125, &mut c) };
+                        unsafe {
+                            x86_attention::attend_heads(
+                                &q, hd, &spans, stride, offset, 0.125, &mut c,
+                            )
+                        };
                         attention::attend_head_ref(&q, &spans, stride, offset, 0.125, &mut d);
                         assert_eq!(
                             bits(&a),
@@ -387,7 +393,9 @@ mod x86 {
                         n_pos: len,
                     }];
                     // SAFETY: as above.
-                    unsafe { x86::attend_heads(&q, hd, &s16, stride, offset, 0.125, &mut c) };
+                    unsafe {
+                        x86_attention::attend_heads(&q, hd, &s16, stride, offset, 0.125, &mut c)
+                    };
                     attention::attend_head_ref(&q, &s16, stride, offset, 0.125, &mut d);
                     attention::attend_head_ref(&q, &sw, stride, offset, 0.125, &mut e);
                     assert_eq!(
@@ -417,7 +425,7 @@ mod x86 {
             return;
         }
         let mut r = rand::rngs::StdRng::seed_from_u64(77);
-        for hd in (32..=x86::MAX_HEAD_DIM).step_by(32) {
+        for hd in (32..=x86_attention::MAX_HEAD_DIM).step_by(32) {
             let n_pos = 29;
             let base: Vec<f32> = (0..hd)
                 .map(|_| r.gen_range(-2.0f32..2.0) * (r.gen_range(-12i32..=12) as f32).exp2())
@@ -439,7 +447,7 @@ mod x86 {
             let scale = 1024.0 / common.max(1.0);
             let mut got = vec![0.0f32; 2 * hd];
             // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-            unsafe { x86::attend_heads(&q, hd, &spans, hd, 0, scale, &mut got) };
+            unsafe { x86_attention::attend_heads(&q, hd, &spans, hd, 0, scale, &mut got) };
             for h in 0..2 {
                 let mut want = vec![0.0f32; hd];
                 attention::attend_head_ref(&q[h * hd..][..hd], &spans, hd, 0, scale, &mut want);
@@ -484,7 +492,9 @@ mod x86 {
                         .collect();
                     let mut grouped = vec![0.0f32; hd * g];
                     // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
-                    unsafe { x86::attend_heads(&q, hd, &spans, stride, hd, 0.125, &mut grouped) };
+                    unsafe {
+                        x86_attention::attend_heads(&q, hd, &spans, stride, hd, 0.125, &mut grouped)
+                    };
                     for h in 0..g {
                         let mut alone = vec![0.0f32; hd];
                         attention::attend_head_ref(
@@ -540,7 +550,7 @@ mod x86 {
                     let mut grouped = vec![0.0f32; hd * g];
                     // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v.
                     unsafe {
-                        x86::attend_tiled_q8_0(
+                        x86_attention::attend_tiled_q8_0(
                             &q,
                             hd,
                             &[len],
@@ -649,7 +659,7 @@ mod x86 {
                 hd,
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
                 |q, lens, spans, out| unsafe {
-                    x86::attend_tiled(q, hd, lens, spans, stride, hd, 0.125, out)
+                    x86_attention::attend_tiled(q, hd, lens, spans, stride, hd, 0.125, out)
                 },
                 |q, spans, out| attention::attend_head_tiled(q, spans, stride, hd, 0.125, out),
             );
@@ -674,7 +684,7 @@ mod x86 {
                 2 * nb,
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside k and v; at most 8 queries.
                 |q, lens, spans, out| unsafe {
-                    x86::attend_tiled_q8_0(q, hd, lens, spans, stride, 2 * nb, 0.125, out)
+                    x86_attention::attend_tiled_q8_0(q, hd, lens, spans, stride, 2 * nb, 0.125, out)
                 },
                 |q, spans, out| attention::attend_head_quant(q, spans, stride, 2 * nb, 0.125, out),
             );
@@ -691,8 +701,8 @@ mod x86 {
             return;
         }
         let n_pos = 21;
-        for hd in (32..=x86::MAX_HEAD_DIM).step_by(32) {
-            assert!(x86::attention_head_dim_supported(hd));
+        for hd in (32..=x86_attention::MAX_HEAD_DIM).step_by(32) {
+            assert!(x86_attention::attention_head_dim_supported(hd));
             let (stride, nb) = (2 * hd, hd / 32);
             let (k, v) = (data(n_pos * stride, 61), data(n_pos * stride, 62));
             let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
@@ -733,8 +743,24 @@ mod x86 {
                 let (mut a, mut a16) = (vec![0.0f32; hd * g], vec![0.0f32; hd * g]);
                 // SAFETY: AVX2/FMA/F16C detected; rows lie inside the caches.
                 unsafe {
-                    x86::attend_heads(&q[..hd * g], hd, &spans, stride, hd, 0.125, &mut a);
-                    x86::attend_heads(&q[..hd * g], hd, &spans16, stride, hd, 0.125, &mut a16);
+                    x86_attention::attend_heads(
+                        &q[..hd * g],
+                        hd,
+                        &spans,
+                        stride,
+                        hd,
+                        0.125,
+                        &mut a,
+                    );
+                    x86_attention::attend_heads(
+                        &q[..hd * g],
+                        hd,
+                        &spans16,
+                        stride,
+                        hd,
+                        0.125,
+                        &mut a16,
+                    );
                 }
                 for h in 0..g {
                     let (mut w, mut w16) = (vec![0.0f32; hd], vec![0.0f32; hd]);
@@ -776,9 +802,20 @@ mod x86 {
                     );
                     // SAFETY: as above; at most 8 queries.
                     unsafe {
-                        x86::attend_tiled(q, hd, &lens, &spans, stride, 0, 0.125, &mut t);
-                        x86::attend_tiled(q, hd, &lens, &spans16, stride, 0, 0.125, &mut t16);
-                        x86::attend_tiled_q8_0(q, hd, &lens, &spans8, 2 * nb, nb, 0.125, &mut t8);
+                        x86_attention::attend_tiled(q, hd, &lens, &spans, stride, 0, 0.125, &mut t);
+                        x86_attention::attend_tiled(
+                            q, hd, &lens, &spans16, stride, 0, 0.125, &mut t16,
+                        );
+                        x86_attention::attend_tiled_q8_0(
+                            q,
+                            hd,
+                            &lens,
+                            &spans8,
+                            2 * nb,
+                            nb,
+                            0.125,
+                            &mut t8,
+                        );
                     }
                     let avx512 = have_avx512_attention();
                     let mut t512 = vec![0.0f32; q.len()];

@@ -1,7 +1,7 @@
 //! AVX-512 twin of the tiled attention over a `Q8_0` cache, for every head width the
-//! AVX2 kernels take (`x86::attention_head_dim_supported`: multiples of 32 up to 256).
+//! AVX2 kernels take (`x86_attention::attention_head_dim_supported`: multiples of 32 up to 256).
 //!
-//! The same tile loop as the AVX2 kernel (`x86::attend_tiled_q8_0`): per tile of eight
+//! The same tile loop as the AVX2 kernel (`x86_attention::attend_tiled_q8_0`): per tile of eight
 //! positions the key and value rows are read once for every query and head, then the
 //! scores, the softmax step and the values. The tile walk and the softmax step are the
 //! AVX2 code itself. Every other operation is one lane's own, so it moves to 512-bit
@@ -19,15 +19,16 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::x86::{
-    attention_head_dim_supported, f16x2, head_scales, quantize_head, softmax_step, with_head_width,
+use super::x86::f16x2;
+use super::x86_attention::{
+    attention_head_dim_supported, head_scales, quantize_head, softmax_step, with_head_width,
     Q8_0Kv, TileScores, TileWalk, TiledKv,
 };
 use crate::attention::{KvSpan, KV_TILE};
 use crate::BlockQ8_0;
 
 /// AVX-512 twin of [`crate::attention::attend_heads_quant_tiled`] over a `Q8_0` cache for
-/// heads of `head_dim` dims (a width `x86::attention_head_dim_supported` takes: `head_dim
+/// heads of `head_dim` dims (a width `x86_attention::attention_head_dim_supported` takes: `head_dim
 /// / 32` blocks per head; `offset` counts blocks): `q` and `out` are `[n_q][g][head_dim]`
 /// (`n_q = lens.len()`), query `i` sees the first `lens[i]` positions. Each (query, head)
 /// is bit for bit [`crate::attention::attend_head_quant`].
