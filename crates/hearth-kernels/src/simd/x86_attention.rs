@@ -246,7 +246,7 @@ pub unsafe fn attend_tiled<T: KvElem>(
 /// heads of `head_dim` dims (a width [`attention_head_dim_supported`] takes: `head_dim /
 /// 32` blocks per head; `offset` counts blocks): as [`attend_tiled`], with each (query,
 /// head) taking the operations of [`crate::attention::attend_head_quant`] in its order
-/// (the query quantized to Q8_0, each score [`super::x86::vec_dot_q8_0_q8_0`]'s, one FMA per block,
+/// (the query quantized to Q8_0, each score [`crate::vec_dot_q8_0_paired_ref`]'s, one FMA per block,
 /// the value rows `q * d`), so the results are bit-identical to it.
 ///
 /// # Safety
@@ -442,7 +442,7 @@ impl<const NB: usize> TiledKv for Q8_0Kv<NB> {
             }
         }
     }
-    /// As [`super::x86::vec_dot_q8_0_q8_0`]: per block, `d_k * d_q` (one f32 product) and one FMA of
+    /// As [`crate::vec_dot_q8_0_paired_ref`]: per block, `d_k * d_q` (one f32 product) and one FMA of
     /// the lane sums.
     #[inline(always)]
     unsafe fn scores(q: &Self::Row, keys: &[Self::Row; 8]) -> [__m256; 8] {
