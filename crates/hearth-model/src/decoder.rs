@@ -250,27 +250,26 @@ impl<'a> Weights<'a> {
             shape.n_head_kv * shape.head_dim,
         );
         let blk = format!("blk.{il}");
-        let t = |name: &str, ne| self.t(name, ne);
+        let t = |name: &str, ne| self.t(&format!("{blk}.{name}"), ne);
         let (wq, wk, wv) = if self.has(&format!("{blk}.attn_qkv"), "weight") {
-            let qkv = self.t(&format!("{blk}.attn_qkv"), [n_embd, n_q + 2 * n_kv])?;
-            let part = |r0, r1| qkv.rows(r0, r1);
+            let qkv = t("attn_qkv", [n_embd, n_q + 2 * n_kv])?;
             (
-                part(0, n_q)?,
-                part(n_q, n_q + n_kv)?,
-                part(n_q + n_kv, n_q + 2 * n_kv)?,
+                qkv.rows(0, n_q)?,
+                qkv.rows(n_q, n_q + n_kv)?,
+                qkv.rows(n_q + n_kv, n_q + 2 * n_kv)?,
             )
         } else {
             (
-                t(&format!("{blk}.attn_q"), [n_embd, n_q])?,
-                t(&format!("{blk}.attn_k"), [n_embd, n_kv])?,
-                t(&format!("{blk}.attn_v"), [n_embd, n_kv])?,
+                t("attn_q", [n_embd, n_q])?,
+                t("attn_k", [n_embd, n_kv])?,
+                t("attn_v", [n_embd, n_kv])?,
             )
         };
         Ok(Attention {
             wq,
             wk,
             wv,
-            wo: t(&format!("{blk}.attn_output"), [n_q, n_embd])?,
+            wo: t("attn_output", [n_q, n_embd])?,
             bias: None,
             q_norm: None,
             k_norm: None,
@@ -285,21 +284,18 @@ impl<'a> Weights<'a> {
     pub fn gated_ffn(&self, il: usize, act: Activation) -> Result<Ffn> {
         let (n_embd, n_ff) = (self.c.n_embd, self.c.n_ff);
         let blk = format!("blk.{il}");
-        let t = |name: &str, ne| self.t(name, ne);
+        let t = |name: &str, ne| self.t(&format!("{blk}.{name}"), ne);
         let (gate, up) = if self.has(&format!("{blk}.ffn_gate"), "weight") {
-            (
-                t(&format!("{blk}.ffn_gate"), [n_embd, n_ff])?,
-                t(&format!("{blk}.ffn_up"), [n_embd, n_ff])?,
-            )
+            (t("ffn_gate", [n_embd, n_ff])?, t("ffn_up", [n_embd, n_ff])?)
         } else {
-            let fused = self.t(&format!("{blk}.ffn_up"), [n_embd, 2 * n_ff])?;
+            let fused = t("ffn_up", [n_embd, 2 * n_ff])?;
             (fused.rows(0, n_ff)?, fused.rows(n_ff, 2 * n_ff)?)
         };
         Ok(Ffn::Gated {
             act,
             gate,
             up,
-            down: t(&format!("{blk}.ffn_down"), [n_ff, n_embd])?,
+            down: t("ffn_down", [n_ff, n_embd])?,
         })
     }
 }
