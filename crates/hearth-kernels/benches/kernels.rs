@@ -4,7 +4,8 @@
 //! carries its floating-point work per iteration (`MFLOP`, two per multiply-add), so
 //! GFLOP/s = MFLOP / time in ms.
 //!
-//! `cargo bench -p hearth-kernels --bench kernels` (filter: `-- gemm/q4_1`);
+//! `cargo bench -p hearth-kernels --bench kernels` (filter: `-- gemm/q4_1`,
+//! `-- attention`);
 //! `HEARTH_ISA=scalar` benchmarks the scalar twins.
 
 use bytemuck::Zeroable;
@@ -109,7 +110,32 @@ fn bench_x16<W: WeightBlock, X>(
 /// The layers' shapes: q/o (576x576), k/v (576x192), gate/up (576x1536), down (1536x576).
 const LAYER: &[(usize, usize)] = &[(576, 576), (576, 192), (576, 1536), (1536, 576)];
 
+/// One decoded token's attention over a `Q8_0` cache of 1024 positions, four query heads
+/// sharing one KV head, at each head width (64: SmolLM2, 128: Qwen3, 256: Gemma 3).
+fn bench_attention(c: &mut Criterion) {
+    use hearth_kernels::attention::{attend_heads_quant, KvSpan};
+    let mut g = c.benchmark_group("attention/q8_0");
+    let (n_pos, g_heads) = (1024, 4);
+    for hd in [64, 128, 256] {
+        let k = quantize::<BlockQ8_0>(&data(n_pos * hd, 3));
+        let v = quantize::<BlockQ8_0>(&data(n_pos * hd, 4));
+        let q = data(g_heads * hd, 5);
+        let mut out = vec![0.0f32; g_heads * hd];
+        let spans = [KvSpan {
+            k: &k,
+            v: &v,
+            n_pos,
+        }];
+        let scale = 1.0 / (hd as f32).sqrt();
+        g.bench_function(BenchmarkId::new("decode", hd), |b| {
+            b.iter(|| attend_heads_quant(black_box(&q), hd, &spans, hd / 32, 0, scale, &mut out))
+        });
+    }
+    g.finish();
+}
+
 fn kernels(c: &mut Criterion) {
+    bench_attention(c);
     bench_vec_dot::<BlockQ4_1>(c, "q4_1");
     bench_vec_dot::<BlockQ4_0>(c, "q4_0");
     bench_vec_dot::<BlockQ8_0>(c, "q8_0");
