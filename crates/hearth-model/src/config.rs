@@ -9,6 +9,9 @@ use crate::error::{ModelError, Result};
 /// taken as corrupt rather than sized against.
 pub const MAX_CONTEXT: usize = 1 << 28;
 
+/// Most experts a mixture-of-experts layer may have.
+pub const MAX_EXPERTS: usize = 512;
+
 /// The shape of a decoder-only transformer, as GGUF metadata describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -39,6 +42,20 @@ pub struct ModelConfig {
     /// `attention.sliding_window`: the window of the layers that use one, 0 for none.
     pub n_swa: usize,
     pub rms_norm_eps: f32,
+    /// Mixture of experts: experts per layer (`expert_count`), 0 for a dense model.
+    pub n_expert: usize,
+    /// Experts each token runs (`expert_used_count`).
+    pub n_expert_used: usize,
+    /// Hidden width of each routed expert (`expert_feed_forward_length`, else `n_ff`).
+    pub n_ff_exp: usize,
+    /// Hidden width of the shared expert (`expert_shared_feed_forward_length`), 0 for none.
+    pub n_ff_shexp: usize,
+    /// `expert_weights_norm`, where the file says; else the architecture's default.
+    pub expert_weights_norm: Option<bool>,
+    /// `expert_weights_scale` (1 when absent or 0).
+    pub expert_weights_scale: f32,
+    /// `expert_gating_func`: 1 softmax, 2 sigmoid, where the file says.
+    pub expert_gating_func: Option<u32>,
 }
 
 impl ModelConfig {
@@ -155,7 +172,39 @@ impl ModelConfig {
                 )))
             }
         };
+        let n_expert = opt("expert_count").unwrap_or(0);
+        let n_expert_used = opt("expert_used_count").unwrap_or(0);
+        if n_expert > MAX_EXPERTS || (n_expert > 0 && !(1..=n_expert).contains(&n_expert_used)) {
+            return Err(ModelError::BadHyperparameter(format!(
+                "expert_count {n_expert} (at most {MAX_EXPERTS}) with expert_used_count {n_expert_used} (1 to expert_count)"
+            )));
+        }
+        let n_ff_exp = opt("expert_feed_forward_length").unwrap_or(n_ff);
+        let n_ff_shexp = opt("expert_shared_feed_forward_length").unwrap_or(0);
+        if n_expert > 0 && (n_ff_exp == 0 || n_ff_exp.checked_mul(n_expert).is_none()) {
+            return Err(ModelError::BadHyperparameter(format!(
+                "expert_feed_forward_length {n_ff_exp} must be positive"
+            )));
+        }
+        let expert_weights_scale = match file.get_f32(&key("expert_weights_scale")) {
+            None => 1.0,
+            Some(v) if v == 0.0 => 1.0,
+            Some(v) if v.is_finite() => v,
+            Some(v) => {
+                return Err(ModelError::BadHyperparameter(format!(
+                    "expert_weights_scale {v} is not finite"
+                )))
+            }
+        };
+        let expert_gating_func = opt("expert_gating_func").map(|v| v as u32);
         Ok(ModelConfig {
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
+            n_ff_shexp,
+            expert_weights_norm: file.get_bool(&key("expert_weights_norm")),
+            expert_weights_scale,
+            expert_gating_func,
             name: file.get_str("general.name").map(str::to_string),
             n_vocab,
             n_ctx_train,

@@ -10,8 +10,9 @@ use hearth_gguf::GgufFile;
 
 use crate::error::{ModelError, Result};
 use crate::layers::attention::{Attention, AttnScratch, AttnShape};
-use crate::layers::ffn::{Activation, Ffn, FfnScratch};
+use crate::layers::ffn::{Activation, Ffn, FfnScratch, GatedFfn};
 use crate::layers::for_rows;
+use crate::layers::moe::{Gating, Moe, SharedExpert};
 use crate::layers::norm::Norm;
 use crate::layers::rope::{Rope, RopeKind};
 use crate::output::OutputWeights;
@@ -291,11 +292,82 @@ impl<'a> Weights<'a> {
             let fused = t("ffn_up", [n_embd, 2 * n_ff])?;
             (fused.rows(0, n_ff)?, fused.rows(n_ff, 2 * n_ff)?)
         };
-        Ok(Ffn::Gated {
+        Ok(Ffn::Gated(GatedFfn {
             act,
             gate,
             up,
             down: t("ffn_down", [n_ff, n_embd])?,
-        })
+        }))
+    }
+
+    /// Layer `il`'s mixture of experts: the router `ffn_gate_inp`, the experts' slices of
+    /// `ffn_{gate,up,down}_exps`, and a shared expert (`ffn_*_shexp`, with its gate
+    /// `ffn_gate_inp_shexp`) where the config gives it a width. The chosen weights are
+    /// renormalized where the file's `expert_weights_norm` says, else where `norm_w`
+    /// (the architecture's default) does; the gating is the file's, else softmax.
+    pub fn moe(&self, il: usize, act: Activation, norm_w: bool) -> Result<Ffn> {
+        let c = self.c;
+        let (n_embd, n_ff, n_expert) = (c.n_embd, c.n_ff_exp, c.n_expert);
+        let blk = format!("blk.{il}");
+        let exps = |name: &str, ne| {
+            QTensor::load_experts(self.file, &format!("{blk}.{name}.weight"), ne, n_expert)
+        };
+        let gates = exps("ffn_gate_exps", [n_embd, n_ff])?;
+        let ups = exps("ffn_up_exps", [n_embd, n_ff])?;
+        let downs = exps("ffn_down_exps", [n_ff, n_embd])?;
+        let experts = gates
+            .into_iter()
+            .zip(ups)
+            .zip(downs)
+            .map(|((gate, up), down)| GatedFfn {
+                act,
+                gate,
+                up,
+                down,
+            })
+            .collect();
+        let shared = if c.n_ff_shexp > 0 {
+            let t = |name: &str, ne| self.t(&format!("{blk}.{name}"), ne);
+            let n_ff = c.n_ff_shexp;
+            Some(SharedExpert {
+                gate_inp: t("ffn_gate_inp_shexp", [n_embd, 1])?,
+                ffn: GatedFfn {
+                    act,
+                    gate: t("ffn_gate_shexp", [n_embd, n_ff])?,
+                    up: t("ffn_up_shexp", [n_embd, n_ff])?,
+                    down: t("ffn_down_shexp", [n_ff, n_embd])?,
+                },
+            })
+        } else {
+            None
+        };
+        let gating = match c.expert_gating_func {
+            None | Some(1) => Gating::Softmax,
+            Some(2) => Gating::Sigmoid,
+            Some(other) => {
+                return Err(ModelError::BadHyperparameter(format!(
+                    "expert_gating_func {other} is not supported (1 softmax, 2 sigmoid)"
+                )))
+            }
+        };
+        Ok(Ffn::Moe(Moe {
+            router: self.t(&format!("{blk}.ffn_gate_inp"), [n_embd, n_expert])?,
+            experts,
+            n_used: c.n_expert_used,
+            gating,
+            norm_w: c.expert_weights_norm.unwrap_or(norm_w),
+            w_scale: c.expert_weights_scale,
+            shared,
+        }))
+    }
+
+    /// Layer `il`'s FFN: the mixture of experts where the config has experts (see
+    /// [`Weights::moe`]), else the dense gated FFN.
+    pub fn ffn(&self, il: usize, act: Activation, norm_w: bool) -> Result<Ffn> {
+        if self.c.n_expert > 0 {
+            self.moe(il, act, norm_w)
+        } else {
+            self.gated_ffn(il, act)
+        }
     }
 }

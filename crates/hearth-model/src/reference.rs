@@ -5,7 +5,8 @@
 //! the fast path is tested against, not a way to serve.
 
 use crate::decoder::Decoder;
-use crate::layers::ffn::{Activation, Ffn};
+use crate::layers::ffn::{Activation, Ffn, GatedFfn};
+use crate::layers::moe::{Gating, Moe};
 use crate::layers::norm::{Norm, NormKind};
 use crate::layers::rope::{Rope, RopeKind};
 use crate::tensor::QTensor;
@@ -41,14 +42,81 @@ impl Dense {
     }
 }
 
+/// A gated FFN's matrices: gate, up, down.
+struct RefGated([Dense; 3]);
+
+impl RefGated {
+    fn new(f: &GatedFfn) -> RefGated {
+        RefGated([Dense::new(&f.gate), Dense::new(&f.up), Dense::new(&f.down)])
+    }
+
+    fn apply(&self, a: Activation, x: &[f32]) -> Vec<f32> {
+        let [gate, up, down] = &self.0;
+        let h: Vec<f32> = gate
+            .apply(x)
+            .iter()
+            .zip(up.apply(x))
+            .map(|(&g, u)| act(a, g) * u)
+            .collect();
+        down.apply(&h)
+    }
+}
+
+enum RefFfn {
+    Gated(RefGated),
+    /// Router, experts, and the shared expert with its gate.
+    Moe(Dense, Vec<RefGated>, Option<(Dense, RefGated)>),
+}
+
 struct RefLayer {
     wq: Dense,
     wk: Dense,
     wv: Dense,
     wo: Dense,
-    gate: Dense,
-    up: Dense,
-    down: Dense,
+    ffn: RefFfn,
+}
+
+/// The mixture of experts `m` (its matrices in `router`, `experts`, `shared`) on `x`:
+/// exact softmax or sigmoid in f64, the top `n_used` weights, renormalized where `m` says.
+fn moe(
+    m: &Moe,
+    router: &Dense,
+    experts: &[RefGated],
+    shared: &Option<(Dense, RefGated)>,
+    x: &[f32],
+) -> Vec<f32> {
+    let logits: Vec<f64> = router.apply(x).iter().map(|&v| v as f64).collect();
+    let probs: Vec<f64> = match m.gating {
+        Gating::Softmax => {
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+            logits.iter().map(|l| (l - max).exp() / sum).collect()
+        }
+        Gating::Sigmoid => logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect(),
+    };
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let chosen = &order[..m.n_used];
+    let sum: f64 = if m.norm_w {
+        chosen.iter().map(|&e| probs[e]).sum()
+    } else {
+        1.0
+    };
+    let mut out = vec![0.0f32; x.len()];
+    for &e in chosen {
+        let w = probs[e] / sum * m.w_scale as f64;
+        for (o, v) in out.iter_mut().zip(experts[e].apply(m.experts[e].act, x)) {
+            *o += (w * v as f64) as f32;
+        }
+    }
+    if let (Some((gate_inp, ffn)), Some(sh)) = (shared, &m.shared) {
+        let g = gate_inp.apply(x)[0] as f64;
+        let g = 1.0 / (1.0 + (-g).exp());
+        for (o, v) in out.iter_mut().zip(ffn.apply(sh.ffn.act, x)) {
+            *o += (g * v as f64) as f32;
+        }
+    }
+    out
 }
 
 /// The oracle model with its own growing f32 KV cache (one sequence).
@@ -139,15 +207,22 @@ impl<'m> ReferenceModel<'m> {
             .layers
             .iter()
             .map(|l| {
-                let Ffn::Gated { gate, up, down, .. } = &l.ffn;
+                let ffn = match &l.ffn {
+                    Ffn::Gated(f) => RefFfn::Gated(RefGated::new(f)),
+                    Ffn::Moe(m) => RefFfn::Moe(
+                        Dense::new(&m.router),
+                        m.experts.iter().map(RefGated::new).collect(),
+                        m.shared
+                            .as_ref()
+                            .map(|s| (Dense::new(&s.gate_inp), RefGated::new(&s.ffn))),
+                    ),
+                };
                 RefLayer {
                     wq: Dense::new(&l.attn.wq),
                     wk: Dense::new(&l.attn.wk),
                     wv: Dense::new(&l.attn.wv),
                     wo: Dense::new(&l.attn.wo),
-                    gate: Dense::new(gate),
-                    up: Dense::new(up),
-                    down: Dense::new(down),
+                    ffn,
                 }
             })
             .collect();
@@ -225,15 +300,13 @@ impl<'m> ReferenceModel<'m> {
             }
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             let xn = norm(&x, &l.ffn_norm);
-            let Ffn::Gated { act: kind, .. } = &l.ffn;
-            let h: Vec<f32> = rl
-                .gate
-                .apply(&xn)
-                .iter()
-                .zip(rl.up.apply(&xn))
-                .map(|(&g, u)| act(*kind, g) * u)
-                .collect();
-            let mut o = rl.down.apply(&h);
+            let mut o = match (&l.ffn, &rl.ffn) {
+                (Ffn::Gated(f), RefFfn::Gated(r)) => r.apply(f.act, &xn),
+                (Ffn::Moe(m), RefFfn::Moe(router, experts, shared)) => {
+                    moe(m, router, experts, shared, &xn)
+                }
+                _ => unreachable!("the oracle mirrors the decoder's blocks"),
+            };
             if let Some(n) = &l.post_ffn_norm {
                 o = norm(&o, n);
             }

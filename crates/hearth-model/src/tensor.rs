@@ -70,18 +70,49 @@ impl QTensor {
     /// Looks up tensor `name`, checks it is `[ne0, ne1]` (a 1-D tensor is `[ne0, 1]`) of a
     /// supported type, and returns a view of it.
     pub fn load(file: &Arc<GgufFile>, name: &str, ne: [usize; 2]) -> Result<QTensor> {
+        let expected: &[usize] = if ne[1] == 1 { &ne[..1] } else { &ne };
+        Ok(Self::load_shape(file, name, expected, ne)?.interleaved())
+    }
+
+    /// Looks up the 3-D tensor `name`, `[ne0, ne1, n_expert]` (a mixture of experts'
+    /// `ffn_*_exps`), and returns one `[ne0, ne1]` view per expert, each read in place.
+    pub fn load_experts(
+        file: &Arc<GgufFile>,
+        name: &str,
+        ne: [usize; 2],
+        n_expert: usize,
+    ) -> Result<Vec<QTensor>> {
+        let all = Self::load_shape(
+            file,
+            name,
+            &[ne[0], ne[1], n_expert],
+            [ne[0], ne[1] * n_expert],
+        )?;
+        (0..n_expert)
+            .map(|e| Ok(all.rows(e * ne[1], (e + 1) * ne[1])?.interleaved()))
+            .collect()
+    }
+
+    /// Tensor `name`, checked to have shape `expected` (trailing 1s aside) and a supported
+    /// type, as a `[ne0, ne1]` matrix.
+    fn load_shape(
+        file: &Arc<GgufFile>,
+        name: &str,
+        expected: &[usize],
+        ne: [usize; 2],
+    ) -> Result<QTensor> {
         let info = file
             .tensor(name)
             .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-        let mut shape: Vec<u64> = info.shape.clone();
-        while shape.len() > 1 && shape.last() == Some(&1) {
-            shape.pop();
-        }
-        let expected: Vec<u64> = if ne[1] == 1 {
-            vec![ne[0] as u64]
-        } else {
-            vec![ne[0] as u64, ne[1] as u64]
+        let trim = |s: &mut Vec<u64>| {
+            while s.len() > 1 && s.last() == Some(&1) {
+                s.pop();
+            }
         };
+        let mut shape: Vec<u64> = info.shape.clone();
+        let mut expected: Vec<u64> = expected.iter().map(|&v| v as u64).collect();
+        trim(&mut shape);
+        trim(&mut expected);
         if shape != expected {
             return Err(ModelError::BadShape {
                 name: name.into(),
@@ -95,15 +126,13 @@ impl QTensor {
                 ggml_type: info.ggml_type,
             });
         }
-        let start = (file.data_offset() + info.offset) as usize;
-        let len = info.n_bytes as usize;
-        let mut t = QTensor {
+        let t = QTensor {
             file: file.clone(),
             name: name.into(),
             ggml_type: info.ggml_type,
             ne,
-            start,
-            len,
+            start: (file.data_offset() + info.offset) as usize,
+            len: info.n_bytes as usize,
             q4_1x16: None,
         };
         // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
@@ -111,17 +140,23 @@ impl QTensor {
             return Err(ModelError::Misaligned(name.into()));
         }
         // (The reader sized the data from the shape checked above: whole rows of blocks.)
-        if t.ggml_type == GgmlType::Q4_1
-            && ne[0] > 0
-            && ne[1].is_multiple_of(Q4_1X16_ROWS)
+        Ok(t)
+    }
+
+    /// This matrix with its `Q4_1` rows also interleaved sixteen at a time, when this CPU
+    /// has the kernel that reads them.
+    fn interleaved(mut self) -> QTensor {
+        if self.ggml_type == GgmlType::Q4_1
+            && self.ne[0] > 0
+            && self.ne[1].is_multiple_of(Q4_1X16_ROWS)
             && q4_1x16_pays()
         {
-            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(
-                bytemuck::cast_slice(t.bytes()),
-                ne[0] / QK4_1,
+            self.q4_1x16 = Some(Arc::new(interleave_q4_1x16(
+                bytemuck::cast_slice(self.bytes()),
+                self.ne[0] / QK4_1,
             )));
         }
-        Ok(t)
+        self
     }
 
     /// Rows `r0..r1` of this matrix as a matrix of their own, still read in place (the
@@ -134,7 +169,7 @@ impl QTensor {
             self.ne[1]
         );
         let row_bytes = self.len / self.ne[1];
-        let mut t = QTensor {
+        let t = QTensor {
             file: self.file.clone(),
             name: format!("{}[{r0}..{r1}]", self.name),
             ggml_type: self.ggml_type,
@@ -149,13 +184,11 @@ impl QTensor {
         if !(t.bytes().as_ptr() as usize).is_multiple_of(with_block_type!(t.ggml_type, align())) {
             return Err(ModelError::Misaligned(t.name));
         }
-        if self.q4_1x16.is_some() && t.ne[1].is_multiple_of(Q4_1X16_ROWS) {
-            t.q4_1x16 = Some(Arc::new(interleave_q4_1x16(
-                bytemuck::cast_slice(t.bytes()),
-                t.ne[0] / QK4_1,
-            )));
-        }
-        Ok(t)
+        Ok(if self.q4_1x16.is_some() {
+            t.interleaved()
+        } else {
+            t
+        })
     }
 
     /// The raw bytes of the tensor.

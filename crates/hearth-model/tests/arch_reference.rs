@@ -1,4 +1,4 @@
-//! Every dense architecture against llama.cpp's outputs on the tiny random-weight models
+//! Every architecture against llama.cpp's outputs on the tiny random-weight models
 //! of `../shared/reference/archs/` (when that folder exists beside the repository; each
 //! test says that it skipped otherwise): prompt tokenization identical, then greedy
 //! continuations and top-5 probabilities compared step by step.
@@ -59,4 +59,14 @@ fn qwen3_matches_reference() {
 #[test]
 fn gemma3_matches_reference() {
     check("gemma3");
+}
+
+#[test]
+fn qwen3moe_matches_reference() {
+    check("qwen3moe");
+}
+
+#[test]
+fn mixtral_matches_reference() {
+    check("mixtral");
 }

@@ -3,7 +3,8 @@
 //! the Q8_0 KV cache, for the default model (llama, heads of 64), Gemma 3 270M (heads of
 //! 256, sliding window, GeGLU) and, when `../shared/reference/archs` exists, every dense
 //! architecture there (heads of 32, 64, 128, 256). The kernels report each fallback to
-//! `hearth_kernels::fallback`; this test fails if any was recorded.
+//! `hearth_kernels::fallback`; this test fails if any was recorded. (The Mixtral-style
+//! model there has heads of 16, narrower than the attention kernels take; it is left out.)
 
 mod common;
 
@@ -55,7 +56,7 @@ fn forward_passes_take_simd_kernels_only() {
         eprintln!("skipped the random-weight models: ../shared/reference/archs is not there");
         return;
     }
-    for name in ["llama3", "qwen2", "qwen3", "phi3", "gemma3"] {
+    for name in ["llama3", "qwen2", "qwen3", "phi3", "gemma3", "qwen3moe"] {
         run(
             &Model::load(dir.join(format!("{name}-q8_0.gguf"))).unwrap(),
             name,

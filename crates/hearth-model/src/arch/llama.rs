@@ -1,6 +1,7 @@
 //! The llama family: RMSNorm, RoPE on adjacent pairs (with Llama 3.1's `rope_freqs`),
 //! grouped-query attention, SwiGLU, tied or separate output weights. Llama 1/2/3.x,
-//! Mistral, SmolLM.
+//! Mistral, SmolLM; Mixtral, where `expert_count` gives it a mixture of experts (weights
+//! renormalized over the chosen experts).
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
                 attn: w.attention(il, w.attn_shape(None))?,
                 post_attn_norm: None,
                 ffn_norm: w.norm(&format!("blk.{il}.ffn_norm"))?,
-                ffn: w.gated_ffn(il, Activation::Silu)?,
+                ffn: w.ffn(il, Activation::Silu, true)?,
                 post_ffn_norm: None,
             })
         })

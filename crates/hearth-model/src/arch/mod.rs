@@ -4,9 +4,12 @@
 
 mod gemma3;
 mod llama;
+mod olmoe;
 mod phi3;
 mod qwen2;
+mod qwen2moe;
 mod qwen3;
+mod qwen3moe;
 
 use std::sync::Arc;
 
@@ -26,7 +29,7 @@ pub struct Arch {
 /// Every architecture Hearth runs. The config check and the error for an unknown one
 /// derive from this table.
 pub const ARCHS: &[Arch] = &[
-    // Llama 1/2/3.x, Mistral, SmolLM and other llama-shaped models.
+    // Llama 1/2/3.x, Mistral, SmolLM and other llama-shaped models; Mixtral.
     Arch {
         name: "llama",
         load: llama::load,
@@ -46,6 +49,18 @@ pub const ARCHS: &[Arch] = &[
     Arch {
         name: "phi3",
         load: phi3::load,
+    },
+    Arch {
+        name: "qwen3moe",
+        load: qwen3moe::load,
+    },
+    Arch {
+        name: "qwen2moe",
+        load: qwen2moe::load,
+    },
+    Arch {
+        name: "olmoe",
+        load: olmoe::load,
     },
 ];
 

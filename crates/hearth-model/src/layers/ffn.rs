@@ -1,9 +1,10 @@
-//! Feed-forward blocks. Dense gated FFNs (SwiGLU, GeGLU) today; a mixture-of-experts
-//! block is another variant of [`Ffn`] with the same `forward`.
+//! Feed-forward blocks: a dense gated FFN (SwiGLU, GeGLU), or a mixture of experts
+//! ([`super::moe::Moe`]) whose experts are gated FFNs themselves.
 
 use hearth_kernels::ops;
 
 use super::for_rows;
+use super::moe::Moe;
 use crate::tensor::QTensor;
 
 /// The gate's activation in `act(gate) * up`.
@@ -15,18 +16,22 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// `down(act(gate x) * up x)`.
+pub struct GatedFfn {
+    pub act: Activation,
+    /// `[n_embd] -> [n_ff]` (a view of the first half of a fused `ffn_up`, for Phi-3; of
+    /// one expert's slice of `ffn_gate_exps`, in a mixture of experts).
+    pub gate: QTensor,
+    /// `[n_embd] -> [n_ff]`
+    pub up: QTensor,
+    /// `[n_ff] -> [n_embd]`
+    pub down: QTensor,
+}
+
 /// A feed-forward block.
 pub enum Ffn {
-    /// `down(act(gate x) * up x)`.
-    Gated {
-        act: Activation,
-        /// `[n_embd] -> [n_ff]` (a view of the first half of a fused `ffn_up`, for Phi-3).
-        gate: QTensor,
-        /// `[n_embd] -> [n_ff]`
-        up: QTensor,
-        /// `[n_ff] -> [n_embd]`
-        down: QTensor,
-    },
+    Gated(GatedFfn),
+    Moe(Moe),
 }
 
 /// Scratch rows of one batch, `[n_tokens][n_ff]` each.
@@ -44,31 +49,44 @@ impl FfnScratch {
     }
 }
 
-impl Ffn {
+impl GatedFfn {
     /// Width of the hidden layer.
     pub fn n_ff(&self) -> usize {
+        self.up.ne[1]
+    }
+
+    /// The hidden rows `act(gate xn) * up xn` of the rows of `xn` (`[n][n_embd]`), in
+    /// `s.gate[..n * n_ff]`; `s` holds at least `n` rows.
+    pub fn hidden(&self, xn: &[f32], s: &mut FfnScratch) {
+        let n_ff = self.n_ff();
+        let n = xn.len() / self.up.ne[0];
+        let (gate, up) = (&mut s.gate[..n * n_ff], &mut s.up[..n * n_ff]);
+        QTensor::matmul_many(&[&self.gate, &self.up], xn, &mut [&mut *gate, &mut *up]);
+        match self.act {
+            Activation::Silu => for_rows(gate, n_ff, up, n_ff, ops::swiglu),
+            Activation::GeluTanh => for_rows(gate, n_ff, up, n_ff, ops::geglu),
+        }
+    }
+}
+
+impl Ffn {
+    /// Width of the scratch rows [`Ffn::forward`] needs.
+    pub fn n_ff(&self) -> usize {
         match self {
-            Ffn::Gated { up, .. } => up.ne[1],
+            Ffn::Gated(f) => f.n_ff(),
+            Ffn::Moe(m) => m.n_ff(),
         }
     }
 
     /// `xn = ffn(xn)` for the batch (`[n][n_embd]`).
     pub fn forward(&self, xn: &mut [f32], s: &mut FfnScratch) {
         match self {
-            Ffn::Gated {
-                act,
-                gate,
-                up,
-                down,
-            } => {
-                let n_ff = up.ne[1];
-                QTensor::matmul_many(&[gate, up], &*xn, &mut [&mut s.gate, &mut s.up]);
-                match act {
-                    Activation::Silu => for_rows(&mut s.gate, n_ff, &s.up, n_ff, ops::swiglu),
-                    Activation::GeluTanh => for_rows(&mut s.gate, n_ff, &s.up, n_ff, ops::geglu),
-                }
-                down.matmul(&s.gate, xn);
+            Ffn::Gated(f) => {
+                f.hidden(xn, s);
+                let n = xn.len() / f.up.ne[0];
+                f.down.matmul(&s.gate[..n * f.n_ff()], xn);
             }
+            Ffn::Moe(m) => m.forward(xn, s),
         }
     }
 }
