@@ -322,7 +322,9 @@ fn architectures_perplexity_within_one_percent_of_reference() {
         eprintln!("skipped: ../shared/reference/archs is not there");
         return;
     }
-    for name in ["llama3", "qwen2", "qwen3", "phi3", "gemma3"] {
+    for name in [
+        "llama3", "qwen2", "qwen3", "phi3", "gemma3", "qwen3moe", "mixtral",
+    ] {
         let golden: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join(format!("{name}-q8_0.json"))).unwrap(),
         )
@@ -337,11 +339,50 @@ fn architectures_perplexity_within_one_percent_of_reference() {
     }
 }
 
+/// Every preset of `hearth-synth`, generated here, within 1% of llama.cpp's perplexity on
+/// the same file (tests/data/synth; ctx 64, 20 chunks of gpl-3.txt, f16 KV cache).
+#[test]
+fn generated_models_perplexity_within_one_percent_of_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    for spec in hearth_synth::presets() {
+        let golden: Value = serde_json::from_str(
+            &std::fs::read_to_string(data(&format!("synth/{}.json", spec.arch))).unwrap(),
+        )
+        .unwrap();
+        let path = dir.path().join(format!("{}.gguf", spec.arch));
+        std::fs::write(&path, hearth_synth::generate(&spec).unwrap()).unwrap();
+        eprintln!("ran: generated {}", spec.arch);
+        check_perplexity_chunks(
+            &path,
+            &data("gpl-3.txt"),
+            64,
+            Some(20),
+            golden["perplexity"]["ppl"].as_f64().unwrap(),
+        );
+    }
+}
+
 /// `hearth perplexity` of `m` on `text` at context `ctx` (llama.cpp's method, f16 KV
 /// cache) is within 1% of `want`.
 fn check_perplexity(m: &std::path::Path, text: &std::path::Path, ctx: usize, want: f64) {
+    check_perplexity_chunks(m, text, ctx, None, want)
+}
+
+/// [`check_perplexity`] over the first `chunks` chunks of `text` (all when `None`).
+fn check_perplexity_chunks(
+    m: &std::path::Path,
+    text: &std::path::Path,
+    ctx: usize,
+    chunks: Option<usize>,
+    want: f64,
+) {
     let ctx = ctx.to_string();
-    let o = hearth(&[
+    let chunks = chunks.map(|c| c.to_string());
+    let chunk_args = match &chunks {
+        Some(c) => vec!["--chunks", c.as_str()],
+        None => vec![],
+    };
+    let mut args = vec![
         "perplexity",
         "-m",
         m.to_str().unwrap(),
@@ -353,7 +394,9 @@ fn check_perplexity(m: &std::path::Path, text: &std::path::Path, ctx: usize, wan
         "f16",
         "-t",
         "2",
-    ]);
+    ];
+    args.extend(chunk_args);
+    let o = hearth(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let line = out.lines().last().unwrap();

@@ -188,7 +188,7 @@ impl ModelConfig {
         }
         let expert_weights_scale = match file.get_f32(&key("expert_weights_scale")) {
             None => 1.0,
-            Some(v) if v == 0.0 => 1.0,
+            Some(0.0) => 1.0,
             Some(v) if v.is_finite() => v,
             Some(v) => {
                 return Err(ModelError::BadHyperparameter(format!(

@@ -1,7 +1,7 @@
 //! A forward pass never runs a scalar twin where the process's ISA has SIMD kernels:
 //! prefill past the tiled-attention threshold and single-token decode, with the f16 and
 //! the Q8_0 KV cache, for the default model (llama, heads of 64), Gemma 3 270M (heads of
-//! 256, sliding window, GeGLU) and, when `../shared/reference/archs` exists, every dense
+//! 256, sliding window, GeGLU) and, when `../shared/reference/archs` exists, every
 //! architecture there (heads of 32, 64, 128, 256). The kernels report each fallback to
 //! `hearth_kernels::fallback`; this test fails if any was recorded. (The Mixtral-style
 //! model there has heads of 16, narrower than the attention kernels take; it is left out.)
