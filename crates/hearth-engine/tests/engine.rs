@@ -385,3 +385,22 @@ fn a_ten_turn_chat_runs_only_each_turns_new_tokens() {
         conversation.extend(&answer);
     }
 }
+
+/// A mixture-of-experts model (generated: the `qwen3moe` and `qwen2moe` presets of
+/// `hearth-synth`, the latter with a shared expert) decodes 16 sequences at once exactly
+/// as each alone: a token's experts see other tokens in the same expert product, and
+/// that must not change its output.
+#[test]
+fn moe_models_batch_sixteen_like_they_run_alone() {
+    for arch in ["qwen3moe", "qwen2moe"] {
+        let bytes = hearth_synth::generate(&hearth_synth::preset(arch).unwrap()).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        let model = Arc::new(Model::load(file.path()).unwrap());
+        let ps = prompts(&model, 16);
+        let want: Vec<Vec<u32>> = ps.iter().map(|p| alone(&model, p, 16)).collect();
+        let engine = Engine::start(model.clone(), EngineConfig::new(16, 128, 2)).unwrap();
+        assert_eq!(run_all(&engine, &ps, 16), want, "{arch}");
+        eprintln!("ran: {arch}: 16 sequences batched equal each alone");
+    }
+}
