@@ -249,6 +249,73 @@ impl QTensor {
         }
         with_block_type!(first.ggml_type, matmul_typed(ws, x, n_tokens, outs));
     }
+
+    /// Several matrices of one type and row length, each against its own rows of `x`
+    /// (`[n][ne0]`): `outs[i]` (`[rows[i].len()][ne1]`) row `j` is `ws[i] · x[rows[i][j]]`.
+    /// `x` is quantized once and all the products share one parallel section: a mixture
+    /// of experts, each expert against its tokens. Bit-identical to [`QTensor::matmul`]
+    /// of the gathered rows.
+    pub fn matmul_gather(ws: &[&QTensor], x: &[f32], rows: &[&[usize]], outs: &mut [&mut [f32]]) {
+        assert!(ws.len() == rows.len() && ws.len() == outs.len());
+        let Some(first) = ws.first() else { return };
+        for ((w, r), o) in ws.iter().zip(rows).zip(outs.iter()) {
+            assert_eq!(o.len(), r.len() * w.ne[1]);
+        }
+        if ws
+            .iter()
+            .any(|w| w.ggml_type != first.ggml_type || w.ne[0] != first.ne[0])
+        {
+            let ne0 = first.ne[0];
+            for ((w, r), out) in ws.iter().zip(rows).zip(outs.iter_mut()) {
+                let xg: Vec<f32> = r
+                    .iter()
+                    .flat_map(|&i| &x[i * ne0..(i + 1) * ne0])
+                    .copied()
+                    .collect();
+                w.matmul(&xg, out);
+            }
+            return;
+        }
+        with_block_type!(first.ggml_type, matmul_gather_typed(ws, x, rows, outs));
+    }
+}
+
+fn matmul_gather_typed<W: WeightBlock>(
+    ws: &[&QTensor],
+    x: &[f32],
+    rows: &[&[usize]],
+    outs: &mut [&mut [f32]],
+) {
+    let ne0 = ws[0].ne[0];
+    let w_per_row = ne0 / W::QK;
+    if w_per_row == 0 {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return;
+    }
+    let a_per_row = ne0 / <W::Act as Quantize>::QK;
+    let xq = quantize_input::<W::Act>(x, ne0, x.len() / ne0);
+    let gathered: Vec<Vec<W::Act>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .flat_map(|&i| &xq[i * a_per_row..(i + 1) * a_per_row])
+                .copied()
+                .collect()
+        })
+        .collect();
+    let inputs: Vec<&[W::Act]> = gathered.iter().map(Vec::as_slice).collect();
+    let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
+    let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
+    product_each::<W::Act>(ne0, &ne1s, &inputs, outs, 4, |m, r0, r1, a, out| {
+        with_isa(|| {
+            W::gemm(
+                w_per_row,
+                &weights[m][r0 * w_per_row..r1 * w_per_row],
+                a,
+                out,
+            )
+        })
+    });
 }
 
 fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
@@ -335,8 +402,22 @@ pub(crate) fn product<A: Quantize>(
     align: usize,
     kernel: impl Fn(usize, usize, usize, &[A], GemmOut<'_>) + Sync,
 ) {
-    let a_per_row = ne0 / A::QK;
     let xq = quantize_input::<A>(x, ne0, n_tokens);
+    product_each(ne0, ne1s, &vec![&xq[..]; ne1s.len()], outs, align, kernel)
+}
+
+/// [`product`] with each matrix `m` against its own quantized rows `inputs[m]`
+/// (`outs[m]` is `[rows of inputs[m]][ne1s[m]]`).
+pub(crate) fn product_each<A: Quantize>(
+    ne0: usize,
+    ne1s: &[usize],
+    inputs: &[&[A]],
+    outs: &mut [&mut [f32]],
+    align: usize,
+    kernel: impl Fn(usize, usize, usize, &[A], GemmOut<'_>) + Sync,
+) {
+    let a_per_row = ne0 / A::QK;
+    let n_tokens = |m: usize| inputs[m].len() / a_per_row;
 
     // Rows are split into about eight tasks per thread to balance the threads (at most
     // 256 rows: the output layer's 49152 rows in 768 tasks of 64 cost 3.5% more cycles
@@ -345,11 +426,11 @@ pub(crate) fn product<A: Quantize>(
     // product ends with one short task, not one of all its tokens, on one thread while
     // the other waits. A task's weights stay in L1/L2 while they meet its tokens.
     let n_threads = rayon::current_num_threads().max(1);
-    let tokens_per_chunk = n_tokens.min(TOKENS_PER_CHUNK);
+    let all_rows: usize = ne1s.iter().sum();
+    let rows_per_task = (all_rows / (n_threads * 8)).clamp(align, 256) / align * align;
     let mut tasks = Vec::new(); // (matrix, first row, end row, first token)
     for (m, &ne1) in ne1s.iter().enumerate() {
-        let rows_per_task = (ne1 / (n_threads * 8)).clamp(align, 256) / align * align;
-        for t0 in (0..n_tokens).step_by(tokens_per_chunk.max(1)) {
+        for t0 in (0..n_tokens(m)).step_by(TOKENS_PER_CHUNK) {
             tasks.extend(
                 (0..ne1)
                     .step_by(rows_per_task)
@@ -364,12 +445,18 @@ pub(crate) fn product<A: Quantize>(
         .collect();
     par_each(tasks, |(m, r0, r1, t0)| {
         let (dst, ne1) = dsts[m];
-        let (n_rows, nt) = (r1 - r0, tokens_per_chunk.min(n_tokens - t0));
+        let (n_rows, nt) = (r1 - r0, TOKENS_PER_CHUNK.min(n_tokens(m) - t0));
         // SAFETY: elements (t0 + t) * ne1 + r0 + r (t < nt, r < n_rows) lie inside output
-        // `m` (r1 <= ne1, t0 + nt <= n_tokens), which lives through this call, and belong
-        // to this task's rows and tokens alone.
+        // `m` (r1 <= ne1, t0 + nt <= its tokens), which lives through this call, and
+        // belong to this task's rows and tokens alone.
         let out = unsafe { GemmOut::from_raw_parts(dst.0.add(t0 * ne1 + r0), ne1, n_rows, nt) };
-        kernel(m, r0, r1, &xq[t0 * a_per_row..(t0 + nt) * a_per_row], out);
+        kernel(
+            m,
+            r0,
+            r1,
+            &inputs[m][t0 * a_per_row..(t0 + nt) * a_per_row],
+            out,
+        );
     });
 }
 

@@ -546,8 +546,12 @@ impl<B: K4Rows> PairTile for TileK4<B> {
         let m4 = _mm512_set1_epi8(0x0f);
         let mut acc = [_mm512_setzero_ps(); T];
         let mut acc_m = [_mm256_setzero_ps(); T];
-        // Q4_K's scalar accumulators per token and row: (scales, mins).
-        let mut acc4 = [[(0.0f32, 0.0f32); 2]; T];
+        // Q4_K's accumulators per group of four tokens and row: (scales, mins), a token a
+        // lane.
+        let mut acc4 = [[(_mm_setzero_ps(), _mm_setzero_ps()); 2]; TILE_TOKENS_512 / 4];
+        // Q4_K's integer sums of one super-block per token, before their reduction.
+        let mut sums = [_mm512_setzero_si512(); TILE_TOKENS_512];
+        let mut mins_t = [_mm256_setzero_si256(); TILE_TOKENS_512];
         for (b, p) in prep.iter().enumerate().take(nb) {
             let (x0, x1) = (w0.add(b).cast::<u8>(), w1.add(b).cast::<u8>());
             if T == 1 {
@@ -642,22 +646,8 @@ impl<B: K4Rows> PairTile for TileK4<B> {
                 let sumi = _mm512_add_epi32(sumi[0], sumi[1]);
                 let d_a = p.d_a[t];
                 if B::QH.is_none() {
-                    // Q4_K: the whole integer sums per row, one FMA each (the twin's).
-                    let prod = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(p.q8s[t]));
-                    let lo = _mm512_castsi512_si256(sumi);
-                    let hi = _mm512_extracti64x4_epi64::<1>(sumi);
-                    let (i0, i1) = (
-                        super::x86_kquants::hsum_i32(lo),
-                        super::x86_kquants::hsum_i32(hi),
-                    );
-                    let (m0, m1) = (
-                        super::x86_kquants::hsum_i32x4(_mm256_castsi256_si128(prod)),
-                        super::x86_kquants::hsum_i32x4(_mm256_extracti128_si256::<1>(prod)),
-                    );
-                    acc4[t][0].0 = (i0 as f32).mul_add(dmw[0] * d_a, acc4[t][0].0);
-                    acc4[t][0].1 = (m0 as f32).mul_add(dmw[1] * d_a, acc4[t][0].1);
-                    acc4[t][1].0 = (i1 as f32).mul_add(dmw[2] * d_a, acc4[t][1].0);
-                    acc4[t][1].1 = (m1 as f32).mul_add(dmw[3] * d_a, acc4[t][1].1);
+                    sums[t] = sumi;
+                    mins_t[t] = _mm256_madd_epi16(mins, _mm256_broadcastsi128_si256(p.q8s[t]));
                     continue;
                 }
                 acc[t] = _mm512_fmadd_ps(
@@ -672,12 +662,34 @@ impl<B: K4Rows> PairTile for TileK4<B> {
                     acc_m[t],
                 );
             }
+            if B::QH.is_none() {
+                // Q4_K: each token's whole integer sums per row (exact), four tokens a
+                // vector, then one FMA each with `(d_w d_a)` and `(dmin_w d_a)`, lane by
+                // lane the twin's scalar FMAs.
+                for (g, acc) in acc4.iter_mut().enumerate().take(T.div_ceil(4)) {
+                    let (s0, s1) = sum_rows4(&sums[4 * g..4 * g + 4]);
+                    let (m0, m1) = sum_mins4(&mins_t[4 * g..4 * g + 4]);
+                    let d_a = _mm_loadu_ps(p.d_a.as_ptr().add(4 * g));
+                    let f = |acc: __m128, i: __m128i, dw: f32| {
+                        _mm_fmadd_ps(_mm_cvtepi32_ps(i), _mm_mul_ps(_mm_set1_ps(dw), d_a), acc)
+                    };
+                    acc[0] = (f(acc[0].0, s0, dmw[0]), f(acc[0].1, m0, dmw[1]));
+                    acc[1] = (f(acc[1].0, s1, dmw[2]), f(acc[1].1, m1, dmw[3]));
+                }
+            }
         }
         let mut res = [[0.0f32; T]; 2];
         for t in 0..T {
             if B::QH.is_none() {
-                res[0][t] = acc4[t][0].0 - acc4[t][0].1;
-                res[1][t] = acc4[t][1].0 - acc4[t][1].1;
+                let lane = |v: __m128| {
+                    let mut l = [0.0f32; 4];
+                    _mm_storeu_ps(l.as_mut_ptr(), v);
+                    l[t % 4]
+                };
+                for h in 0..2 {
+                    let (sc, mn) = acc4[t / 4][h];
+                    res[h][t] = lane(sc) - lane(mn);
+                }
                 continue;
             }
             let [h0, h1] = hsum_halves(acc[t]);
@@ -686,6 +698,44 @@ impl<B: K4Rows> PairTile for TileK4<B> {
         }
         res
     }
+}
+
+/// The four tokens' integer sums `v[t]` (row `w0` in lanes 0..8, row `w1` in 8..16)
+/// reduced per row: (row `w0`'s sums, row `w1`'s), token `t` in lane `t`.
+#[inline(always)]
+unsafe fn sum_rows4(v: &[__m512i]) -> (__m128i, __m128i) {
+    // Pairs of tokens interleaved, then quads: each 128-bit block ends with one partial
+    // sum per token; the two blocks of a row then add.
+    let ab = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(v[0], v[1]),
+        _mm512_unpackhi_epi32(v[0], v[1]),
+    );
+    let cd = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(v[2], v[3]),
+        _mm512_unpackhi_epi32(v[2], v[3]),
+    );
+    let abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    let r = _mm512_add_epi32(abcd, _mm512_shuffle_i32x4::<0b10_11_00_01>(abcd, abcd));
+    (_mm512_castsi512_si128(r), _mm512_extracti32x4_epi32::<2>(r))
+}
+
+/// The four tokens' mins products `v[t]` (row `w0` in lanes 0..4, row `w1` in 4..8)
+/// reduced per row, as [`sum_rows4`].
+#[inline(always)]
+unsafe fn sum_mins4(v: &[__m256i]) -> (__m128i, __m128i) {
+    let ab = _mm256_add_epi32(
+        _mm256_unpacklo_epi32(v[0], v[1]),
+        _mm256_unpackhi_epi32(v[0], v[1]),
+    );
+    let cd = _mm256_add_epi32(
+        _mm256_unpacklo_epi32(v[2], v[3]),
+        _mm256_unpackhi_epi32(v[2], v[3]),
+    );
+    let abcd = _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    (
+        _mm256_castsi256_si128(abcd),
+        _mm256_extracti128_si256::<1>(abcd),
+    )
 }
 
 /// The 32 bytes at `p0` in the low half, those at `p1` in the high half.

@@ -62,7 +62,14 @@ impl GatedFfn {
         let n = xn.len() / self.up.ne[0];
         let (gate, up) = (&mut s.gate[..n * n_ff], &mut s.up[..n * n_ff]);
         QTensor::matmul_many(&[&self.gate, &self.up], xn, &mut [&mut *gate, &mut *up]);
-        match self.act {
+        self.act.apply(gate, up, n_ff);
+    }
+}
+
+impl Activation {
+    /// `gate = act(gate) * up`, row by row (`[n][n_ff]` each).
+    pub fn apply(self, gate: &mut [f32], up: &[f32], n_ff: usize) {
+        match self {
             Activation::Silu => for_rows(gate, n_ff, up, n_ff, ops::swiglu),
             Activation::GeluTanh => for_rows(gate, n_ff, up, n_ff, ops::geglu),
         }

@@ -45,9 +45,10 @@ pub struct Moe {
 }
 
 impl Moe {
-    /// Width of the scratch rows [`Moe::forward`] needs.
+    /// Width of the scratch rows [`Moe::forward`] needs per token: each of its
+    /// `n_used` experts' hidden rows, or the shared expert's.
     pub fn n_ff(&self) -> usize {
-        let routed = self.experts.iter().map(GatedFfn::n_ff).max().unwrap_or(0);
+        let routed = self.n_used * self.experts[0].n_ff();
         routed.max(self.shared.as_ref().map_or(0, |s| s.ffn.n_ff()))
     }
 
@@ -90,38 +91,71 @@ impl Moe {
         routes
     }
 
-    /// `xn = moe(xn)` for the batch (`[n][n_embd]`).
+    /// `xn = moe(xn)` for the batch (`[n][n_embd]`); `s` holds `n` rows of
+    /// [`Moe::n_ff`].
     pub fn forward(&self, xn: &mut [f32], s: &mut FfnScratch) {
         let n_embd = self.router.ne[0];
         let (n, k) = (xn.len() / n_embd, self.n_used);
         let routes = self.route(xn);
 
-        // Each expert's slots (`t * k + j`: token `t`'s `j`-th choice), tokens in order.
+        // The experts that run, each with its slots (`t * k + j`: token `t`'s `j`-th
+        // choice) in token order; their rows grouped by expert in that order.
         let mut by_expert: Vec<Vec<usize>> = vec![Vec::new(); self.experts.len()];
         for (slot, &(e, _)) in routes.iter().enumerate() {
             by_expert[e].push(slot);
         }
-        // `[n][k][n_embd]`: each choice's output times its weight.
-        let mut slots = vec![0.0f32; n * k * n_embd];
-        let mut xe = Vec::new();
-        let mut ye = Vec::new();
-        for (f, list) in self.experts.iter().zip(&by_expert) {
-            if list.is_empty() {
-                continue;
+        let active: Vec<usize> = (0..self.experts.len())
+            .filter(|&e| !by_expert[e].is_empty())
+            .collect();
+        let tokens: Vec<Vec<usize>> = active
+            .iter()
+            .map(|&e| by_expert[e].iter().map(|slot| slot / k).collect())
+            .collect();
+        // Each slot's row in the grouped order.
+        let mut row_of = vec![0usize; n * k];
+        let mut grouped: Vec<Vec<usize>> = Vec::with_capacity(active.len());
+        let mut next = 0;
+        for &e in &active {
+            let rows: Vec<usize> = (next..next + by_expert[e].len()).collect();
+            for (&slot, &r) in by_expert[e].iter().zip(&rows) {
+                row_of[slot] = r;
             }
-            xe.clear();
-            for &slot in list {
-                xe.extend_from_slice(&xn[slot / k * n_embd..][..n_embd]);
+            next += rows.len();
+            grouped.push(rows);
+        }
+
+        // Gate and up of every expert against its tokens, in one section; the activation
+        // over all rows; then every down against its expert's hidden rows.
+        let n_ff = self.experts[0].n_ff();
+        let (gate, up) = (&mut s.gate[..n * k * n_ff], &mut s.up[..n * k * n_ff]);
+        {
+            let mut ws = Vec::with_capacity(2 * active.len());
+            let mut rows = Vec::with_capacity(2 * active.len());
+            let mut outs: Vec<&mut [f32]> = Vec::with_capacity(2 * active.len());
+            let (mut g_rest, mut u_rest) = (&mut *gate, &mut *up);
+            for (&e, t) in active.iter().zip(&tokens) {
+                let (g, gr) = std::mem::take(&mut g_rest).split_at_mut(t.len() * n_ff);
+                let (u, ur) = std::mem::take(&mut u_rest).split_at_mut(t.len() * n_ff);
+                (g_rest, u_rest) = (gr, ur);
+                ws.extend([&self.experts[e].gate, &self.experts[e].up]);
+                rows.extend([t.as_slice(), t.as_slice()]);
+                outs.extend([g, u]);
             }
-            ye.resize(list.len() * n_embd, 0.0);
-            f.hidden(&xe, s);
-            f.down.matmul(&s.gate[..list.len() * f.n_ff()], &mut ye);
-            for (y, &slot) in ye.chunks_exact(n_embd).zip(list) {
-                let w = routes[slot].1;
-                for (o, &v) in slots[slot * n_embd..][..n_embd].iter_mut().zip(y) {
-                    *o = v * w;
-                }
+            QTensor::matmul_gather(&ws, xn, &rows, &mut outs);
+        }
+        self.experts[0].act.apply(gate, up, n_ff);
+        let mut ye = vec![0.0f32; n * k * n_embd];
+        {
+            let ws: Vec<&QTensor> = active.iter().map(|&e| &self.experts[e].down).collect();
+            let rows: Vec<&[usize]> = grouped.iter().map(Vec::as_slice).collect();
+            let mut outs: Vec<&mut [f32]> = Vec::with_capacity(active.len());
+            let mut rest = &mut ye[..];
+            for r in &grouped {
+                let (o, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * n_embd);
+                rest = tail;
+                outs.push(o);
             }
+            QTensor::matmul_gather(&ws, gate, &rows, &mut outs);
         }
 
         // The shared expert reads the same input, before `xn` is overwritten.
@@ -134,11 +168,17 @@ impl Moe {
             (out, gate)
         });
 
+        // Each token: its choices' outputs times their weights, summed in the router's
+        // order (each product rounded, then added), then the shared expert.
         for (t, out) in xn.chunks_exact_mut(n_embd).enumerate() {
-            let mine = &slots[t * k * n_embd..(t + 1) * k * n_embd];
-            out.copy_from_slice(&mine[..n_embd]);
-            for y in mine.chunks_exact(n_embd).skip(1) {
-                out.iter_mut().zip(y).for_each(|(o, v)| *o += v);
+            for j in 0..k {
+                let (slot, w) = (t * k + j, routes[t * k + j].1);
+                let y = &ye[row_of[slot] * n_embd..][..n_embd];
+                if j == 0 {
+                    out.iter_mut().zip(y).for_each(|(o, &v)| *o = v * w);
+                } else {
+                    out.iter_mut().zip(y).for_each(|(o, &v)| *o += v * w);
+                }
             }
             if let Some((sh, gate)) = &shared {
                 // sigmoid(g) as silu(g) / g, in the reference engine's order.
