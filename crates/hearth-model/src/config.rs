@@ -197,6 +197,11 @@ impl ModelConfig {
             }
         };
         let expert_gating_func = opt("expert_gating_func").map(|v| v as u32);
+        if let Some(g) = expert_gating_func.filter(|g| !(1..=2).contains(g)) {
+            return Err(ModelError::BadHyperparameter(format!(
+                "expert_gating_func {g} is not supported (1 softmax, 2 sigmoid)"
+            )));
+        }
         Ok(ModelConfig {
             n_expert,
             n_expert_used,

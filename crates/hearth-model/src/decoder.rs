@@ -341,14 +341,10 @@ impl<'a> Weights<'a> {
         } else {
             None
         };
+        // (The config admits only these two.)
         let gating = match c.expert_gating_func {
-            None | Some(1) => Gating::Softmax,
             Some(2) => Gating::Sigmoid,
-            Some(other) => {
-                return Err(ModelError::BadHyperparameter(format!(
-                    "expert_gating_func {other} is not supported (1 softmax, 2 sigmoid)"
-                )))
-            }
+            _ => Gating::Softmax,
         };
         Ok(Ffn::Moe(Moe {
             router: self.t(&format!("{blk}.ffn_gate_inp"), [n_embd, n_expert])?,

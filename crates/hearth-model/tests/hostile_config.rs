@@ -126,3 +126,36 @@ fn unknown_architecture_lists_the_registry() {
         "{e}"
     );
 }
+
+#[test]
+fn impossible_expert_counts_are_refused() {
+    for (n_expert, n_used) in [(100_000u32, 2u32), (8, 0), (8, 9)] {
+        let e = error_of(file(
+            "qwen3moe",
+            |w| {
+                w.add_kv("qwen3moe.expert_count", n_expert);
+                w.add_kv("qwen3moe.expert_used_count", n_used);
+            },
+            &[],
+        ));
+        assert!(
+            e.contains(&format!("expert_count {n_expert}"))
+                && e.contains(&format!("expert_used_count {n_used}")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn unknown_expert_gating_is_named() {
+    let e = error_of(file(
+        "qwen3moe",
+        |w| {
+            w.add_kv("qwen3moe.expert_count", 8u32);
+            w.add_kv("qwen3moe.expert_used_count", 2u32);
+            w.add_kv("qwen3moe.expert_gating_func", 7u32);
+        },
+        &[],
+    ));
+    assert!(e.contains("expert_gating_func 7"), "{e}");
+}
