@@ -276,6 +276,11 @@ impl QTensor {
             }
             return;
         }
+        if first.ne[0] == 0 {
+            // Empty rows: every dot product is 0.
+            outs.iter_mut().for_each(|o| o.fill(0.0));
+            return;
+        }
         with_block_type!(first.ggml_type, matmul_gather_typed(ws, x, rows, outs));
     }
 }
@@ -287,11 +292,6 @@ fn matmul_gather_typed<W: WeightBlock>(
     outs: &mut [&mut [f32]],
 ) {
     let ne0 = ws[0].ne[0];
-    let w_per_row = ne0 / W::QK;
-    if w_per_row == 0 {
-        outs.iter_mut().for_each(|o| o.fill(0.0));
-        return;
-    }
     let a_per_row = ne0 / <W::Act as Quantize>::QK;
     let xq = quantize_input::<W::Act>(x, ne0, x.len() / ne0);
     let gathered: Vec<Vec<W::Act>> = rows
@@ -304,18 +304,7 @@ fn matmul_gather_typed<W: WeightBlock>(
         })
         .collect();
     let inputs: Vec<&[W::Act]> = gathered.iter().map(Vec::as_slice).collect();
-    let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
-    let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
-    product_each::<W::Act>(ne0, &ne1s, &inputs, outs, 4, |m, r0, r1, a, out| {
-        with_isa(|| {
-            W::gemm(
-                w_per_row,
-                &weights[m][r0 * w_per_row..r1 * w_per_row],
-                a,
-                out,
-            )
-        })
-    });
+    plain_product::<W>(ws, &inputs, outs);
 }
 
 fn dequantize_bytes<W: Quantize>(bytes: &[u8], out: &mut [f32]) {
@@ -375,8 +364,17 @@ fn matmul_typed<W: WeightBlock>(
             },
         );
     }
+    let xq = quantize_input::<W::Act>(x, ne0, n_tokens);
+    plain_product::<W>(ws, &vec![&xq[..]; ws.len()], outs);
+}
+
+/// `outs[m] = ws[m] · inputs[m]` (quantized activation rows, non-empty weight rows) with
+/// the weights in their file layout, in one parallel section.
+fn plain_product<W: WeightBlock>(ws: &[&QTensor], inputs: &[&[W::Act]], outs: &mut [&mut [f32]]) {
+    let w_per_row = ws[0].ne[0] / W::QK;
+    let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
     let weights: Vec<&[W]> = ws.iter().map(|w| bytemuck::cast_slice(w.bytes())).collect();
-    product::<W::Act>(ne0, &ne1s, x, n_tokens, outs, 4, |m, r0, r1, a, out| {
+    product_each::<W::Act>(ws[0].ne[0], &ne1s, inputs, outs, 4, |m, r0, r1, a, out| {
         with_isa(|| {
             W::gemm(
                 w_per_row,

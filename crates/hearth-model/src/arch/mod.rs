@@ -7,9 +7,7 @@ mod llama;
 mod olmoe;
 mod phi3;
 mod qwen2;
-mod qwen2moe;
 mod qwen3;
-mod qwen3moe;
 
 use std::sync::Arc;
 
@@ -50,13 +48,15 @@ pub const ARCHS: &[Arch] = &[
         name: "phi3",
         load: phi3::load,
     },
+    // Qwen 3 MoE: the Qwen 3 block with experts.
     Arch {
         name: "qwen3moe",
-        load: qwen3moe::load,
+        load: qwen3::load,
     },
+    // Qwen 2 MoE: the Qwen 2 block with experts and a shared expert.
     Arch {
         name: "qwen2moe",
-        load: qwen2moe::load,
+        load: qwen2::load,
     },
     Arch {
         name: "olmoe",

@@ -1,5 +1,7 @@
 //! Qwen 2 / 2.5: the llama block with biases on the query, key and value projections and
-//! NeoX RoPE.
+//! NeoX RoPE. Qwen 2 MoE (`qwen2moe`: Qwen1.5-MoE, Qwen2-57B-A14B) is the same block with
+//! a mixture of experts, weights not renormalized, and a shared expert behind a sigmoid
+//! gate.
 
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
                 attn,
                 post_attn_norm: None,
                 ffn_norm: w.norm(&format!("{blk}.ffn_norm"))?,
-                ffn: w.gated_ffn(il, Activation::Silu)?,
+                ffn: w.ffn(il, Activation::Silu, false)?,
                 post_ffn_norm: None,
             })
         })

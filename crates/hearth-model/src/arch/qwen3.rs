@@ -1,5 +1,6 @@
 //! Qwen 3: the llama block with per-head RMSNorm of queries and keys (QK-norm), no
-//! biases, NeoX RoPE, explicit head size (128).
+//! biases, NeoX RoPE, explicit head size (128). Qwen 3 MoE (`qwen3moe`, Qwen3-30B-A3B) is
+//! the same block with a mixture of experts, weights renormalized over the chosen ones.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
                 attn,
                 post_attn_norm: None,
                 ffn_norm: w.norm(&format!("{blk}.ffn_norm"))?,
-                ffn: w.gated_ffn(il, Activation::Silu)?,
+                ffn: w.ffn(il, Activation::Silu, true)?,
                 post_ffn_norm: None,
             })
         })
