@@ -4,6 +4,7 @@ pub(crate) mod float;
 mod k_quants;
 mod legacy;
 mod q4_1x16;
+mod q5_0x16;
 pub(crate) mod q8;
 mod q8_0x16;
 
@@ -11,6 +12,7 @@ pub use float::*;
 pub use k_quants::*;
 pub use legacy::*;
 pub use q4_1x16::*;
+pub use q5_0x16::*;
 pub use q8::*;
 pub use q8_0x16::*;
 

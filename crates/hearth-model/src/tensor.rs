@@ -55,9 +55,16 @@ pub struct QTensor {
     /// Byte range of the data within the file.
     start: usize,
     len: usize,
-    /// `[ne1 / 16][ne0 / 32]`: a `Q4_1` matrix's rows interleaved sixteen at a time, when
-    /// this CPU has the kernel that reads them (the same products, faster).
-    q4_1x16: Option<Arc<Vec<BlockQ4_1x16>>>,
+    /// The rows also interleaved sixteen at a time, for a type and CPU that have the
+    /// kernel that reads them (the same products, faster).
+    x16: Option<Interleaved>,
+}
+
+/// A matrix's rows interleaved sixteen at a time, `[ne1 / 16][ne0 / 32]`.
+#[derive(Clone)]
+enum Interleaved {
+    Q4_1(Arc<Vec<BlockQ4_1x16>>),
+    Q5_0(Arc<Vec<BlockQ5_0x16>>),
 }
 
 impl std::fmt::Debug for QTensor {
@@ -133,7 +140,7 @@ impl QTensor {
             ne,
             start: (file.data_offset() + info.offset) as usize,
             len: info.n_bytes as usize,
-            q4_1x16: None,
+            x16: None,
         };
         // Block structs need their alignment (at most 4); GGUF aligns tensor data to 32.
         if !(t.bytes().as_ptr() as usize).is_multiple_of(4) {
@@ -143,19 +150,22 @@ impl QTensor {
         Ok(t)
     }
 
-    /// This matrix with its `Q4_1` rows also interleaved sixteen at a time, when this CPU
-    /// has the kernel that reads them.
+    /// This matrix with its `Q4_1` or `Q5_0` rows also interleaved sixteen at a time, when
+    /// this CPU has the kernel that reads them.
     fn interleaved(mut self) -> QTensor {
-        if self.ggml_type == GgmlType::Q4_1
-            && self.ne[0] > 0
-            && self.ne[1].is_multiple_of(Q4_1X16_ROWS)
-            && q4_1x16_pays()
-        {
-            self.q4_1x16 = Some(Arc::new(interleave_q4_1x16(
-                bytemuck::cast_slice(self.bytes()),
-                self.ne[0] / QK4_1,
-            )));
+        if self.ne[0] == 0 || !self.ne[1].is_multiple_of(16) {
+            return self;
         }
+        let rows = self.bytes();
+        self.x16 = match self.ggml_type {
+            GgmlType::Q4_1 if q4_1x16_pays() => Some(Interleaved::Q4_1(Arc::new(
+                interleave_q4_1x16(bytemuck::cast_slice(rows), self.ne[0] / QK4_1),
+            ))),
+            GgmlType::Q5_0 if q5_0x16_pays() => Some(Interleaved::Q5_0(Arc::new(
+                interleave_q5_0x16(bytemuck::cast_slice(rows), self.ne[0] / QK5_0),
+            ))),
+            _ => None,
+        };
         self
     }
 
@@ -176,7 +186,7 @@ impl QTensor {
             ne: [self.ne[0], r1 - r0],
             start: self.start + r0 * row_bytes,
             len: (r1 - r0) * row_bytes,
-            q4_1x16: None,
+            x16: None,
         };
         fn align<T>() -> usize {
             std::mem::align_of::<T>()
@@ -184,7 +194,7 @@ impl QTensor {
         if !(t.bytes().as_ptr() as usize).is_multiple_of(with_block_type!(t.ggml_type, align())) {
             return Err(ModelError::Misaligned(t.name));
         }
-        Ok(if self.q4_1x16.is_some() {
+        Ok(if self.x16.is_some() {
             t.interleaved()
         } else {
             t
@@ -341,31 +351,48 @@ fn matmul_typed<W: WeightBlock>(
     // its prefetches, measured faster in the server.)
     let x16 = if n_tokens > 1 {
         ws.iter()
-            .map(|w| w.q4_1x16.as_deref())
+            .map(|w| w.x16.as_ref())
             .collect::<Option<Vec<_>>>()
     } else {
         None
     };
-    if let Some(x16) = x16 {
-        return product::<BlockQ8_1>(
-            ne0,
-            &ne1s,
-            x,
-            n_tokens,
-            outs,
-            Q4_1X16_ROWS,
-            |m, r0, r1, a, out| {
-                gemm_q4_1x16(
-                    w_per_row,
-                    &x16[m][r0 / Q4_1X16_ROWS * w_per_row..r1 / Q4_1X16_ROWS * w_per_row],
-                    a,
-                    out,
-                )
-            },
-        );
+    // (Every matrix here has type `W`, so their layouts are of one kind, of 16 rows.)
+    const _: () = assert!(Q4_1X16_ROWS == 16 && Q5_0X16_ROWS == 16);
+    let rows = |r0: usize, r1: usize| r0 / 16 * w_per_row..r1 / 16 * w_per_row;
+    match x16.as_deref() {
+        Some([Interleaved::Q4_1(_), ..]) => {
+            let x16: Vec<&[BlockQ4_1x16]> = x16_of(x16.as_deref(), |x| match x {
+                Interleaved::Q4_1(v) => Some(&v[..]),
+                _ => None,
+            });
+            return product::<BlockQ8_1>(ne0, &ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
+                gemm_q4_1x16(w_per_row, &x16[m][rows(r0, r1)], a, out)
+            });
+        }
+        Some([Interleaved::Q5_0(_), ..]) => {
+            let x16: Vec<&[BlockQ5_0x16]> = x16_of(x16.as_deref(), |x| match x {
+                Interleaved::Q5_0(v) => Some(&v[..]),
+                _ => None,
+            });
+            return product::<BlockQ8_0>(ne0, &ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
+                gemm_q5_0x16(w_per_row, &x16[m][rows(r0, r1)], a, out)
+            });
+        }
+        _ => {}
     }
     let xq = quantize_input::<W::Act>(x, ne0, n_tokens);
     plain_product::<W>(ws, &vec![&xq[..]; ws.len()], outs);
+}
+
+/// Each matrix's interleaved rows, through `pick` (which knows the layout's kind).
+fn x16_of<'a, B>(
+    x16: Option<&[&'a Interleaved]>,
+    pick: impl Fn(&'a Interleaved) -> Option<&'a [B]>,
+) -> Vec<&'a [B]> {
+    x16.unwrap_or_default()
+        .iter()
+        .map(|&x| pick(x).expect("matrices of one type share a layout"))
+        .collect()
 }
 
 /// `outs[m] = ws[m] · inputs[m]` (quantized activation rows, non-empty weight rows) with

@@ -32,6 +32,8 @@ pub enum PreTokenizer {
     Falcon,
     /// `deepseek-coder`
     DeepSeekCoder,
+    /// `deepseek-llm`
+    DeepSeekLlm,
     /// `deepseek-v3`, `hunyuan-dense`, …
     DeepSeek3,
     /// `poro-chat`, `bloom`, `gpt3-finnish`
@@ -90,6 +92,16 @@ impl PreTokenizer {
                     s(r"\p{N}"),
                 ]
             }
+            PreTokenizer::DeepSeekLlm => {
+                vec![
+                    s(r"[\r\n]"),
+                    s(r"\s?\p{L}+"),
+                    s(r"\s?[!-/:-~！-／：-～‘-‟　-。]+"),
+                    s(r"\s+$"),
+                    s(r"[一-龥ࠀ-一가-퟿]+"),
+                    s(r"\p{N}+"),
+                ]
+            }
             PreTokenizer::DeepSeek3 => vec![
                 s(r"\p{N}{1,3}"),
                 s(r"[一-龥぀-ゟ゠-ヿ]+"),
@@ -120,7 +132,7 @@ impl PreTokenizer {
     }
 
     /// Every family, for tests and listings.
-    pub const ALL: [PreTokenizer; 16] = [
+    pub const ALL: [PreTokenizer; 17] = [
         PreTokenizer::Default,
         PreTokenizer::Llama3,
         PreTokenizer::Gpt2,
@@ -129,6 +141,7 @@ impl PreTokenizer {
         PreTokenizer::Qwen35,
         PreTokenizer::Falcon,
         PreTokenizer::DeepSeekCoder,
+        PreTokenizer::DeepSeekLlm,
         PreTokenizer::DeepSeek3,
         PreTokenizer::Poro,
         PreTokenizer::Viking,
@@ -196,6 +209,7 @@ impl PreConfig {
                 ..PreConfig::DEFAULT
             },
             "deepseek-coder" => unclean(P::DeepSeekCoder),
+            "deepseek-llm" => unclean(P::DeepSeekLlm),
             "deepseek-v3" | "hunyuan-dense" | "joyai-llm" | "hy_v4" => unclean(P::DeepSeek3),
             "falcon" => plain(P::Falcon),
             "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
@@ -314,6 +328,16 @@ mod tests {
         assert_eq!(
             split(PreTokenizer::Gpt2, "Hello world's  end\n\nx 123"),
             ["Hello", " world", "'s", " ", " end", "\n", "\n", "x", " 123"]
+        );
+    }
+
+    /// DeepSeek LLM keeps a space with the punctuation after it, and whole numbers
+    /// (llama.cpp's vocabulary test for it has `" ("` as one token).
+    #[test]
+    fn deepseek_llm_words() {
+        assert_eq!(
+            split(PreTokenizer::DeepSeekLlm, "a (b) 123\n"),
+            ["a", " (", "b", ")", " ", "123", "\n"]
         );
     }
 }
