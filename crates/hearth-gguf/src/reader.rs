@@ -303,6 +303,29 @@ impl GgufFile {
     pub fn bytes(&self) -> &[u8] {
         self.storage.bytes()
     }
+
+    /// Tells the OS that bytes `offset..offset + len` of a memory-mapped file are not
+    /// needed for now (the whole pages inside that range): they leave the process's
+    /// resident set, and a later read takes them back from the page cache or the file,
+    /// unchanged. For data that a copy has replaced (an interleaved layout). A no-op for a
+    /// file read into memory, or where the OS does not support it.
+    pub fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let Storage::Mmap(m) = &self.storage {
+            const PAGE: usize = 4096;
+            let end = offset.saturating_add(len).min(m.len()) / PAGE * PAGE;
+            let start = offset.div_ceil(PAGE) * PAGE;
+            if start < end {
+                // SAFETY: the map is read-only and backed by the file, so after
+                // MADV_DONTNEED its pages read back the file's bytes: every `&[u8]` into
+                // it keeps seeing the same contents (the range lies inside the map).
+                // A failure only leaves the pages resident.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+    }
 }
 
 /// The result of parsing, before it is attached to its storage.

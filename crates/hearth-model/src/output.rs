@@ -34,6 +34,9 @@ impl OutputWeights {
             return OutputWeights::Plain(t);
         }
         let blocks = interleave_q8_0x16(bytemuck::cast_slice(t.bytes()), t.ne[0] / QK8_0);
+        // The product reads the copy; a tied embedding's lookups fault in only the rows
+        // they read.
+        t.release();
         OutputWeights::Q8_0x16 { blocks, ne: t.ne }
     }
 

@@ -67,6 +67,16 @@ enum Interleaved {
     Q5_0(Arc<Vec<BlockQ5_0x16>>),
 }
 
+impl Interleaved {
+    /// Whether one token's product reads this layout too. For `Q4_1` the plain layout's
+    /// kernel, with its prefetches, measured faster streaming one token's weights from
+    /// memory (perf.md 51); for `Q5_0` the two measured alike (perf.md 55), so its
+    /// products always read the copy and the file's pages are released.
+    fn for_one_token(&self) -> bool {
+        matches!(self, Interleaved::Q5_0(_))
+    }
+}
+
 impl std::fmt::Debug for QTensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "QTensor({} {} {:?})", self.name, self.ggml_type, self.ne)
@@ -166,6 +176,9 @@ impl QTensor {
             ))),
             _ => None,
         };
+        if self.x16.as_ref().is_some_and(Interleaved::for_one_token) {
+            self.release();
+        }
         self
     }
 
@@ -199,6 +212,13 @@ impl QTensor {
         } else {
             t
         })
+    }
+
+    /// Lets the OS drop this tensor's pages from the resident set (see
+    /// [`GgufFile::release`]): for a tensor whose product reads a copy in another layout.
+    /// Reads still work; they fault the pages back in.
+    pub fn release(&self) {
+        self.file.release(self.start, self.len);
     }
 
     /// The raw bytes of the tensor.
@@ -347,15 +367,10 @@ fn matmul_typed<W: WeightBlock>(
         return;
     }
     let ne1s: Vec<usize> = ws.iter().map(|w| w.ne[1]).collect();
-    // (One token streams the weights from memory, where the plain layout's kernel, with
-    // its prefetches, measured faster in the server.)
-    let x16 = if n_tokens > 1 {
-        ws.iter()
-            .map(|w| w.x16.as_ref())
-            .collect::<Option<Vec<_>>>()
-    } else {
-        None
-    };
+    let x16 = ws
+        .iter()
+        .map(|w| w.x16.as_ref().filter(|x| n_tokens > 1 || x.for_one_token()))
+        .collect::<Option<Vec<_>>>();
     // (Every matrix here has type `W`, so their layouts are of one kind, of 16 rows.)
     const _: () = assert!(Q4_1X16_ROWS == 16 && Q5_0X16_ROWS == 16);
     let rows = |r0: usize, r1: usize| r0 / 16 * w_per_row..r1 / 16 * w_per_row;

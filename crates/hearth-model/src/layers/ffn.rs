@@ -29,6 +29,7 @@ pub struct GatedFfn {
 }
 
 /// A feed-forward block.
+#[allow(clippy::large_enum_variant)] // one per layer: its size does not matter
 pub enum Ffn {
     Gated(GatedFfn),
     Moe(Moe),
