@@ -129,18 +129,17 @@ impl Moe {
         let n_ff = self.experts[0].n_ff();
         let (gate, up) = (&mut s.gate[..n * k * n_ff], &mut s.up[..n * k * n_ff]);
         {
-            let mut ws = Vec::with_capacity(2 * active.len());
-            let mut rows = Vec::with_capacity(2 * active.len());
-            let mut outs: Vec<&mut [f32]> = Vec::with_capacity(2 * active.len());
-            let (mut g_rest, mut u_rest) = (&mut *gate, &mut *up);
-            for (&e, t) in active.iter().zip(&tokens) {
-                let (g, gr) = std::mem::take(&mut g_rest).split_at_mut(t.len() * n_ff);
-                let (u, ur) = std::mem::take(&mut u_rest).split_at_mut(t.len() * n_ff);
-                (g_rest, u_rest) = (gr, ur);
-                ws.extend([&self.experts[e].gate, &self.experts[e].up]);
-                rows.extend([t.as_slice(), t.as_slice()]);
-                outs.extend([g, u]);
-            }
+            let lens = tokens.iter().map(|t| t.len() * n_ff);
+            let mut outs: Vec<&mut [f32]> = split_rows(&mut *gate, lens.clone())
+                .into_iter()
+                .zip(split_rows(&mut *up, lens))
+                .flat_map(|(g, u)| [g, u])
+                .collect();
+            let ws: Vec<&QTensor> = active
+                .iter()
+                .flat_map(|&e| [&self.experts[e].gate, &self.experts[e].up])
+                .collect();
+            let rows: Vec<&[usize]> = tokens.iter().flat_map(|t| [&t[..], &t[..]]).collect();
             QTensor::matmul_gather(&ws, xn, &rows, &mut outs);
         }
         self.experts[0].act.apply(gate, up, n_ff);
@@ -148,13 +147,7 @@ impl Moe {
         {
             let ws: Vec<&QTensor> = active.iter().map(|&e| &self.experts[e].down).collect();
             let rows: Vec<&[usize]> = grouped.iter().map(Vec::as_slice).collect();
-            let mut outs: Vec<&mut [f32]> = Vec::with_capacity(active.len());
-            let mut rest = &mut ye[..];
-            for r in &grouped {
-                let (o, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * n_embd);
-                rest = tail;
-                outs.push(o);
-            }
+            let mut outs = split_rows(&mut ye, grouped.iter().map(|r| r.len() * n_embd));
             QTensor::matmul_gather(&ws, gate, &rows, &mut outs);
         }
 
@@ -190,6 +183,16 @@ impl Moe {
             }
         }
     }
+}
+
+/// `buf` cut into consecutive parts of the given lengths.
+fn split_rows(mut buf: &mut [f32], lens: impl Iterator<Item = usize>) -> Vec<&mut [f32]> {
+    lens.map(|len| {
+        let (part, rest) = std::mem::take(&mut buf).split_at_mut(len);
+        buf = rest;
+        part
+    })
+    .collect()
 }
 
 /// `1 / (1 + e^-x)`.
