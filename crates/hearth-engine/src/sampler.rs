@@ -118,6 +118,20 @@ pub struct Sampler {
     rng: StdRng,
     /// Scratch: `(token, logit)` candidates.
     cand: Vec<(u32, f32)>,
+    /// The largest candidate logit of the last [`Sampler::cut`].
+    max: f32,
+}
+
+/// `Σ e^(l - max)` over `cand` (in f64, rounded once): the softmax's denominator.
+fn candidate_mass(cand: &[(u32, f32)], max: f32) -> f32 {
+    cand.iter()
+        .map(|c| f64::from((c.1 - max).exp()))
+        .sum::<f64>() as f32
+}
+
+/// Descending logit, then ascending token: the candidates' order.
+fn by_logit(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
 impl Sampler {
@@ -130,11 +144,69 @@ impl Sampler {
             params,
             rng,
             cand: Vec::new(),
+            max: 0.0,
         }
     }
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
+    }
+
+    /// Leaves in `cand` the tokens a draw may pick: the top-k by logit (all when 0), then
+    /// top-p and min-p over their probabilities at temperature 1 (llama.cpp's order).
+    /// Sorted by [`by_logit`] whenever a cut applies, else in token order. Nothing sorts
+    /// more than the cuts need: min-p is a filter, and top-p sorts a growing head of the
+    /// candidates until its mass is reached, so a 262,144-token vocabulary costs a scan
+    /// and a few exponentials per token, not a full sort.
+    fn cut(&mut self, logits: &[f32]) {
+        let p = &self.params;
+        self.cand.clear();
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        if p.top_k > 0 && p.top_k < self.cand.len() {
+            self.cand.select_nth_unstable_by(p.top_k - 1, by_logit);
+            self.cand.truncate(p.top_k);
+        }
+        self.max = self
+            .cand
+            .iter()
+            .map(|c| c.1)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let max = self.max;
+        let sum = candidate_mass(&self.cand, max);
+        let prob = |c: &(u32, f32)| (c.1 - max).exp() / sum;
+        if p.min_p > 0.0 {
+            // The most likely candidate has probability `1 / sum`.
+            let floor = (1.0 / sum) * p.min_p;
+            self.cand.retain(|c| prob(c) >= floor);
+        }
+        if p.top_p < 1.0 {
+            let mut head = 64;
+            loop {
+                let n = self.cand.len();
+                if head < n {
+                    self.cand.select_nth_unstable_by(head - 1, by_logit);
+                }
+                let sorted = head.min(n);
+                self.cand[..sorted].sort_by(by_logit);
+                let mut cum = 0.0;
+                let reached = self.cand[..sorted].iter().position(|c| {
+                    cum += prob(c);
+                    cum >= p.top_p
+                });
+                match reached {
+                    Some(i) => {
+                        self.cand.truncate(i + 1);
+                        return;
+                    }
+                    None if sorted == n => return,
+                    None => head *= 4,
+                }
+            }
+        }
+        if p.top_k > 0 || p.min_p > 0.0 {
+            self.cand.sort_by(by_logit);
+        }
     }
 
     /// Picks the next token from `logits` given the tokens so far (`history`, prompt and
@@ -155,53 +227,11 @@ impl Sampler {
             return argmax(logits);
         }
 
-        // Candidates sorted by logit, descending, cut by top-k.
-        self.cand.clear();
-        self.cand
-            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        let k = if p.top_k == 0 {
-            self.cand.len()
-        } else {
-            p.top_k.min(self.cand.len())
-        };
-        if k < self.cand.len() {
-            self.cand
-                .select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-            self.cand.truncate(k);
-        }
-        self.cand
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-
-        // Probabilities at temperature 1 for top-p and min-p (as llama.cpp orders them).
-        let max = self.cand[0].1;
-        let mut probs: Vec<f32> = self.cand.iter().map(|c| (c.1 - max).exp()).collect();
-        let sum: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|v| *v /= sum);
-        if p.top_p < 1.0 {
-            let mut cum = 0.0;
-            let mut keep = probs.len();
-            for (i, &pr) in probs.iter().enumerate() {
-                cum += pr;
-                if cum >= p.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            self.cand.truncate(keep);
-        }
-        if p.min_p > 0.0 {
-            let floor = probs[0] * p.min_p;
-            let keep = probs
-                .iter()
-                .take(self.cand.len())
-                .take_while(|&&pr| pr >= floor)
-                .count()
-                .max(1);
-            self.cand.truncate(keep);
-        }
+        self.cut(logits);
+        let max = self.max;
 
         // Temperature, then a draw.
-        let t = p.temperature;
+        let t = self.params.temperature;
         let mut weights: Vec<f64> = self
             .cand
             .iter()
@@ -379,6 +409,79 @@ mod tests {
         for _ in 0..500 {
             let t = s.sample(&logits(), &[]);
             assert!(t == 1 || t == 4, "token {t} outside top-2");
+        }
+    }
+
+    /// The cuts as a full sort makes them: every candidate sorted, top-p's prefix, then
+    /// min-p's (the same probabilities: the denominator over the candidates in token
+    /// order).
+    fn cut_by_full_sort(p: &SamplingParams, logits: &[f32]) -> Vec<u32> {
+        let mut c: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        c.sort_by(by_logit);
+        if p.top_k > 0 {
+            c.truncate(p.top_k);
+        }
+        let max = c[0].1;
+        let mut in_token_order = c.clone();
+        in_token_order.sort_by_key(|c| c.0);
+        let sum = candidate_mass(&in_token_order, max);
+        let probs: Vec<f32> = c.iter().map(|c| (c.1 - max).exp() / sum).collect();
+        let mut keep = c.len();
+        let mut cum = 0.0;
+        for (i, pr) in probs.iter().enumerate() {
+            cum += pr;
+            if p.top_p < 1.0 && cum >= p.top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        let floor = probs[0] * p.min_p;
+        keep = keep.min(probs.iter().take_while(|&&pr| pr >= floor).count());
+        c[..keep].iter().map(|c| c.0).collect()
+    }
+
+    /// The cuts keep the same tokens, in the same order, as a full sort would, over a
+    /// vocabulary of Gemma's size with peaked and flat distributions (where top-p needs
+    /// most of the vocabulary) and ties.
+    #[test]
+    fn cuts_equal_a_full_sort() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for (scale, top_k, top_p, min_p) in [
+            (8.0f32, 0, 0.95, 0.05),
+            (8.0, 0, 0.9, 0.0),
+            (0.01, 0, 0.99, 0.0),
+            (1.0, 0, 1.0, 0.02),
+            (3.0, 40, 0.95, 0.05),
+            (3.0, 1000, 0.8, 0.0),
+        ] {
+            let mut logits: Vec<f32> = (0..262_144).map(|_| rng.gen::<f32>() * scale).collect();
+            logits[7] = logits[3]; // a tie
+            let p = SamplingParams {
+                temperature: 0.8,
+                top_k,
+                top_p,
+                min_p,
+                ..Default::default()
+            };
+            let mut s = Sampler::new(p.clone());
+            s.cut(&logits);
+            let mut got: Vec<(u32, f32)> = s.cand.clone();
+            if top_k == 0 && min_p == 0.0 && top_p == 1.0 {
+                got.sort_by(by_logit);
+            }
+            let got: Vec<u32> = got.iter().map(|c| c.0).collect();
+            let want = cut_by_full_sort(&p, &logits);
+            let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
+            assert!(
+                got.len() == want.len() && first_difference.is_none(),
+                "{p:?}: kept {} tokens, a full sort {}; first difference at {first_difference:?}",
+                got.len(),
+                want.len()
+            );
         }
     }
 
