@@ -77,7 +77,7 @@ fn bench_gemm<W: WeightBlock>(
 }
 
 /// A product over sixteen interleaved rows (`gemm/q8_0x16`: [`gemm_q8_0x16`], the
-/// output layer's; `gemm/q4_1x16`: [`gemm_q4_1x16`]), beside the plain layout's
+/// output layer's; `gemm/q4_1x16` and `gemm/q5_0x16`: [`gemm_rows16`]), beside the plain layout's
 /// `gemm/<type>` at the same shapes: `interleave` lays out the `W` rows, `gemm` runs the
 /// product.
 fn bench_x16<W: WeightBlock, X>(
@@ -146,10 +146,18 @@ fn kernels(c: &mut Criterion) {
         LAYER,
         &[1, 4, 16, 64],
         interleave_q4_1x16,
-        |nb, w, a, o| gemm_q4_1x16(nb, w, a, o),
+        |nb, w, a, o| gemm_rows16(nb, w, a, o),
     );
     bench_gemm::<BlockQ4_0>(c, "q4_0", &[(576, 1536)], &[1, 16]);
     bench_gemm::<BlockQ5_0>(c, "q5_0", &[(576, 1536)], &[1, 16]);
+    bench_x16::<BlockQ5_0, _>(
+        c,
+        "q5_0x16",
+        &[(576, 1536)],
+        &[1, 16],
+        interleave_q5_0x16,
+        |nb, w, a, o| gemm_rows16(nb, w, a, o),
+    );
     // K-quants need rows of 256: the FFN's down projection.
     bench_gemm::<BlockQ4_K>(c, "q4_k", &[(1536, 576)], &[1, 16]);
     bench_gemm::<BlockQ6_K>(c, "q6_k", &[(1536, 576)], &[1, 16]);

@@ -7,6 +7,7 @@ mod q4_1x16;
 mod q5_0x16;
 pub(crate) mod q8;
 mod q8_0x16;
+mod x16;
 
 pub use float::*;
 pub use k_quants::*;
@@ -15,6 +16,7 @@ pub use q4_1x16::*;
 pub use q5_0x16::*;
 pub use q8::*;
 pub use q8_0x16::*;
+pub use x16::{gemm_rows16, rows16_pay, Rows16};
 
 /// ggml's signed max-abs scan (Q4_0/Q5_0, the K-quants' groups, Q8_K): the first value
 /// with the largest magnitude, sign kept (`amax < |v|` strictly, so ties keep the earlier

@@ -357,6 +357,18 @@ impl<'a> Weights<'a> {
         }))
     }
 
+    /// Layer `il` with the usual pre-norms (`attn_norm`, `ffn_norm`) and no post-norms.
+    pub fn block(&self, il: usize, attn: Attention, ffn: Ffn) -> Result<Block> {
+        Ok(Block {
+            attn_norm: self.norm(&format!("blk.{il}.attn_norm"))?,
+            attn,
+            post_attn_norm: None,
+            ffn_norm: self.norm(&format!("blk.{il}.ffn_norm"))?,
+            ffn,
+            post_ffn_norm: None,
+        })
+    }
+
     /// Layer `il`'s FFN: the mixture of experts where the config has experts (see
     /// [`Weights::moe`]), else the dense gated FFN.
     pub fn ffn(&self, il: usize, act: Activation, norm_w: bool) -> Result<Ffn> {

@@ -168,10 +168,10 @@ impl QTensor {
         }
         let rows = self.bytes();
         self.x16 = match self.ggml_type {
-            GgmlType::Q4_1 if q4_1x16_pays() => Some(Interleaved::Q4_1(Arc::new(
+            GgmlType::Q4_1 if rows16_pay() => Some(Interleaved::Q4_1(Arc::new(
                 interleave_q4_1x16(bytemuck::cast_slice(rows), self.ne[0] / QK4_1),
             ))),
-            GgmlType::Q5_0 if q5_0x16_pays() => Some(Interleaved::Q5_0(Arc::new(
+            GgmlType::Q5_0 if rows16_pay() => Some(Interleaved::Q5_0(Arc::new(
                 interleave_q5_0x16(bytemuck::cast_slice(rows), self.ne[0] / QK5_0),
             ))),
             _ => None,
@@ -381,7 +381,7 @@ fn matmul_typed<W: WeightBlock>(
                 _ => None,
             });
             return product::<BlockQ8_1>(ne0, &ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
-                gemm_q4_1x16(w_per_row, &x16[m][rows(r0, r1)], a, out)
+                gemm_rows16(w_per_row, &x16[m][rows(r0, r1)], a, out)
             });
         }
         Some([Interleaved::Q5_0(_), ..]) => {
@@ -390,7 +390,7 @@ fn matmul_typed<W: WeightBlock>(
                 _ => None,
             });
             return product::<BlockQ8_0>(ne0, &ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
-                gemm_q5_0x16(w_per_row, &x16[m][rows(r0, r1)], a, out)
+                gemm_rows16(w_per_row, &x16[m][rows(r0, r1)], a, out)
             });
         }
         _ => {}

@@ -1,7 +1,7 @@
 //! Hand-written SIMD kernels. Each has a scalar twin (the `WeightBlock::vec_dot` reference
 //! in `quants/`, or `vec_dot_q8_0_exact_ref` for the output layer) that the tests compare
 //! it with; callers reach them only through the block types' `vec_dot` and `gemm`, or
-//! `gemm_q8_0x16`, `gemm_q4_1x16` and `gemm_q5_0x16` for the interleaved layouts, which pick one by
+//! `gemm_q8_0x16` and `gemm_rows16` for the interleaved layouts, which pick one by
 //! [`crate::isa`].
 
 #[cfg(target_arch = "aarch64")]
@@ -20,6 +20,8 @@ pub mod x86_avx512_ops;
 pub mod x86_avx512_q4_1x16;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_q5_0x16;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512_x16;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_float;
 #[cfg(target_arch = "x86_64")]

@@ -1,5 +1,5 @@
 //! AVX-512 VNNI kernel of the `Q4_1` product over sixteen interleaved rows
-//! ([`crate::gemm_q4_1x16`]), bit for bit the twin [`crate::vec_dot_q4_1_q8_1_ref`].
+//! ([`crate::gemm_rows16`]), bit for bit the twin [`crate::vec_dot_q4_1_q8_1_ref`].
 //!
 //! A group's blocks are unpacked once per call into eight 64-byte registers' worth per
 //! block, lane `l` of sixteen rows each (a scratch that stays in L1 for all the tokens).
@@ -13,17 +13,11 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{scratch, SCRATCH};
+use super::x86_avx512_x16::{gemm16, twin_lanes_sum, Tile16, LANES, ROWS};
 use crate::quants::float::fp16_to_fp32;
-use crate::{BlockQ4_1x16, BlockQ8_1, IntoGemmOut, Q4_1X16_ROWS};
+use crate::{BlockQ4_1x16, BlockQ8_1, IntoGemmOut};
 
-/// Lanes of the twin per output (and registers per block of unpacked quants).
-const LANES: usize = 8;
-
-/// Most tokens per tile: each keeps ten registers (eight lanes, `d`, `summs`).
-const TILE_TOKENS: usize = 2;
-
-/// See [`crate::gemm_q4_1x16`].
+/// See [`crate::gemm_rows16`].
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `nb > 0` and `w` and
@@ -35,97 +29,73 @@ pub unsafe fn gemm_q4_1x16<'o>(
     a: &[BlockQ8_1],
     out: impl IntoGemmOut<'o>,
 ) {
-    let (n_groups, n_tokens) = (w.len() / nb, a.len() / nb);
-    let mut out = out.into_gemm_out(n_groups * Q4_1X16_ROWS, n_tokens);
-    // Per token and block: d_a and s_a as f32.
-    let ds: Vec<[f32; 2]> = a
-        .iter()
-        .map(|b| [fp16_to_fp32(b.d), fp16_to_fp32(b.s)])
-        .collect();
-    // Per block, lane l's quants of the sixteen rows: lanes 0..4 the low nibbles of byte
-    // groups 0..4, lanes 4..8 their high nibbles.
-    // (The thread's scratch, two 256-bit words per register: a fresh allocation per
-    // call was measurable.)
-    let mut buf = SCRATCH.with(|c| c.take());
-    let quants = scratch::<__m256i>(&mut buf, 2 * nb * LANES)
-        .as_mut_ptr()
-        .cast::<__m512i>();
-    let low = _mm512_set1_epi8(0x0f);
-    for gi in 0..n_groups {
-        let g = &w[gi * nb..(gi + 1) * nb];
-        for (b, wb) in g.iter().enumerate() {
-            for c in 0..4 {
-                let raw = _mm512_loadu_si512(wb.qs.as_ptr().add(64 * c).cast());
-                _mm512_storeu_si512(quants.add(b * LANES + c), _mm512_and_si512(raw, low));
-                _mm512_storeu_si512(
-                    quants.add(b * LANES + c + 4),
-                    _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low),
-                );
-            }
-        }
-        let mut t0 = 0;
-        while t0 < n_tokens {
-            let nt = (n_tokens - t0).min(TILE_TOKENS);
-            let mut res = [[0.0f32; Q4_1X16_ROWS]; TILE_TOKENS];
-            let (ap, dp) = (a.as_ptr().add(t0 * nb), ds.as_ptr().add(t0 * nb));
-            // (A match, not a closure: a closure would not inherit the target features.)
-            match nt {
-                1 => tile::<1>(nb, g.as_ptr(), quants, ap, dp, &mut res),
-                _ => tile::<2>(nb, g.as_ptr(), quants, ap, dp, &mut res),
-            }
-            for (t, row) in res.iter().enumerate().take(nt) {
-                for (r, &v) in row.iter().enumerate() {
-                    out.set(t0 + t, gi * Q4_1X16_ROWS + r, v);
-                }
-            }
-            t0 += nt;
-        }
-    }
-    SCRATCH.with(|c| c.set(buf));
+    gemm16::<TileQ4_1x16>(nb, w, a, out)
 }
 
-/// Sixteen rows (the `nb` blocks at `g`, their quants unpacked at `quants`) against `T`
-/// tokens (token `t`'s blocks at `a + t * nb`, their `[d_a, s_a]` at `ds + t * nb`):
-/// `res[t][r]`.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // tokens and lanes read best indexed
-unsafe fn tile<const T: usize>(
-    nb: usize,
-    g: *const BlockQ4_1x16,
-    quants: *const __m512i,
-    a: *const BlockQ8_1,
-    ds: *const [f32; 2],
-    res: &mut [[f32; Q4_1X16_ROWS]; TILE_TOKENS],
-) {
-    let mut acc = [[_mm512_setzero_ps(); LANES]; T];
-    let mut summs = [_mm512_setzero_ps(); T];
-    for b in 0..nb {
-        let wb = &*g.add(b);
-        let d_w = _mm512_cvtph_ps(_mm256_loadu_si256(wb.d.as_ptr().cast()));
-        let m_w = _mm512_cvtph_ps(_mm256_loadu_si256(wb.m.as_ptr().cast()));
-        let mut d = [_mm512_setzero_ps(); T];
-        for t in 0..T {
-            let [d_a, s_a] = *ds.add(t * nb + b);
-            d[t] = _mm512_mul_ps(d_w, _mm512_set1_ps(d_a));
-            summs[t] = _mm512_fmadd_ps(m_w, _mm512_set1_ps(s_a), summs[t]);
-        }
-        for l in 0..LANES {
-            let q = _mm512_loadu_si512(quants.add(b * LANES + l));
-            for t in 0..T {
-                let y = std::ptr::read_unaligned(
-                    (*a.add(t * nb + b)).qs.as_ptr().add(4 * l).cast::<i32>(),
-                );
-                let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_set1_epi32(y));
-                acc[t][l] = _mm512_fmadd_ps(d[t], _mm512_cvtepi32_ps(sumi), acc[t][l]);
-            }
+struct TileQ4_1x16;
+
+impl Tile16 for TileQ4_1x16 {
+    type W = BlockQ4_1x16;
+    type A = BlockQ8_1;
+    /// `d_a` and `s_a` as f32.
+    type Prep = [f32; 2];
+
+    fn prep(a: &BlockQ8_1) -> [f32; 2] {
+        [fp16_to_fp32(a.d), fp16_to_fp32(a.s)]
+    }
+
+    /// Lanes 0..4: the low nibbles of byte groups 0..4; lanes 4..8: their high nibbles.
+    #[inline(always)]
+    unsafe fn unpack(w: &BlockQ4_1x16, quants: *mut __m512i) {
+        let low = _mm512_set1_epi8(0x0f);
+        for c in 0..4 {
+            let raw = _mm512_loadu_si512(w.qs.as_ptr().add(64 * c).cast());
+            _mm512_storeu_si512(quants.add(c), _mm512_and_si512(raw, low));
+            _mm512_storeu_si512(
+                quants.add(c + 4),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low),
+            );
         }
     }
-    for t in 0..T {
-        let mut s = [_mm512_setzero_ps(); 4];
-        for i in 0..4 {
-            s[i] = _mm512_add_ps(acc[t][i], acc[t][i + 4]);
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // tokens and lanes read best indexed
+    unsafe fn tile<const T: usize>(
+        nb: usize,
+        g: *const BlockQ4_1x16,
+        quants: *const __m512i,
+        a: *const BlockQ8_1,
+        ds: *const [f32; 2],
+        res: &mut [[f32; ROWS]; 2],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); LANES]; T];
+        let mut summs = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let wb = &*g.add(b);
+            let d_w = _mm512_cvtph_ps(_mm256_loadu_si256(wb.d.as_ptr().cast()));
+            let m_w = _mm512_cvtph_ps(_mm256_loadu_si256(wb.m.as_ptr().cast()));
+            let mut d = [_mm512_setzero_ps(); T];
+            for t in 0..T {
+                let [d_a, s_a] = *ds.add(t * nb + b);
+                d[t] = _mm512_mul_ps(d_w, _mm512_set1_ps(d_a));
+                summs[t] = _mm512_fmadd_ps(m_w, _mm512_set1_ps(s_a), summs[t]);
+            }
+            for l in 0..LANES {
+                let q = _mm512_loadu_si512(quants.add(b * LANES + l));
+                for t in 0..T {
+                    let y = std::ptr::read_unaligned(
+                        (*a.add(t * nb + b)).qs.as_ptr().add(4 * l).cast::<i32>(),
+                    );
+                    let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_set1_epi32(y));
+                    acc[t][l] = _mm512_fmadd_ps(d[t], _mm512_cvtepi32_ps(sumi), acc[t][l]);
+                }
+            }
         }
-        let v = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
-        _mm512_storeu_ps(res[t].as_mut_ptr(), _mm512_add_ps(v, summs[t]));
+        for t in 0..T {
+            _mm512_storeu_ps(
+                res[t].as_mut_ptr(),
+                _mm512_add_ps(twin_lanes_sum(&acc[t]), summs[t]),
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
 
-use crate::decoder::{Block, Decoder, Weights};
+use crate::decoder::{Decoder, Weights};
 use crate::error::Result;
 use crate::layers::ffn::Activation;
 use crate::layers::rope::RopeKind;
@@ -18,14 +18,11 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
     let rope = w.rope(RopeKind::Normal, c.rope_freq_base)?;
     let layers = (0..c.n_layer)
         .map(|il| {
-            Ok(Block {
-                attn_norm: w.norm(&format!("blk.{il}.attn_norm"))?,
-                attn: w.attention(il, w.attn_shape(None))?,
-                post_attn_norm: None,
-                ffn_norm: w.norm(&format!("blk.{il}.ffn_norm"))?,
-                ffn: w.ffn(il, Activation::Silu, true)?,
-                post_ffn_norm: None,
-            })
+            w.block(
+                il,
+                w.attention(il, w.attn_shape(None))?,
+                w.ffn(il, Activation::Silu, true)?,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Decoder::new(&w, 1.0, vec![rope], layers)

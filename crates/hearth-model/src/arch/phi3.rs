@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
 
-use crate::decoder::{Block, Decoder, Weights};
+use crate::decoder::{Decoder, Weights};
 use crate::error::{ModelError, Result};
 use crate::layers::ffn::Activation;
 use crate::layers::rope::RopeKind;
@@ -22,18 +22,10 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
     let window = (c.n_swa > 0).then_some(c.n_swa);
     let layers = (0..c.n_layer)
         .map(|il| {
-            let blk = format!("blk.{il}");
             let mut attn = w.attention(il, w.attn_shape(window))?;
             attn.q_scale = attn.shape.kq_scale;
             attn.shape.kq_scale = 1.0;
-            Ok(Block {
-                attn_norm: w.norm(&format!("{blk}.attn_norm"))?,
-                attn,
-                post_attn_norm: None,
-                ffn_norm: w.norm(&format!("{blk}.ffn_norm"))?,
-                ffn: w.gated_ffn(il, Activation::Silu)?,
-                post_ffn_norm: None,
-            })
+            w.block(il, attn, w.gated_ffn(il, Activation::Silu)?)
         })
         .collect::<Result<Vec<_>>>()?;
     Decoder::new(&w, 1.0, vec![rope], layers)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
 
-use crate::decoder::{Block, Decoder, Weights};
+use crate::decoder::{Decoder, Weights};
 use crate::error::Result;
 use crate::layers::ffn::Activation;
 use crate::layers::rope::RopeKind;
@@ -26,14 +26,7 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Decoder> {
                 w.vec(&format!("{blk}.attn_k"), "bias", n_kv)?,
                 w.vec(&format!("{blk}.attn_v"), "bias", n_kv)?,
             ]);
-            Ok(Block {
-                attn_norm: w.norm(&format!("{blk}.attn_norm"))?,
-                attn,
-                post_attn_norm: None,
-                ffn_norm: w.norm(&format!("{blk}.ffn_norm"))?,
-                ffn: w.ffn(il, Activation::Silu, false)?,
-                post_ffn_norm: None,
-            })
+            w.block(il, attn, w.ffn(il, Activation::Silu, false)?)
         })
         .collect::<Result<Vec<_>>>()?;
     Decoder::new(&w, 1.0, vec![rope], layers)
