@@ -1,5 +1,6 @@
 //! Weight tensors used in place from the mmap, and the threaded matrix product over them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use half::{bf16, f16};
@@ -74,6 +75,22 @@ impl Interleaved {
     /// products always read the copy and the file's pages are released.
     fn for_one_token(&self) -> bool {
         matches!(self, Interleaved::Q5_0(_))
+    }
+
+    /// The `Q4_1` layout's blocks (a matrix of another type has none: a caller's bug).
+    fn q4_1(&self) -> &[BlockQ4_1x16] {
+        match self {
+            Interleaved::Q4_1(v) => v,
+            _ => unreachable!("matrices of one type share a layout"),
+        }
+    }
+
+    /// The `Q5_0` layout's blocks, as [`Interleaved::q4_1`].
+    fn q5_0(&self) -> &[BlockQ5_0x16] {
+        match self {
+            Interleaved::Q5_0(v) => v,
+            _ => unreachable!("matrices of one type share a layout"),
+        }
     }
 }
 
@@ -324,16 +341,22 @@ fn matmul_gather_typed<W: WeightBlock>(
     let ne0 = ws[0].ne[0];
     let a_per_row = ne0 / <W::Act as Quantize>::QK;
     let xq = quantize_input::<W::Act>(x, ne0, x.len() / ne0);
-    let gathered: Vec<Vec<W::Act>> = rows
+    // Each matrix's rows, borrowed where they are consecutive, else gathered.
+    let inputs: Vec<Cow<[W::Act]>> = rows
         .iter()
-        .map(|r| {
-            r.iter()
-                .flat_map(|&i| &xq[i * a_per_row..(i + 1) * a_per_row])
-                .copied()
-                .collect()
+        .map(|r| match (r.first(), r.last()) {
+            (Some(&i0), Some(&i1)) if i1 - i0 + 1 == r.len() && r.is_sorted() => {
+                Cow::Borrowed(&xq[i0 * a_per_row..(i1 + 1) * a_per_row])
+            }
+            _ => Cow::Owned(
+                r.iter()
+                    .flat_map(|&i| &xq[i * a_per_row..(i + 1) * a_per_row])
+                    .copied()
+                    .collect(),
+            ),
         })
         .collect();
-    let inputs: Vec<&[W::Act]> = gathered.iter().map(Vec::as_slice).collect();
+    let inputs: Vec<&[W::Act]> = inputs.iter().map(|c| &c[..]).collect();
     plain_product::<W>(ws, &inputs, outs);
 }
 
@@ -371,27 +394,15 @@ fn matmul_typed<W: WeightBlock>(
         .iter()
         .map(|w| w.x16.as_ref().filter(|x| n_tokens > 1 || x.for_one_token()))
         .collect::<Option<Vec<_>>>();
-    // (Every matrix here has type `W`, so their layouts are of one kind, of 16 rows.)
-    const _: () = assert!(Q4_1X16_ROWS == 16 && Q5_0X16_ROWS == 16);
-    let rows = |r0: usize, r1: usize| r0 / 16 * w_per_row..r1 / 16 * w_per_row;
+    // (Every matrix here has type `W`, so their layouts are of one kind.)
     match x16.as_deref() {
         Some([Interleaved::Q4_1(_), ..]) => {
-            let x16: Vec<&[BlockQ4_1x16]> = x16_of(x16.as_deref(), |x| match x {
-                Interleaved::Q4_1(v) => Some(&v[..]),
-                _ => None,
-            });
-            return product::<BlockQ8_1>(ne0, &ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
-                gemm_rows16(w_per_row, &x16[m][rows(r0, r1)], a, out)
-            });
+            let x16 = x16.iter().flatten().map(|x| x.q4_1()).collect::<Vec<_>>();
+            return rows16_product(&ne1s, x, n_tokens, outs, w_per_row, &x16);
         }
         Some([Interleaved::Q5_0(_), ..]) => {
-            let x16: Vec<&[BlockQ5_0x16]> = x16_of(x16.as_deref(), |x| match x {
-                Interleaved::Q5_0(v) => Some(&v[..]),
-                _ => None,
-            });
-            return product::<BlockQ8_0>(ne0, &ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
-                gemm_rows16(w_per_row, &x16[m][rows(r0, r1)], a, out)
-            });
+            let x16 = x16.iter().flatten().map(|x| x.q5_0()).collect::<Vec<_>>();
+            return rows16_product(&ne1s, x, n_tokens, outs, w_per_row, &x16);
         }
         _ => {}
     }
@@ -399,15 +410,21 @@ fn matmul_typed<W: WeightBlock>(
     plain_product::<W>(ws, &vec![&xq[..]; ws.len()], outs);
 }
 
-/// Each matrix's interleaved rows, through `pick` (which knows the layout's kind).
-fn x16_of<'a, B>(
-    x16: Option<&[&'a Interleaved]>,
-    pick: impl Fn(&'a Interleaved) -> Option<&'a [B]>,
-) -> Vec<&'a [B]> {
-    x16.unwrap_or_default()
-        .iter()
-        .map(|&x| pick(x).expect("matrices of one type share a layout"))
-        .collect()
+/// `outs[m] = x16[m] · x`: matrices of sixteen interleaved rows (`w_per_row` blocks a
+/// row), `x` quantized once to their activation type.
+fn rows16_product<X: Rows16 + Sync>(
+    ne1s: &[usize],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+    w_per_row: usize,
+    x16: &[&[X]],
+) {
+    let ne0 = w_per_row * X::Plain::QK;
+    let rows = |r0: usize, r1: usize| r0 / 16 * w_per_row..r1 / 16 * w_per_row;
+    product(ne0, ne1s, x, n_tokens, outs, 16, |m, r0, r1, a, out| {
+        gemm_rows16(w_per_row, &x16[m][rows(r0, r1)], a, out)
+    });
 }
 
 /// `outs[m] = ws[m] · inputs[m]` (quantized activation rows, non-empty weight rows) with

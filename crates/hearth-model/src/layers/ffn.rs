@@ -35,10 +35,13 @@ pub enum Ffn {
     Moe(Moe),
 }
 
-/// Scratch rows of one batch, `[n_tokens][n_ff]` each.
+/// Scratch rows of one batch, `[n_tokens][n_ff]` each, kept for all the layers of a
+/// forward pass.
 pub struct FfnScratch {
     pub gate: Vec<f32>,
     pub up: Vec<f32>,
+    /// A mixture of experts' outputs, `[n_tokens * n_used][n_embd]` (grown on first use).
+    pub experts_out: Vec<f32>,
 }
 
 impl FfnScratch {
@@ -46,6 +49,7 @@ impl FfnScratch {
         FfnScratch {
             gate: vec![0.0; n * n_ff],
             up: vec![0.0; n * n_ff],
+            experts_out: Vec::new(),
         }
     }
 }

@@ -143,7 +143,10 @@ impl Moe {
             QTensor::matmul_gather(&ws, xn, &rows, &mut outs);
         }
         self.experts[0].act.apply(gate, up, n_ff);
-        let mut ye = vec![0.0f32; n * k * n_embd];
+        // (Kept in the scratch between layers; every element is written by the products,
+        // so nothing is zeroed. Taken out while the shared expert uses the scratch.)
+        let mut ye = std::mem::take(&mut s.experts_out);
+        ye.resize(n * k * n_embd, 0.0);
         {
             let ws: Vec<&QTensor> = active.iter().map(|&e| &self.experts[e].down).collect();
             let rows: Vec<&[usize]> = grouped.iter().map(Vec::as_slice).collect();
@@ -182,6 +185,7 @@ impl Moe {
                 }
             }
         }
+        s.experts_out = ye;
     }
 }
 
