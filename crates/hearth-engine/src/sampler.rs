@@ -120,13 +120,8 @@ pub struct Sampler {
     cand: Vec<(u32, f32)>,
     /// The largest candidate logit of the last [`Sampler::cut`].
     max: f32,
-}
-
-/// `Σ e^(l - max)` over `cand` (in f64, rounded once): the softmax's denominator.
-fn candidate_mass(cand: &[(u32, f32)], max: f32) -> f32 {
-    cand.iter()
-        .map(|c| f64::from((c.1 - max).exp()))
-        .sum::<f64>() as f32
+    /// Scratch: `e^(l - max)` of each candidate, in `cand`'s order.
+    exps: Vec<f32>,
 }
 
 /// Descending logit, then ascending token: the candidates' order.
@@ -145,6 +140,7 @@ impl Sampler {
             rng,
             cand: Vec::new(),
             max: 0.0,
+            exps: Vec::new(),
         }
     }
 
@@ -173,12 +169,23 @@ impl Sampler {
             .map(|c| c.1)
             .fold(f32::NEG_INFINITY, f32::max);
         let max = self.max;
-        let sum = candidate_mass(&self.cand, max);
+        // Each candidate's `e^(l - max)`, once; their sum in f64, rounded once.
+        self.exps.clear();
+        self.exps
+            .extend(self.cand.iter().map(|c| (c.1 - max).exp()));
+        let sum = self.exps.iter().map(|&e| f64::from(e)).sum::<f64>() as f32;
         let prob = |c: &(u32, f32)| (c.1 - max).exp() / sum;
         if p.min_p > 0.0 {
             // The most likely candidate has probability `1 / sum`.
             let floor = (1.0 / sum) * p.min_p;
-            self.cand.retain(|c| prob(c) >= floor);
+            let mut kept = 0;
+            for i in 0..self.cand.len() {
+                if self.exps[i] / sum >= floor {
+                    self.cand[kept] = self.cand[i];
+                    kept += 1;
+                }
+            }
+            self.cand.truncate(kept);
         }
         if p.top_p < 1.0 {
             let mut head = 64;
@@ -410,6 +417,13 @@ mod tests {
             let t = s.sample(&logits(), &[]);
             assert!(t == 1 || t == 4, "token {t} outside top-2");
         }
+    }
+
+    /// `Σ e^(l - max)` over `cand` in its order (in f64, rounded once), as `cut` sums.
+    fn candidate_mass(cand: &[(u32, f32)], max: f32) -> f32 {
+        cand.iter()
+            .map(|c| f64::from((c.1 - max).exp()))
+            .sum::<f64>() as f32
     }
 
     /// The cuts as a full sort makes them: every candidate sorted, top-p's prefix, then
