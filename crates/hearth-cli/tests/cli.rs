@@ -291,17 +291,7 @@ fn weight_types_perplexity_equals_reference_one_token_arithmetic() {
             "f16",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let line = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .to_string();
-        let ppl: f64 = line["PPL = ".len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let ppl = final_ppl(&o.stdout);
         let want = r["ppl"].as_f64().unwrap();
         eprintln!("{ftype}: PPL {ppl:.4} vs reference {want:.4}");
         assert_eq!(
@@ -337,6 +327,19 @@ fn architectures_perplexity_within_one_percent_of_reference() {
             golden["perplexity"]["ppl"].as_f64().unwrap(),
         );
     }
+}
+
+/// The estimate on `hearth perplexity`'s last line, `PPL = <ppl> +/- <err>`.
+fn final_ppl(stdout: &[u8]) -> f64 {
+    let out = String::from_utf8_lossy(stdout);
+    let line = out.lines().last().unwrap_or_default();
+    assert!(line.starts_with("PPL = ") && line.contains("+/-"), "{line}");
+    line["PPL = ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Every preset of `hearth-synth`, generated here, within 1% of llama.cpp's perplexity on
@@ -398,15 +401,7 @@ fn check_perplexity_chunks(
     args.extend(chunk_args);
     let o = hearth(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out.lines().last().unwrap();
-    assert!(line.starts_with("PPL = ") && line.contains("+/-"), "{line}");
-    let ppl: f64 = line["PPL = ".len()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppl = final_ppl(&o.stdout);
     let rel = (ppl - want).abs() / want;
     eprintln!("PPL {ppl} vs reference {want}: {:.3}%", rel * 100.0);
     assert!(
