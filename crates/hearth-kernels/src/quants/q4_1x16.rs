@@ -13,9 +13,7 @@
 use half::f16;
 
 use super::legacy::{BlockQ4_1, QK4_1};
-use super::q8::BlockQ8_1;
 use super::x16::{interleave_rows16, nibbles, put_nibbles, Rows16};
-use crate::IntoGemmOut;
 use bytemuck::Zeroable;
 
 /// Rows per [`BlockQ4_1x16`].
@@ -50,7 +48,12 @@ impl Rows16 for BlockQ4_1x16 {
     type Plain = BlockQ4_1;
 
     #[cfg(target_arch = "x86_64")]
-    unsafe fn gemm_avx512<'o>(nb: usize, w: &[Self], a: &[BlockQ8_1], out: impl IntoGemmOut<'o>) {
+    unsafe fn gemm_avx512<'o>(
+        nb: usize,
+        w: &[Self],
+        a: &[super::q8::BlockQ8_1],
+        out: impl crate::IntoGemmOut<'o>,
+    ) {
         // SAFETY: forwarded to the caller.
         unsafe { crate::simd::x86_avx512_q4_1x16::gemm_q4_1x16(nb, w, a, out) }
     }

@@ -11,9 +11,7 @@
 use half::f16;
 
 use super::legacy::{BlockQ5_0, QK5_0};
-use super::q8::BlockQ8_0;
 use super::x16::{interleave_rows16, nibbles, put_nibbles, Rows16};
-use crate::IntoGemmOut;
 use bytemuck::Zeroable;
 
 /// Rows per [`BlockQ5_0x16`].
@@ -47,7 +45,12 @@ impl Rows16 for BlockQ5_0x16 {
     type Plain = BlockQ5_0;
 
     #[cfg(target_arch = "x86_64")]
-    unsafe fn gemm_avx512<'o>(nb: usize, w: &[Self], a: &[BlockQ8_0], out: impl IntoGemmOut<'o>) {
+    unsafe fn gemm_avx512<'o>(
+        nb: usize,
+        w: &[Self],
+        a: &[super::q8::BlockQ8_0],
+        out: impl crate::IntoGemmOut<'o>,
+    ) {
         // SAFETY: forwarded to the caller.
         unsafe { crate::simd::x86_avx512_q5_0x16::gemm_q5_0x16(nb, w, a, out) }
     }
