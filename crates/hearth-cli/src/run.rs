@@ -228,6 +228,7 @@ fn generate(
         stop: a.stop.clone(),
         ignore_eos: a.ignore_eos,
         logprobs: None,
+        constraint: None,
     };
     let mut rx = engine.submit(req)?;
     let mut out = std::io::stdout().lock();

@@ -23,6 +23,7 @@ use hearth_model::{Batch, KvType, Model};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::blocks::BlockManager;
+use crate::constraint::{Constraint, Grammar, GrammarError, Grammars};
 use crate::metrics::Metrics;
 use crate::sampler::{Sampler, SamplingParams};
 use crate::spec::{check_draft, ngram_drafts, DraftModel, SpecConfig, SpecKind};
@@ -90,6 +91,8 @@ pub enum EngineError {
     Stopped,
     #[error("model error: {0}")]
     Model(String),
+    #[error("{0}")]
+    Grammar(#[from] GrammarError),
 }
 
 /// One generation to run.
@@ -105,6 +108,9 @@ pub struct Request {
     pub ignore_eos: bool,
     /// Report the chosen token's log-probability and this many top alternatives.
     pub logprobs: Option<usize>,
+    /// The output must match this grammar (compiled by [`Engine::grammars`]); generation
+    /// stops when the grammar is complete.
+    pub constraint: Option<Constraint>,
 }
 
 /// Log-probabilities of one generated token (natural log, over the model's distribution
@@ -161,6 +167,9 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     pub config: EngineConfig,
     n_vocab: usize,
+    model: Arc<Model>,
+    /// The grammar compiler, built on the first constrained request.
+    grammars: std::sync::OnceLock<Result<Grammars, GrammarError>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -210,7 +219,7 @@ impl Engine {
             .store(config.n_blocks as u64, Relaxed);
         let (tx, rx) = std_mpsc::channel();
         let n_vocab = model.config.n_vocab;
-        let (m, cfg) = (metrics.clone(), config.clone());
+        let (m, cfg, engine_model) = (metrics.clone(), config.clone(), model.clone());
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
             .spawn(move || {
@@ -222,8 +231,20 @@ impl Engine {
             metrics,
             config,
             n_vocab,
+            model: engine_model,
+            grammars: std::sync::OnceLock::new(),
             thread: std::sync::Mutex::new(Some(thread)),
         })
+    }
+
+    /// Compiles `g` against this model's vocabulary into a constraint for
+    /// [`Request::constraint`]; an invalid or unsupported grammar says why.
+    pub fn compile(&self, g: &Grammar) -> Result<Constraint, GrammarError> {
+        self.grammars
+            .get_or_init(|| Grammars::new(self.model.clone()))
+            .as_ref()
+            .map_err(Clone::clone)?
+            .compile(g)
     }
 
     /// Queues a request; its events arrive on the returned receiver. Drop the receiver to
@@ -598,12 +619,17 @@ impl<'m> Scheduler<'m> {
         while i < self.running.len() && budget > 0 {
             let s = &self.running[i];
             let take = (s.tokens.len() - s.n_computed).min(budget);
-            let drafts = match model_drafts.get_mut(i) {
+            let mut drafts = match model_drafts.get_mut(i) {
                 Some(d) if take == 1 && !d.is_empty() => std::mem::take(d),
                 _ if take == 1 => self.drafts(s, budget - 1),
                 _ => Vec::new(),
             };
-            let take = take + drafts.len();
+            if let Some(c) = self.running[i].req.constraint.as_mut() {
+                // Drafts the grammar refuses would be rejected anyway: not worth a row.
+                drafts.truncate(c.valid_prefix(&drafts));
+            }
+            let s = &self.running[i];
+            let take = (s.tokens.len() - s.n_computed).min(budget) + drafts.len();
             let n_pos = s.n_computed + take;
             if Self::reserve(&mut self.blocks, &mut self.running[i], n_pos, bs) {
                 plan.push((i, take, drafts));
@@ -657,6 +683,28 @@ impl<'m> Scheduler<'m> {
             for (j, &d) in drafts.iter().enumerate() {
                 batch.push(d, s.tokens.len() + j, slot, true);
             }
+        }
+        // The constrained sequences that sample this step: their first masks, in parallel.
+        let sampling: Vec<usize> = plan
+            .iter()
+            .filter(|(i, take, drafts)| {
+                let s = &self.running[*i];
+                s.req.constraint.is_some() && s.n_computed + take - drafts.len() == s.tokens.len()
+            })
+            .map(|p| p.0)
+            .collect();
+        if !sampling.is_empty() {
+            use rayon::prelude::*;
+            self.running
+                .par_iter_mut()
+                .enumerate()
+                .filter(|(i, _)| sampling.contains(i))
+                .for_each(|(_, s)| {
+                    if let Some(c) = s.req.constraint.as_mut() {
+                        // An error here is reported when the sequence samples.
+                        let _ = c.prepare();
+                    }
+                });
         }
         let logits = match self.model.forward(&batch, &mut self.kv) {
             Ok(l) => l,
@@ -785,7 +833,21 @@ fn sample_next(
     s: &mut Seq<'_>,
     logits: &[f32],
 ) -> Option<(FinishReason, String)> {
-    let tok = s.sampler.sample(logits, &s.tokens);
+    let tok = match s.req.constraint.as_mut() {
+        None => s.sampler.sample(logits, &s.tokens),
+        Some(c) => {
+            let picked = c
+                .mask()
+                .map(|m| s.sampler.sample_masked(logits, &s.tokens, Some(m)));
+            match picked.and_then(|t| c.commit(t).map(|()| t)) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = s.tx.send(Event::Error(e.into()));
+                    return Some((FinishReason::Stop, String::new()));
+                }
+            }
+        }
+    };
     let now = Instant::now();
     match s.last_token {
         None => {
@@ -822,7 +884,8 @@ fn sample_next(
     if stopped {
         return Some((FinishReason::Stop, String::new()));
     }
-    if s.n_generated() >= s.req.max_tokens || s.tokens.len() >= cfg.n_ctx {
+    let complete = s.req.constraint.as_ref().is_some_and(Constraint::is_done);
+    if complete || s.n_generated() >= s.req.max_tokens || s.tokens.len() >= cfg.n_ctx {
         // Release what the decoder and the stop matcher held back.
         let rest = match s.stops.push(&s.decoder.finish()) {
             StopEvent::Text(mut t) => {
@@ -831,7 +894,12 @@ fn sample_next(
             }
             StopEvent::Stop(t) => return Some((FinishReason::Stop, t)),
         };
-        return Some((FinishReason::Length, rest));
+        let reason = if complete {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        };
+        return Some((reason, rest));
     }
     None
 }

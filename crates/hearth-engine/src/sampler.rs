@@ -4,6 +4,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::constraint::allows;
+
 /// Sampling settings of one request. `temperature <= 0` means greedy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -154,11 +156,14 @@ impl Sampler {
     /// more than the cuts need: min-p is a filter, and top-p sorts a growing head of the
     /// candidates until its mass is reached, so a 262,144-token vocabulary costs a scan
     /// and a few exponentials per token, not a full sort.
-    fn cut(&mut self, logits: &[f32]) {
+    fn cut(&mut self, logits: &[f32], mask: Option<&[u32]>) {
         let p = &self.params;
         self.cand.clear();
-        self.cand
-            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let all = logits.iter().enumerate().map(|(i, &l)| (i as u32, l));
+        match mask {
+            None => self.cand.extend(all),
+            Some(m) => self.cand.extend(all.filter(|c| allows(m, c.0))),
+        }
         if p.top_k > 0 && p.top_k < self.cand.len() {
             self.cand.select_nth_unstable_by(p.top_k - 1, by_logit);
             self.cand.truncate(p.top_k);
@@ -219,6 +224,12 @@ impl Sampler {
     /// Picks the next token from `logits` given the tokens so far (`history`, prompt and
     /// generated, used by the penalties).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        self.sample_masked(logits, history, None)
+    }
+
+    /// [`Sampler::sample`] among the tokens `mask` allows (bit `t % 32` of word `t / 32`;
+    /// a constraint's mask, never empty).
+    pub fn sample_masked(&mut self, logits: &[f32], history: &[u32], mask: Option<&[u32]>) -> u32 {
         let p = &self.params;
         let mut logits_adj;
         let mut logits = logits;
@@ -231,10 +242,13 @@ impl Sampler {
             logits = &logits_adj;
         }
         if p.is_greedy() {
-            return argmax(logits);
+            return match mask {
+                None => argmax(logits),
+                Some(m) => argmax_allowed(logits, m),
+            };
         }
 
-        self.cut(logits);
+        self.cut(logits, mask);
         let max = self.max;
 
         // Temperature, then a draw.
@@ -284,6 +298,27 @@ impl Sampler {
             *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
         }
     }
+}
+
+/// Index of the largest logit among the tokens `mask` allows (the first on ties; NaNs
+/// count as -inf). A constraint's mask allows few tokens, so this walks its set bits.
+pub fn argmax_allowed(logits: &[f32], mask: &[u32]) -> u32 {
+    let mut best: Option<(u32, f32)> = None;
+    for (w, &bits) in mask.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            let t = (w * 32) as u32 + bits.trailing_zeros();
+            bits &= bits - 1;
+            let Some(&l) = logits.get(t as usize) else {
+                continue;
+            };
+            let l = if l.is_nan() { f32::NEG_INFINITY } else { l };
+            if best.is_none_or(|(_, b)| l > b) {
+                best = Some((t, l));
+            }
+        }
+    }
+    best.map_or(0, |b| b.0)
 }
 
 /// Index of the largest logit (the first one on ties; NaNs are passed over, unless the
@@ -482,7 +517,7 @@ mod tests {
                 ..Default::default()
             };
             let mut s = Sampler::new(p.clone());
-            s.cut(&logits);
+            s.cut(&logits, None);
             let mut got: Vec<(u32, f32)> = s.cand.clone();
             if top_k == 0 && min_p == 0.0 && top_p == 1.0 {
                 got.sort_by(by_logit);

@@ -18,6 +18,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Request {
         stop: Vec::new(),
         ignore_eos: true,
         logprobs: None,
+        constraint: None,
     }
 }
 

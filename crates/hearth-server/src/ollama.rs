@@ -162,6 +162,7 @@ fn engine_request(ready: &Ready, prompt: Vec<u32>, o: &Options) -> Result<Reques
         stop,
         ignore_eos: false,
         logprobs: None,
+        constraint: None,
     })
 }
 

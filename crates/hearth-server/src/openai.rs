@@ -333,6 +333,7 @@ pub async fn chat_completions(
         stop: stops(c)?,
         ignore_eos: c.ignore_eos,
         logprobs: top,
+        constraint: None,
     };
     let n = choice_count(c)?;
     let n_prompt = engine_req.prompt_ids.len();
@@ -594,6 +595,7 @@ pub async fn completions(
         stop: stops(c)?,
         ignore_eos: c.ignore_eos,
         logprobs,
+        constraint: None,
     };
     let n = choice_count(c)?;
     let n_prompt = engine_req.prompt_ids.len();
