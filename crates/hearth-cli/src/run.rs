@@ -1,6 +1,7 @@
 //! `hearth run`: one prompt, piped stdin, or an interactive chat.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -8,7 +9,7 @@ use clap::Args;
 use std::sync::Arc;
 
 use hearth_engine::{
-    DraftModel, Engine, EngineConfig, Event, Request, SamplingParams, SpecConfig, Summary,
+    DraftModel, Engine, EngineConfig, Event, Grammar, Request, SamplingParams, SpecConfig, Summary,
 };
 use hearth_model::{ChatMessage, KvType, Model};
 
@@ -80,6 +81,12 @@ pub struct RunArgs {
     /// Keep generating past end-of-generation tokens.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// The answer is JSON valid against the JSON schema in this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// The answer follows the GBNF grammar (llama.cpp's syntax) in this file.
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
     /// Print timing statistics after the answer.
     #[arg(long)]
     pub verbose: bool,
@@ -207,6 +214,19 @@ fn prompt_ids(model: &Model, a: &RunArgs, messages: &[ChatMessage]) -> Result<Ve
     Ok(ids)
 }
 
+/// The grammar of `--json-schema` or `--grammar`.
+fn output_grammar(a: &RunArgs) -> Result<Option<Grammar>> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    if let Some(p) = &a.json_schema {
+        let schema = serde_json::from_str(&read(p)?)
+            .with_context(|| format!("{} is not JSON", p.display()))?;
+        return Ok(Some(Grammar::JsonSchema(schema)));
+    }
+    Ok(a.grammar.as_ref().map(read).transpose()?.map(Grammar::Gbnf))
+}
+
 fn generate(
     engine: &Engine,
     a: &RunArgs,
@@ -221,6 +241,14 @@ fn generate(
         );
     }
     let max_tokens = a.max_tokens.min(n_ctx - ids.len());
+    let constraint = match output_grammar(a)? {
+        Some(g) => Some(
+            engine
+                .compile(&g)
+                .context("the output grammar cannot be used")?,
+        ),
+        None => None,
+    };
     let req = Request {
         prompt_ids: ids,
         max_tokens,
@@ -228,7 +256,7 @@ fn generate(
         stop: a.stop.clone(),
         ignore_eos: a.ignore_eos,
         logprobs: None,
-        constraint: None,
+        constraint,
     };
     let mut rx = engine.submit(req)?;
     let mut out = std::io::stdout().lock();

@@ -34,14 +34,15 @@ pub enum Grammar {
 #[error("{0}")]
 pub struct GrammarError(pub String);
 
-/// The JSON the constraint writes: compact, with a space after `:` and `,` (as Python's
-/// `json.dumps` does), no other whitespace, so a small model cannot wander into an endless
-/// run of blanks.
+/// The JSON the constraint lets the model write: any formatting it likes (compact or
+/// indented; models write better JSON in the layout they were trained on), but at most 12
+/// whitespace characters between two tokens, so that a small model cannot wander into an
+/// endless run of blanks.
+pub const JSON_WHITESPACE: &str = r"[\x20\x0A\x0D\x09]{1,12}";
+
 fn json_options() -> JsonCompileOptions {
     JsonCompileOptions {
-        item_separator: ", ".into(),
-        key_separator: ": ".into(),
-        whitespace_flexible: false,
+        whitespace_pattern: Some(JSON_WHITESPACE.into()),
         ..Default::default()
     }
 }

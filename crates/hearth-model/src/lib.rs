@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
 
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatMessage, ChatTemplate, ToolCall};
 pub use config::{ModelConfig, MAX_CONTEXT};
 pub use error::{ModelError, Result};
 pub use kv_cache::{KvCache, KvLayer, KvType};

@@ -4,21 +4,30 @@
 
 use std::convert::Infallible;
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
-use hearth_engine::{EngineError, Event, Request, Summary, TokenLogprob};
+use axum::http::StatusCode;
+use hearth_engine::{Constraint, EngineError, Event, Grammar, Request, Summary, TokenLogprob};
 use hearth_model::ChatMessage;
+use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
-use crate::state::Ready;
+use crate::state::{AppState, Ready};
 
 /// Tokens of a chat: the model's template applied to `messages` (with the assistant's turn
-/// opened), or the plain concatenation for a model without a template.
-pub fn chat_prompt(ready: &Ready, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+/// opened, and `tools` in the template's variable), or the plain concatenation for a
+/// model without a template.
+pub fn chat_prompt(
+    ready: &Ready,
+    messages: &[ChatMessage],
+    tools: Option<&Value>,
+) -> Result<Vec<u32>, ApiError> {
     let model = &ready.model;
     let text = match &model.chat_template {
         Some(t) => t
-            .render(messages, true)
+            .render_with_tools(messages, tools, true)
             .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e}")))?,
         None => {
             messages
@@ -29,6 +38,37 @@ pub fn chat_prompt(ready: &Ready, messages: &[ChatMessage]) -> Result<Vec<u32>, 
         }
     };
     Ok(model.tokenizer.encode(&text, true, true))
+}
+
+/// Compiles an output grammar off the async threads (a first compile builds the
+/// vocabulary's token trie); a grammar the engine refuses is a 400 naming `param`.
+pub async fn compile(
+    state: &Arc<AppState>,
+    grammar: Grammar,
+    param: &'static str,
+) -> Result<Constraint, ApiError> {
+    let st = state.clone();
+    let compiled =
+        tokio::task::spawn_blocking(move || st.ready().map(|r| r.engine.compile(&grammar)))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    compiled.map_err(|e| ApiError::bad_request(format!("invalid {param}: {e}")).param(param))
+}
+
+/// The output grammar a request asks for, from whichever one of its fields names one:
+/// `(field, grammar)`. More than one is an error.
+pub fn one_grammar(
+    fields: Vec<(&'static str, Option<Grammar>)>,
+) -> Result<Option<(&'static str, Grammar)>, ApiError> {
+    let mut given = fields.into_iter().filter_map(|(n, g)| g.map(|g| (n, g)));
+    let first = given.next();
+    if let (Some((a, _)), Some((b, _))) = (&first, given.next()) {
+        return Err(ApiError::bad_request(format!(
+            "{a} and {b} both constrain the output; give one"
+        ))
+        .param(b));
+    }
+    Ok(first)
 }
 
 /// Tokens of a raw text prompt (special tokens in the text are honoured).

@@ -7,6 +7,7 @@ mod generate;
 mod ollama;
 mod openai;
 mod state;
+mod tools;
 mod util;
 
 use std::net::SocketAddr;

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_engine::{Event, Request, SamplingParams, Summary};
-use hearth_model::ChatMessage;
+use hearth_engine::{Constraint, Event, Grammar, Request, SamplingParams, Summary};
+use hearth_model::{ChatMessage, ToolCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::unbounded_channel;
@@ -18,7 +18,8 @@ use tokio::sync::mpsc::unbounded_channel;
 use crate::error::ApiError;
 use crate::generate::{self, channel_body};
 use crate::state::{AppState, Ready};
-use crate::util::{parse_json, read_body, rfc3339};
+use crate::tools::{self, Syntax, ToolChoice, ToolStream, Tools};
+use crate::util::{new_id, parse_json, read_body, rfc3339};
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
@@ -51,6 +52,12 @@ struct GenerateRequest {
     /// Accepted for compatibility: the model stays loaded for the server's lifetime.
     #[allow(dead_code)]
     keep_alive: Option<Value>,
+    /// `"json"` or a JSON schema: the output's shape.
+    format: Option<Value>,
+    /// Fields Hearth does not implement: refused by name rather than ignored.
+    think: Option<Value>,
+    images: Option<Value>,
+    suffix: Option<Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -58,6 +65,24 @@ struct MessageIn {
     role: String,
     #[serde(default)]
     content: String,
+    /// An assistant's calls: `[{"function": {"name", "arguments": {...}}}]`.
+    tool_calls: Option<Vec<CallIn>>,
+    /// A tool result's tool.
+    tool_name: Option<String>,
+    images: Option<Value>,
+}
+
+#[derive(Deserialize, Debug)]
+struct CallIn {
+    id: Option<String>,
+    function: FunctionIn,
+}
+
+#[derive(Deserialize, Debug)]
+struct FunctionIn {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
 }
 
 #[derive(Deserialize, Debug)]
@@ -70,12 +95,65 @@ struct ChatRequest {
     options: Options,
     #[allow(dead_code)]
     keep_alive: Option<Value>,
+    format: Option<Value>,
+    tools: Option<Value>,
+    think: Option<Value>,
 }
 
 #[derive(Deserialize, Debug)]
 struct ShowRequest {
     model: Option<String>,
     name: Option<String>,
+}
+
+/// Ollama's `format`: `"json"` (any JSON object) or a JSON schema; `""` is none.
+fn format_grammar(format: &Option<Value>) -> Result<Option<Grammar>, ApiError> {
+    match format {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s == "json" => {
+            Ok(Some(Grammar::JsonSchema(json!({"type": "object"}))))
+        }
+        Some(Value::Object(_)) => Ok(format.clone().map(Grammar::JsonSchema)),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "format must be \"json\" or a JSON schema object (got {v})"
+        ))
+        .ollama()),
+    }
+}
+
+/// The constraint of an Ollama request's `format`.
+async fn format_constraint(
+    state: &Arc<AppState>,
+    format: &Option<Value>,
+) -> Result<Option<Constraint>, ApiError> {
+    match format_grammar(format)? {
+        Some(g) => Ok(Some(
+            generate::compile(state, g, "format")
+                .await
+                .map_err(ApiError::ollama)?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn refuse(fields: &[(&'static str, bool)]) -> Result<(), ApiError> {
+    match fields.iter().find(|f| f.1) {
+        Some((name, _)) => Err(ApiError::bad_request(format!("{name} is not supported")).ollama()),
+        None => Ok(()),
+    }
+}
+
+/// Ollama's `tool_calls` of a message: arguments as objects.
+fn ollama_calls(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let args: Value = serde_json::from_str(&c.arguments).unwrap_or(json!({}));
+            json!({"id": c.id, "function": {"index": k, "name": c.name, "arguments": args}})
+        })
+        .collect()
 }
 
 fn check_model<'a>(state: &'a AppState, name: &str) -> Result<&'a Ready, ApiError> {
@@ -202,13 +280,15 @@ fn merge(mut a: Value, b: Value) -> Value {
 }
 
 /// Runs one generation and answers as NDJSON lines (streaming) or one object. `piece`
-/// wraps a piece of text in the endpoint's message shape.
+/// wraps a piece of text in the endpoint's message shape; calls to `tools` (chat) are
+/// parsed from the text and sent as the message's `tool_calls`.
 async fn respond(
     state: Arc<AppState>,
     req: Request,
     stream: bool,
     route: &'static str,
     piece: fn(&str) -> Value,
+    tools: Tools,
 ) -> Result<Response, ApiError> {
     let ready = state.ready().map_err(ApiError::ollama)?;
     let mut rx = generate::submit(ready, req, 1).map_err(ApiError::ollama)?;
@@ -221,8 +301,13 @@ async fn respond(
             .remove(0);
         let s = choice.summary.expect("collected choices are finished");
         generate::log_summary(route, "-", &s);
+        let (content, calls) = tools.parse(&choice.text);
+        let mut msg = piece(&content);
+        if !calls.is_empty() {
+            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls));
+        }
         return Ok(Json(merge(
-            merge(head(), piece(&choice.text)),
+            merge(head(), msg),
             merge(json!({"done": true}), final_stats(&s)),
         ))
         .into_response());
@@ -230,19 +315,35 @@ async fn respond(
     let (btx, brx) = unbounded_channel::<Bytes>();
     let line = |v: Value| Bytes::from(format!("{v}\n"));
     tokio::spawn(async move {
+        let mut held = ToolStream::new();
         while let Some((_, ev)) = rx.recv().await {
             let msg = match ev {
-                Event::Token { text, .. } if text.is_empty() => continue,
                 Event::Token { text, .. } => {
+                    let text = if tools.active() {
+                        held.push(&tools, &text)
+                    } else {
+                        text
+                    };
+                    if text.is_empty() {
+                        continue;
+                    }
                     merge(merge(head(), piece(&text)), json!({"done": false}))
                 }
                 Event::Done { text, summary } => {
                     generate::log_summary(route, "stream", &summary);
-                    if !text.is_empty() {
-                        let _ = btx.send(line(merge(
-                            merge(head(), piece(&text)),
-                            json!({"done": false}),
-                        )));
+                    let (text, calls) = if tools.active() {
+                        let released = held.push(&tools, &text);
+                        let (rest, calls) = held.finish(&tools);
+                        (released + &rest, calls)
+                    } else {
+                        (text, Vec::new())
+                    };
+                    if !text.is_empty() || !calls.is_empty() {
+                        let mut msg = piece(&text);
+                        if !calls.is_empty() {
+                            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls));
+                        }
+                        let _ = btx.send(line(merge(merge(head(), msg), json!({"done": false}))));
                     }
                     let last = merge(
                         merge(head(), piece("")),
@@ -287,6 +388,11 @@ pub async fn generate(
         .map_err(ApiError::ollama)?;
     let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
     let ready = check_model(&state, &req.model)?;
+    refuse(&[
+        ("think", req.think.is_some()),
+        ("images", req.images.is_some()),
+        ("suffix", req.suffix.is_some()),
+    ])?;
     if req.prompt.is_empty() && req.system.is_none() {
         return Ok(load_reply(&state, json!({"response": ""})));
     }
@@ -301,15 +407,19 @@ pub async fn generate(
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::new("user", req.prompt.clone()));
-        generate::chat_prompt(ready, &messages).map_err(ApiError::ollama)?
+        generate::chat_prompt(ready, &messages, None).map_err(ApiError::ollama)?
     };
-    let engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    let mut engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    engine_req.constraint = format_constraint(&state, &req.format).await?;
+    let no_tools = Tools::new(Vec::new(), ToolChoice::None, false, Syntax::Generic)
+        .expect("no tools is valid");
     respond(
         state.clone(),
         engine_req,
         req.stream.unwrap_or(true),
         "generate",
         |t| json!({"response": t}),
+        no_tools,
     )
     .await
 }
@@ -327,6 +437,10 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
             json!({"message": {"role": "assistant", "content": ""}}),
         ));
     }
+    refuse(&[
+        ("think", req.think.is_some()),
+        ("images", req.messages.iter().any(|m| m.images.is_some())),
+    ])?;
     let mut messages = Vec::new();
     for m in &req.messages {
         if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
@@ -334,16 +448,40 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
                 ApiError::bad_request(format!("unknown message role '{}'", m.role)).ollama(),
             );
         }
-        messages.push(ChatMessage::new(m.role.clone(), m.content.clone()));
+        let mut msg = ChatMessage::new(m.role.clone(), m.content.clone());
+        for c in m.tool_calls.iter().flatten() {
+            msg.tool_calls.push(ToolCall {
+                id: c.id.clone().unwrap_or_else(|| new_id("call")),
+                name: c.function.name.clone(),
+                arguments: match &c.function.arguments {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "{}".into(),
+                    v => v.to_string(),
+                },
+            });
+        }
+        msg.name = m.tool_name.clone();
+        messages.push(msg);
     }
-    let prompt = generate::chat_prompt(ready, &messages).map_err(ApiError::ollama)?;
-    let engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    let specs = match &req.tools {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => tools::parse_specs(v).map_err(|e| ApiError::bad_request(e).ollama())?,
+    };
+    let syntax = Syntax::of(ready.model.chat_template.as_ref());
+    let tools = Tools::new(specs, ToolChoice::Auto, true, syntax)
+        .map_err(|e| ApiError::bad_request(e).ollama())?;
+    let messages = tools.prepare(messages);
+    let prompt = generate::chat_prompt(ready, &messages, tools.template_value().as_ref())
+        .map_err(ApiError::ollama)?;
+    let mut engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    engine_req.constraint = format_constraint(&state, &req.format).await?;
     respond(
         state.clone(),
         engine_req,
         req.stream.unwrap_or(true),
         "chat",
         |t| json!({"message": {"role": "assistant", "content": t}}),
+        tools,
     )
     .await
 }
@@ -429,7 +567,7 @@ pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
         "template": template,
         "details": details(ready),
         "model_info": model_info,
-        "capabilities": ["completion"],
+        "capabilities": ["completion", "tools"],
         "modified_at": rfc3339(ready.info.modified),
     })))
 }

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_engine::{Event, Request, SamplingParams, Summary, TokenLogprob};
-use hearth_model::ChatMessage;
+use hearth_engine::{Event, Grammar, Request, SamplingParams, Summary, TokenLogprob};
+use hearth_model::{ChatMessage, ToolCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::error::ApiError;
 use crate::generate::{self, channel_body, Choice};
 use crate::state::{AppState, Ready};
+use crate::tools::{self, Syntax, ToolChoice, ToolStream, Tools};
 use crate::util::{new_id, parse_json, read_body, unix_now};
 
 #[derive(Deserialize, Debug)]
@@ -55,6 +56,10 @@ struct Common {
     /// Not part of OpenAI's API: keep generating past end-of-generation (benchmarks).
     #[serde(default)]
     ignore_eos: bool,
+    response_format: Option<Value>,
+    /// llama.cpp's fields: a GBNF grammar, or a JSON schema, for the output.
+    grammar: Option<String>,
+    json_schema: Option<Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -75,6 +80,22 @@ struct Part {
 struct MessageIn {
     role: String,
     content: Option<Content>,
+    tool_calls: Option<Vec<ToolCallIn>>,
+    tool_call_id: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+struct ToolCallIn {
+    id: Option<String>,
+    function: FunctionCallIn,
+}
+
+#[derive(Deserialize, Debug)]
+struct FunctionCallIn {
+    name: String,
+    /// JSON text, as OpenAI sends it (an object is taken too).
+    arguments: Value,
 }
 
 #[derive(Deserialize, Debug)]
@@ -85,6 +106,14 @@ struct ChatRequest {
     max_completion_tokens: Option<i64>,
     logprobs: Option<bool>,
     top_logprobs: Option<i64>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    /// Fields Hearth does not implement: refused by name rather than ignored.
+    functions: Option<Value>,
+    function_call: Option<Value>,
+    reasoning_effort: Option<Value>,
+    chat_template_kwargs: Option<Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -199,6 +228,82 @@ fn choice_count(c: &Common) -> Result<usize, ApiError> {
     }
 }
 
+/// The output grammar of OpenAI's `response_format` (llama.cpp's extension: a `schema`
+/// beside `json_object`), llama.cpp's `json_schema` and `grammar`.
+fn format_grammars(c: &Common) -> Result<Vec<(&'static str, Option<Grammar>)>, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m).param("response_format");
+    let rf = match &c.response_format {
+        None => None,
+        Some(v) => match v.get("type").and_then(Value::as_str) {
+            Some("text") => None,
+            Some("json_object") => Some(Grammar::JsonSchema(
+                v.get("schema")
+                    .cloned()
+                    .unwrap_or(json!({"type": "object"})),
+            )),
+            Some("json_schema") => {
+                let schema = v
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .ok_or_else(|| bad("response_format.json_schema.schema is required".into()))?;
+                Some(Grammar::JsonSchema(schema.clone()))
+            }
+            Some(t) => {
+                return Err(bad(format!(
+                    "response_format type '{t}' is not supported (text, json_object, json_schema)"
+                )))
+            }
+            None => return Err(bad("response_format needs a type".into())),
+        },
+    };
+    Ok(vec![
+        ("response_format", rf),
+        (
+            "json_schema",
+            c.json_schema.clone().map(Grammar::JsonSchema),
+        ),
+        ("grammar", c.grammar.clone().map(Grammar::Gbnf)),
+    ])
+}
+
+/// The request's tools and `tool_choice`, checked.
+fn chat_tools(req: &ChatRequest, ready: &Ready) -> Result<Tools, ApiError> {
+    let bad = |m: String, p: &'static str| ApiError::bad_request(m).param(p);
+    let specs = match &req.tools {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => tools::parse_specs(v).map_err(|e| bad(e, "tools"))?,
+    };
+    let choice = match &req.tool_choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad(format!("tool_choice '{s}' is not one of none, auto, required"), "tool_choice")),
+        },
+        Some(v) => match v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(n) => ToolChoice::Named(n.to_string()),
+            None => return Err(bad("tool_choice must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}".into(), "tool_choice")),
+        },
+    };
+    let syntax = Syntax::of(ready.model.chat_template.as_ref());
+    Tools::new(
+        specs,
+        choice,
+        req.parallel_tool_calls.unwrap_or(true),
+        syntax,
+    )
+    .map_err(|e| bad(e, "tool_choice"))
+}
+
+/// OpenAI's `tool_calls` of a message.
+fn openai_calls(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+        .collect()
+}
+
 fn check_model<'a>(state: &'a AppState, c: &Common) -> Result<&'a Ready, ApiError> {
     if !state.serves(&c.model) {
         return Err(ApiError::unknown_model(&c.model, &state.opts.model_id));
@@ -261,6 +366,16 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").param("messages"));
     }
+    for (name, v) in [
+        ("functions", &req.functions),
+        ("function_call", &req.function_call),
+        ("reasoning_effort", &req.reasoning_effort),
+        ("chat_template_kwargs", &req.chat_template_kwargs),
+    ] {
+        if v.is_some() {
+            return Err(ApiError::bad_request(format!("{name} is not supported")).param(name));
+        }
+    }
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         if !matches!(
@@ -296,10 +411,33 @@ pub async fn chat_completions(
         } else {
             m.role.as_str()
         };
-        messages.push(ChatMessage::new(role, content));
+        let mut msg = ChatMessage::new(role, content);
+        for call in m.tool_calls.iter().flatten() {
+            let arguments = match &call.function.arguments {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            msg.tool_calls.push(ToolCall {
+                id: call.id.clone().unwrap_or_else(|| new_id("call")),
+                name: call.function.name.clone(),
+                arguments,
+            });
+        }
+        msg.tool_call_id = m.tool_call_id.clone();
+        msg.name = m.name.clone();
+        messages.push(msg);
     }
     let c = &req.common;
-    let prompt = generate::chat_prompt(ready, &messages)?;
+    let tools = chat_tools(&req, ready)?;
+    let mut grammars = format_grammars(c)?;
+    let call_token = ready.model.tokenizer.special_token("[TOOL_CALLS]");
+    grammars.push(("tool_choice", tools.grammar(call_token)));
+    let constraint = match generate::one_grammar(grammars)? {
+        Some((param, g)) => Some(generate::compile(&state, g, param).await?),
+        None => None,
+    };
+    let messages = tools.prepare(messages);
+    let prompt = generate::chat_prompt(ready, &messages, tools.template_value().as_ref())?;
     let (max_param, max) = match req.max_completion_tokens {
         Some(m) => ("max_completion_tokens", Some(m)),
         None => ("max_tokens", c.max_tokens),
@@ -333,7 +471,7 @@ pub async fn chat_completions(
         stop: stops(c)?,
         ignore_eos: c.ignore_eos,
         logprobs: top,
-        constraint: None,
+        constraint,
     };
     let n = choice_count(c)?;
     let n_prompt = engine_req.prompt_ids.len();
@@ -357,11 +495,21 @@ pub async fn chat_completions(
                         .collect();
                     json!({"content": content})
                 });
+                let (content, calls) = tools.parse(&ch.text);
+                let mut message = json!({"role": "assistant", "content": content});
+                let mut finish = s.finish_reason.as_str();
+                if !calls.is_empty() {
+                    message["tool_calls"] = openai_calls(&tools::with_ids(calls));
+                    if content.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                    finish = "tool_calls";
+                }
                 json!({
                     "index": i,
-                    "message": {"role": "assistant", "content": ch.text},
+                    "message": message,
                     "logprobs": logprobs,
-                    "finish_reason": s.finish_reason.as_str(),
+                    "finish_reason": finish,
                 })
             })
             .collect();
@@ -389,7 +537,14 @@ pub async fn chat_completions(
     Ok(sse_response(rx, move |rx, btx| async move {
         let Ok(ready) = st.ready() else { return };
         let opening = (0..n).map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}));
+        // Per choice, text held back while it may be a tool call.
+        let streams =
+            std::sync::Mutex::new((0..n).map(|_| Some(ToolStream::new())).collect::<Vec<_>>());
         let token = |i: usize, tok: u32, text: String, logprob: Option<TokenLogprob>| {
+            let text = match streams.lock().expect("not poisoned")[i].as_mut() {
+                Some(ts) if tools.active() => ts.push(&tools, &text),
+                _ => text,
+            };
             let logprobs = logprob
                 .as_ref()
                 .map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
@@ -397,12 +552,31 @@ pub async fn chat_completions(
                 .then(|| json!({"index": i, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}))
         };
         let done = |i: usize, text: String, s: &Summary| {
-            let delta = if text.is_empty() {
-                json!({})
-            } else {
-                json!({"content": text})
+            let mut out = Vec::new();
+            let (text, calls) = match streams.lock().expect("not poisoned")[i].take() {
+                Some(mut ts) if tools.active() => {
+                    let released = ts.push(&tools, &text);
+                    let (rest, calls) = ts.finish(&tools);
+                    (released + &rest, tools::with_ids(calls))
+                }
+                _ => (text, Vec::new()),
             };
-            json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": s.finish_reason.as_str()})
+            if !text.is_empty() {
+                out.push(json!({"index": i, "delta": {"content": text}, "logprobs": null, "finish_reason": null}));
+            }
+            for (k, c) in calls.iter().enumerate() {
+                out.push(json!({"index": i, "delta": {"tool_calls": [{"index": k, "id": c.id, "type": "function",
+                    "function": {"name": c.name, "arguments": ""}}]}, "logprobs": null, "finish_reason": null}));
+                out.push(json!({"index": i, "delta": {"tool_calls": [{"index": k,
+                    "function": {"arguments": c.arguments}}]}, "logprobs": null, "finish_reason": null}));
+            }
+            let finish = if calls.is_empty() {
+                s.finish_reason.as_str()
+            } else {
+                "tool_calls"
+            };
+            out.push(json!({"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}));
+            out
         };
         pump(
             rx,
@@ -454,7 +628,7 @@ async fn pump(
     include_usage: bool,
     opening: Vec<Value>,
     mut token: impl FnMut(usize, u32, String, Option<TokenLogprob>) -> Option<Value>,
-    done: impl Fn(usize, String, &Summary) -> Value,
+    mut done: impl FnMut(usize, String, &Summary) -> Vec<Value>,
 ) {
     for choice in opening {
         if btx.send(head.chunk(json!([choice]), None)).is_err() {
@@ -466,9 +640,9 @@ async fn pump(
         let Some((i, ev)) = rx.recv().await else {
             break;
         };
-        let choice = match ev {
+        let choices = match ev {
             Event::Token { id, text, logprob } => match token(i, id, text, logprob) {
-                Some(c) => c,
+                Some(c) => vec![c],
                 None => continue,
             },
             Event::Done { text, summary } => {
@@ -485,8 +659,10 @@ async fn pump(
                 return;
             }
         };
-        if btx.send(head.chunk(json!([choice]), None)).is_err() {
-            return;
+        for choice in choices {
+            if btx.send(head.chunk(json!([choice]), None)).is_err() {
+                return;
+            }
         }
     }
     if include_usage {
@@ -588,6 +764,10 @@ pub async fn completions(
         }
         l => l.map(|l| l as usize),
     };
+    let constraint = match generate::one_grammar(format_grammars(c)?)? {
+        Some((param, g)) => Some(generate::compile(&state, g, param).await?),
+        None => None,
+    };
     let engine_req = Request {
         prompt_ids: prompt,
         max_tokens,
@@ -595,7 +775,7 @@ pub async fn completions(
         stop: stops(c)?,
         ignore_eos: c.ignore_eos,
         logprobs,
-        constraint: None,
+        constraint,
     };
     let n = choice_count(c)?;
     let n_prompt = engine_req.prompt_ids.len();
@@ -654,7 +834,11 @@ pub async fn completions(
             let [(_, text, _)] = entry;
             Some(json!({"index": i, "text": text, "logprobs": lp, "finish_reason": null}))
         };
-        let done = |i: usize, text: String, s: &Summary| json!({"index": i, "text": text, "logprobs": null, "finish_reason": s.finish_reason.as_str()});
+        let done = |i: usize, text: String, s: &Summary| {
+            vec![
+                json!({"index": i, "text": text, "logprobs": null, "finish_reason": s.finish_reason.as_str()}),
+            ]
+        };
         pump(
             rx,
             btx,
