@@ -308,6 +308,7 @@ def test_ollama_tools(oll):
     ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"functions": [{"name": "f"}]}, "functions"),
+    # This model's template has no thinking to set an effort for.
     ({"reasoning_effort": "low"}, "reasoning_effort"),
 ])
 def test_bad_constraints_are_clear_400s(server, body, param):
@@ -326,9 +327,26 @@ def test_bad_constraints_are_clear_400s(server, body, param):
     {"format": 3},
     {"tools": [{"type": "function", "function": {}}]},
     {"think": True},
+    {"think": "high"},
+    {"think": "sometimes"},
 ])
 def test_ollama_bad_constraints_are_clear_400s(server, body):
     payload = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": False, **body}
     status, v = server.post_json("/api/chat", payload)
     assert status == 400, v
     assert isinstance(v["error"], str) and v["error"], v
+
+
+def test_template_kwargs_reach_the_template(oai, oll):
+    # SmolLM2's template reads no such variable: the same prompt either way, and no error
+    # (Hugging Face's apply_chat_template behaves the same with unused keyword arguments).
+    a = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                    max_tokens=1, temperature=0)
+    b = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                    max_tokens=1, temperature=0,
+                                    extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    assert a.usage.prompt_tokens == b.usage.prompt_tokens
+    # think: false on a model that does not think has nothing to turn off.
+    r = oll.chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], think=False,
+                 options={"num_predict": 2})
+    assert r.message.thinking is None

@@ -29,6 +29,46 @@ pub enum Grammar {
     Regex(String),
 }
 
+impl Grammar {
+    /// This grammar for the answer of a reasoning model, after its free-text thinking
+    /// block (`<think>...</think>`), which the grammar leaves alone. With `in_prompt` the
+    /// template opened the block already, so the output starts inside it; otherwise the
+    /// block may open the output or be left out.
+    pub fn after_thinking(&self, in_prompt: bool) -> Result<Grammar, GrammarError> {
+        let answer = match self {
+            Grammar::JsonSchema(schema) => format!("%json {}", with_json_options(schema)?),
+            Grammar::Lark(text) => format!("%lark {{\n{text}\n}}"),
+            Grammar::Gbnf(text) => format!("%lark {{\n{}\n}}", gbnf::to_lark(text)?),
+            Grammar::Regex(rx) => format!("/{}/", rx.replace('/', "\\/")),
+        };
+        let start = if in_prompt {
+            "start: thought answer_ws answer"
+        } else {
+            "start: \"<think>\" thought answer_ws answer | answer"
+        };
+        Ok(Grammar::Lark(format!(
+            "{start}\nthought[suffix=\"</think>\"]: /(?s:.*)/\nanswer_ws: /[ \\t\\n]{{0,4}}/\nanswer: {answer}\n"
+        )))
+    }
+}
+
+/// `schema` with Hearth's JSON formatting options, unless it names its own.
+fn with_json_options(schema: &Value) -> Result<Value, GrammarError> {
+    let mut schema = match schema {
+        Value::Bool(true) => serde_json::json!({}),
+        Value::Object(_) => schema.clone(),
+        _ => {
+            return Err(GrammarError(
+                "a JSON schema must be an object (or true)".into(),
+            ))
+        }
+    };
+    if schema.get("x-guidance").is_none() {
+        json_options().apply_to(&mut schema);
+    }
+    Ok(schema)
+}
+
 /// Why a grammar cannot be used: the request's fault, named for the client.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -67,19 +107,7 @@ impl Grammars {
     pub fn compile(&self, g: &Grammar) -> Result<Constraint, GrammarError> {
         let top = match g {
             Grammar::JsonSchema(schema) => {
-                let mut schema = match schema {
-                    Value::Bool(true) => serde_json::json!({}),
-                    Value::Object(_) => schema.clone(),
-                    _ => {
-                        return Err(GrammarError(
-                            "a JSON schema must be an object (or true)".into(),
-                        ))
-                    }
-                };
-                if schema.get("x-guidance").is_none() {
-                    json_options().apply_to(&mut schema);
-                }
-                TopLevelGrammar::from_json_schema(schema)
+                TopLevelGrammar::from_json_schema(with_json_options(schema)?)
             }
             Grammar::Lark(text) => TopLevelGrammar::from_lark(text.clone()),
             Grammar::Gbnf(text) => TopLevelGrammar::from_lark(gbnf::to_lark(text)?),

@@ -236,3 +236,48 @@ fn bad_grammars_are_refused_with_their_reason() {
         assert!(e.to_lowercase().contains(needle), "{g:?}: {e}");
     }
 }
+
+#[test]
+fn a_grammar_after_thinking_leaves_the_thought_free() {
+    let model = Arc::new(Model::load(common::model_path()).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(1, 64, 1)).unwrap();
+    let schema = Grammar::JsonSchema(
+        json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}),
+    );
+    // The text, then end-of-generation: accepted whole only where the grammar is complete.
+    let eos = model.tokenizer.eog_ids()[0];
+    let tok = |s: &str| {
+        let mut ids = model.tokenizer.encode(s, false, false);
+        ids.push(eos);
+        ids
+    };
+    for (in_prompt, text, ok) in [
+        (
+            false,
+            "<think>\nAnything {at all} here.\n</think>\n\n{\"a\": 1}",
+            true,
+        ),
+        (false, "{\"a\": 2}", true),
+        (false, "Thinking without tags {\"a\": 2}", false),
+        (false, "<think>x</think>\n\n{\"b\": 1}", false),
+        (true, "still thinking</think>\n{\"a\": 3}", true),
+        (true, "{\"a\": 3}", false),
+    ] {
+        let mut c = engine
+            .compile(&schema.after_thinking(in_prompt).unwrap())
+            .unwrap();
+        let ids = tok(text);
+        let n = c.valid_prefix(&ids);
+        assert_eq!(n == ids.len(), ok, "{text:?}: {n} of {}", ids.len());
+    }
+    for g in [
+        Grammar::Regex("[0-9]+".into()),
+        Grammar::Gbnf("root ::= \"yes\" | \"no\"".into()),
+        Grammar::Lark("start: \"yes\" | \"no\"".into()),
+    ] {
+        let mut c = engine.compile(&g.after_thinking(false).unwrap()).unwrap();
+        let ids = tok("<think>hmm</think>\nyes");
+        let ok = matches!(g, Grammar::Regex(_)) != (c.valid_prefix(&ids) == ids.len());
+        assert!(ok, "{g:?}");
+    }
+}

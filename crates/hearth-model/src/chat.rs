@@ -103,27 +103,32 @@ impl ChatTemplate {
     /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's
     /// answer begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        self.render_with_tools(messages, None, add_generation_prompt)
+        self.render_with(messages, add_generation_prompt, None, None)
     }
 
     /// [`ChatTemplate::render`] with the request's tools (OpenAI's
-    /// `[{"type": "function", "function": {...}}]`) in the template's `tools` variable.
-    pub fn render_with_tools(
+    /// `[{"type": "function", "function": {...}}]`) in the template's `tools` variable, and
+    /// `kwargs` as further variables (`enable_thinking`, `reasoning_effort`, ...), as
+    /// Hugging Face's `apply_chat_template` passes its keyword arguments.
+    pub fn render_with(
         &self,
         messages: &[ChatMessage],
-        tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+        kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| ModelError::Template(e.to_string()))?;
+        let extra = minijinja::Value::from_serialize(kwargs.cloned().unwrap_or_default());
         tmpl.render(context! {
             messages => messages,
             tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            ..extra
         })
         .map_err(|e| ModelError::Template(e.to_string()))
     }
@@ -239,5 +244,41 @@ mod tests {
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+    }
+
+    #[test]
+    fn tools_and_calls_reach_the_template_as_objects() {
+        let src = "{% for t in tools %}{{ t.function.name }}{{ t.function.parameters | tojson }}\n{% endfor %}\
+                   {% for m in messages %}{{ m.role }}:{{ m.content }}\
+                   {% for c in m.tool_calls %}<tool_call>{{ {'name': c.function.name, 'arguments': c.function.arguments} | tojson }}</tool_call>{% endfor %}\
+                   {% if m.tool_call_id %}({{ m.tool_call_id }}){% endif %}\n{% endfor %}";
+        let t = ChatTemplate::with_tokens(src, "", "").unwrap();
+        assert!(t.knows_tools());
+        assert!(
+            !ChatTemplate::with_tokens("{{ messages[0].content }}", "", "")
+                .unwrap()
+                .knows_tools()
+        );
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls.push(ToolCall {
+            id: "c1".into(),
+            name: "add".into(),
+            arguments: r#"{"a": 1}"#.into(),
+        });
+        let mut result = ChatMessage::new("tool", "2");
+        result.tool_call_id = Some("c1".into());
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]);
+        let out = t
+            .render_with(
+                &[ChatMessage::new("user", "1+1"), call, result],
+                false,
+                Some(&tools),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "add{\"type\":\"object\"}\nuser:1+1assistant:<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1}}</tool_call>tool:2(c1)"
+        );
     }
 }

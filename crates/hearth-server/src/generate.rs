@@ -14,20 +14,31 @@ use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
+use crate::reasoning;
 use crate::state::{AppState, Ready};
 
-/// Tokens of a chat: the model's template applied to `messages` (with the assistant's turn
-/// opened, and `tools` in the template's variable), or the plain concatenation for a
-/// model without a template.
+/// A chat's prompt.
+pub struct ChatPrompt {
+    pub ids: Vec<u32>,
+    /// For a model that thinks: `Some(in_prompt)`, where `in_prompt` says the template
+    /// opened the thinking block, so the output starts inside it.
+    pub thinking: Option<bool>,
+}
+
+/// A chat's prompt: the model's template applied to `messages` (with the assistant's
+/// turn opened, `tools` in the template's variable and `kwargs` as further variables), or
+/// the plain concatenation for a model without a template.
 pub fn chat_prompt(
     ready: &Ready,
     messages: &[ChatMessage],
     tools: Option<&Value>,
-) -> Result<Vec<u32>, ApiError> {
+    kwargs: &serde_json::Map<String, Value>,
+) -> Result<ChatPrompt, ApiError> {
     let model = &ready.model;
-    let text = match &model.chat_template {
+    let template = model.chat_template.as_ref();
+    let text = match template {
         Some(t) => t
-            .render_with_tools(messages, tools, true)
+            .render_with(messages, true, tools, Some(kwargs))
             .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e}")))?,
         None => {
             messages
@@ -37,7 +48,13 @@ pub fn chat_prompt(
                 + "assistant: "
         }
     };
-    Ok(model.tokenizer.encode(&text, true, true))
+    let in_prompt = text.trim_end().ends_with(reasoning::OPEN);
+    let thinking = (reasoning::supported(template) && (in_prompt || !reasoning::disabled(kwargs)))
+        .then_some(in_prompt);
+    Ok(ChatPrompt {
+        ids: model.tokenizer.encode(&text, true, true),
+        thinking,
+    })
 }
 
 /// Compiles an output grammar off the async threads (a first compile builds the

@@ -6,6 +6,7 @@ mod error;
 mod generate;
 mod ollama;
 mod openai;
+mod reasoning;
 mod state;
 mod tools;
 mod util;

@@ -12,13 +12,14 @@ use axum::Json;
 use hearth_engine::{Constraint, Event, Grammar, Request, SamplingParams, Summary};
 use hearth_model::{ChatMessage, ToolCall};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
 use crate::generate::{self, channel_body};
+use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
-use crate::tools::{self, Syntax, ToolChoice, ToolStream, Tools};
+use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
 use crate::util::{new_id, parse_json, read_body, rfc3339};
 
 #[derive(Deserialize, Debug, Default)]
@@ -122,18 +123,48 @@ fn format_grammar(format: &Option<Value>) -> Result<Option<Grammar>, ApiError> {
     }
 }
 
-/// The constraint of an Ollama request's `format`.
+/// The constraint of an Ollama request's `format`, on the answer after any thinking.
 async fn format_constraint(
     state: &Arc<AppState>,
     format: &Option<Value>,
+    thinking: Option<bool>,
 ) -> Result<Option<Constraint>, ApiError> {
-    match format_grammar(format)? {
-        Some(g) => Ok(Some(
-            generate::compile(state, g, "format")
-                .await
-                .map_err(ApiError::ollama)?,
+    let Some(g) = format_grammar(format)? else {
+        return Ok(None);
+    };
+    let g = match thinking {
+        Some(in_prompt) => g
+            .after_thinking(in_prompt)
+            .map_err(|e| ApiError::bad_request(format!("invalid format: {e}")).ollama())?,
+        None => g,
+    };
+    Ok(Some(
+        generate::compile(state, g, "format")
+            .await
+            .map_err(ApiError::ollama)?,
+    ))
+}
+
+/// Ollama's `think`: `true` or `false` (Qwen3's `enable_thinking`), or an effort (`"low"`,
+/// `"medium"`, `"high"`: the template's `reasoning_effort`). Asking a model without
+/// thinking to think is an error.
+fn think_kwargs(think: &Option<Value>, ready: &Ready) -> Result<Map<String, Value>, ApiError> {
+    let template = ready.model.chat_template.as_ref();
+    let bad = |m: String| Err(ApiError::bad_request(m).ollama());
+    let no_thinking = || format!("\"{}\" does not support thinking", ready.info.id);
+    match think {
+        None | Some(Value::Null) => Ok(reasoning::kwargs(None, None, None)),
+        Some(Value::Bool(true)) if !reasoning::supported(template) => bad(no_thinking()),
+        Some(Value::Bool(b)) => Ok(reasoning::kwargs(None, Some(*b), None)),
+        Some(Value::String(e)) if matches!(e.as_str(), "low" | "medium" | "high") => {
+            if !template.is_some_and(|t| t.source().contains("reasoning_effort")) {
+                return bad(no_thinking());
+            }
+            Ok(reasoning::kwargs(None, None, Some(e)))
+        }
+        Some(v) => bad(format!(
+            "think must be true, false, \"low\", \"medium\" or \"high\" (got {v})"
         )),
-        None => Ok(None),
     }
 }
 
@@ -280,20 +311,30 @@ fn merge(mut a: Value, b: Value) -> Value {
 }
 
 /// Runs one generation and answers as NDJSON lines (streaming) or one object. `piece`
-/// wraps a piece of text in the endpoint's message shape; calls to `tools` (chat) are
-/// parsed from the text and sent as the message's `tool_calls`.
+/// wraps a piece of (content, thinking) in the endpoint's message shape; a thinking
+/// model's thinking (`thinking` is `Some(in_prompt)`, see [`reasoning::split`]) is
+/// separated, and calls to `tools` (chat) are parsed from the answer and sent as the
+/// message's `tool_calls`.
 async fn respond(
     state: Arc<AppState>,
     req: Request,
     stream: bool,
     route: &'static str,
-    piece: fn(&str) -> Value,
+    piece: fn(&str, &str) -> Value,
     tools: Tools,
+    thinking: Option<bool>,
 ) -> Result<Response, ApiError> {
     let ready = state.ready().map_err(ApiError::ollama)?;
     let mut rx = generate::submit(ready, req, 1).map_err(ApiError::ollama)?;
     let model = state.opts.model_id.clone();
     let head = move || json!({"model": model, "created_at": rfc3339(SystemTime::now())});
+    let message = move |content: &str, thought: &str, calls: Vec<ParsedCall>| {
+        let mut msg = piece(content, thought);
+        if !calls.is_empty() {
+            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls));
+        }
+        msg
+    };
     if !stream {
         let choice = generate::collect(rx, 1)
             .await
@@ -301,13 +342,9 @@ async fn respond(
             .remove(0);
         let s = choice.summary.expect("collected choices are finished");
         generate::log_summary(route, "-", &s);
-        let (content, calls) = tools.parse(&choice.text);
-        let mut msg = piece(&content);
-        if !calls.is_empty() {
-            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls));
-        }
+        let (thought, content, calls) = reasoning::finished(&choice.text, thinking, &tools);
         return Ok(Json(merge(
-            merge(head(), msg),
+            merge(head(), message(&content, &thought, calls)),
             merge(json!({"done": true}), final_stats(&s)),
         ))
         .into_response());
@@ -315,38 +352,32 @@ async fn respond(
     let (btx, brx) = unbounded_channel::<Bytes>();
     let line = |v: Value| Bytes::from(format!("{v}\n"));
     tokio::spawn(async move {
-        let mut held = ToolStream::new();
+        let mut out = Some(OutputStream::new(thinking));
         while let Some((_, ev)) = rx.recv().await {
             let msg = match ev {
                 Event::Token { text, .. } => {
-                    let text = if tools.active() {
-                        held.push(&tools, &text)
-                    } else {
-                        text
-                    };
-                    if text.is_empty() {
+                    let Some(os) = out.as_mut() else { continue };
+                    let (thought, content) = os.push(&tools, &text);
+                    if thought.is_empty() && content.is_empty() {
                         continue;
                     }
-                    merge(merge(head(), piece(&text)), json!({"done": false}))
+                    merge(
+                        merge(head(), piece(&content, &thought)),
+                        json!({"done": false}),
+                    )
                 }
                 Event::Done { text, summary } => {
                     generate::log_summary(route, "stream", &summary);
-                    let (text, calls) = if tools.active() {
-                        let released = held.push(&tools, &text);
-                        let (rest, calls) = held.finish(&tools);
-                        (released + &rest, calls)
-                    } else {
-                        (text, Vec::new())
+                    let (thought, content, calls) = match out.take() {
+                        Some(os) => os.finish(&tools, &text),
+                        None => (String::new(), text, Vec::new()),
                     };
-                    if !text.is_empty() || !calls.is_empty() {
-                        let mut msg = piece(&text);
-                        if !calls.is_empty() {
-                            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls));
-                        }
+                    if !thought.is_empty() || !content.is_empty() || !calls.is_empty() {
+                        let msg = message(&content, &thought, calls);
                         let _ = btx.send(line(merge(merge(head(), msg), json!({"done": false}))));
                     }
                     let last = merge(
-                        merge(head(), piece("")),
+                        merge(head(), piece("", "")),
                         merge(json!({"done": true}), final_stats(&summary)),
                     );
                     let _ = btx.send(line(last));
@@ -389,28 +420,28 @@ pub async fn generate(
     let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
     let ready = check_model(&state, &req.model)?;
     refuse(&[
-        ("think", req.think.is_some()),
         ("images", req.images.is_some()),
         ("suffix", req.suffix.is_some()),
     ])?;
+    let kwargs = think_kwargs(&req.think, ready)?;
     if req.prompt.is_empty() && req.system.is_none() {
         return Ok(load_reply(&state, json!({"response": ""})));
     }
-    let prompt = if req.raw || ready.model.chat_template.is_none() {
-        generate::text_prompt(
-            ready,
-            &format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt),
-        )
+    let (prompt, thinking) = if req.raw || ready.model.chat_template.is_none() {
+        let text = format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt);
+        (generate::text_prompt(ready, &text), None)
     } else {
         let mut messages = Vec::new();
         if let Some(s) = &req.system {
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::new("user", req.prompt.clone()));
-        generate::chat_prompt(ready, &messages, None).map_err(ApiError::ollama)?
+        let chat =
+            generate::chat_prompt(ready, &messages, None, &kwargs).map_err(ApiError::ollama)?;
+        (chat.ids, chat.thinking)
     };
     let mut engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
-    engine_req.constraint = format_constraint(&state, &req.format).await?;
+    engine_req.constraint = format_constraint(&state, &req.format, thinking).await?;
     let no_tools = Tools::new(Vec::new(), ToolChoice::None, false, Syntax::Generic)
         .expect("no tools is valid");
     respond(
@@ -418,8 +449,15 @@ pub async fn generate(
         engine_req,
         req.stream.unwrap_or(true),
         "generate",
-        |t| json!({"response": t}),
+        |t, thought| {
+            let mut v = json!({"response": t});
+            if !thought.is_empty() {
+                v["thinking"] = json!(thought);
+            }
+            v
+        },
         no_tools,
+        thinking,
     )
     .await
 }
@@ -437,10 +475,8 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
             json!({"message": {"role": "assistant", "content": ""}}),
         ));
     }
-    refuse(&[
-        ("think", req.think.is_some()),
-        ("images", req.messages.iter().any(|m| m.images.is_some())),
-    ])?;
+    refuse(&[("images", req.messages.iter().any(|m| m.images.is_some()))])?;
+    let kwargs = think_kwargs(&req.think, ready)?;
     let mut messages = Vec::new();
     for m in &req.messages {
         if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
@@ -471,17 +507,24 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let tools = Tools::new(specs, ToolChoice::Auto, true, syntax)
         .map_err(|e| ApiError::bad_request(e).ollama())?;
     let messages = tools.prepare(messages);
-    let prompt = generate::chat_prompt(ready, &messages, tools.template_value().as_ref())
+    let chat = generate::chat_prompt(ready, &messages, tools.template_value().as_ref(), &kwargs)
         .map_err(ApiError::ollama)?;
-    let mut engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
-    engine_req.constraint = format_constraint(&state, &req.format).await?;
+    let mut engine_req = engine_request(ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
+    engine_req.constraint = format_constraint(&state, &req.format, chat.thinking).await?;
     respond(
         state.clone(),
         engine_req,
         req.stream.unwrap_or(true),
         "chat",
-        |t| json!({"message": {"role": "assistant", "content": t}}),
+        |t, thought| {
+            let mut v = json!({"message": {"role": "assistant", "content": t}});
+            if !thought.is_empty() {
+                v["message"]["thinking"] = json!(thought);
+            }
+            v
+        },
         tools,
+        chat.thinking,
     )
     .await
 }

@@ -17,8 +17,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
 use crate::generate::{self, channel_body, Choice};
+use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
-use crate::tools::{self, Syntax, ToolChoice, ToolStream, Tools};
+use crate::tools::{self, Syntax, ToolChoice, Tools};
 use crate::util::{new_id, parse_json, read_body, unix_now};
 
 #[derive(Deserialize, Debug)]
@@ -109,11 +110,14 @@ struct ChatRequest {
     tools: Option<Value>,
     tool_choice: Option<Value>,
     parallel_tool_calls: Option<bool>,
+    /// Template variables, as Hugging Face's `apply_chat_template` takes them
+    /// (`{"enable_thinking": false}` turns a Qwen3's thinking off).
+    chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// Given to the template; `"none"` also turns thinking off.
+    reasoning_effort: Option<String>,
     /// Fields Hearth does not implement: refused by name rather than ignored.
     functions: Option<Value>,
     function_call: Option<Value>,
-    reasoning_effort: Option<Value>,
-    chat_template_kwargs: Option<Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -369,8 +373,6 @@ pub async fn chat_completions(
     for (name, v) in [
         ("functions", &req.functions),
         ("function_call", &req.function_call),
-        ("reasoning_effort", &req.reasoning_effort),
-        ("chat_template_kwargs", &req.chat_template_kwargs),
     ] {
         if v.is_some() {
             return Err(ApiError::bad_request(format!("{name} is not supported")).param(name));
@@ -429,15 +431,41 @@ pub async fn chat_completions(
     }
     let c = &req.common;
     let tools = chat_tools(&req, ready)?;
+    let template = ready.model.chat_template.as_ref();
+    if req.reasoning_effort.is_some()
+        && !reasoning::supported(template)
+        && !template.is_some_and(|t| t.source().contains("reasoning_effort"))
+    {
+        return Err(ApiError::bad_request(
+            "reasoning_effort: this model does not reason (its chat template has no thinking)",
+        )
+        .param("reasoning_effort"));
+    }
+    let kwargs = reasoning::kwargs(
+        req.chat_template_kwargs.as_ref(),
+        None,
+        req.reasoning_effort.as_deref(),
+    );
+    let messages = tools.prepare(messages);
+    let chat = generate::chat_prompt(ready, &messages, tools.template_value().as_ref(), &kwargs)?;
+    let thinking = chat.thinking;
+    let prompt = chat.ids;
     let mut grammars = format_grammars(c)?;
     let call_token = ready.model.tokenizer.special_token("[TOOL_CALLS]");
     grammars.push(("tool_choice", tools.grammar(call_token)));
     let constraint = match generate::one_grammar(grammars)? {
-        Some((param, g)) => Some(generate::compile(&state, g, param).await?),
+        Some((param, g)) => {
+            // The grammar applies to the answer, after the thinking.
+            let g = match thinking {
+                Some(in_prompt) => g.after_thinking(in_prompt).map_err(|e| {
+                    ApiError::bad_request(format!("invalid {param}: {e}")).param(param)
+                })?,
+                None => g,
+            };
+            Some(generate::compile(&state, g, param).await?)
+        }
         None => None,
     };
-    let messages = tools.prepare(messages);
-    let prompt = generate::chat_prompt(ready, &messages, tools.template_value().as_ref())?;
     let (max_param, max) = match req.max_completion_tokens {
         Some(m) => ("max_completion_tokens", Some(m)),
         None => ("max_tokens", c.max_tokens),
@@ -495,8 +523,11 @@ pub async fn chat_completions(
                         .collect();
                     json!({"content": content})
                 });
-                let (content, calls) = tools.parse(&ch.text);
+                let (thought, content, calls) = reasoning::finished(&ch.text, thinking, &tools);
                 let mut message = json!({"role": "assistant", "content": content});
+                if !thought.is_empty() {
+                    message["reasoning_content"] = json!(thought);
+                }
                 let mut finish = s.finish_reason.as_str();
                 if !calls.is_empty() {
                     message["tool_calls"] = openai_calls(&tools::with_ids(calls));
@@ -537,32 +568,42 @@ pub async fn chat_completions(
     Ok(sse_response(rx, move |rx, btx| async move {
         let Ok(ready) = st.ready() else { return };
         let opening = (0..n).map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}));
-        // Per choice, text held back while it may be a tool call.
-        let streams =
-            std::sync::Mutex::new((0..n).map(|_| Some(ToolStream::new())).collect::<Vec<_>>());
+        // Per choice: thinking split off, and text held back while it may be a tool call.
+        let streams = std::sync::Mutex::new(
+            (0..n)
+                .map(|_| Some(OutputStream::new(thinking)))
+                .collect::<Vec<_>>(),
+        );
+        let delta = |thought: String, content: String| {
+            let mut d = json!({});
+            if !thought.is_empty() {
+                d["reasoning_content"] = json!(thought);
+            }
+            if !content.is_empty() {
+                d["content"] = json!(content);
+            }
+            d
+        };
         let token = |i: usize, tok: u32, text: String, logprob: Option<TokenLogprob>| {
-            let text = match streams.lock().expect("not poisoned")[i].as_mut() {
-                Some(ts) if tools.active() => ts.push(&tools, &text),
-                _ => text,
+            let (thought, content) = match streams.lock().expect("not poisoned")[i].as_mut() {
+                Some(os) => os.push(&tools, &text),
+                None => (String::new(), text),
             };
             let logprobs = logprob
                 .as_ref()
                 .map(|lp| json!({"content": [chat_logprob(ready, tok, lp)]}));
-            (!text.is_empty() || logprobs.is_some())
-                .then(|| json!({"index": i, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}))
+            (!thought.is_empty() || !content.is_empty() || logprobs.is_some())
+                .then(|| json!({"index": i, "delta": delta(thought, content), "logprobs": logprobs, "finish_reason": null}))
         };
         let done = |i: usize, text: String, s: &Summary| {
             let mut out = Vec::new();
-            let (text, calls) = match streams.lock().expect("not poisoned")[i].take() {
-                Some(mut ts) if tools.active() => {
-                    let released = ts.push(&tools, &text);
-                    let (rest, calls) = ts.finish(&tools);
-                    (released + &rest, tools::with_ids(calls))
-                }
-                _ => (text, Vec::new()),
+            let (thought, content, calls) = match streams.lock().expect("not poisoned")[i].take() {
+                Some(os) => os.finish(&tools, &text),
+                None => (String::new(), text, Vec::new()),
             };
-            if !text.is_empty() {
-                out.push(json!({"index": i, "delta": {"content": text}, "logprobs": null, "finish_reason": null}));
+            let calls = tools::with_ids(calls);
+            if !thought.is_empty() || !content.is_empty() {
+                out.push(json!({"index": i, "delta": delta(thought, content), "logprobs": null, "finish_reason": null}));
             }
             for (k, c) in calls.iter().enumerate() {
                 out.push(json!({"index": i, "delta": {"tool_calls": [{"index": k, "id": c.id, "type": "function",

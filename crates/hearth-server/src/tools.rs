@@ -462,13 +462,7 @@ impl ToolStream {
             at
         } else {
             // Hold back a suffix that could be the start of the tag.
-            (1..open.len().min(pending.len() + 1))
-                .rev()
-                .find(|&k| {
-                    pending.is_char_boundary(pending.len() - k)
-                        && open.starts_with(&pending[pending.len() - k..])
-                })
-                .map_or(pending.len(), |k| pending.len() - k)
+            pending.len() - crate::reasoning::partial_suffix(pending, open)
         };
         let out = pending[..cut].to_string();
         self.released += cut;
