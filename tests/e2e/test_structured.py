@@ -8,7 +8,7 @@ server's batches), and every output must parse and validate."""
 import json
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import openai
 import pytest
@@ -41,7 +41,7 @@ class Person(BaseModel):
     age: int
     favorite: Color
     address: Address
-    nicknames: List[str] = Field(max_length=3)
+    nicknames: List[Annotated[str, Field(max_length=20)]] = Field(max_length=3)
     email: Optional[str] = Field(default=None, max_length=40)
 
 
@@ -300,6 +300,8 @@ def test_ollama_tools(oll):
     ({"response_format": {"type": "yaml"}}, "response_format"),
     ({"grammar": "root ::= undefined"}, "grammar"),
     ({"grammar": "root ::= \"unterminated"}, "grammar"),
+    ({"grammar": "root ::= " + "(" * 20000 + "\"a\"" + ")" * 20000}, "grammar"),
+    ({"grammar": "root ::= (\"ab\"){1000000}"}, "grammar"),
     ({"json_schema": {"$ref": "#/$defs/nothing"}}, "json_schema"),
     ({"grammar": "root ::= \"a\"", "response_format": {"type": "json_object"}}, "grammar"),
     ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools"),

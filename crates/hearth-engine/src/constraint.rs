@@ -74,11 +74,11 @@ fn with_json_options(schema: &Value) -> Result<Value, GrammarError> {
 #[error("{0}")]
 pub struct GrammarError(pub String);
 
-/// The JSON the constraint lets the model write: any formatting it likes (compact or
-/// indented; models write better JSON in the layout they were trained on), but at most 12
-/// whitespace characters between two tokens, so that a small model cannot wander into an
-/// endless run of blanks.
-pub const JSON_WHITESPACE: &str = r"[\x20\x0A\x0D\x09]{1,12}";
+/// The JSON the constraint lets the model write: compact or indented, as the model likes
+/// (models write better JSON in the layout they were trained on), but the whitespace
+/// between two tokens is one space, or one newline and at most 16 spaces or tabs of
+/// indentation: a small model cannot wander into runs of blank lines.
+pub const JSON_WHITESPACE: &str = r"\x20|\x0A[\x20\x09]{0,16}";
 
 fn json_options() -> JsonCompileOptions {
     JsonCompileOptions {
@@ -121,10 +121,14 @@ impl Grammars {
         if let Some(e) = matcher.get_error() {
             return Err(GrammarError(e));
         }
-        Ok(Constraint {
+        let mut c = Constraint {
             matcher,
             mask: None,
-        })
+        };
+        // The first mask now: a grammar that fails at its start fails here, as the
+        // request's error, and the first step finds the mask ready.
+        c.prepare()?;
+        Ok(c)
     }
 }
 

@@ -44,6 +44,14 @@ impl ApiError {
         self
     }
 
+    /// Names `param` as the field at fault of a 400 that names none.
+    pub fn param_if_unset(mut self, param: Option<&'static str>) -> ApiError {
+        if self.status == StatusCode::BAD_REQUEST && self.param.is_none() {
+            self.param = param;
+        }
+        self
+    }
+
     pub fn code(mut self, code: &'static str) -> ApiError {
         self.code = Some(code);
         self

@@ -453,7 +453,9 @@ pub async fn chat_completions(
     let mut grammars = format_grammars(c)?;
     let call_token = ready.model.tokenizer.special_token("[TOOL_CALLS]");
     grammars.push(("tool_choice", tools.grammar(call_token)));
-    let constraint = match generate::one_grammar(grammars)? {
+    let grammar = generate::one_grammar(grammars)?;
+    let grammar_param = grammar.as_ref().map(|g| g.0);
+    let constraint = match grammar {
         Some((param, g)) => {
             // The grammar applies to the answer, after the thinking.
             let g = match thinking {
@@ -508,7 +510,10 @@ pub async fn chat_completions(
     let (created, model) = (unix_now(), state.opts.model_id.clone());
 
     if !c.stream {
-        let choices = generate::collect(rx, n).await?;
+        // A 400 while generating is the grammar failing on the way: its field is named.
+        let choices = generate::collect(rx, n)
+            .await
+            .map_err(|e| e.param_if_unset(grammar_param))?;
         let out: Vec<Value> = choices
             .iter()
             .enumerate()
@@ -805,7 +810,9 @@ pub async fn completions(
         }
         l => l.map(|l| l as usize),
     };
-    let constraint = match generate::one_grammar(format_grammars(c)?)? {
+    let grammar = generate::one_grammar(format_grammars(c)?)?;
+    let grammar_param = grammar.as_ref().map(|g| g.0);
+    let constraint = match grammar {
         Some((param, g)) => Some(generate::compile(&state, g, param).await?),
         None => None,
     };
@@ -825,7 +832,10 @@ pub async fn completions(
     let (created, model) = (unix_now(), state.opts.model_id.clone());
 
     if !c.stream {
-        let choices = generate::collect(rx, n).await?;
+        // A 400 while generating is the grammar failing on the way: its field is named.
+        let choices = generate::collect(rx, n)
+            .await
+            .map_err(|e| e.param_if_unset(grammar_param))?;
         let out: Vec<Value> = choices
             .iter()
             .enumerate()
