@@ -8,7 +8,7 @@ mod ollama;
 mod openai;
 mod reasoning;
 mod state;
-mod tools;
+pub mod tools;
 mod util;
 
 use std::net::SocketAddr;
