@@ -419,7 +419,7 @@ pub fn with_ids(calls: Vec<ParsedCall>) -> Vec<ToolCall> {
 
 /// Streamed text of a choice that may call tools: text is released as content until a
 /// call may have begun, then held to be parsed at the end.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ToolStream {
     /// Everything generated.
     text: String,
@@ -431,11 +431,8 @@ pub struct ToolStream {
 
 impl ToolStream {
     pub fn new() -> ToolStream {
-        ToolStream {
-            text: String::new(),
-            released: 0,
-            held: false,
-        }
+        ToolStream::default()
+    }
     }
 
     /// Adds generated text; returns what can be released as content now.
