@@ -433,7 +433,6 @@ impl ToolStream {
     pub fn new() -> ToolStream {
         ToolStream::default()
     }
-    }
 
     /// Adds generated text; returns what can be released as content now.
     pub fn push(&mut self, tools: &Tools, piece: &str) -> String {
