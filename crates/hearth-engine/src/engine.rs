@@ -208,6 +208,14 @@ impl Engine {
             }
             _ => None,
         };
+        // The KV pools, allocated here so that one the machine cannot hold is an error
+        // of `start`, before anyone is told the engine is ready.
+        let kv_pool = |m: &Model| {
+            m.try_new_paged_kv_cache(config.n_blocks, config.block_size, config.kv_type)
+                .map_err(|e| EngineError::BadParameter(e.to_string()))
+        };
+        let kv = kv_pool(&model)?;
+        let draft_kv = draft.as_deref().map(kv_pool).transpose()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.n_threads.max(1))
             .thread_name(|i| format!("hearth-compute-{i}"))
@@ -223,7 +231,10 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
             .spawn(move || {
-                pool.install(|| Scheduler::new(&model, draft.as_deref(), cfg, m).run(rx))
+                pool.install(|| {
+                    let draft = draft.as_deref().zip(draft_kv);
+                    Scheduler::new(&model, kv, draft, cfg, m).run(rx)
+                })
             })
             .map_err(|e| EngineError::Model(e.to_string()))?;
         Ok(Engine {
@@ -350,17 +361,11 @@ struct Scheduler<'m> {
 impl<'m> Scheduler<'m> {
     fn new(
         model: &'m Model,
-        draft: Option<&'m Model>,
+        kv: hearth_model::KvCache,
+        draft: Option<(&'m Model, hearth_model::KvCache)>,
         cfg: EngineConfig,
         metrics: Arc<Metrics>,
     ) -> Scheduler<'m> {
-        let kv = model.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type);
-        let draft = draft.map(|d| {
-            (
-                d,
-                d.new_paged_kv_cache(cfg.n_blocks, cfg.block_size, cfg.kv_type),
-            )
-        });
         // The prefix cache's hash chain starts from the model and the KV type.
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(

@@ -58,6 +58,10 @@ impl Serialize for ToolCall {
     }
 }
 
+/// Instructions one rendering may execute: about 0.1 s of work, hundreds of times what a
+/// real template needs for a long conversation.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -78,6 +82,8 @@ impl ChatTemplate {
 
     pub fn with_tokens(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
         let mut env = Environment::new();
+        // A hostile template (nested loops) must fail, not hang its caller.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -130,7 +136,12 @@ impl ChatTemplate {
             eos_token => &self.eos_token,
             ..extra
         })
-        .map_err(|e| ModelError::Template(e.to_string()))
+        .map_err(|e| match e.kind() {
+            ErrorKind::OutOfFuel => ModelError::Template(format!(
+                "the chat template runs too long (more than {TEMPLATE_FUEL} steps)"
+            )),
+            _ => ModelError::Template(e.to_string()),
+        })
     }
 
     /// Whether the template renders tools itself (it reads a `tools` variable).
@@ -280,5 +291,16 @@ mod tests {
             out,
             "add{\"type\":\"object\"}\nuser:1+1assistant:<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1}}</tool_call>tool:2(c1)"
         );
+    }
+
+    #[test]
+    fn a_template_that_loops_too_long_runs_out_of_fuel() {
+        let src =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let t = ChatTemplate::with_tokens(src, "", "").unwrap();
+        let e = t
+            .render(&[ChatMessage::new("user", "hi")], true)
+            .unwrap_err();
+        assert!(e.to_string().contains("runs too long"), "{e}");
     }
 }

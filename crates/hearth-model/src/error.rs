@@ -35,6 +35,14 @@ pub enum ModelError {
     Misaligned(String),
     #[error("invalid batch: {0}")]
     BadBatch(String),
+    #[error("the KV cache needs {} MiB, {}", bytes >> 20, match available {
+        Some(a) => format!("but only {} MiB of memory is available (lower --kv-memory, --kv-blocks, --parallel or --ctx-size)", a >> 20),
+        None => "which cannot be allocated".to_string(),
+    })]
+    OutOfMemory {
+        bytes: usize,
+        available: Option<usize>,
+    },
     #[error("chat template: {0}")]
     Template(String),
 }

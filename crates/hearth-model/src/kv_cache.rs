@@ -3,6 +3,7 @@
 //! in order); position `p` lives in block `block_table[p / block_size]` at row
 //! `p % block_size`. A single-sequence cache is one block of `n_ctx` positions.
 
+use crate::error::ModelError;
 use crate::team::par_each;
 use bytemuck::Zeroable;
 use half::f16;
@@ -94,6 +95,15 @@ pub struct KvCache {
     v: Store,
 }
 
+/// The memory the kernel says is available for new allocations (Linux `MemAvailable`), if
+/// it says.
+pub fn available_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 impl KvCache {
     /// A cache for one sequence of up to `n_ctx` positions: one block of `n_ctx`.
     pub fn new(n_layer: usize, n_ctx: usize, n_embd_kv: usize, kv_type: KvType) -> KvCache {
@@ -101,7 +111,8 @@ impl KvCache {
     }
 
     /// A pool of `n_blocks` blocks of `block_size` positions. For the block types,
-    /// `n_embd_kv` must be a multiple of 32 (see [`KvType::supports`]).
+    /// `n_embd_kv` must be a multiple of 32 (see [`KvType::supports`]). Panics when the
+    /// memory cannot be had; [`KvCache::try_paged`] says so instead.
     pub fn paged(
         n_layer: usize,
         n_blocks: usize,
@@ -109,27 +120,68 @@ impl KvCache {
         n_embd_kv: usize,
         kv_type: KvType,
     ) -> KvCache {
+        Self::try_paged(n_layer, n_blocks, block_size, n_embd_kv, kv_type)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`KvCache::paged`], with every size product checked and the allocation fallible:
+    /// a pool the process cannot hold is an error, not an abort.
+    pub fn try_paged(
+        n_layer: usize,
+        n_blocks: usize,
+        block_size: usize,
+        n_embd_kv: usize,
+        kv_type: KvType,
+    ) -> Result<KvCache, ModelError> {
         assert_eq!(
             n_embd_kv % kv_type.qk(),
             0,
             "KV rows of {n_embd_kv} values are not whole {kv_type} blocks"
         );
-        let n = n_layer * n_blocks * block_size * n_embd_kv / kv_type.qk();
-        let store = || match kv_type {
-            KvType::F16 => Store::F16(vec![f16::ZERO; n]),
-            KvType::F32 => Store::F32(vec![0.0; n]),
-            KvType::Q8_0 => Store::Q8_0(vec![BlockQ8_0::zeroed(); n]),
-            KvType::Q4_0 => Store::Q4_0(vec![BlockQ4_0::zeroed(); n]),
+        let too_big = || {
+            ModelError::BadHyperparameter(format!(
+                "a KV cache of {n_blocks} blocks of {block_size} positions overflows"
+            ))
         };
-        KvCache {
+        let n = n_layer
+            .checked_mul(n_blocks)
+            .and_then(|x| x.checked_mul(block_size))
+            .and_then(|x| x.checked_mul(n_embd_kv))
+            .ok_or_else(too_big)?
+            / kv_type.qk();
+        let bytes = kv_type
+            .row_bytes(kv_type.qk())
+            .checked_mul(n)
+            .and_then(|b| b.checked_mul(2))
+            .ok_or_else(too_big)?;
+        fn zeros<T: Clone>(n: usize, zero: T) -> Option<Vec<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).ok()?;
+            v.resize(n, zero);
+            Some(v)
+        }
+        let store = || match kv_type {
+            KvType::F16 => zeros(n, f16::ZERO).map(Store::F16),
+            KvType::F32 => zeros(n, 0.0).map(Store::F32),
+            KvType::Q8_0 => zeros(n, BlockQ8_0::zeroed()).map(Store::Q8_0),
+            KvType::Q4_0 => zeros(n, BlockQ4_0::zeroed()).map(Store::Q4_0),
+        };
+        // Refused before it is touched: with overcommit an allocation larger than memory
+        // can succeed, and the process is killed when it fills the pages.
+        let available = available_memory();
+        if available.is_some_and(|a| bytes > a) {
+            return Err(ModelError::OutOfMemory { bytes, available });
+        }
+        let no_memory = || ModelError::OutOfMemory { bytes, available };
+        Ok(KvCache {
             kv_type,
             n_layer,
             n_blocks,
             block_size,
             n_embd_kv,
-            k: store(),
-            v: store(),
-        }
+            k: store().ok_or_else(no_memory)?,
+            v: store().ok_or_else(no_memory)?,
+        })
     }
 
     /// Positions the whole pool holds (the context of a single-sequence cache).

@@ -179,6 +179,17 @@ impl Model {
         KvCache::paged(c.n_layer, n_blocks, block_size, c.n_embd_kv(), kv_type)
     }
 
+    /// [`Model::new_paged_kv_cache`], or an error when the pool cannot be held.
+    pub fn try_new_paged_kv_cache(
+        &self,
+        n_blocks: usize,
+        block_size: usize,
+        kv_type: KvType,
+    ) -> Result<KvCache> {
+        let c = &self.config;
+        KvCache::try_paged(c.n_layer, n_blocks, block_size, c.n_embd_kv(), kv_type)
+    }
+
     /// Runs `batch` through the network, storing its keys and values in `kv`.
     pub fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Logits> {
         let n = batch.tokens.len();

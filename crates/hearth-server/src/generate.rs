@@ -25,36 +25,54 @@ pub struct ChatPrompt {
     pub thinking: Option<bool>,
 }
 
+/// Runs `f` on the ready model off the async threads: template rendering, tokenization
+/// and grammar compilation are CPU work that must not stall other requests (`/health`).
+pub async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&Ready) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || f(st.ready()?))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
 /// A chat's prompt: the model's template applied to `messages` (with the assistant's
 /// turn opened, `tools` in the template's variable and `kwargs` as further variables), or
 /// the plain concatenation for a model without a template.
-pub fn chat_prompt(
-    ready: &Ready,
-    messages: &[ChatMessage],
-    tools: Option<&Value>,
-    kwargs: &serde_json::Map<String, Value>,
+pub async fn chat_prompt(
+    state: &Arc<AppState>,
+    messages: Vec<ChatMessage>,
+    tools: Option<Value>,
+    kwargs: serde_json::Map<String, Value>,
 ) -> Result<ChatPrompt, ApiError> {
-    let model = &ready.model;
-    let template = model.chat_template.as_ref();
-    let text = match template {
-        Some(t) => t
-            .render_with(messages, true, tools, Some(kwargs))
-            .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e}")))?,
-        None => {
-            messages
-                .iter()
-                .map(|m| format!("{}: {}\n", m.role, m.content))
-                .collect::<String>()
-                + "assistant: "
-        }
-    };
-    let in_prompt = text.trim_end().ends_with(reasoning::OPEN);
-    let thinking = (reasoning::supported(template) && (in_prompt || !reasoning::disabled(kwargs)))
+    blocking(state, move |ready| {
+        let model = &ready.model;
+        let template = model.chat_template.as_ref();
+        let text = match template {
+            Some(t) => t
+                .render_with(&messages, true, tools.as_ref(), Some(&kwargs))
+                .map_err(|e| {
+                    ApiError::bad_request(format!("cannot apply the chat template: {e}"))
+                })?,
+            None => {
+                messages
+                    .iter()
+                    .map(|m| format!("{}: {}\n", m.role, m.content))
+                    .collect::<String>()
+                    + "assistant: "
+            }
+        };
+        let in_prompt = text.trim_end().ends_with(reasoning::OPEN);
+        let thinking = (reasoning::supported(template)
+            && (in_prompt || !reasoning::disabled(&kwargs)))
         .then_some(in_prompt);
-    Ok(ChatPrompt {
-        ids: model.tokenizer.encode(&text, true, true),
-        thinking,
+        Ok(ChatPrompt {
+            ids: model.tokenizer.encode(&text, true, true),
+            thinking,
+        })
     })
+    .await
 }
 
 /// Compiles an output grammar off the async threads (a first compile builds the
@@ -64,12 +82,13 @@ pub async fn compile(
     grammar: Grammar,
     param: &'static str,
 ) -> Result<Constraint, ApiError> {
-    let st = state.clone();
-    let compiled =
-        tokio::task::spawn_blocking(move || st.ready().map(|r| r.engine.compile(&grammar)))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    compiled.map_err(|e| ApiError::bad_request(format!("invalid {param}: {e}")).param(param))
+    blocking(state, move |ready| {
+        ready
+            .engine
+            .compile(&grammar)
+            .map_err(|e| ApiError::bad_request(format!("invalid {param}: {e}")).param(param))
+    })
+    .await
 }
 
 /// The output grammar a request asks for, from whichever one of its fields names one:
@@ -88,9 +107,13 @@ pub fn one_grammar(
     Ok(first)
 }
 
-/// Tokens of a raw text prompt (special tokens in the text are honoured).
-pub fn text_prompt(ready: &Ready, text: &str) -> Vec<u32> {
-    ready.model.tokenizer.encode(text, true, true)
+/// Tokens of a raw text prompt (special tokens in the text are honoured), off the async
+/// threads.
+pub async fn text_prompt(state: &Arc<AppState>, text: String) -> Result<Vec<u32>, ApiError> {
+    blocking(state, move |ready| {
+        Ok(ready.model.tokenizer.encode(&text, true, true))
+    })
+    .await
 }
 
 /// Checks the prompt against the context and resolves `max_tokens` (None = the rest of

@@ -234,18 +234,20 @@ struct TokenizeRequest {
 async fn tokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let req: TokenizeRequest =
         util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
-    let ready = state.ready()?;
-    let ids = ready
-        .model
-        .tokenizer
-        .encode(&req.content, req.add_special, true);
-    let tokens: Vec<serde_json::Value> = if req.with_pieces {
-        ids.iter()
-            .map(|&id| json!({"id": id, "piece": generate::token_piece(ready, id).0}))
-            .collect()
-    } else {
-        ids.iter().map(|&id| json!(id)).collect()
-    };
+    let tokens = generate::blocking(&state, move |ready| {
+        let ids = ready
+            .model
+            .tokenizer
+            .encode(&req.content, req.add_special, true);
+        Ok(if req.with_pieces {
+            ids.iter()
+                .map(|&id| json!({"id": id, "piece": generate::token_piece(ready, id).0}))
+                .collect::<Vec<serde_json::Value>>()
+        } else {
+            ids.iter().map(|&id| json!(id)).collect()
+        })
+    })
+    .await?;
     Ok(Json(json!({"tokens": tokens})).into_response())
 }
 

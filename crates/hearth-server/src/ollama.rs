@@ -429,15 +429,21 @@ pub async fn generate(
     }
     let (prompt, thinking) = if req.raw || ready.model.chat_template.is_none() {
         let text = format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt);
-        (generate::text_prompt(ready, &text), None)
+        (
+            generate::text_prompt(&state, text)
+                .await
+                .map_err(ApiError::ollama)?,
+            None,
+        )
     } else {
         let mut messages = Vec::new();
         if let Some(s) = &req.system {
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::new("user", req.prompt.clone()));
-        let chat =
-            generate::chat_prompt(ready, &messages, None, &kwargs).map_err(ApiError::ollama)?;
+        let chat = generate::chat_prompt(&state, messages, None, kwargs)
+            .await
+            .map_err(ApiError::ollama)?;
         (chat.ids, chat.thinking)
     };
     let mut engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
@@ -507,7 +513,8 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let tools = Tools::new(specs, ToolChoice::Auto, true, syntax)
         .map_err(|e| ApiError::bad_request(e).ollama())?;
     let messages = tools.prepare(messages);
-    let chat = generate::chat_prompt(ready, &messages, tools.template_value().as_ref(), &kwargs)
+    let chat = generate::chat_prompt(&state, messages, tools.template_value(), kwargs)
+        .await
         .map_err(ApiError::ollama)?;
     let mut engine_req = engine_request(ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
     engine_req.constraint = format_constraint(&state, &req.format, chat.thinking).await?;

@@ -447,7 +447,7 @@ pub async fn chat_completions(
         req.reasoning_effort.as_deref(),
     );
     let messages = tools.prepare(messages);
-    let chat = generate::chat_prompt(ready, &messages, tools.template_value().as_ref(), &kwargs)?;
+    let chat = generate::chat_prompt(&state, messages, tools.template_value(), kwargs).await?;
     let thinking = chat.thinking;
     let prompt = chat.ids;
     let mut grammars = format_grammars(c)?;
@@ -784,8 +784,8 @@ pub async fn completions(
         return Err(ApiError::bad_request("echo is not supported").param("echo"));
     }
     let prompt = match &req.prompt {
-        PromptSpec::Text(t) => generate::text_prompt(ready, t),
-        PromptSpec::Texts(v) if v.len() == 1 => generate::text_prompt(ready, &v[0]),
+        PromptSpec::Text(t) => generate::text_prompt(&state, t.clone()).await?,
+        PromptSpec::Texts(v) if v.len() == 1 => generate::text_prompt(&state, v[0].clone()).await?,
         PromptSpec::Texts(_) => {
             return Err(ApiError::bad_request(
                 "prompt must be one string (batches of prompts are not supported)",

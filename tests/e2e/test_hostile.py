@@ -1,0 +1,96 @@
+"""Hostile inputs that used to freeze or kill the server: a chat template that loops for
+ever, request bodies of megabytes of blanks, and KV pools the machine cannot hold."""
+
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import HEARTH_BIN, MODEL, Server
+import gguf_edit
+
+LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+# A liveness bound, not a speed measurement: /health waits on nothing but the scheduler.
+HEALTH_S = 0.5
+
+
+def default_model_path():
+    d = os.environ.get("HEARTH_MODELS") or os.path.expanduser("~/.cache/hearth/models")
+    return os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def health_latency(server):
+    t0 = time.monotonic()
+    status, _ = server.request("GET", "/health", timeout=30)
+    assert status == 200
+    return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def looping(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hostile") / "loop.gguf"
+    gguf_edit.with_metadata(default_model_path(), path, {"tokenizer.chat_template": LOOP})
+    s = Server(["-m", str(path), "--parallel", "4"])
+    yield s
+    s.stop()
+
+
+def test_a_looping_template_fails_its_request_and_nothing_else(looping):
+    name = os.path.basename(looping.args[1]).removesuffix(".gguf")
+    results = []
+
+    def chat():
+        results.append(looping.post_json("/v1/chat/completions", {
+            "model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+
+    threads = [threading.Thread(target=chat) for _ in range(4)]
+    for t in threads:
+        t.start()
+    worst = max(health_latency(looping) for _ in range(10))
+    for t in threads:
+        t.join()
+    assert worst < HEALTH_S, worst
+    for status, body in results:
+        assert status == 400, body
+        assert "runs too long" in body["error"]["message"], body
+    status, body = looping.post_json("/api/chat", {
+        "model": name, "messages": [{"role": "user", "content": "hi"}], "stream": False})
+    assert status == 400 and "runs too long" in body["error"], body
+    # Raw completions do not use the template: still served.
+    status, body = looping.post_json("/v1/completions", {
+        "model": name, "prompt": "The capital of France is", "max_tokens": 3, "temperature": 0})
+    assert status == 200, body
+
+
+def test_megabytes_of_blanks_do_not_stall_health(server):
+    results = []
+
+    def send():
+        results.append(server.post_json("/v1/completions", {
+            "model": MODEL, "prompt": " " * ((4 << 20) - 200), "max_tokens": 1}))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    worst = max(health_latency(server) for _ in range(10))
+    for t in threads:
+        t.join()
+    assert worst < HEALTH_S, worst
+    for status, body in results:
+        # The prompt is longer than the context: a clean 400.
+        assert status == 400, body
+
+
+@pytest.mark.parametrize("args", [
+    ["-c", "100000000"],
+    ["--kv-blocks", "1000000000"],
+    ["--kv-memory", "100000000"],
+])
+def test_a_kv_pool_the_machine_cannot_hold_exits_1_before_ready(args):
+    p = subprocess.run([HEARTH_BIN, "serve", "--port", "0", "-t", "1", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "KV cache needs" in p.stderr, p.stderr
+    assert "ready" not in p.stderr, p.stderr
