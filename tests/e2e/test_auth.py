@@ -65,3 +65,15 @@ def test_ollama_client_with_and_without_the_key(keyed):
     with pytest.raises(ollama.ResponseError) as e:
         keyed.ollama(headers={}).chat(model=MODEL, messages=CHAT_BODY["messages"])
     assert e.value.status_code == 401
+
+
+def test_scheme_in_any_case_and_www_authenticate(keyed):
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        status, _ = keyed.request("GET", "/v1/models", headers={"Authorization": f"{scheme} {API_KEY}"})
+        assert status == 200, scheme
+    import http.client
+    conn = http.client.HTTPConnection(keyed.host, keyed.port, timeout=30)
+    conn.request("GET", "/v1/models")
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 401 and r.getheader("WWW-Authenticate") == "Bearer"

@@ -1,7 +1,9 @@
 """Hostile inputs that used to freeze or kill the server: a chat template that loops for
 ever, request bodies of megabytes of blanks, and KV pools the machine cannot hold."""
 
+import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -94,3 +96,46 @@ def test_a_kv_pool_the_machine_cannot_hold_exits_1_before_ready(args):
     assert p.returncode == 1, p.stderr
     assert "KV cache needs" in p.stderr, p.stderr
     assert "ready" not in p.stderr, p.stderr
+
+
+def test_openai_routes_without_v1_and_one_model(server):
+    import openai
+    bare = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=60)
+    r = bare.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                     max_tokens=3, temperature=0)
+    assert r.choices[0].message.content
+    assert bare.completions.create(model=MODEL, prompt="Hi", max_tokens=2).choices[0].text is not None
+    assert [m.id for m in bare.models.list().data] == [MODEL]
+    assert server.openai().models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError):
+        server.openai().models.retrieve("no-such-model")
+
+
+def test_http_edges_get_clear_errors(server):
+    # A wrong method: 405 with a JSON error; an unknown Ollama route: Ollama's shape.
+    status, body = server.request("DELETE", "/v1/models")
+    assert status == 405 and "error" in json.loads(body)
+    status, body = server.request("GET", "/api/nothing")
+    assert status == 404 and isinstance(json.loads(body)["error"], str)
+    # A declared length over --max-body is refused before any body is sent.
+    import http.client
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("Content-Length", str(10 ** 12))
+    conn.putheader("Content-Type", "application/json")
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 413, r.read()
+    conn.close()
+    # A malformed chunked body is a 400, not a 413.
+    s = socket.create_connection((server.host, server.port), timeout=30)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+              b"Content-Type: application/json\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n")
+    head = s.recv(200)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 400"), head
+    # Ollama's repeat_last_n -1: the whole context.
+    status, body = server.post_json("/api/generate", {
+        "model": MODEL, "prompt": "Hi", "stream": False,
+        "options": {"repeat_last_n": -1, "repeat_penalty": 1.2, "num_predict": 3}})
+    assert status == 200, body

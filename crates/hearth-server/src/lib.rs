@@ -50,6 +50,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{id}", get(openai::model))
+        // As llama-server: the OpenAI routes without their prefix too.
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/completions", post(openai::completions))
+        .route("/models", get(openai::models))
+        .route("/models/{id}", get(openai::model))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
         .route("/api/tags", get(ollama::tags))
@@ -62,6 +68,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
@@ -151,7 +159,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// `Authorization: Bearer KEY` on every route but `/health` when an API key is set.
+/// `Authorization: Bearer KEY` (the scheme in any case) on every route but `/health`
+/// when an API key is set; the key is compared in constant time.
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.opts.api_key {
         if req.uri().path() != "/health" {
@@ -159,22 +168,64 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if given.map(str::trim) != Some(key.as_str()) {
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, k)| k.trim());
+            if !given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
                 let e = ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "invalid or missing API key (send Authorization: Bearer <key>)",
                 );
-                return if req.uri().path().starts_with("/api/") {
-                    e.ollama()
-                } else {
-                    e
-                }
-                .into_response();
+                let mut resp = dialect(e, req.uri().path()).into_response();
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                return resp;
             }
         }
     }
     next.run(req).await
+}
+
+/// A `Content-Length` above `--max-body` is refused at once, before the body is read.
+async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state.opts.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let e = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the {limit}-byte limit"),
+        );
+        return dialect(e, req.uri().path()).into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `a` equals `b`, in time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// `e` in the error shape of the route family of `path` (Ollama's under `/api/`).
+fn dialect(e: ApiError, path: &str) -> ApiError {
+    if path.starts_with("/api/") {
+        e.ollama()
+    } else {
+        e
+    }
 }
 
 /// One structured log line per request (streaming responses: until the headers).
@@ -190,10 +241,19 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
+    let e = ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no route for {method} {}", uri.path()),
-    )
+    );
+    dialect(e, uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    let e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    );
+    dialect(e, uri.path())
 }
 
 async fn root() -> &'static str {

@@ -212,10 +212,15 @@ fn sampling(o: &Options, n_vocab: usize) -> Result<SamplingParams, ApiError> {
         p.top_k = usize::try_from(k)
             .map_err(|_| ApiError::bad_request(format!("top_k must not be negative (got {k})")))?;
     }
-    if let Some(n) = o.repeat_last_n {
-        p.repeat_last_n = usize::try_from(n).map_err(|_| {
-            ApiError::bad_request(format!("repeat_last_n must not be negative (got {n})"))
-        })?;
+    match o.repeat_last_n {
+        // Ollama's -1: the whole context.
+        Some(-1) => p.repeat_last_n = usize::MAX,
+        Some(n) => {
+            p.repeat_last_n = usize::try_from(n).map_err(|_| {
+                ApiError::bad_request(format!("repeat_last_n must be -1 or more (got {n})"))
+            })?
+        }
+        None => {}
     }
     if p.temperature < 0.0 {
         return Err(ApiError::bad_request(format!(

@@ -907,13 +907,26 @@ pub async fn completions(
 
 /// `GET /v1/models`
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [model_object(&state)]}))
+}
+
+fn model_object(state: &AppState) -> Value {
     let created = state.ready().ok().map_or(0, |r| {
         r.info
             .modified
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     });
-    Json(json!({"object": "list", "data": [{
-        "id": state.opts.model_id, "object": "model", "created": created, "owned_by": "hearth",
-    }]}))
+    json!({"id": state.opts.model_id, "object": "model", "created": created, "owned_by": "hearth"})
+}
+
+/// `GET /v1/models/{id}`
+pub async fn model(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.serves(&id) {
+        return Err(ApiError::unknown_model(&id, &state.opts.model_id));
+    }
+    Ok(Json(model_object(&state)))
 }
