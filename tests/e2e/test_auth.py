@@ -77,3 +77,12 @@ def test_scheme_in_any_case_and_www_authenticate(keyed):
     r = conn.getresponse()
     r.read()
     assert r.status == 401 and r.getheader("WWW-Authenticate") == "Bearer"
+
+
+def test_anthropic_client_sends_its_key_as_x_api_key(keyed):
+    import anthropic
+    good = anthropic.Anthropic(base_url=keyed.url, api_key=API_KEY, max_retries=0, timeout=60)
+    assert good.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}]).content
+    bad = anthropic.Anthropic(base_url=keyed.url, api_key="wrong", max_retries=0, timeout=60)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])

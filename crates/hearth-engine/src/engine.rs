@@ -151,6 +151,8 @@ pub struct Summary {
     pub drafted_tokens: usize,
     pub accepted_tokens: usize,
     pub completion_tokens: usize,
+    /// The stop string that ended the generation, if one did.
+    pub stop_string: Option<String>,
     pub timings: Timings,
     /// From arrival to the first step that ran it.
     pub queue_duration: Duration,
@@ -821,6 +823,7 @@ impl<'m> Scheduler<'m> {
             drafted_tokens: s.drafted,
             accepted_tokens: s.accepted,
             completion_tokens: s.n_generated(),
+            stop_string: s.stops.matched().map(str::to_string),
             timings,
             queue_duration: scheduled - s.arrived,
         };

@@ -7,6 +7,8 @@ pub struct StopMatcher {
     stops: Vec<String>,
     /// Text received but not yet released (it could begin a stop string).
     held: String,
+    /// The stop string that ended the text, once one has.
+    matched: Option<String>,
 }
 
 /// What a push released.
@@ -23,6 +25,7 @@ impl StopMatcher {
         StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             held: String::new(),
+            matched: None,
         }
     }
 
@@ -30,13 +33,14 @@ impl StopMatcher {
     pub fn push(&mut self, text: &str) -> StopEvent {
         self.held.push_str(text);
         // A complete stop string: cut at the earliest one.
-        if let Some(at) = self
+        if let Some((at, stop)) = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|m| m.0)
         {
             let out = self.held[..at].to_string();
+            self.matched = Some(stop.clone());
             self.held.clear();
             return StopEvent::Stop(out);
         }
@@ -54,6 +58,11 @@ impl StopMatcher {
         let out = self.held[..cut].to_string();
         self.held.drain(..cut);
         StopEvent::Text(out)
+    }
+
+    /// The stop string that ended the text, if one did.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Releases whatever is still held (the generation ended for another reason).

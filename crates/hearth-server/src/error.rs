@@ -1,6 +1,7 @@
 //! API errors: one type for every handler, rendered in the OpenAI shape
 //! (`{"error": {"message", "type", "param", "code"}}`) or the Ollama shape
-//! (`{"error": "..."}`) depending on the route family.
+//! (`{"error": "..."}`) or Anthropic's (`{"type": "error", "error": {"type", "message"}}`)
+//! depending on the route family.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use serde_json::json;
 pub enum Dialect {
     OpenAi,
     Ollama,
+    Anthropic,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,11 @@ impl ApiError {
         self
     }
 
+    pub fn anthropic(mut self) -> ApiError {
+        self.dialect = Dialect::Anthropic;
+        self
+    }
+
     pub fn unknown_model(name: &str, served: &str) -> ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -107,6 +114,18 @@ impl IntoResponse for ApiError {
                 "code": self.code,
             }}),
             Dialect::Ollama => json!({"error": self.message}),
+            Dialect::Anthropic => json!({"type": "error", "error": {
+                "type": match self.status {
+                    StatusCode::UNAUTHORIZED => "authentication_error",
+                    StatusCode::NOT_FOUND => "not_found_error",
+                    StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+                    StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+                    StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+                    s if s.is_server_error() => "api_error",
+                    _ => "invalid_request_error",
+                },
+                "message": self.message,
+            }}),
         };
         (self.status, axum::Json(body)).into_response()
     }

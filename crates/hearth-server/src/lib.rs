@@ -2,6 +2,7 @@
 //! a small tokio runtime) only parses, validates and formats; all sequence and KV state
 //! lives in the engine thread (`hearth_engine::Engine`), reached through channels.
 
+mod anthropic;
 mod error;
 mod generate;
 mod ollama;
@@ -56,6 +57,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/completions", post(openai::completions))
         .route("/models", get(openai::models))
         .route("/models/{id}", get(openai::model))
+        .route("/v1/messages", post(anthropic::messages_route))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
         .route("/api/tags", get(ollama::tags))
@@ -159,18 +162,21 @@ async fn shutdown_signal() {
     }
 }
 
-/// `Authorization: Bearer KEY` (the scheme in any case) on every route but `/health`
-/// when an API key is set; the key is compared in constant time.
+/// `Authorization: Bearer KEY` (the scheme in any case, or Anthropic's `x-api-key: KEY`)
+/// on every route but `/health` when an API key is set; the key is compared in constant
+/// time.
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.opts.api_key {
         if req.uri().path() != "/health" {
-            let given = req
-                .headers()
+            let headers = req.headers();
+            let bearer = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split_once(' '))
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, k)| k.trim());
+            // Anthropic's clients send the key as `x-api-key`.
+            let given = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
             if !given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
                 let e = ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -219,10 +225,13 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// `e` in the error shape of the route family of `path` (Ollama's under `/api/`).
+/// `e` in the error shape of the route family of `path` (Ollama's under `/api/`,
+/// Anthropic's under `/v1/messages`).
 fn dialect(e: ApiError, path: &str) -> ApiError {
     if path.starts_with("/api/") {
         e.ollama()
+    } else if path.starts_with("/v1/messages") {
+        e.anthropic()
     } else {
         e
     }

@@ -336,7 +336,7 @@ async fn respond(
     let message = move |content: &str, thought: &str, calls: Vec<ParsedCall>| {
         let mut msg = piece(content, thought);
         if !calls.is_empty() {
-            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls));
+            msg["message"]["tool_calls"] = ollama_calls(&tools::with_ids(calls, "call"));
         }
         msg
     };

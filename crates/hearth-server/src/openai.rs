@@ -535,7 +535,7 @@ pub async fn chat_completions(
                 }
                 let mut finish = s.finish_reason.as_str();
                 if !calls.is_empty() {
-                    message["tool_calls"] = openai_calls(&tools::with_ids(calls));
+                    message["tool_calls"] = openai_calls(&tools::with_ids(calls, "call"));
                     if content.is_empty() {
                         message["content"] = Value::Null;
                     }
@@ -606,7 +606,7 @@ pub async fn chat_completions(
                 Some(os) => os.finish(&tools, &text),
                 None => (String::new(), text, Vec::new()),
             };
-            let calls = tools::with_ids(calls);
+            let calls = tools::with_ids(calls, "call");
             if !thought.is_empty() || !content.is_empty() {
                 out.push(json!({"index": i, "delta": delta(thought, content), "logprobs": null, "finish_reason": null}));
             }

@@ -405,12 +405,12 @@ fn arguments_value(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_string()))
 }
 
-/// Gives each parsed call an id, as the APIs report them.
-pub fn with_ids(calls: Vec<ParsedCall>) -> Vec<ToolCall> {
+/// Gives each parsed call an id (`{prefix}-...`), as the APIs report them.
+pub fn with_ids(calls: Vec<ParsedCall>, prefix: &str) -> Vec<ToolCall> {
     calls
         .into_iter()
         .map(|c| ToolCall {
-            id: new_id("call"),
+            id: new_id(prefix),
             name: c.name,
             arguments: c.arguments,
         })
