@@ -1,6 +1,7 @@
 """Hostile inputs that used to freeze or kill the server: a chat template that loops for
 ever, request bodies of megabytes of blanks, and KV pools the machine cannot hold."""
 
+import http.client
 import json
 import os
 import socket
@@ -139,3 +140,37 @@ def test_http_edges_get_clear_errors(server):
         "model": MODEL, "prompt": "Hi", "stream": False,
         "options": {"repeat_last_n": -1, "repeat_penalty": 1.2, "num_predict": 3}})
     assert status == 200, body
+
+
+def test_a_stream_cut_by_the_drain_ends_in_an_error(tmp_path):
+    import signal
+    s = Server(["--drain", "1", "--parallel", "4"])
+    try:
+        def stream(path, body):
+            conn = http.client.HTTPConnection(s.host, s.port, timeout=60)
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            return conn.getresponse()
+
+        long = {"model": MODEL, "max_tokens": 4000, "ignore_eos": True, "stream": True}
+        oai = stream("/v1/chat/completions", {**long, "messages": [{"role": "user", "content": "Hi"}]})
+        # Ollama has no ignore_eos: a schema keeps the answer going.
+        endless = {"type": "object", "properties": {"s": {"type": "string", "minLength": 100000}},
+                   "required": ["s"]}
+        oll = stream("/api/generate", {"model": MODEL, "prompt": "Hi", "format": endless,
+                                       "options": {"num_predict": 4000}})
+        ant = stream("/v1/messages", {"model": MODEL, "max_tokens": 4000, "stream": True,
+                                      "messages": [{"role": "user", "content": "Hi"}],
+                                      "output_config": {"format": {"type": "json_schema", "schema": endless}}})
+        for r in (oai, oll, ant):
+            assert r.status == 200
+            r.readline()
+        s.proc.send_signal(signal.SIGTERM)
+        texts = [r.read().decode() for r in (oai, oll, ant)]
+        assert s.proc.wait(30) == 0
+    finally:
+        s.stop()
+    oai_text, oll_text, ant_text = texts
+    assert "[DONE]" not in oai_text and '"server_error"' in oai_text.strip().splitlines()[-1]
+    last = json.loads(oll_text.strip().splitlines()[-1])
+    assert "error" in last and not last.get("done")
+    assert "event: error" in ant_text and "message_stop" not in ant_text

@@ -46,7 +46,8 @@ pub struct EngineConfig {
     pub kv_type: KvType,
     /// Threads of the compute pool.
     pub n_threads: usize,
-    /// Requests allowed to wait for a place; more are refused as overloaded.
+    /// Requests allowed to wait for a place: at most `max_seqs + max_waiting` requests
+    /// are in the engine at once, more are refused as overloaded.
     pub max_waiting: usize,
     /// Reuse the KV blocks of earlier requests that start with the same tokens.
     pub prefix_caching: bool,
@@ -159,8 +160,18 @@ pub struct Summary {
 }
 
 enum Command {
-    Submit(Box<Request>, UnboundedSender<Event>, Instant),
+    Submit(Box<Request>, UnboundedSender<Event>, Instant, Ticket),
     Shutdown,
+}
+
+/// A request's place in the engine, given back when dropped (with its sequence, or with
+/// the command if the engine never takes it).
+struct Ticket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A running engine; cheap to share behind an `Arc`.
@@ -169,6 +180,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     pub config: EngineConfig,
     n_vocab: usize,
+    /// Requests submitted and not yet finished (see [`Ticket`]).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     model: Arc<Model>,
     /// The grammar compiler, built on the first constrained request.
     grammars: std::sync::OnceLock<Result<Grammars, GrammarError>>,
@@ -244,6 +257,7 @@ impl Engine {
             metrics,
             config,
             n_vocab,
+            in_flight: Arc::default(),
             model: engine_model,
             grammars: std::sync::OnceLock::new(),
             thread: std::sync::Mutex::new(Some(thread)),
@@ -280,20 +294,17 @@ impl Engine {
         req.sampling
             .validate(self.n_vocab)
             .map_err(EngineError::BadParameter)?;
-        let waiting = self.metrics.requests_waiting.load(Relaxed) as usize;
-        if waiting >= self.config.max_waiting {
-            return Err(EngineError::Overloaded(waiting));
-        }
+        // Exact under concurrency: a place is taken by compare-and-swap, and given back
+        // when the request's ticket drops (finished, cancelled, or never run).
+        let limit = self.config.max_seqs + self.config.max_waiting;
+        self.in_flight
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .map_err(|n| EngineError::Overloaded(n - n.min(self.config.max_seqs)))?;
+        let ticket = Ticket(self.in_flight.clone());
         let (etx, erx) = unbounded_channel();
-        self.metrics.requests_waiting.fetch_add(1, Relaxed);
-        if self
-            .tx
-            .send(Command::Submit(Box::new(req), etx, Instant::now()))
-            .is_err()
-        {
-            self.metrics.requests_waiting.fetch_sub(1, Relaxed);
-            return Err(EngineError::Stopped);
-        }
+        self.tx
+            .send(Command::Submit(Box::new(req), etx, Instant::now(), ticket))
+            .map_err(|_| EngineError::Stopped)?;
         Ok(erx)
     }
 
@@ -337,6 +348,8 @@ struct Seq<'m> {
     first_scheduled: Option<Instant>,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
+    /// Its place in the engine, until the sequence is dropped.
+    _ticket: Ticket,
 }
 
 impl Seq<'_> {
@@ -413,7 +426,9 @@ impl<'m> Scheduler<'m> {
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()))
             {
                 match cmd {
-                    Command::Submit(req, tx, arrived) => self.admit_new(req, tx, arrived),
+                    Command::Submit(req, tx, arrived, ticket) => {
+                        self.admit_new(req, tx, arrived, ticket)
+                    }
                     Command::Shutdown => return,
                 }
             }
@@ -423,7 +438,13 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    fn admit_new(&mut self, req: Box<Request>, tx: UnboundedSender<Event>, arrived: Instant) {
+    fn admit_new(
+        &mut self,
+        req: Box<Request>,
+        tx: UnboundedSender<Event>,
+        arrived: Instant,
+        ticket: Ticket,
+    ) {
         let tok = &self.model.tokenizer;
         self.metrics.requests_total.fetch_add(1, Relaxed);
         self.waiting.push_back(Seq {
@@ -444,6 +465,7 @@ impl<'m> Scheduler<'m> {
             first_scheduled: None,
             first_token: None,
             last_token: None,
+            _ticket: ticket,
         });
     }
 

@@ -520,6 +520,12 @@ pub async fn messages_route(
                 }
             }
         }
+        // The engine stopped (the drain ran out) before the message ended: say so.
+        let _ = btx.send(event(
+            "error",
+            json!({"type": "error", "error": {"type": "api_error",
+                "message": "the server stopped before the answer was complete"}}),
+        ));
     });
     Ok((
         [

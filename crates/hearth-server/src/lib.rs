@@ -138,6 +138,9 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
         _ = shutdown_signal() => eprintln!("hearth: second signal: cancelling the requests still running"),
     }
     state.shutdown();
+    // Let the cut streams send their error events and close (bounded: a client that does
+    // not read must not hold the exit).
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
     Ok(())
 }
 

@@ -394,6 +394,10 @@ async fn respond(
                 return; // client gone; dropping `rx` cancels the sequence
             }
         }
+        // The engine stopped (the drain ran out) before `done`: say so.
+        let _ = btx.send(line(
+            json!({"error": "the server stopped before the answer was complete"}),
+        ));
     });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],

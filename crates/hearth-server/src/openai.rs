@@ -684,7 +684,12 @@ async fn pump(
     let (mut finished, mut completion, mut extra) = (0, vec![0usize; n], UsageExtra::default());
     while finished < n {
         let Some((i, ev)) = rx.recv().await else {
-            break;
+            // The engine stopped (the drain ran out): an error, never a `[DONE]` that
+            // would pass the cut text off as complete.
+            let _ = btx.send(sse(&json!({"error": {
+                "message": "the server stopped before the answer was complete",
+                "type": "server_error"}})));
+            return;
         };
         let choices = match ev {
             Event::Token { id, text, logprob } => match token(i, id, text, logprob) {
