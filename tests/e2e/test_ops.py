@@ -78,3 +78,48 @@ def test_metrics_counters_grow(server, oai):
     for name in HISTOGRAMS:
         assert after[name + "_count"] > before[name + "_count"], name
         assert after[name + "_sum"] >= before[name + "_sum"], name
+
+
+def test_gateway_metrics_rise_under_load_and_fall_back(server):
+    """The vLLM-named series inference gateways read: running and waiting counts and KV
+    utilization (a fraction) rise with 40 streams on 32 places, and fall back to 0."""
+    import threading
+    import time as _time
+
+    def raw():
+        status, text = server.request("GET", "/metrics")
+        assert status == 200
+        return text
+
+    assert 'vllm:cache_config_info{block_size="16"} 1' in raw()
+    done = threading.Event()
+    peak = {"running": 0, "waiting": 0, "usage": 0.0}
+
+    def watch():
+        while not done.is_set():
+            m = server.metrics()
+            peak["running"] = max(peak["running"], m["vllm:num_requests_running"])
+            peak["waiting"] = max(peak["waiting"], m["vllm:num_requests_waiting"])
+            peak["usage"] = max(peak["usage"], m["vllm:kv_cache_usage_perc"])
+            _time.sleep(0.02)
+
+    def one(i):
+        server.post_json("/v1/completions", {"model": MODEL, "prompt": f"Story {i}:",
+                                             "max_tokens": 96, "ignore_eos": True})
+
+    w = threading.Thread(target=watch)
+    w.start()
+    clients = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(300)
+    done.set()
+    w.join(30)
+    assert peak["running"] == 32, peak
+    assert peak["waiting"] >= 1, peak
+    assert 0 < peak["usage"] <= 1, peak
+    m = server.metrics()
+    assert m["vllm:num_requests_running"] == 0 and m["vllm:num_requests_waiting"] == 0, m
+    assert m["vllm:kv_cache_usage_perc"] == 0, m
+    assert m["vllm:kv_cache_usage_perc"] == m["hearth_kv_cache_usage_ratio"]

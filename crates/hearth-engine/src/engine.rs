@@ -240,6 +240,9 @@ impl Engine {
         metrics
             .kv_blocks_total
             .store(config.n_blocks as u64, Relaxed);
+        metrics
+            .kv_block_size
+            .store(config.block_size as u64, Relaxed);
         let (tx, rx) = std_mpsc::channel();
         let n_vocab = model.config.n_vocab;
         let (m, cfg, engine_model) = (metrics.clone(), config.clone(), model.clone());

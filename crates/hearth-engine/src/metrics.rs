@@ -83,6 +83,8 @@ pub struct Metrics {
     pub generation_tokens_total: AtomicU64,
     pub kv_blocks_used: AtomicU64,
     pub kv_blocks_total: AtomicU64,
+    /// Positions per KV block (the prefix cache's granularity).
+    pub kv_block_size: AtomicU64,
     /// Free blocks that still hold a cached prefix.
     pub kv_blocks_cached: AtomicU64,
     /// Prompt tokens looked up in the prefix cache, and those found.
@@ -114,6 +116,7 @@ impl Default for Metrics {
             generation_tokens_total: z(),
             kv_blocks_used: z(),
             kv_blocks_total: z(),
+            kv_block_size: z(),
             kv_blocks_cached: z(),
             prefix_cache_queries_total: z(),
             prefix_cache_hits_total: z(),
@@ -183,6 +186,11 @@ impl Metrics {
             g(&self.generation_tokens_total),
         );
         let total = g(&self.kv_blocks_total);
+        let usage = if total > 0.0 {
+            g(&self.kv_blocks_used) / total
+        } else {
+            0.0
+        };
         one(
             "hearth_kv_cache_blocks_used",
             "gauge",
@@ -199,11 +207,7 @@ impl Metrics {
             "hearth_kv_cache_usage_ratio",
             "gauge",
             "Fraction of KV-cache blocks in use.",
-            if total > 0.0 {
-                g(&self.kv_blocks_used) / total
-            } else {
-                0.0
-            },
+            usage,
         );
         one(
             "hearth_kv_cache_blocks_cached",
@@ -258,12 +262,38 @@ impl Metrics {
             "Tokens run in all forward passes.",
             g(&self.batch_tokens_total),
         );
+        // The model-server protocol of Kubernetes inference gateways (the Gateway API
+        // Inference Extension's endpoint picker) reads vLLM's names.
+        one(
+            "vllm:num_requests_running",
+            "gauge",
+            "Alias of hearth_requests_running, for inference gateways.",
+            g(&self.requests_running),
+        );
+        one(
+            "vllm:num_requests_waiting",
+            "gauge",
+            "Alias of hearth_requests_waiting, for inference gateways.",
+            g(&self.requests_waiting),
+        );
+        one(
+            "vllm:kv_cache_usage_perc",
+            "gauge",
+            "Alias of hearth_kv_cache_usage_ratio (a fraction, 0 to 1), for inference gateways.",
+            usage,
+        );
         let _ = writeln!(
             out,
             "# HELP hearth_requests_finished_total Requests finished, by reason.\n# TYPE hearth_requests_finished_total counter\n\
              hearth_requests_finished_total{{reason=\"stop\"}} {}\nhearth_requests_finished_total{{reason=\"length\"}} {}",
             g(&self.requests_finished_stop),
             g(&self.requests_finished_length)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vllm:cache_config_info The KV cache's configuration, for prefix-aware routing.\n\
+             # TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{block_size=\"{}\"}} 1",
+            g(&self.kv_block_size)
         );
         self.time_to_first_token.render(
             &mut out,
