@@ -86,3 +86,41 @@ def test_anthropic_client_sends_its_key_as_x_api_key(keyed):
     bad = anthropic.Anthropic(base_url=keyed.url, api_key="wrong", max_retries=0, timeout=60)
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_cors_preflight_before_auth():
+    """With --cors-origin, a browser's preflight is answered (no key needed) for that
+    origin only, and responses carry Access-Control-Allow-Origin; without it, none."""
+    import http.client
+    s = Server(["--parallel", "2", "--cors-origin", "http://app.example"], api_key=API_KEY)
+    try:
+        def call(method, path, headers):
+            conn = http.client.HTTPConnection(s.host, s.port, timeout=30)
+            conn.request(method, path, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            return r
+        pre = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST",
+               "Access-Control-Request-Headers": "authorization, content-type"}
+        r = call("OPTIONS", "/v1/chat/completions", pre)
+        assert r.status == 200
+        assert r.getheader("Access-Control-Allow-Origin") == "http://app.example"
+        assert "POST" in (r.getheader("Access-Control-Allow-Methods") or "") or \
+            r.getheader("Access-Control-Allow-Methods") == "*"
+        r = call("OPTIONS", "/v1/chat/completions", {**pre, "Origin": "http://evil.example"})
+        assert r.getheader("Access-Control-Allow-Origin") is None
+        r = call("GET", "/v1/models", {"Origin": "http://app.example", "Authorization": f"Bearer {API_KEY}"})
+        assert r.status == 200 and r.getheader("Access-Control-Allow-Origin") == "http://app.example"
+    finally:
+        s.stop()
+
+
+def test_no_cors_headers_without_an_origin(keyed):
+    import http.client
+    conn = http.client.HTTPConnection(keyed.host, keyed.port, timeout=30)
+    conn.request("GET", "/v1/models", headers={"Origin": "http://app.example",
+                                               "Authorization": f"Bearer {API_KEY}"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 200 and r.getheader("Access-Control-Allow-Origin") is None

@@ -56,7 +56,7 @@ pub struct RunArgs {
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// KV-cache type: q8_0, f16, f32 or q4_0 (the block types are read in place by
-    /// attention). q8_0 halves f16's memory, is faster, and costs +0.5% perplexity; f16
+    /// attention). q8_0 halves f16's memory, is faster, and costs +0.2% perplexity; f16
     /// reproduces the reference engine's outputs token for token.
     #[arg(long, default_value = "q8_0")]
     pub kv_cache_type: KvType,

@@ -39,7 +39,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 512)]
     pub kv_memory: usize,
     /// KV-cache type: q8_0, f16, f32 or q4_0 (the block types are read in place by
-    /// attention). q8_0 halves f16's memory, is faster, and costs +0.5% perplexity; f16
+    /// attention). q8_0 halves f16's memory, is faster, and costs +0.2% perplexity; f16
     /// reproduces the reference engine's outputs token for token.
     #[arg(long, default_value = "q8_0")]
     pub kv_cache_type: KvType,
@@ -49,9 +49,12 @@ pub struct ServeArgs {
     /// Requests that may wait for a place; more get 503.
     #[arg(long, default_value_t = 256)]
     pub max_waiting: usize,
-    /// Require `Authorization: Bearer KEY` [env: HEARTH_API_KEY].
+    /// Require `Authorization: Bearer KEY` (or `x-api-key: KEY`).
     #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Let web pages from this origin call the API (CORS; repeatable, `*` for any).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body: usize,
@@ -110,6 +113,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_waiting: a.max_waiting,
         api_key: a.api_key.filter(|k| !k.is_empty()),
         max_body_bytes: a.max_body,
+        cors_origins: a.cors_origins,
         prefix_caching: !a.no_prefix_cache,
         spec: match (&a.spec, &a.draft_model) {
             _ if a.spec_draft == 0 => bail!("--spec-draft must be at least 1"),

@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub max_waiting: usize,
     pub api_key: Option<String>,
     pub max_body_bytes: usize,
+    /// Origins browsers may call from (CORS); `*` for any; empty for none.
+    pub cors_origins: Vec<String>,
     /// Reuse the KV blocks of earlier requests with the same leading tokens.
     pub prefix_caching: bool,
     /// Speculative decoding, if any.
