@@ -26,22 +26,28 @@ pub struct RunArgs {
     #[arg(short = 'n', long = "max-tokens", default_value_t = 512)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temp: f32,
     /// Keep only the K most likely tokens (0 = all).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    /// Keep the most likely tokens up to this much probability (1 = all).
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
+    /// Drop tokens less likely than this fraction of the most likely one (0 = none).
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
+    /// Divide the logits of recently seen tokens by this (1 = off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
+    /// Tokens the repeat penalty looks back over.
     #[arg(long, default_value_t = 64)]
     pub repeat_last_n: usize,
-    #[arg(long, default_value_t = 0.0)]
+    /// Subtracted from the logit of every token already present (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub presence_penalty: f32,
-    #[arg(long, default_value_t = 0.0)]
+    /// Subtracted per occurrence from the logit of tokens already present (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub frequency_penalty: f32,
     /// Random seed, for reproducible sampling.
     #[arg(long)]
@@ -128,6 +134,13 @@ pub fn run(a: RunArgs) -> Result<()> {
     if n_threads == 0 {
         bail!("--threads must be at least 1");
     }
+    if a.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n_threads > cores {
+        eprintln!("warning: --threads {n_threads} is more than the {cores} cores here; it will be slower, not faster");
+    }
     let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
     let t_load = Instant::now();
     let model = Arc::new(
@@ -143,6 +156,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         .unwrap_or_else(|| model.config.n_ctx_train.min(4096));
     if n_ctx == 0 {
         bail!("--ctx-size must be at least 1");
+    }
+    if n_ctx > model.config.n_ctx_train {
+        eprintln!(
+            "warning: --ctx-size {n_ctx} is beyond the {} tokens the model was trained on; expect worse answers past them",
+            model.config.n_ctx_train
+        );
     }
     // One sequence; the prefix cache keeps a chat's earlier turns, so each turn only runs
     // its new tokens.
@@ -177,6 +196,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         None => None,
     };
     match prompt {
+        Some(p) if p.trim().is_empty() => bail!("the prompt is empty"),
         Some(p) => {
             let messages = system_messages(&a, p);
             let ids = prompt_ids(&model, &a, &messages)?;
