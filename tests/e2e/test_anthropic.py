@@ -51,7 +51,7 @@ def test_system_and_stop_sequences(claude):
 
 
 def test_tool_use_then_tool_result(claude):
-    m = claude.messages.create(model=MODEL, max_tokens=200, extra_body={"temperature": 0.8},
+    m = claude.messages.create(model=MODEL, max_tokens=200, extra_body={"temperature": 0.8, "seed": 1},
                                messages=[{"role": "user", "content": "Weather in Paris?"}],
                                tools=[WEATHER], tool_choice={"type": "any", "disable_parallel_tool_use": True})
     assert m.stop_reason == "tool_use"
@@ -64,9 +64,10 @@ def test_tool_use_then_tool_result(claude):
     ], tool_choice={"type": "none"})
     assert follow.content[0].type == "text" and follow.content[0].text
     # Streamed: the tool_use block's input arrives as input_json_delta.
-    with claude.messages.stream(model=MODEL, max_tokens=200, extra_body={"temperature": 0.8},
+    with claude.messages.stream(model=MODEL, max_tokens=200, extra_body={"temperature": 0.8, "seed": 2},
                                 messages=[{"role": "user", "content": "Weather in Oslo?"}],
-                                tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"}) as s:
+                                tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather",
+                                                              "disable_parallel_tool_use": True}) as s:
         final = s.get_final_message()
     (use,) = [b for b in final.content if b.type == "tool_use"]
     assert final.stop_reason == "tool_use" and isinstance(use.input["city"], str)

@@ -174,3 +174,59 @@ def test_a_stream_cut_by_the_drain_ends_in_an_error(tmp_path):
     last = json.loads(oll_text.strip().splitlines()[-1])
     assert "error" in last and not last.get("done")
     assert "event: error" in ant_text and "message_stop" not in ant_text
+
+
+def closed_by_server(c):
+    """Whether the server closes `c` within 5 s (whatever it sends first)."""
+    c.settimeout(5)
+    try:
+        while c.recv(1024):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_half_open_connections_are_closed_and_capped():
+    """1,000 connections that send half a header, and one that sends half a body, are
+    closed by the read timeout while normal requests are served; past
+    --max-connections a new connection is closed at once."""
+    s = Server(["--parallel", "4", "--read-timeout", "2", "--max-connections", "1100"])
+    socks = []
+    try:
+        for _ in range(1000):
+            c = socket.create_connection((s.host, s.port), timeout=30)
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-")
+            socks.append(c)
+        body = socket.create_connection((s.host, s.port), timeout=30)
+        body.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"model\":")
+        # Served meanwhile.
+        status, _ = s.post_json("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 2})
+        assert status == 200
+        time.sleep(4)
+        closed = sum(closed_by_server(c) for c in socks)
+        assert closed == 1000, closed
+        body.settimeout(5)
+        head = body.recv(200)
+        assert head.startswith(b"HTTP/1.1 408"), head
+    finally:
+        for c in socks:
+            c.close()
+        s.stop()
+    capped = Server(["--parallel", "2", "--max-connections", "3"])
+    try:
+        time.sleep(1)  # the start-up's /health connections are closed and given back
+        held = [socket.create_connection((capped.host, capped.port), timeout=30) for _ in range(3)]
+        time.sleep(0.5)
+        extra = socket.create_connection((capped.host, capped.port), timeout=30)
+        assert closed_by_server(extra)
+        for h in held:
+            h.close()
+        time.sleep(0.5)
+        status, _ = capped.post_json("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 2})
+        assert status == 200
+    finally:
+        capped.stop()

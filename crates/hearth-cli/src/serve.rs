@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` (or `x-api-key: KEY`).
     #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Seconds a connection has to send a request's headers, and then its body (an idle
+    /// keep-alive connection is closed after as long).
+    #[arg(long, default_value_t = 10)]
+    pub read_timeout: u64,
+    /// Open connections at most; more are closed at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Let web pages from this origin call the API (CORS; repeatable, `*` for any).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
@@ -114,6 +121,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         api_key: a.api_key.filter(|k| !k.is_empty()),
         max_body_bytes: a.max_body,
         cors_origins: a.cors_origins,
+        read_timeout: std::time::Duration::from_secs(a.read_timeout.max(1)),
+        max_connections: a.max_connections.max(1),
         prefix_caching: !a.no_prefix_cache,
         spec: match (&a.spec, &a.draft_model) {
             _ if a.spec_draft == 0 => bail!("--spec-draft must be at least 1"),

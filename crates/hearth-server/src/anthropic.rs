@@ -375,7 +375,7 @@ pub async fn messages_route(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes)
+    let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::anthropic)?;
     let req: MessagesRequest = parse_json(&bytes).map_err(ApiError::anthropic)?;
@@ -542,7 +542,7 @@ pub async fn count_tokens(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes)
+    let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::anthropic)?;
     let mut v: Value = parse_json(&bytes).map_err(ApiError::anthropic)?;

@@ -5,6 +5,7 @@
 mod anthropic;
 mod error;
 mod generate;
+mod listen;
 mod ollama;
 mod openai;
 mod reasoning;
@@ -128,13 +129,14 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
 
     let app = router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|&s| s).await;
-        }
-    });
-    let server = tokio::spawn(async move { server.await });
+    let (read_timeout, max_connections) = (state.opts.read_timeout, state.opts.max_connections);
+    let server = tokio::spawn(listen::serve(
+        listener,
+        app,
+        stop_rx,
+        read_timeout,
+        max_connections,
+    ));
 
     match load.await {
         Ok(Ok(())) => {
@@ -334,8 +336,7 @@ struct TokenizeRequest {
 }
 
 async fn tokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let req: TokenizeRequest =
-        util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
+    let req: TokenizeRequest = util::parse_json(&util::read_body(body, &state.opts).await?)?;
     let tokens = generate::blocking(&state, move |ready| {
         let ids = ready
             .model
@@ -359,8 +360,7 @@ struct DetokenizeRequest {
 }
 
 async fn detokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let req: DetokenizeRequest =
-        util::parse_json(&util::read_body(body, state.opts.max_body_bytes).await?)?;
+    let req: DetokenizeRequest = util::parse_json(&util::read_body(body, &state.opts).await?)?;
     let ready = state.ready()?;
     let n_vocab = ready.model.config.n_vocab;
     if let Some(&t) = req.tokens.iter().find(|&&t| t as usize >= n_vocab) {

@@ -423,7 +423,7 @@ pub async fn generate(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes)
+    let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::ollama)?;
     let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
@@ -479,7 +479,7 @@ pub async fn generate(
 
 /// `POST /api/chat`
 pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes)
+    let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::ollama)?;
     let req: ChatRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
@@ -589,7 +589,7 @@ pub async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
 
 /// `POST /api/show`
 pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let bytes = read_body(body, state.opts.max_body_bytes)
+    let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::ollama)?;
     let req: ShowRequest = parse_json(&bytes).map_err(ApiError::ollama)?;

@@ -365,7 +365,7 @@ pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse_json(&read_body(body, state.opts.max_body_bytes).await?)?;
+    let req: ChatRequest = parse_json(&read_body(body, &state.opts).await?)?;
     let ready = check_model(&state, &req.common)?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").param("messages"));
@@ -782,7 +782,7 @@ pub async fn completions(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_json(&read_body(body, state.opts.max_body_bytes).await?)?;
+    let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
     let ready = check_model(&state, &req.common)?;
     let c = &req.common;
     if req.echo {

@@ -37,6 +37,10 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Origins browsers may call from (CORS); `*` for any; empty for none.
     pub cors_origins: Vec<String>,
+    /// A connection must send its request's headers, and then its body, within this.
+    pub read_timeout: std::time::Duration,
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
     /// Reuse the KV blocks of earlier requests with the same leading tokens.
     pub prefix_caching: bool,
     /// Speculative decoding, if any.

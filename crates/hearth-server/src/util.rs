@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::state::ServerOptions;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -48,10 +49,22 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with 413 (a body that breaks
-/// off or a malformed chunked encoding is a 400).
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads the whole body: more than `--max-body` bytes is a 413, a body that does not
+/// arrive within the read timeout a 408, one that breaks off or a malformed chunked
+/// encoding a 400.
+pub async fn read_body(body: Body, opts: &ServerOptions) -> Result<Bytes, ApiError> {
+    let limit = opts.max_body_bytes;
+    let read = tokio::time::timeout(opts.read_timeout, axum::body::to_bytes(body, limit));
+    let Ok(result) = read.await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                opts.read_timeout.as_secs()
+            ),
+        ));
+    };
+    result.map_err(|e| {
         let too_long = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_long {
