@@ -230,3 +230,17 @@ def test_half_open_connections_are_closed_and_capped():
         assert status == 200
     finally:
         capped.stop()
+
+
+def test_a_final_assistant_message_is_continued(oai, oll):
+    q = [{"role": "user", "content": "Name three colors."}]
+    pieces = [c.choices[0].delta.content or "" for c in oai.chat.completions.create(
+        model=MODEL, messages=q, max_tokens=20, temperature=0, stream=True) if c.choices]
+    pieces = [p for p in pieces if p]
+    whole, prefix = "".join(pieces), "".join(pieces[:4])
+    r = oai.chat.completions.create(model=MODEL, max_tokens=16, temperature=0,
+                                    messages=q + [{"role": "assistant", "content": prefix}])
+    assert whole.startswith(prefix + r.choices[0].message.content), (prefix, r.choices[0].message.content)
+    o = oll.chat(model=MODEL, messages=q + [{"role": "assistant", "content": prefix}],
+                 options={"temperature": 0, "num_predict": 16, "repeat_penalty": 1.0})
+    assert o.message.content == r.choices[0].message.content

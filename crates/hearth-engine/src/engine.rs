@@ -109,7 +109,7 @@ pub struct Request {
     pub ignore_eos: bool,
     /// Report the chosen token's log-probability and this many top alternatives.
     pub logprobs: Option<usize>,
-    /// The output must match this grammar (compiled by [`Engine::grammars`]); generation
+    /// The output must match this grammar (compiled by [`Engine::compile`]); generation
     /// stops when the grammar is complete.
     pub constraint: Option<Constraint>,
 }

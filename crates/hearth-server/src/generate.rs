@@ -49,12 +49,24 @@ pub async fn chat_prompt(
     blocking(state, move |ready| {
         let model = &ready.model;
         let template = model.chat_template.as_ref();
+        // A final assistant message is a prefill: its text opens the answer, which the
+        // model continues (as llama.cpp and Ollama do).
+        let (history, prefill) = match messages.split_last() {
+            Some((last, rest))
+                if last.role == "assistant" && last.tool_calls.is_empty() && !rest.is_empty() =>
+            {
+                (rest, last.content.as_str())
+            }
+            _ => (&messages[..], ""),
+        };
         let text = match template {
-            Some(t) => t
-                .render_with(&messages, true, tools.as_ref(), Some(&kwargs))
-                .map_err(|e| {
-                    ApiError::bad_request(format!("cannot apply the chat template: {e}"))
-                })?,
+            Some(t) => {
+                t.render_with(history, true, tools.as_ref(), Some(&kwargs))
+                    .map_err(|e| {
+                        ApiError::bad_request(format!("cannot apply the chat template: {e}"))
+                    })?
+                    + prefill
+            }
             None => {
                 messages
                     .iter()
