@@ -6,6 +6,7 @@ mod anthropic;
 mod error;
 mod generate;
 mod listen;
+mod llamacpp;
 mod ollama;
 mod openai;
 mod reasoning;
@@ -69,6 +70,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(root).head(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/completion", post(llamacpp::completion))
+        .route("/props", get(llamacpp::props))
+        .route("/apply-template", post(llamacpp::apply_template))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .fallback(not_found)

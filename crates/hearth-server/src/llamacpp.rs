@@ -1,0 +1,296 @@
+//! llama-server's native endpoints, for the tools built on them: `POST /completion`
+//! (streamed as `data:` lines, or one object), `GET /props`, `POST /apply-template`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_engine::{Event, FinishReason, Grammar, Request, SamplingParams, Summary};
+use hearth_model::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::error::ApiError;
+use crate::generate::{self, channel_body};
+use crate::state::AppState;
+use crate::util::{parse_json, read_body};
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum Prompt {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Deserialize, Debug)]
+struct CompletionRequest {
+    prompt: Prompt,
+    /// Tokens to generate; -1 (the default) runs to the end of the context.
+    n_predict: Option<i64>,
+    temperature: Option<f32>,
+    top_k: Option<i64>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    repeat_last_n: Option<i64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    seed: Option<i64>,
+    #[serde(default)]
+    stop: Vec<String>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    ignore_eos: bool,
+    grammar: Option<String>,
+    json_schema: Option<Value>,
+    /// Always on here (the prefix cache); accepted as llama-server's clients send it.
+    #[allow(dead_code)]
+    cache_prompt: Option<bool>,
+    /// Everything else: refused by name when it asks for something Hearth does not do.
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// llama-server's sampling fields Hearth does not implement.
+const UNSUPPORTED: &[&str] = &[
+    "n_probs",
+    "samplers",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+    "typical_p",
+    "dynatemp_range",
+    "dynatemp_exponent",
+    "xtc_probability",
+    "xtc_threshold",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "n_keep",
+    "n_indent",
+    "lora",
+    "image_data",
+    "logit_bias",
+    "t_max_predict_ms",
+];
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(msg)
+}
+
+fn sampling(r: &CompletionRequest, n_vocab: usize) -> Result<SamplingParams, ApiError> {
+    // llama-server's defaults.
+    let mut p = SamplingParams {
+        temperature: r.temperature.unwrap_or(0.8),
+        top_k: 40,
+        top_p: r.top_p.unwrap_or(0.95),
+        min_p: r.min_p.unwrap_or(0.05),
+        repeat_penalty: r.repeat_penalty.unwrap_or(1.0),
+        repeat_last_n: 64,
+        presence_penalty: r.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: r.frequency_penalty.unwrap_or(0.0),
+        logit_bias: Vec::new(),
+        seed: r.seed.filter(|&s| s >= 0).map(|s| s as u64),
+    };
+    if let Some(k) = r.top_k {
+        p.top_k =
+            usize::try_from(k).map_err(|_| bad(format!("top_k must not be negative (got {k})")))?;
+    }
+    match r.repeat_last_n {
+        Some(-1) => p.repeat_last_n = usize::MAX,
+        Some(n) => {
+            p.repeat_last_n = usize::try_from(n)
+                .map_err(|_| bad(format!("repeat_last_n must be -1 or more (got {n})")))?
+        }
+        None => {}
+    }
+    if p.temperature <= 0.0 {
+        p = SamplingParams {
+            repeat_penalty: p.repeat_penalty,
+            repeat_last_n: p.repeat_last_n,
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+            seed: p.seed,
+            ..SamplingParams::greedy()
+        };
+    }
+    p.validate(n_vocab).map_err(bad)?;
+    Ok(p)
+}
+
+/// llama-server's final object: the text and its accounting.
+fn final_object(model: &str, content: &str, s: &Summary) -> Value {
+    let t = &s.timings;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let per = |d: std::time::Duration, n: usize| if n > 0 { ms(d) / n as f64 } else { 0.0 };
+    let stop_type = match (&s.stop_string, s.finish_reason) {
+        (Some(_), _) => "word",
+        (None, FinishReason::Length) => "limit",
+        (None, FinishReason::Stop) => "eos",
+    };
+    json!({
+        "content": content, "id_slot": 0, "stop": true, "model": model,
+        "tokens_predicted": s.completion_tokens, "tokens_evaluated": s.prompt_tokens,
+        "tokens_cached": s.cached_tokens, "truncated": false,
+        "stop_type": stop_type, "stopping_word": s.stop_string.clone().unwrap_or_default(),
+        "timings": {
+            "prompt_n": t.prompt_eval_count, "prompt_ms": ms(t.prompt_eval_duration),
+            "prompt_per_token_ms": per(t.prompt_eval_duration, t.prompt_eval_count),
+            "prompt_per_second": t.prompt_tokens_per_second(),
+            "predicted_n": t.eval_count, "predicted_ms": ms(t.eval_duration),
+            "predicted_per_token_ms": per(t.eval_duration, t.eval_count),
+            "predicted_per_second": t.eval_tokens_per_second(),
+        },
+    })
+}
+
+/// `POST /completion`
+pub async fn completion(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    let ready = state.ready()?;
+    if let Some(k) = req.rest.keys().find(|k| UNSUPPORTED.contains(&k.as_str())) {
+        // `n_probs: 0` asks for nothing.
+        if !(k == "n_probs" && req.rest[k] == json!(0)) {
+            return Err(bad(format!("{k} is not supported")));
+        }
+    }
+    let prompt = match &req.prompt {
+        Prompt::Text(t) => generate::text_prompt(&state, t.clone()).await?,
+        Prompt::Tokens(ids) => ids.clone(),
+    };
+    let max_tokens = match req.n_predict {
+        None | Some(-1) => None,
+        Some(n) => Some(n),
+    };
+    let max_tokens = generate::resolve_max_tokens(
+        prompt.len(),
+        max_tokens,
+        ready.engine.config.n_ctx,
+        "n_predict",
+        "prompt",
+    )?;
+    if req.stop.iter().any(String::is_empty) || req.stop.len() > 16 {
+        return Err(bad("stop must be up to 16 non-empty strings"));
+    }
+    let grammar = generate::one_grammar(vec![
+        ("grammar", req.grammar.clone().map(Grammar::Gbnf)),
+        (
+            "json_schema",
+            req.json_schema.clone().map(Grammar::JsonSchema),
+        ),
+    ])?;
+    let constraint = match grammar {
+        Some((param, g)) => Some(generate::compile(&state, g, param).await?),
+        None => None,
+    };
+    let engine_req = Request {
+        prompt_ids: prompt,
+        max_tokens,
+        sampling: sampling(&req, ready.model.config.n_vocab)?,
+        stop: req.stop.clone(),
+        ignore_eos: req.ignore_eos,
+        logprobs: None,
+        constraint,
+    };
+    let mut rx = generate::submit(ready, engine_req, 1)?;
+    let model = state.opts.model_id.clone();
+    if !req.stream {
+        let choice = generate::collect(rx, 1).await?.remove(0);
+        let s = choice.summary.expect("collected choices are finished");
+        generate::log_summary("completion", "-", &s);
+        return Ok(Json(final_object(&model, &choice.text, &s)).into_response());
+    }
+    let (btx, brx) = unbounded_channel::<Bytes>();
+    let data = |v: Value| Bytes::from(format!("data: {v}\n\n"));
+    tokio::spawn(async move {
+        while let Some((_, ev)) = rx.recv().await {
+            let v = match ev {
+                Event::Token { text, .. } if text.is_empty() => continue,
+                Event::Token { text, .. } => {
+                    json!({"content": text, "stop": false, "id_slot": 0, "index": 0})
+                }
+                Event::Done { text, summary } => {
+                    generate::log_summary("completion", "stream", &summary);
+                    if !text.is_empty() {
+                        let _ = btx.send(data(
+                            json!({"content": text, "stop": false, "id_slot": 0, "index": 0}),
+                        ));
+                    }
+                    let _ = btx.send(data(final_object(&model, "", &summary)));
+                    return;
+                }
+                Event::Error(e) => {
+                    json!({"error": {"message": e.to_string(), "type": "server_error"}})
+                }
+            };
+            if btx.send(data(v)).is_err() {
+                return; // client gone; dropping `rx` cancels the sequence
+            }
+        }
+        let _ = btx.send(data(json!({"error": {
+            "message": "the server stopped before the answer was complete", "type": "server_error"}})));
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        channel_body(brx),
+    )
+        .into_response())
+}
+
+/// `GET /props`
+pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let ready = state.ready()?;
+    let tok = &ready.model.tokenizer;
+    let text = |id: Option<u32>| {
+        id.map(|i| tok.token_text(i).to_string())
+            .unwrap_or_default()
+    };
+    Ok(Json(json!({
+        "default_generation_settings": {"n_ctx": ready.engine.config.n_ctx,
+            "params": {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "n_predict": -1}},
+        "total_slots": ready.engine.config.max_seqs,
+        "model_alias": state.opts.model_id,
+        "model_path": state.opts.model_path.display().to_string(),
+        "chat_template": ready.model.chat_template.as_ref().map(|t| t.source()).unwrap_or(""),
+        "bos_token": text(tok.bos_id()),
+        "eos_token": text(tok.eos_id()),
+        "modalities": {"vision": false, "audio": false},
+        "build_info": crate::FINGERPRINT,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ApplyTemplateRequest {
+    messages: Vec<ChatMessage>,
+}
+
+/// `POST /apply-template`: the prompt the chat template makes of `messages`, with the
+/// assistant's turn opened.
+pub async fn apply_template(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let req: ApplyTemplateRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    let text = generate::blocking(&state, move |ready| {
+        let t = ready
+            .model
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| bad("the model has no chat template"))?;
+        t.render(&req.messages, true)
+            .map_err(|e| bad(format!("cannot apply the chat template: {e}")))
+    })
+    .await?;
+    Ok(Json(json!({"prompt": text})))
+}
