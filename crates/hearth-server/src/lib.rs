@@ -10,6 +10,7 @@ mod llamacpp;
 mod ollama;
 mod openai;
 mod reasoning;
+mod responses;
 mod state;
 pub mod tools;
 mod util;
@@ -59,6 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/completions", post(openai::completions))
         .route("/models", get(openai::models))
         .route("/models/{id}", get(openai::model))
+        .route("/v1/responses", post(responses::create))
+        .route("/responses", post(responses::create))
         .route("/v1/messages", post(anthropic::messages_route))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/api/generate", post(ollama::generate))
