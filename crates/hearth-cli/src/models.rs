@@ -125,6 +125,14 @@ pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathB
             known.name
         );
     }
+    if let Ok(meta) = std::fs::metadata(name) {
+        if meta.is_dir() {
+            bail!("'{name}' is a directory, not a model file");
+        }
+        if !meta.is_file() {
+            bail!("'{name}' is not a regular file (a FIFO, socket or device), so not a model file");
+        }
+    }
     if name.ends_with(".gguf") || name.contains('/') {
         bail!("model file '{name}' does not exist");
     }
@@ -314,5 +322,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not exist"), "{e}");
+        let e = resolve(Some(dir.to_str().unwrap()), &dir, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a directory, not a model file"), "{e}");
+        let e = resolve(Some("/dev/null"), &dir, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }
