@@ -244,3 +244,18 @@ def test_a_final_assistant_message_is_continued(oai, oll):
     o = oll.chat(model=MODEL, messages=q + [{"role": "assistant", "content": prefix}],
                  options={"temperature": 0, "num_predict": 16, "repeat_penalty": 1.0})
     assert o.message.content == r.choices[0].message.content
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}),
+    ("/v1/completions", {"model": MODEL, "prompt": "Hi"}),
+    ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": False}),
+    ("/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False}),
+    ("/v1/messages", {"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}),
+    ("/v1/responses", {"model": MODEL, "input": "Hi"}),
+    ("/completion", {"prompt": "Hi"}),
+])
+def test_a_field_hearth_does_not_implement_is_refused_by_name(server, path, body):
+    status, v = server.post_json(path, {**body, "frobnicate": 1})
+    assert status == 400, v
+    assert "frobnicate is not supported" in json.dumps(v), v

@@ -58,6 +58,23 @@ impl SamplingParams {
         }
     }
 
+    /// These settings, greedy when the temperature is 0 or below (the APIs' convention):
+    /// the cuts drop out, the penalties, logit bias and seed stay.
+    pub fn greedy_if_cold(self) -> SamplingParams {
+        if self.temperature > 0.0 {
+            return self;
+        }
+        SamplingParams {
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: self.logit_bias,
+            seed: self.seed,
+            ..SamplingParams::greedy()
+        }
+    }
+
     /// Checks every field is in range; `n_vocab` bounds the logit-bias ids.
     pub fn validate(&self, n_vocab: usize) -> Result<(), String> {
         let finite = |name: &str, v: f32| {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::{Event, FinishReason, Grammar, Request, SamplingParams, Summary};
@@ -16,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
-use crate::generate::{self, channel_body};
+use crate::generate;
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
@@ -58,9 +57,9 @@ struct MessagesRequest {
     /// Informational (`user_id`); nothing to do with it.
     #[allow(dead_code)]
     metadata: Option<Value>,
-    /// Fields Hearth does not implement: refused by name rather than ignored.
-    mcp_servers: Option<Value>,
-    container: Option<Value>,
+    /// Any other field is one Hearth does not implement: refused by name, not ignored.
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -216,10 +215,8 @@ fn sampling(req: &MessagesRequest, n_vocab: usize) -> Result<SamplingParams, Api
         p.top_k =
             usize::try_from(k).map_err(|_| bad(format!("top_k must not be negative (got {k})")))?;
     }
-    if t == 0.0 {
-        p = SamplingParams::greedy();
-    }
     p.seed = req.seed;
+    let p = p.greedy_if_cold();
     p.validate(n_vocab).map_err(bad)?;
     Ok(p)
 }
@@ -279,18 +276,17 @@ struct Prepared {
     thinking: Option<bool>,
 }
 
-async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepared, ApiError> {
+/// The request checked and its prompt made: what `/v1/messages` and `count_tokens` share.
+async fn prompt(
+    state: &Arc<AppState>,
+    req: &MessagesRequest,
+) -> Result<(Tools, generate::ChatPrompt), ApiError> {
     if !state.serves(&req.model) {
         return Err(ApiError::unknown_model(&req.model, &state.opts.model_id).anthropic());
     }
     let ready = state.ready().map_err(ApiError::anthropic)?;
-    for (name, given) in [
-        ("mcp_servers", req.mcp_servers.is_some()),
-        ("container", req.container.is_some()),
-    ] {
-        if given {
-            return Err(bad(format!("{name} is not supported")));
-        }
+    if let Some(name) = req.rest.keys().next() {
+        return Err(bad(format!("{name} is not supported")));
     }
     if req.messages.is_empty() {
         return Err(bad("messages must not be empty"));
@@ -301,6 +297,12 @@ async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepare
     let chat = generate::chat_prompt(state, msgs, tools.template_value(), kwargs)
         .await
         .map_err(ApiError::anthropic)?;
+    Ok((tools, chat))
+}
+
+async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepared, ApiError> {
+    let (tools, chat) = prompt(state, req).await?;
+    let ready = state.ready().map_err(ApiError::anthropic)?;
     let max_tokens = generate::resolve_max_tokens(
         chat.ids.len(),
         Some(
@@ -527,14 +529,7 @@ pub async fn messages_route(
                 "message": "the server stopped before the answer was complete"}}),
         ));
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        channel_body(brx),
-    )
-        .into_response())
+    Ok(generate::sse_body(brx))
 }
 
 /// `POST /v1/messages/count_tokens`
@@ -545,21 +540,7 @@ pub async fn count_tokens(
     let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::anthropic)?;
-    let mut v: Value = parse_json(&bytes).map_err(ApiError::anthropic)?;
-    // The same request as /v1/messages, which needs max_tokens; counting does not.
-    if let Some(o) = v.as_object_mut() {
-        o.entry("max_tokens").or_insert(json!(1));
-    }
-    let req: MessagesRequest = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
-    if !state.serves(&req.model) {
-        return Err(ApiError::unknown_model(&req.model, &state.opts.model_id).anthropic());
-    }
-    let ready = state.ready().map_err(ApiError::anthropic)?;
-    let tools = request_tools(&req, ready)?;
-    let kwargs = thinking_kwargs(&req, ready)?;
-    let msgs = tools.prepare(messages(&req)?);
-    let chat = generate::chat_prompt(&state, msgs, tools.template_value(), kwargs)
-        .await
-        .map_err(ApiError::anthropic)?;
+    let req: MessagesRequest = parse_json(&bytes).map_err(ApiError::anthropic)?;
+    let (_, chat) = prompt(&state, &req).await?;
     Ok(Json(json!({"input_tokens": chat.ids.len()})).into_response())
 }

@@ -20,7 +20,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     /// The request field at fault, when there is one.
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
     /// OpenAI's machine-readable code (`model_not_found`, `context_length_exceeded`).
     pub code: Option<&'static str>,
     pub dialect: Dialect,
@@ -41,15 +41,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    pub fn param(mut self, param: &'static str) -> ApiError {
-        self.param = Some(param);
+    pub fn param(mut self, param: impl Into<String>) -> ApiError {
+        self.param = Some(param.into());
         self
     }
 
     /// Names `param` as the field at fault of a 400 that names none.
     pub fn param_if_unset(mut self, param: Option<&'static str>) -> ApiError {
         if self.status == StatusCode::BAD_REQUEST && self.param.is_none() {
-            self.param = param;
+            self.param = param.map(str::to_string);
         }
         self
     }

@@ -235,6 +235,20 @@ pub fn channel_body(rx: UnboundedReceiver<Bytes>) -> Body {
     Body::from_stream(stream)
 }
 
+/// A server-sent-events response fed by a channel of already formatted events.
+pub fn sse_body(rx: UnboundedReceiver<Bytes>) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        channel_body(rx),
+    )
+        .into_response()
+}
+
 /// The printable piece of a token, for logprob listings.
 pub fn token_piece(ready: &Ready, id: u32) -> (String, Vec<u8>) {
     let bytes = ready.model.tokenizer.token_to_piece(id, true).to_vec();

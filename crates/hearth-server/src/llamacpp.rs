@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::{Event, FinishReason, Grammar, Request, SamplingParams, Summary};
@@ -15,7 +14,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
-use crate::generate::{self, channel_body};
+use crate::generate;
 use crate::state::AppState;
 use crate::util::{parse_json, read_body};
 
@@ -51,33 +50,11 @@ struct CompletionRequest {
     /// Always on here (the prefix cache); accepted as llama-server's clients send it.
     #[allow(dead_code)]
     cache_prompt: Option<bool>,
-    /// Everything else: refused by name when it asks for something Hearth does not do.
+    /// Any other field (`samplers`, `mirostat`, `n_probs`, DRY, XTC, ...) is one Hearth
+    /// does not implement: refused by name, not ignored (`n_probs: 0` asks for nothing).
     #[serde(flatten)]
     rest: Map<String, Value>,
 }
-
-/// llama-server's sampling fields Hearth does not implement.
-const UNSUPPORTED: &[&str] = &[
-    "n_probs",
-    "samplers",
-    "mirostat",
-    "mirostat_tau",
-    "mirostat_eta",
-    "typical_p",
-    "dynatemp_range",
-    "dynatemp_exponent",
-    "xtc_probability",
-    "xtc_threshold",
-    "dry_multiplier",
-    "dry_base",
-    "dry_allowed_length",
-    "n_keep",
-    "n_indent",
-    "lora",
-    "image_data",
-    "logit_bias",
-    "t_max_predict_ms",
-];
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg)
@@ -109,16 +86,7 @@ fn sampling(r: &CompletionRequest, n_vocab: usize) -> Result<SamplingParams, Api
         }
         None => {}
     }
-    if p.temperature <= 0.0 {
-        p = SamplingParams {
-            repeat_penalty: p.repeat_penalty,
-            repeat_last_n: p.repeat_last_n,
-            presence_penalty: p.presence_penalty,
-            frequency_penalty: p.frequency_penalty,
-            seed: p.seed,
-            ..SamplingParams::greedy()
-        };
-    }
+    let p = p.greedy_if_cold();
     p.validate(n_vocab).map_err(bad)?;
     Ok(p)
 }
@@ -156,11 +124,12 @@ pub async fn completion(
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
     let ready = state.ready()?;
-    if let Some(k) = req.rest.keys().find(|k| UNSUPPORTED.contains(&k.as_str())) {
-        // `n_probs: 0` asks for nothing.
-        if !(k == "n_probs" && req.rest[k] == json!(0)) {
-            return Err(bad(format!("{k} is not supported")));
-        }
+    if let Some((k, _)) = req
+        .rest
+        .iter()
+        .find(|(k, v)| !(*k == "n_probs" && **v == json!(0)))
+    {
+        return Err(bad(format!("{k} is not supported")));
     }
     let prompt = match &req.prompt {
         Prompt::Text(t) => generate::text_prompt(&state, t.clone()).await?,
@@ -238,14 +207,7 @@ pub async fn completion(
         let _ = btx.send(data(json!({"error": {
             "message": "the server stopped before the answer was complete", "type": "server_error"}})));
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        channel_body(brx),
-    )
-        .into_response())
+    Ok(generate::sse_body(brx))
 }
 
 /// `GET /props`

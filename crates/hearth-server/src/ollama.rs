@@ -55,10 +55,11 @@ struct GenerateRequest {
     keep_alive: Option<Value>,
     /// `"json"` or a JSON schema: the output's shape.
     format: Option<Value>,
-    /// Fields Hearth does not implement: refused by name rather than ignored.
     think: Option<Value>,
-    images: Option<Value>,
-    suffix: Option<Value>,
+    /// Any other field (`images`, `suffix`, `template`, `context`, ...) is one Hearth does
+    /// not implement: refused by name, not ignored.
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -99,6 +100,9 @@ struct ChatRequest {
     format: Option<Value>,
     tools: Option<Value>,
     think: Option<Value>,
+    /// Any other field is one Hearth does not implement: refused by name, not ignored.
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -168,9 +172,12 @@ fn think_kwargs(think: &Option<Value>, ready: &Ready) -> Result<Map<String, Valu
     }
 }
 
-fn refuse(fields: &[(&'static str, bool)]) -> Result<(), ApiError> {
-    match fields.iter().find(|f| f.1) {
-        Some((name, _)) => Err(ApiError::bad_request(format!("{name} is not supported")).ollama()),
+/// A request's fields Hearth does not implement (`images` of a message among them): the
+/// first one named in a 400.
+fn refuse(rest: &Map<String, Value>, images: bool) -> Result<(), ApiError> {
+    let name = rest.keys().next().map(String::as_str);
+    match name.or(images.then_some("images")) {
+        Some(name) => Err(ApiError::bad_request(format!("{name} is not supported")).ollama()),
         None => Ok(()),
     }
 }
@@ -228,16 +235,7 @@ fn sampling(o: &Options, n_vocab: usize) -> Result<SamplingParams, ApiError> {
             p.temperature
         )));
     }
-    if p.temperature == 0.0 {
-        p = SamplingParams {
-            repeat_penalty: p.repeat_penalty,
-            repeat_last_n: p.repeat_last_n,
-            presence_penalty: p.presence_penalty,
-            frequency_penalty: p.frequency_penalty,
-            seed: p.seed,
-            ..SamplingParams::greedy()
-        };
-    }
+    let p = p.greedy_if_cold();
     p.validate(n_vocab).map_err(ApiError::bad_request)?;
     Ok(p)
 }
@@ -428,10 +426,7 @@ pub async fn generate(
         .map_err(ApiError::ollama)?;
     let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
     let ready = check_model(&state, &req.model)?;
-    refuse(&[
-        ("images", req.images.is_some()),
-        ("suffix", req.suffix.is_some()),
-    ])?;
+    refuse(&req.rest, false)?;
     let kwargs = think_kwargs(&req.think, ready)?;
     if req.prompt.is_empty() && req.system.is_none() {
         return Ok(load_reply(&state, json!({"response": ""})));
@@ -490,7 +485,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
             json!({"message": {"role": "assistant", "content": ""}}),
         ));
     }
-    refuse(&[("images", req.messages.iter().any(|m| m.images.is_some()))])?;
+    refuse(&req.rest, req.messages.iter().any(|m| m.images.is_some()))?;
     let kwargs = think_kwargs(&req.think, ready)?;
     let mut messages = Vec::new();
     for m in &req.messages {

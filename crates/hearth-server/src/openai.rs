@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::{Event, Grammar, Request, SamplingParams, Summary, TokenLogprob};
@@ -16,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
-use crate::generate::{self, channel_body, Choice};
+use crate::generate::{self, Choice};
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, Syntax, ToolChoice, Tools};
@@ -61,6 +60,13 @@ struct Common {
     /// llama.cpp's fields: a GBNF grammar, or a JSON schema, for the output.
     grammar: Option<String>,
     json_schema: Option<Value>,
+    /// Identifies the end user to OpenAI; nothing to do with it here.
+    #[allow(dead_code)]
+    user: Option<String>,
+    /// Any other field (`functions`, `audio`, `modalities`, `prediction`, `store`, ...) is
+    /// one Hearth does not implement: refused by name, not ignored.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -115,9 +121,6 @@ struct ChatRequest {
     chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     /// Given to the template; `"none"` also turns thinking off.
     reasoning_effort: Option<String>,
-    /// Fields Hearth does not implement: refused by name rather than ignored.
-    functions: Option<Value>,
-    function_call: Option<Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -199,16 +202,7 @@ fn sampling(c: &Common, n_vocab: usize) -> Result<SamplingParams, ApiError> {
         }
         p.logit_bias.sort_by_key(|&(id, _)| id);
     }
-    if p.temperature <= 0.0 {
-        p = SamplingParams {
-            logit_bias: p.logit_bias,
-            presence_penalty: p.presence_penalty,
-            frequency_penalty: p.frequency_penalty,
-            repeat_penalty: p.repeat_penalty,
-            seed: p.seed,
-            ..SamplingParams::greedy()
-        };
-    }
+    let p = p.greedy_if_cold();
     p.validate(n_vocab).map_err(ApiError::bad_request)?;
     Ok(p)
 }
@@ -308,7 +302,11 @@ fn openai_calls(calls: &[ToolCall]) -> Value {
         .collect()
 }
 
+/// The served model, once the request names it and asks for nothing Hearth lacks.
 fn check_model<'a>(state: &'a AppState, c: &Common) -> Result<&'a Ready, ApiError> {
+    if let Some(name) = c.rest.keys().next() {
+        return Err(ApiError::bad_request(format!("{name} is not supported")).param(name.as_str()));
+    }
     if !state.serves(&c.model) {
         return Err(ApiError::unknown_model(&c.model, &state.opts.model_id));
     }
@@ -369,14 +367,6 @@ pub async fn chat_completions(
     let ready = check_model(&state, &req.common)?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").param("messages"));
-    }
-    for (name, v) in [
-        ("functions", &req.functions),
-        ("function_call", &req.function_call),
-    ] {
-        if v.is_some() {
-            return Err(ApiError::bad_request(format!("{name} is not supported")).param(name));
-        }
     }
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
@@ -743,14 +733,7 @@ where
 {
     let (btx, brx) = unbounded_channel();
     tokio::spawn(produce(rx, btx));
-    (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        channel_body(brx),
-    )
-        .into_response()
+    generate::sse_body(brx)
 }
 
 /// OpenAI's legacy completion logprobs for one choice.

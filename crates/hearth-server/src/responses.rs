@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::{Event, FinishReason, Request, SamplingParams, Summary};
@@ -15,7 +14,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
-use crate::generate::{self, channel_body};
+use crate::generate;
 use crate::state::AppState;
 use crate::util::{new_id, parse_json, read_body, unix_now};
 
@@ -32,23 +31,11 @@ struct ResponsesRequest {
     /// Accepted: nothing is stored either way.
     #[allow(dead_code)]
     store: Option<bool>,
-    /// Everything else: refused by name when it asks for something not implemented here.
+    /// Any other field (`previous_response_id`, `tools`, `text`, `reasoning`, ...) is one
+    /// this text-only version does not implement: refused by name, not ignored.
     #[serde(flatten)]
     rest: Map<String, Value>,
 }
-
-/// Fields of the Responses API that this text-only version does not implement.
-const UNSUPPORTED: &[&str] = &[
-    "previous_response_id",
-    "conversation",
-    "tools",
-    "tool_choice",
-    "text",
-    "reasoning",
-    "include",
-    "background",
-    "prompt",
-];
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg)
@@ -145,9 +132,8 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
         return Err(ApiError::unknown_model(&req.model, &state.opts.model_id));
     }
     let ready = state.ready()?;
-    if let Some(k) = req.rest.keys().find(|k| UNSUPPORTED.contains(&k.as_str())) {
-        return Err(bad(format!("{k} is not supported"))
-            .param(UNSUPPORTED.iter().find(|u| *u == k).expect("listed")));
+    if let Some(k) = req.rest.keys().next() {
+        return Err(bad(format!("{k} is not supported")));
     }
     let chat = generate::chat_prompt(&state, messages(&req)?, None, Map::new()).await?;
     let max_tokens = generate::resolve_max_tokens(
@@ -163,16 +149,14 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
             bad(format!("temperature must be between 0 and 2 (got {t})")).param("temperature"),
         );
     }
-    let mut sampling = SamplingParams {
+    let sampling = SamplingParams {
         temperature: t,
         top_k: 0,
         top_p: req.top_p.unwrap_or(1.0),
         min_p: 0.0,
         ..SamplingParams::default()
-    };
-    if t == 0.0 {
-        sampling = SamplingParams::greedy();
     }
+    .greedy_if_cold();
     sampling.validate(ready.model.config.n_vocab).map_err(bad)?;
     let engine_req = Request {
         prompt_ids: chat.ids,
@@ -288,12 +272,5 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
                                                 "code": "server_error"}),
         ));
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        channel_body(brx),
-    )
-        .into_response())
+    Ok(generate::sse_body(brx))
 }
