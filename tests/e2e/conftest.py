@@ -1,7 +1,7 @@
 """Fixtures for Hearth's end-to-end suite: the real `hearth serve` binary on loopback.
 
 The binary is target/release/hearth (override with HEARTH_BIN). Each server is started
-with `--port 0`; its port is read from the `hearth: listening on http://HOST:PORT` line it
+with `--port 0`; its port is read from the `hearth: loading 'MODEL' on http://HOST:PORT` line it
 prints to stderr, then /health is polled until it answers 200.
 """
 
@@ -19,13 +19,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 HEARTH_BIN = os.environ.get("HEARTH_BIN", str(REPO / "target" / "release" / "hearth"))
 MODEL = "smollm2-135m-instruct"
+
+
+def default_model_path():
+    """The default model's file, for tests that serve an edited copy of it."""
+    d = os.environ.get("HEARTH_MODELS") or os.path.expanduser("~/.cache/hearth/models")
+    return os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf")
 API_KEY = "hearth-e2e-secret"
 STARTUP_TIMEOUT_S = 60
 # Every HTTP call in the suite has a timeout, so a hung server fails the test instead of
 # hanging the run.
 HTTP_TIMEOUT_S = 120
 
-LISTEN_RE = re.compile(r"hearth: listening on http://([^\s:/]+):(\d+)")
+# The first line names the bound address while the model loads; "listening" follows once
+# it is ready.
+LISTEN_RE = re.compile(r"hearth: loading '[^']*' on http://([^\s:/]+):(\d+)")
 
 
 class Server:
@@ -80,9 +88,9 @@ class Server:
             if self.proc.poll() is not None:
                 self._reader.join(2)
                 self._fail(f"hearth serve exited with code {self.proc.returncode} "
-                           "before printing its listening line")
+                           "before printing its loading line")
             if time.monotonic() > deadline:
-                self._fail(f"no 'hearth: listening on ...' line within {STARTUP_TIMEOUT_S} s")
+                self._fail(f"no 'hearth: loading ... on http://...' line within {STARTUP_TIMEOUT_S} s")
         last = None
         while True:
             if self.proc.poll() is not None:

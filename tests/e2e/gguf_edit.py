@@ -1,7 +1,8 @@
-"""Copies a GGUF file with some string metadata replaced or added, for tests that need a
-hostile model file (a template that loops, say). GGUF v2/v3: the header, the key-value
-pairs, the tensor infos, padding to `general.alignment` (32 by default), then the data,
-whose offsets are relative to its start, so only the padding has to be recomputed."""
+"""Copies a GGUF file with some metadata replaced or added (strings and uint32s), for
+tests that need an edited model file (a template that loops, say). GGUF v2/v3: the
+header, the key-value pairs, the tensor infos, padding to `general.alignment` (32 by
+default), then the data, whose offsets are relative to its start, so only the padding has
+to be recomputed."""
 
 import struct
 
@@ -38,8 +39,16 @@ def _string(b):
     return struct.pack("<Q", len(b)) + b
 
 
+def _kv(key, value):
+    """One key-value pair: a str as a string, an int as a uint32."""
+    if isinstance(value, int):
+        return _string(key.encode()) + struct.pack("<II", 4, value)
+    return _string(key.encode()) + struct.pack("<I", 8) + _string(value.encode())
+
+
 def with_metadata(src, dst, strings):
-    """Writes `dst`: `src` with each key of `strings` set to that string value."""
+    """Writes `dst`: `src` with each key of `strings` set to that value (a str, or an int
+    written as a uint32)."""
     data = open(src, "rb").read()
     r = _Reader(data)
     assert r.data[:4] == b"GGUF", "not a GGUF file"
@@ -66,11 +75,11 @@ def with_metadata(src, dst, strings):
     seen = set()
     for key, raw in kvs:
         if key in strings:
-            raw = _string(key.encode()) + struct.pack("<I", 8) + _string(strings[key].encode())
+            raw = _kv(key, strings[key])
             seen.add(key)
         out.append(raw)
     for key in strings.keys() - seen:
-        out.append(_string(key.encode()) + struct.pack("<I", 8) + _string(strings[key].encode()))
+        out.append(_kv(key, strings[key]))
     head = b"GGUF" + struct.pack("<IQQ", version, n_tensors, len(out)) + b"".join(out) + infos
     pad = (-len(head)) % alignment
     with open(dst, "wb") as f:

@@ -11,17 +11,12 @@ import time
 
 import pytest
 
-from conftest import HEARTH_BIN, MODEL, Server
+from conftest import HEARTH_BIN, MODEL, Server, default_model_path
 import gguf_edit
 
 LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 # A liveness bound, not a speed measurement: /health waits on nothing but the scheduler.
 HEALTH_S = 0.5
-
-
-def default_model_path():
-    d = os.environ.get("HEARTH_MODELS") or os.path.expanduser("~/.cache/hearth/models")
-    return os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def health_latency(server):
@@ -96,7 +91,7 @@ def test_a_kv_pool_the_machine_cannot_hold_exits_1_before_ready(args):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1, p.stderr
     assert "KV cache needs" in p.stderr, p.stderr
-    assert "ready" not in p.stderr, p.stderr
+    assert "ready in" not in p.stderr and "listening" not in p.stderr, p.stderr
 
 
 def test_openai_routes_without_v1_and_one_model(server):
@@ -244,6 +239,36 @@ def test_a_final_assistant_message_is_continued(oai, oll):
     o = oll.chat(model=MODEL, messages=q + [{"role": "assistant", "content": prefix}],
                  options={"temperature": 0, "num_predict": 16, "repeat_penalty": 1.0})
     assert o.message.content == r.choices[0].message.content
+
+
+def test_prompt_endings_follow_add_generation_prompt_and_continue_final_message(server):
+    q = [{"role": "user", "content": "Name three colors."}]
+    pre = q + [{"role": "assistant", "content": "Red,"}]
+
+    def prompt_tokens(messages, **switches):
+        status, v = server.post_json("/v1/chat/completions", {
+            "model": MODEL, "messages": messages, "max_tokens": 1, "temperature": 0, **switches})
+        assert status == 200, v
+        return v["usage"]["prompt_tokens"]
+
+    def count(text):
+        status, v = server.post_json("/tokenize", {"content": text})
+        assert status == 200, v
+        return len(v["tokens"])
+
+    opening = count("<|im_start|>assistant\n")  # SmolLM2's ChatML turn opening
+    opened = prompt_tokens(q)
+    assert prompt_tokens(q, add_generation_prompt=False) == opened - opening
+    continued = prompt_tokens(pre)
+    assert prompt_tokens(pre, continue_final_message=True, add_generation_prompt=False) == continued
+    # A new turn after the assistant's message: its turn is closed and another opened.
+    assert prompt_tokens(pre, continue_final_message=False) == \
+        continued + count("<|im_end|>\n") + opening
+    for messages, switches in [(pre, {"continue_final_message": True, "add_generation_prompt": True}),
+                               (q, {"continue_final_message": True})]:
+        status, v = server.post_json("/v1/chat/completions", {
+            "model": MODEL, "messages": messages, "max_tokens": 1, **switches})
+        assert status == 400 and v["error"]["param"] == "continue_final_message", v
 
 
 @pytest.mark.parametrize("path,body", [

@@ -6,6 +6,7 @@ pub mod chat;
 mod config;
 pub mod decoder;
 mod error;
+pub mod fim;
 mod kv_cache;
 pub mod layers;
 pub mod output;
@@ -23,6 +24,7 @@ use hearth_gguf::GgufFile;
 pub use chat::{ChatMessage, ChatTemplate, ToolCall};
 pub use config::{ModelConfig, MAX_CONTEXT};
 pub use error::{ModelError, Result};
+pub use fim::{Fim, FimPrompt, FimRequest};
 pub use kv_cache::{KvCache, KvLayer, KvType};
 pub use tokenizer::Tokenizer;
 

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
-use crate::generate;
+use crate::generate::{self, Ending};
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
@@ -294,7 +294,7 @@ async fn prompt(
     let tools = request_tools(req, ready)?;
     let kwargs = thinking_kwargs(req, ready)?;
     let msgs = tools.prepare(messages(req)?);
-    let chat = generate::chat_prompt(state, msgs, tools.template_value(), kwargs)
+    let chat = generate::chat_prompt(state, msgs, tools.template_value(), kwargs, Ending::Auto)
         .await
         .map_err(ApiError::anthropic)?;
     Ok((tools, chat))

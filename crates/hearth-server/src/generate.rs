@@ -37,42 +37,89 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-/// A chat's prompt: the model's template applied to `messages` (with the assistant's
-/// turn opened, `tools` in the template's variable and `kwargs` as further variables), or
-/// the plain concatenation for a model without a template.
+/// How a chat prompt ends: vLLM's and llama-server's `add_generation_prompt` and
+/// `continue_final_message`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ending {
+    /// A final assistant message is continued; otherwise the assistant's turn is opened.
+    #[default]
+    Auto,
+    /// The assistant's turn is opened, after a final assistant message too.
+    NewTurn,
+    /// The final message, which must be the assistant's, is continued.
+    Continue,
+    /// The conversation as it is, with no turn opened.
+    Raw,
+}
+
+impl Ending {
+    /// From the two request fields; both true contradict each other.
+    pub fn from_fields(
+        add_generation_prompt: Option<bool>,
+        continue_final_message: Option<bool>,
+    ) -> Result<Ending, ApiError> {
+        Ok(match (add_generation_prompt, continue_final_message) {
+            (Some(true), Some(true)) => {
+                return Err(ApiError::bad_request(
+                    "add_generation_prompt and continue_final_message cannot both be true",
+                )
+                .param("continue_final_message"))
+            }
+            (_, Some(true)) => Ending::Continue,
+            (Some(false), _) => Ending::Raw,
+            (Some(true), _) | (None, Some(false)) => Ending::NewTurn,
+            (None, None) => Ending::Auto,
+        })
+    }
+}
+
+/// A chat's prompt: the model's template applied to `messages` (ending as `ending` says,
+/// `tools` in the template's variable and `kwargs` as further variables), or the plain
+/// concatenation for a model without a template.
 pub async fn chat_prompt(
     state: &Arc<AppState>,
     messages: Vec<ChatMessage>,
     tools: Option<Value>,
     kwargs: serde_json::Map<String, Value>,
+    ending: Ending,
 ) -> Result<ChatPrompt, ApiError> {
     blocking(state, move |ready| {
         let model = &ready.model;
         let template = model.chat_template.as_ref();
-        // A final assistant message is a prefill: its text opens the answer, which the
-        // model continues (as llama.cpp and Ollama do).
-        let (history, prefill) = match messages.split_last() {
-            Some((last, rest))
-                if last.role == "assistant" && last.tool_calls.is_empty() && !rest.is_empty() =>
-            {
+        // A continued final assistant message is a prefill: its text opens the answer,
+        // which the model continues (by default, as llama.cpp and Ollama do).
+        let last_is_answer = matches!(messages.split_last(),
+            Some((last, rest)) if last.role == "assistant" && last.tool_calls.is_empty() && !rest.is_empty());
+        if ending == Ending::Continue && !last_is_answer {
+            return Err(ApiError::bad_request(
+                "continue_final_message needs a final assistant message (without tool calls) \
+                 after at least one other message",
+            )
+            .param("continue_final_message"));
+        }
+        let (history, prefill) = match (ending, messages.split_last()) {
+            (Ending::Auto | Ending::Continue, Some((last, rest))) if last_is_answer => {
                 (rest, last.content.as_str())
             }
             _ => (&messages[..], ""),
         };
+        let open_turn = ending != Ending::Raw;
         let text = match template {
             Some(t) => {
-                t.render_with(history, true, tools.as_ref(), Some(&kwargs))
+                t.render_with(history, open_turn, tools.as_ref(), Some(&kwargs))
                     .map_err(|e| {
                         ApiError::bad_request(format!("cannot apply the chat template: {e}"))
                     })?
                     + prefill
             }
             None => {
-                messages
+                let opening = if open_turn { "assistant: " } else { "" };
+                history
                     .iter()
                     .map(|m| format!("{}: {}\n", m.role, m.content))
                     .collect::<String>()
-                    + "assistant: "
+                    + opening
+                    + prefill
             }
         };
         let in_prompt = text.trim_end().ends_with(reasoning::OPEN);

@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/completion", post(llamacpp::completion))
+        .route("/infill", post(llamacpp::infill))
         .route("/props", get(llamacpp::props))
         .route("/apply-template", post(llamacpp::apply_template))
         .route("/tokenize", post(tokenize))
@@ -116,9 +117,10 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Binds, prints the address, loads the model (answering 503 on `/health` meanwhile), and
-/// serves until SIGINT/SIGTERM. On a signal it stops accepting, lets running streams
-/// finish for up to `drain` and then cancels what is left.
+/// Binds, loads the model (answering 503 on `/health` meanwhile; "listening" is printed
+/// only once it is ready, so a load failure never follows it), and serves until
+/// SIGINT/SIGTERM. On a signal it stops accepting, lets running streams finish for up to
+/// `drain` and then cancels what is left.
 pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError> {
     let addr = format!("{}:{}", opts.host, opts.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -128,7 +130,10 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
             source,
         })?;
     let local: SocketAddr = listener.local_addr()?;
-    eprintln!("hearth: listening on http://{local}");
+    eprintln!(
+        "hearth: loading '{}' on http://{local} (GET /health answers 503 until it has loaded)",
+        opts.model_id
+    );
     let state = Arc::new(AppState::new(opts));
 
     let loader = state.clone();
@@ -149,7 +154,7 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
         Ok(Ok(())) => {
             let r = state.ready().expect("loaded");
             eprintln!(
-                "hearth: model '{}' ready in {:.2} s",
+                "hearth: model '{}' ready in {:.2} s; listening on http://{local}",
                 state.opts.model_id,
                 r.load_duration.as_secs_f64()
             );

@@ -1,14 +1,16 @@
 //! llama-server's native endpoints, for the tools built on them: `POST /completion`
-//! (streamed as `data:` lines, or one object), `GET /props`, `POST /apply-template`.
+//! (streamed as `data:` lines, or one object), `POST /infill` (fill-in-the-middle, for
+//! editor plugins), `GET /props`, `POST /apply-template`.
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::{Event, FinishReason, Grammar, Request, SamplingParams, Summary};
-use hearth_model::ChatMessage;
+use hearth_model::{ChatMessage, Fim, FimRequest};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
@@ -27,7 +29,8 @@ enum Prompt {
 
 #[derive(Deserialize, Debug)]
 struct CompletionRequest {
-    prompt: Prompt,
+    /// Required by `/completion`; for `/infill`, text that opens the middle.
+    prompt: Option<Prompt>,
     /// Tokens to generate; -1 (the default) runs to the end of the context.
     n_predict: Option<i64>,
     temperature: Option<f32>,
@@ -54,6 +57,26 @@ struct CompletionRequest {
     /// does not implement: refused by name, not ignored (`n_probs: 0` asks for nothing).
     #[serde(flatten)]
     rest: Map<String, Value>,
+}
+
+#[derive(Deserialize, Debug)]
+struct ExtraFile {
+    #[serde(default)]
+    filename: String,
+    text: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct InfillRequest {
+    #[serde(default)]
+    input_prefix: String,
+    #[serde(default)]
+    input_suffix: String,
+    /// Other files for context, most relevant last.
+    #[serde(default)]
+    input_extra: Vec<ExtraFile>,
+    #[serde(flatten)]
+    completion: CompletionRequest,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -92,7 +115,7 @@ fn sampling(r: &CompletionRequest, n_vocab: usize) -> Result<SamplingParams, Api
 }
 
 /// llama-server's final object: the text and its accounting.
-fn final_object(model: &str, content: &str, s: &Summary) -> Value {
+fn final_object(model: &str, content: &str, s: &Summary, truncated: bool) -> Value {
     let t = &s.timings;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let per = |d: std::time::Duration, n: usize| if n > 0 { ms(d) / n as f64 } else { 0.0 };
@@ -104,7 +127,7 @@ fn final_object(model: &str, content: &str, s: &Summary) -> Value {
     json!({
         "content": content, "id_slot": 0, "stop": true, "model": model,
         "tokens_predicted": s.completion_tokens, "tokens_evaluated": s.prompt_tokens,
-        "tokens_cached": s.cached_tokens, "truncated": false,
+        "tokens_cached": s.cached_tokens, "truncated": truncated,
         "stop_type": stop_type, "stopping_word": s.stop_string.clone().unwrap_or_default(),
         "timings": {
             "prompt_n": t.prompt_eval_count, "prompt_ms": ms(t.prompt_eval_duration),
@@ -123,18 +146,90 @@ pub async fn completion(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    let ready = state.ready()?;
-    if let Some((k, _)) = req
+    state.ready()?;
+    refuse_unknown(&req)?;
+    let prompt = match &req.prompt {
+        Some(Prompt::Text(t)) => generate::text_prompt(&state, t.clone()).await?,
+        Some(Prompt::Tokens(ids)) => ids.clone(),
+        None => return Err(bad("prompt is required").param("prompt")),
+    };
+    run(state, req, prompt, false).await
+}
+
+/// `POST /infill`: fills the gap between `input_prefix` and `input_suffix` with the
+/// model's FIM tokens ([`Fim`]); a model without them is refused.
+pub async fn infill(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let req: InfillRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    state.ready()?;
+    refuse_unknown(&req.completion)?;
+    let opening = match &req.completion.prompt {
+        None => String::new(),
+        Some(Prompt::Text(t)) => t.clone(),
+        Some(Prompt::Tokens(_)) => {
+            return Err(bad("prompt must be text for /infill").param("prompt"))
+        }
+    };
+    let n_predict = req.completion.n_predict;
+    let extra: Vec<(String, String)> = req
+        .input_extra
+        .iter()
+        .map(|f| (f.filename.clone(), f.text.clone()))
+        .collect();
+    let (prefix, suffix) = (req.input_prefix.clone(), req.input_suffix.clone());
+    let fim = generate::blocking(&state, move |ready| {
+        let tok = &ready.model.tokenizer;
+        let fim = Fim::of(tok.special_tokens(), tok.add_bos()).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "this model has no fill-in-the-middle tokens (FIM_PRE, FIM_SUF, FIM_MID)",
+            )
+        })?;
+        // The input may use what the answer does not: n_predict tokens when given, else
+        // three quarters of the context.
+        let n_ctx = ready.engine.config.n_ctx;
+        let budget = match n_predict {
+            Some(n) if n > 0 => n_ctx.saturating_sub(n as usize),
+            _ => n_ctx / 4 * 3,
+        };
+        let request = FimRequest {
+            prefix: &prefix,
+            suffix: &suffix,
+            extra: &extra,
+            prompt: &opening,
+        };
+        fim.prompt(&request, budget, |t| tok.encode(t, false, false))
+            .ok_or_else(|| {
+                bad(format!(
+                    "prompt does not fit in the {budget} tokens left for the input"
+                ))
+                .param("prompt")
+            })
+    })
+    .await?;
+    run(state, req.completion, fim.ids, fim.truncated).await
+}
+
+/// Refuses a field Hearth does not implement, by name (`n_probs: 0` asks for nothing).
+fn refuse_unknown(req: &CompletionRequest) -> Result<(), ApiError> {
+    match req
         .rest
         .iter()
         .find(|(k, v)| !(*k == "n_probs" && **v == json!(0)))
     {
-        return Err(bad(format!("{k} is not supported")));
+        Some((k, _)) => Err(bad(format!("{k} is not supported")).param(k.as_str())),
+        None => Ok(()),
     }
-    let prompt = match &req.prompt {
-        Prompt::Text(t) => generate::text_prompt(&state, t.clone()).await?,
-        Prompt::Tokens(ids) => ids.clone(),
-    };
+}
+
+/// Generates from `prompt` and answers in llama-server's shape (`truncated`: the input
+/// was cut to fit).
+async fn run(
+    state: Arc<AppState>,
+    req: CompletionRequest,
+    prompt: Vec<u32>,
+    truncated: bool,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
     let max_tokens = match req.n_predict {
         None | Some(-1) => None,
         Some(n) => Some(n),
@@ -175,7 +270,7 @@ pub async fn completion(
         let choice = generate::collect(rx, 1).await?.remove(0);
         let s = choice.summary.expect("collected choices are finished");
         generate::log_summary("completion", "-", &s);
-        return Ok(Json(final_object(&model, &choice.text, &s)).into_response());
+        return Ok(Json(final_object(&model, &choice.text, &s, truncated)).into_response());
     }
     let (btx, brx) = unbounded_channel::<Bytes>();
     let data = |v: Value| Bytes::from(format!("data: {v}\n\n"));
@@ -193,7 +288,7 @@ pub async fn completion(
                             json!({"content": text, "stop": false, "id_slot": 0, "index": 0}),
                         ));
                     }
-                    let _ = btx.send(data(final_object(&model, "", &summary)));
+                    let _ = btx.send(data(final_object(&model, "", &summary, truncated)));
                     return;
                 }
                 Event::Error(e) => {

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
-use crate::generate::{self, channel_body};
+use crate::generate::{self, channel_body, Ending};
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
@@ -445,7 +445,7 @@ pub async fn generate(
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::new("user", req.prompt.clone()));
-        let chat = generate::chat_prompt(&state, messages, None, kwargs)
+        let chat = generate::chat_prompt(&state, messages, None, kwargs, Ending::Auto)
             .await
             .map_err(ApiError::ollama)?;
         (chat.ids, chat.thinking)
@@ -517,9 +517,15 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let tools = Tools::new(specs, ToolChoice::Auto, true, syntax)
         .map_err(|e| ApiError::bad_request(e).ollama())?;
     let messages = tools.prepare(messages);
-    let chat = generate::chat_prompt(&state, messages, tools.template_value(), kwargs)
-        .await
-        .map_err(ApiError::ollama)?;
+    let chat = generate::chat_prompt(
+        &state,
+        messages,
+        tools.template_value(),
+        kwargs,
+        Ending::Auto,
+    )
+    .await
+    .map_err(ApiError::ollama)?;
     let mut engine_req = engine_request(ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
     engine_req.constraint = format_constraint(&state, &req.format, chat.thinking).await?;
     respond(

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
-use crate::generate::{self, Choice};
+use crate::generate::{self, Choice, Ending};
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, Syntax, ToolChoice, Tools};
@@ -121,6 +121,9 @@ struct ChatRequest {
     chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     /// Given to the template; `"none"` also turns thinking off.
     reasoning_effort: Option<String>,
+    /// vLLM's and llama-server's prompt endings (see [`Ending`]).
+    add_generation_prompt: Option<bool>,
+    continue_final_message: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -437,7 +440,9 @@ pub async fn chat_completions(
         req.reasoning_effort.as_deref(),
     );
     let messages = tools.prepare(messages);
-    let chat = generate::chat_prompt(&state, messages, tools.template_value(), kwargs).await?;
+    let ending = Ending::from_fields(req.add_generation_prompt, req.continue_final_message)?;
+    let chat =
+        generate::chat_prompt(&state, messages, tools.template_value(), kwargs, ending).await?;
     let thinking = chat.thinking;
     let prompt = chat.ids;
     let mut grammars = format_grammars(c)?;

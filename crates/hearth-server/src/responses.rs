@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
-use crate::generate;
+use crate::generate::{self, Ending};
 use crate::state::AppState;
 use crate::util::{new_id, parse_json, read_body, unix_now};
 
@@ -135,7 +135,8 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
     if let Some(k) = req.rest.keys().next() {
         return Err(bad(format!("{k} is not supported")));
     }
-    let chat = generate::chat_prompt(&state, messages(&req)?, None, Map::new()).await?;
+    let chat =
+        generate::chat_prompt(&state, messages(&req)?, None, Map::new(), Ending::Auto).await?;
     let max_tokens = generate::resolve_max_tokens(
         chat.ids.len(),
         req.max_output_tokens,
