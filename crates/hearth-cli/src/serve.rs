@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// keep-alive connection is closed after as long).
     #[arg(long, default_value_t = 10)]
     pub read_timeout: u64,
+    /// Seconds a client may read nothing of a response before it is dropped (its
+    /// generation is cancelled and its KV memory freed).
+    #[arg(long, default_value_t = 60)]
+    pub write_timeout: u64,
     /// Open connections at most; more are closed at once.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
@@ -122,6 +126,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_body_bytes: a.max_body,
         cors_origins: a.cors_origins,
         read_timeout: std::time::Duration::from_secs(a.read_timeout.max(1)),
+        write_timeout: std::time::Duration::from_secs(a.write_timeout.max(1)),
         max_connections: a.max_connections.max(1),
         prefix_caching: !a.no_prefix_cache,
         spec: match (&a.spec, &a.draft_model) {

@@ -5,7 +5,7 @@
 mod anthropic;
 mod error;
 mod generate;
-mod listen;
+pub mod listen;
 mod llamacpp;
 mod ollama;
 mod openai;
@@ -141,14 +141,12 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
 
     let app = router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (read_timeout, max_connections) = (state.opts.read_timeout, state.opts.max_connections);
-    let server = tokio::spawn(listen::serve(
-        listener,
-        app,
-        stop_rx,
-        read_timeout,
-        max_connections,
-    ));
+    let limits = listen::Limits {
+        read_timeout: state.opts.read_timeout,
+        write_timeout: state.opts.write_timeout,
+        max_connections: state.opts.max_connections,
+    };
+    let server = tokio::spawn(listen::serve(listener, app, stop_rx, limits));
 
     match load.await {
         Ok(Ok(())) => {

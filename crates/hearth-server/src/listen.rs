@@ -1,6 +1,8 @@
 //! The accept loop: HTTP/1.1 connections with a read timeout on request headers (which
-//! also closes idle keep-alive connections), a cap on open connections, and a graceful
-//! shutdown that waits for running responses but not for idle connections.
+//! also closes idle keep-alive connections), a write timeout (a client that stops reading
+//! a response is dropped, which cancels its generation and frees its KV blocks), a cap on
+//! open connections, and a graceful shutdown that waits for running responses but not for
+//! idle connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,17 +14,31 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_io_timeout::TimeoutStream;
+
+/// What one connection may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// To send a request's headers (and, idle, the next request's).
+    pub read_timeout: Duration,
+    /// For a write to make progress: a client that reads nothing for this long is dropped.
+    pub write_timeout: Duration,
+    /// Open connections at most; past them, new connections are closed at once.
+    pub max_connections: usize,
+}
 
 /// Serves `app` on `listener` until `stop` turns true, then waits for the open responses.
-/// A connection that does not send its request headers within `read_timeout` is closed;
-/// past `max_connections` open ones, new connections are closed at once.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     mut stop: watch::Receiver<bool>,
-    read_timeout: Duration,
-    max_connections: usize,
+    limits: Limits,
 ) {
+    let Limits {
+        read_timeout,
+        write_timeout,
+        max_connections,
+    } = limits;
     let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -49,8 +65,12 @@ pub async fn serve(
             continue; // dropping the stream closes it
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(write_timeout));
+        let conn = builder.serve_connection(
+            TokioIo::new(Box::pin(stream)),
+            TowerToHyperService::new(app.clone()),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;

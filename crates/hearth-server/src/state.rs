@@ -39,6 +39,8 @@ pub struct ServerOptions {
     pub cors_origins: Vec<String>,
     /// A connection must send its request's headers, and then its body, within this.
     pub read_timeout: std::time::Duration,
+    /// A client that reads nothing of a response for this long is dropped.
+    pub write_timeout: std::time::Duration,
     /// Open connections at most; more are closed at once.
     pub max_connections: usize,
     /// Reuse the KV blocks of earlier requests with the same leading tokens.
