@@ -523,3 +523,65 @@ fn out_of_range_sampling_parameters_are_clean_errors() {
         "temperature",
     );
 }
+
+/// The command-line papercuts a new user met: each is now a clear message.
+#[test]
+fn command_line_papercuts_are_clear() {
+    let m = model_path();
+    let m = m.to_str().unwrap();
+    // A negative value reaches validation, as a separate argument too.
+    assert_clean_error(
+        &hearth(&["run", "-m", m, "--temp", "-1", "hi"]),
+        "temperature",
+    );
+    assert_clean_error(&hearth(&["run", "-m", m, "-n", "0", "hi"]), "at least 1");
+    assert_clean_error(&hearth(&["run", "-m", m, ""]), "prompt is empty");
+    // What is not a model file says what it is.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_clean_error(&hearth(&["run", "-m", d, "hi"]), "is a directory");
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_clean_error(
+        &hearth(&["run", "-m", fifo.to_str().unwrap(), "hi"]),
+        "FIFO",
+    );
+    // Settings past the machine or the model are warned about.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let too_many = (cores + 1).to_string();
+    let o = hearth(&[
+        "run", "-m", m, "-n", "1", "-t", &too_many, "-c", "100000", "hi",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("--threads {too_many} is more than")),
+        "{err}"
+    );
+    assert!(
+        err.contains("--ctx-size 100000 is beyond the 8192"),
+        "{err}"
+    );
+    // Every sampling option has help, and the key's variable is named once.
+    let help = String::from_utf8(hearth(&["serve", "--help"]).stdout).unwrap();
+    assert_eq!(help.matches("HEARTH_API_KEY").count(), 1, "{help}");
+    let help = String::from_utf8(hearth(&["run", "--help"]).stdout).unwrap();
+    for opt in ["--top-p", "--min-p", "--repeat-penalty", "--seed"] {
+        // Long help: the option's line, then its description on the next.
+        let mut lines = help
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(opt));
+        let (_, text) = (lines.next(), lines.next().unwrap_or("").trim());
+        assert!(
+            !text.is_empty() && !text.starts_with('-'),
+            "{opt} has no help"
+        );
+    }
+    // A port in use is said once, before any model is loaded.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = hearth(&["serve", "-m", m, "--port", &port]);
+    assert_clean_error(&o, "in use");
+}
