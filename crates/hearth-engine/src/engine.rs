@@ -12,6 +12,10 @@
 //! the youngest running sequence is preempted: its blocks are freed and it is recomputed
 //! later from its tokens (prompt and generated so far), which gives the same keys and
 //! values because every kernel is batch-invariant.
+//!
+//! Embedding requests share the thread: each step first runs the waiting ones (up to the
+//! token budget, at least one request) as one batch through [`Model::embed`], then the
+//! generation step. An input's vector never depends on what else is in its batch.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,8 +23,9 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth_model::{Batch, KvType, Model};
+use hearth_model::{Batch, KvType, Model, Pooling};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 
 use crate::blocks::BlockManager;
 use crate::constraint::{Constraint, Grammar, GrammarError, Grammars};
@@ -114,6 +119,16 @@ pub struct Request {
     pub constraint: Option<Constraint>,
 }
 
+/// Inputs (token ids) to embed, one L2-normalized vector each.
+#[derive(Debug, Clone)]
+pub struct EmbedRequest {
+    pub inputs: Vec<Vec<u32>>,
+    pub pooling: Pooling,
+}
+
+/// The vectors of an [`EmbedRequest`], in input order.
+pub type Embeddings = Result<Vec<Vec<f32>>, EngineError>;
+
 /// Log-probabilities of one generated token (natural log, over the model's distribution
 /// before sampling filters).
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +176,14 @@ pub struct Summary {
 
 enum Command {
     Submit(Box<Request>, UnboundedSender<Event>, Instant, Ticket),
+    Embed(EmbedJob),
     Shutdown,
+}
+
+struct EmbedJob {
+    req: EmbedRequest,
+    tx: oneshot::Sender<Embeddings>,
+    _ticket: Ticket,
 }
 
 /// A request's place in the engine, given back when dropped (with its sequence, or with
@@ -200,7 +222,7 @@ impl Engine {
                 "max_seqs, n_ctx, block_size and token_budget must be positive".into(),
             ));
         }
-        if config.n_ctx.div_ceil(config.block_size) > config.n_blocks {
+        if !model.is_encoder() && config.n_ctx.div_ceil(config.block_size) > config.n_blocks {
             return Err(EngineError::BadParameter(format!(
                 "{} KV blocks of {} cannot hold one sequence of {} tokens",
                 config.n_blocks, config.block_size, config.n_ctx
@@ -225,8 +247,10 @@ impl Engine {
         };
         // The KV pools, allocated here so that one the machine cannot hold is an error
         // of `start`, before anyone is told the engine is ready.
+        // An encoder keeps no keys and values: one token's block stands in.
         let kv_pool = |m: &Model| {
-            m.try_new_paged_kv_cache(config.n_blocks, config.block_size, config.kv_type)
+            let n_blocks = if m.is_encoder() { 1 } else { config.n_blocks };
+            m.try_new_paged_kv_cache(n_blocks, config.block_size, config.kv_type)
                 .map_err(|e| EngineError::BadParameter(e.to_string()))
         };
         let kv = kv_pool(&model)?;
@@ -280,6 +304,11 @@ impl Engine {
     /// Queues a request; its events arrive on the returned receiver. Drop the receiver to
     /// cancel.
     pub fn submit(&self, req: Request) -> Result<UnboundedReceiver<Event>, EngineError> {
+        if self.model.is_encoder() {
+            return Err(EngineError::BadParameter(
+                "this model is an encoder: it embeds text and cannot generate".into(),
+            ));
+        }
         if req.prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -297,18 +326,70 @@ impl Engine {
         req.sampling
             .validate(self.n_vocab)
             .map_err(EngineError::BadParameter)?;
-        // Exact under concurrency: a place is taken by compare-and-swap, and given back
-        // when the request's ticket drops (finished, cancelled, or never run).
-        let limit = self.config.max_seqs + self.config.max_waiting;
-        self.in_flight
-            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
-            .map_err(|n| EngineError::Overloaded(n - n.min(self.config.max_seqs)))?;
-        let ticket = Ticket(self.in_flight.clone());
+        let ticket = self.admit()?;
         let (etx, erx) = unbounded_channel();
         self.tx
             .send(Command::Submit(Box::new(req), etx, Instant::now(), ticket))
             .map_err(|_| EngineError::Stopped)?;
         Ok(erx)
+    }
+
+    /// A place in the engine, if one is free. Exact under concurrency: a place is taken
+    /// by compare-and-swap, and given back when the request's ticket drops (finished,
+    /// cancelled, or never run).
+    fn admit(&self) -> Result<Ticket, EngineError> {
+        let limit = self.config.max_seqs + self.config.max_waiting;
+        self.in_flight
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .map_err(|n| EngineError::Overloaded(n - n.min(self.config.max_seqs)))?;
+        Ok(Ticket(self.in_flight.clone()))
+    }
+
+    /// Queues inputs to embed (one place in the engine for the whole request); the
+    /// vectors arrive on the returned receiver. Each input must be non-empty, within the
+    /// vocabulary and within the context (the server's for a decoder, the trained one for
+    /// an encoder); `pooling` must give one vector per input.
+    pub fn embed(&self, req: EmbedRequest) -> Result<oneshot::Receiver<Embeddings>, EngineError> {
+        if req.inputs.is_empty() || req.inputs.iter().any(Vec::is_empty) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if !matches!(req.pooling, Pooling::Mean | Pooling::Cls | Pooling::Last) {
+            return Err(EngineError::BadParameter(format!(
+                "pooling '{}' does not give one vector per input",
+                req.pooling.name()
+            )));
+        }
+        let n_ctx = if self.model.is_encoder() {
+            self.model.config.n_ctx_train
+        } else {
+            self.config.n_ctx
+        };
+        if let Some(long) = req.inputs.iter().find(|i| i.len() > n_ctx) {
+            return Err(EngineError::PromptTooLong {
+                prompt: long.len(),
+                n_ctx,
+            });
+        }
+        if let Some(&t) = req
+            .inputs
+            .iter()
+            .flatten()
+            .find(|&&t| t as usize >= self.n_vocab)
+        {
+            return Err(EngineError::BadParameter(format!(
+                "token id {t} is outside the vocabulary"
+            )));
+        }
+        let ticket = self.admit()?;
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Embed(EmbedJob {
+                req,
+                tx,
+                _ticket: ticket,
+            }))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx)
     }
 
     /// Cancels every request and stops the engine thread.
@@ -374,6 +455,8 @@ struct Scheduler<'m> {
     running: Vec<Seq<'m>>,
     /// Not yet admitted, or preempted (those go to the front).
     waiting: VecDeque<Seq<'m>>,
+    /// Embedding requests, oldest first.
+    embeds: VecDeque<EmbedJob>,
 }
 
 impl<'m> Scheduler<'m> {
@@ -410,20 +493,22 @@ impl<'m> Scheduler<'m> {
             blocks,
             running: Vec::new(),
             waiting: VecDeque::new(),
+            embeds: VecDeque::new(),
         }
     }
 
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
         loop {
             // Block only when there is nothing to do.
-            let first = if self.running.is_empty() && self.waiting.is_empty() {
-                match rx.recv() {
-                    Ok(c) => Some(c),
-                    Err(_) => return,
-                }
-            } else {
-                None
-            };
+            let first =
+                if self.running.is_empty() && self.waiting.is_empty() && self.embeds.is_empty() {
+                    match rx.recv() {
+                        Ok(c) => Some(c),
+                        Err(_) => return,
+                    }
+                } else {
+                    None
+                };
             for cmd in first
                 .into_iter()
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()))
@@ -432,10 +517,15 @@ impl<'m> Scheduler<'m> {
                     Command::Submit(req, tx, arrived, ticket) => {
                         self.admit_new(req, tx, arrived, ticket)
                     }
+                    Command::Embed(job) => {
+                        self.metrics.requests_total.fetch_add(1, Relaxed);
+                        self.embeds.push_back(job);
+                    }
                     Command::Shutdown => return,
                 }
             }
             self.drop_cancelled();
+            self.embed_step();
             self.step();
             self.publish_gauges();
         }
@@ -470,6 +560,54 @@ impl<'m> Scheduler<'m> {
             last_token: None,
             _ticket: ticket,
         });
+    }
+
+    /// Runs the oldest embedding requests that share a pooling, up to the step's token
+    /// budget (at least one request), as one batch.
+    fn embed_step(&mut self) {
+        self.embeds.retain(|j| !j.tx.is_closed());
+        let Some(pooling) = self.embeds.front().map(|j| j.req.pooling) else {
+            return;
+        };
+        let mut jobs = Vec::new();
+        let mut n_tokens = 0;
+        while let Some(j) = self.embeds.front() {
+            let n: usize = j.req.inputs.iter().map(Vec::len).sum();
+            if j.req.pooling != pooling
+                || (!jobs.is_empty() && n_tokens + n > self.cfg.token_budget)
+            {
+                break;
+            }
+            n_tokens += n;
+            jobs.extend(self.embeds.pop_front());
+        }
+        let inputs: Vec<&[u32]> = jobs
+            .iter()
+            .flat_map(|j| j.req.inputs.iter().map(Vec::as_slice))
+            .collect();
+        let result = self.model.embed(&inputs, pooling);
+        self.metrics.steps_total.fetch_add(1, Relaxed);
+        self.metrics
+            .prompt_tokens_total
+            .fetch_add(n_tokens as u64, Relaxed);
+        self.metrics
+            .batch_tokens_total
+            .fetch_add(n_tokens as u64, Relaxed);
+        match result {
+            Ok(vectors) => {
+                let mut vectors = vectors.into_iter();
+                for j in jobs {
+                    let mine = vectors.by_ref().take(j.req.inputs.len()).collect();
+                    let _ = j.tx.send(Ok(mine));
+                    self.metrics.requests_finished_stop.fetch_add(1, Relaxed);
+                }
+            }
+            Err(e) => {
+                for j in jobs {
+                    let _ = j.tx.send(Err(EngineError::Model(e.to_string())));
+                }
+            }
+        }
     }
 
     fn publish_gauges(&self) {

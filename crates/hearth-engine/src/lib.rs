@@ -12,7 +12,10 @@ pub mod spec;
 pub mod stop;
 
 pub use constraint::{Constraint, Grammar, GrammarError};
-pub use engine::{Engine, EngineConfig, EngineError, Event, Request, Summary, TokenLogprob};
+pub use engine::{
+    EmbedRequest, Embeddings, Engine, EngineConfig, EngineError, Event, Request, Summary,
+    TokenLogprob,
+};
 pub use generate::{FinishReason, GenerateRequest, Generation, Session, Timings, N_BATCH};
 pub use sampler::{Sampler, SamplingParams};
 pub use spec::{DraftModel, SpecConfig, SpecKind};

@@ -197,6 +197,14 @@ pub fn rope_angles(
     }
 }
 
+/// GELU with the exact error function, `0.5 x (1 + erf(x / sqrt 2))` (BERT's), in f64 and
+/// rounded once.
+#[inline]
+pub fn gelu_erf(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+}
+
 /// The tanh approximation of GELU, `0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`,
 /// in f32.
 #[inline]

@@ -12,7 +12,8 @@ pub const MAX_CONTEXT: usize = 1 << 28;
 /// Most experts a mixture-of-experts layer may have.
 pub const MAX_EXPERTS: usize = 512;
 
-/// The shape of a decoder-only transformer, as GGUF metadata describes it.
+/// The shape of a transformer (a decoder, or an encoder such as BERT), as GGUF metadata
+/// describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// `general.architecture`, e.g. "llama".
@@ -56,6 +57,63 @@ pub struct ModelConfig {
     pub expert_weights_scale: f32,
     /// `expert_gating_func`: 1 softmax, 2 sigmoid, where the file says.
     pub expert_gating_func: Option<u32>,
+    /// LayerNorm's epsilon (`attention.layer_norm_epsilon`), for the models that use it.
+    pub norm_eps: f32,
+    /// `attention.causal`: false for an encoder, whose tokens see the whole input.
+    pub causal: bool,
+    /// `pooling_type`: how the file says to pool its hidden states into one vector.
+    pub pooling: Option<Pooling>,
+}
+
+/// How token vectors become one vector per input (llama.cpp's `pooling_type` numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Per-token vectors, no pooling (0).
+    None,
+    /// The mean over the input's tokens (1).
+    Mean,
+    /// The first token's vector, BERT's `[CLS]` (2).
+    Cls,
+    /// The last token's vector (3).
+    Last,
+    /// A cross-encoder's relevance score (4).
+    Rank,
+}
+
+impl Pooling {
+    /// From the GGUF number, if known.
+    pub fn from_gguf(v: u64) -> Option<Pooling> {
+        Some(match v {
+            0 => Pooling::None,
+            1 => Pooling::Mean,
+            2 => Pooling::Cls,
+            3 => Pooling::Last,
+            4 => Pooling::Rank,
+            _ => return None,
+        })
+    }
+
+    /// From its name (`--pooling`), if known.
+    pub fn from_name(name: &str) -> Option<Pooling> {
+        Some(match name {
+            "none" => Pooling::None,
+            "mean" => Pooling::Mean,
+            "cls" => Pooling::Cls,
+            "last" => Pooling::Last,
+            "rank" => Pooling::Rank,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::None => "none",
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Last => "last",
+            Pooling::Rank => "rank",
+        }
+    }
 }
 
 impl ModelConfig {
@@ -202,7 +260,26 @@ impl ModelConfig {
                 "expert_gating_func {g} is not supported (1 softmax, 2 sigmoid)"
             )));
         }
+        let pooling = match opt("pooling_type") {
+            None => None,
+            Some(v) => Some(Pooling::from_gguf(v as u64).ok_or_else(|| {
+                ModelError::BadHyperparameter(format!(
+                    "pooling_type {v} is not known (0 none, 1 mean, 2 cls, 3 last, 4 rank)"
+                ))
+            })?),
+        };
+        let norm_eps = file
+            .get_f32(&key("attention.layer_norm_epsilon"))
+            .unwrap_or(1e-5);
+        if !(norm_eps.is_finite() && norm_eps >= 0.0) {
+            return Err(ModelError::BadHyperparameter(format!(
+                "layer_norm_epsilon {norm_eps} must be finite and not negative"
+            )));
+        }
         Ok(ModelConfig {
+            norm_eps,
+            causal: file.get_bool(&key("attention.causal")).unwrap_or(true),
+            pooling,
             n_expert,
             n_expert_used,
             n_ff_exp,

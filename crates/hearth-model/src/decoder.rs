@@ -80,6 +80,23 @@ impl Decoder {
     /// values into `kv`, and returns the logits of the rows that asked for them.
     pub fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Logits {
         let c = &self.c;
+        let (rows, h) = self.hidden(batch, kv);
+        let mut data = vec![0.0f32; rows.len() * c.n_vocab];
+        if !rows.is_empty() {
+            self.output.matmul(&h, &mut data);
+        }
+        Logits {
+            n_vocab: c.n_vocab,
+            rows,
+            data,
+        }
+    }
+
+    /// Runs `batch` as [`Decoder::forward`] does, up to the output norm: the batch rows
+    /// that asked for output and their final hidden states, `[rows.len()][n_embd]` (a
+    /// decoder's embeddings).
+    pub fn hidden(&self, batch: &Batch, kv: &mut KvCache) -> (Vec<usize>, Vec<f32>) {
+        let c = &self.c;
         let n = batch.tokens.len();
         let n_embd = c.n_embd;
 
@@ -155,15 +172,7 @@ impl Decoder {
             self.output_norm
                 .apply(&x[r * n_embd..(r + 1) * n_embd], dst);
         }
-        let mut data = vec![0.0f32; rows.len() * c.n_vocab];
-        if !rows.is_empty() {
-            self.output.matmul(&h, &mut data);
-        }
-        Logits {
-            n_vocab: c.n_vocab,
-            rows,
-            data,
-        }
+        (rows, h)
     }
 }
 

@@ -35,6 +35,8 @@ pub enum ModelError {
     Misaligned(String),
     #[error("invalid batch: {0}")]
     BadBatch(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the KV cache needs {} MiB, {}", bytes >> 20, match available {
         Some(a) => format!("but only {} MiB of memory is available (lower --kv-memory, --kv-blocks, --parallel or --ctx-size)", a >> 20),
         None => "which cannot be allocated".to_string(),

@@ -5,6 +5,7 @@ pub mod arch;
 pub mod chat;
 mod config;
 pub mod decoder;
+pub mod encoder;
 mod error;
 pub mod fim;
 mod kv_cache;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use hearth_gguf::GgufFile;
 
 pub use chat::{ChatMessage, ChatTemplate, ToolCall};
-pub use config::{ModelConfig, MAX_CONTEXT};
+pub use config::{ModelConfig, Pooling, MAX_CONTEXT};
 pub use error::{ModelError, Result};
 pub use fim::{Fim, FimPrompt, FimRequest};
 pub use kv_cache::{KvCache, KvLayer, KvType};
@@ -104,7 +105,13 @@ pub struct Model {
     /// The Jinja chat template from `tokenizer.chat_template`, if the model has one.
     pub chat_template: Option<ChatTemplate>,
     file: Arc<GgufFile>,
-    decoder: decoder::Decoder,
+    net: Net,
+}
+
+/// The network a model runs.
+enum Net {
+    Decoder(decoder::Decoder),
+    Encoder(encoder::Encoder),
 }
 
 impl Model {
@@ -119,7 +126,10 @@ impl Model {
         let config = ModelConfig::from_gguf(&file)?;
         let arch = arch::find(&config.arch)
             .ok_or_else(|| ModelError::UnknownArchitecture(config.arch.clone()))?;
-        let decoder = (arch.load)(&file, &config)?;
+        let net = match arch.load {
+            arch::Loader::Decoder(load) => Net::Decoder(load(&file, &config)?),
+            arch::Loader::Encoder(load) => Net::Encoder(load(&file, &config)?),
+        };
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() != config.n_vocab {
             return Err(ModelError::BadHyperparameter(format!(
@@ -137,13 +147,113 @@ impl Model {
             tokenizer,
             chat_template,
             file,
-            decoder,
+            net,
         })
     }
 
-    /// The network's blocks, as the architecture file described them.
-    pub fn decoder(&self) -> &decoder::Decoder {
-        &self.decoder
+    /// The decoder's blocks, as the architecture file described them; `None` for an
+    /// encoder.
+    pub fn decoder(&self) -> Option<&decoder::Decoder> {
+        match &self.net {
+            Net::Decoder(d) => Some(d),
+            Net::Encoder(_) => None,
+        }
+    }
+
+    /// Whether this is an encoder (BERT): it embeds, and cannot generate.
+    pub fn is_encoder(&self) -> bool {
+        matches!(self.net, Net::Encoder(_))
+    }
+
+    /// One L2-normalized vector per input, its final hidden states pooled as `pooling`
+    /// says (mean, first token or last token). An encoder runs the inputs as one batch;
+    /// a decoder runs each alone from an empty cache. Either way an input's vector does
+    /// not depend on the others. Inputs must be non-empty, within the vocabulary and, for
+    /// an encoder, within its trained context.
+    pub fn embed(&self, inputs: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>> {
+        let c = &self.config;
+        let n_embd = c.n_embd;
+        if !matches!(pooling, Pooling::Mean | Pooling::Cls | Pooling::Last) {
+            return Err(ModelError::Unsupported(format!(
+                "pooling '{}' does not give one vector per input",
+                pooling.name()
+            )));
+        }
+        for input in inputs {
+            if input.is_empty() {
+                return Err(ModelError::BadBatch("an input has no tokens".into()));
+            }
+            if let Some(&t) = input.iter().find(|&&t| t as usize >= c.n_vocab) {
+                return Err(ModelError::BadBatch(format!(
+                    "token id {t} is outside the vocabulary ({})",
+                    c.n_vocab
+                )));
+            }
+        }
+        // Each input's rows of hidden states, `[len][n_embd]` (or only the pooled row).
+        let pool = |h: &[f32]| -> Vec<f32> {
+            let n = h.len() / n_embd;
+            let mut v = match pooling {
+                Pooling::Cls => h[..n_embd].to_vec(),
+                Pooling::Last => h[(n - 1) * n_embd..].to_vec(),
+                _ => {
+                    let mut sum = vec![0.0f64; n_embd];
+                    for row in h.chunks_exact(n_embd) {
+                        sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x as f64);
+                    }
+                    sum.iter().map(|&s| (s / n as f64) as f32).collect()
+                }
+            };
+            let norm = v
+                .iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>()
+                .sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+            }
+            v
+        };
+        match &self.net {
+            Net::Encoder(e) => {
+                if let Some(long) = inputs.iter().find(|i| i.len() > c.n_ctx_train) {
+                    return Err(ModelError::ContextOverflow {
+                        needed: long.len(),
+                        n_ctx: c.n_ctx_train,
+                        n_ctx_train: c.n_ctx_train,
+                    });
+                }
+                let batch: Vec<encoder::EncoderInput> = inputs
+                    .iter()
+                    .map(|t| encoder::EncoderInput {
+                        tokens: t,
+                        n_first: t.len(),
+                    })
+                    .collect();
+                let h = team::with_team(|| e.forward(&batch));
+                let mut at = 0;
+                Ok(inputs
+                    .iter()
+                    .map(|i| {
+                        let rows = &h[at * n_embd..(at + i.len()) * n_embd];
+                        at += i.len();
+                        pool(rows)
+                    })
+                    .collect())
+            }
+            Net::Decoder(d) => inputs
+                .iter()
+                .map(|tokens| {
+                    let mut kv =
+                        KvCache::try_paged(c.n_layer, 1, tokens.len(), c.n_embd_kv(), KvType::F16)?;
+                    let all = pooling == Pooling::Mean;
+                    let mut batch = Batch::contiguous(tokens, 0, all);
+                    batch.block_tables = vec![vec![0]];
+                    let (_, h) = team::with_team(|| d.hidden(&batch, &mut kv));
+                    Ok(pool(&h))
+                })
+                .collect(),
+        }
     }
 
     /// The underlying GGUF file.
@@ -194,6 +304,11 @@ impl Model {
 
     /// Runs `batch` through the network, storing its keys and values in `kv`.
     pub fn forward(&self, batch: &Batch, kv: &mut KvCache) -> Result<Logits> {
+        let Net::Decoder(decoder) = &self.net else {
+            return Err(ModelError::Unsupported(
+                "this model is an encoder: it embeds text and cannot generate".into(),
+            ));
+        };
         let n = batch.tokens.len();
         let bad = |msg: String| Err(ModelError::BadBatch(msg));
         if n == 0 || batch.positions.len() != n || batch.output.len() != n || batch.seq.len() != n {
@@ -229,7 +344,7 @@ impl Model {
             }
             let mut b = batch.clone();
             b.block_tables = vec![(0..kv.n_blocks() as u32).collect()];
-            return Ok(team::with_team(|| self.decoder.forward(&b, kv)));
+            return Ok(team::with_team(|| decoder.forward(&b, kv)));
         }
         if let Some(&b) = batch
             .block_tables
@@ -254,6 +369,6 @@ impl Model {
             }
         }
         // The whole pass runs with the pool's threads as one spinning team (`team.rs`).
-        Ok(team::with_team(|| self.decoder.forward(batch, kv)))
+        Ok(team::with_team(|| decoder.forward(batch, kv)))
     }
 }

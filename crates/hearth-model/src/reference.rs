@@ -202,7 +202,7 @@ fn act(a: Activation, g: f32) -> f32 {
 
 impl<'m> ReferenceModel<'m> {
     pub fn load(m: &'m Model) -> ReferenceModel<'m> {
-        let d = m.decoder();
+        let d = m.decoder().expect("the reference runs decoders");
         let layers = d
             .layers
             .iter()

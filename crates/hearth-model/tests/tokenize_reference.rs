@@ -478,10 +478,10 @@ fn unknown_pre_tokenizer_falls_back_to_default_with_a_warning() {
 #[test]
 fn construction_errors_are_explained() {
     let mut spec = bpe_spec("gpt-2", &["a b"], &[]);
-    spec.model = "bert".into();
+    spec.model = "rwkv".into();
     let err = Tokenizer::from_spec(spec).unwrap_err();
     assert!(matches!(err, TokenizerError::UnknownModel(_)));
-    assert!(err.to_string().contains("bert"));
+    assert!(err.to_string().contains("rwkv"));
 
     let mut spec = bpe_spec("gpt-2", &["a b"], &[]);
     spec.merges.push("a zz".into());

@@ -3,6 +3,7 @@
 //! lives in the engine thread (`hearth_engine::Engine`), reached through channels.
 
 mod anthropic;
+mod embeddings;
 mod error;
 mod generate;
 pub mod listen;
@@ -64,6 +65,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/responses", post(responses::create))
         .route("/v1/messages", post(anthropic::messages_route))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/embeddings", post(embeddings::openai))
+        .route("/v1/rerank", post(embeddings::rerank))
+        .route("/rerank", post(embeddings::rerank))
+        .route("/api/embed", post(embeddings::ollama))
+        .route("/api/embeddings", post(embeddings::ollama_legacy))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
         .route("/api/tags", get(ollama::tags))

@@ -49,6 +49,8 @@ pub struct ServerOptions {
     pub spec: Option<hearth_engine::SpecConfig>,
     /// The draft model's file, for draft-model speculation.
     pub draft_model_path: Option<PathBuf>,
+    /// How embeddings pool token vectors; `None` = the model's own `pooling_type`.
+    pub pooling: Option<hearth_model::Pooling>,
 }
 
 /// Facts about the served model, for the listing endpoints.
@@ -178,10 +180,16 @@ impl AppState {
                 .div_ceil(bytes_per_block)
                 .max(n_ctx.div_ceil(cfg.block_size))
         };
+        if model.is_encoder() {
+            // An encoder keeps no KV cache; its inputs are bounded by its trained context.
+            cfg.n_ctx = c.n_ctx_train;
+            cfg.n_blocks = 1;
+        }
         let engine = Engine::start(model.clone(), cfg.clone()).map_err(|e| e.to_string())?;
         tracing::info!(
             model = %o.model_id,
-            n_ctx,
+            encoder = model.is_encoder(),
+            n_ctx = cfg.n_ctx,
             max_seqs = cfg.max_seqs,
             kv_blocks = cfg.n_blocks,
             block_size = cfg.block_size,

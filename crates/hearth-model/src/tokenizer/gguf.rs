@@ -55,6 +55,7 @@ impl TokenizerSpec {
             add_bos: f.get_bool("tokenizer.ggml.add_bos_token"),
             add_eos: f.get_bool("tokenizer.ggml.add_eos_token"),
             add_space_prefix: f.get_bool("tokenizer.ggml.add_space_prefix"),
+            lowercase: f.get_bool("tokenizer.ggml.normalizer.lowercase"),
             model_name: f.get_str("general.name").map(str::to_string),
         })
     }

@@ -1,6 +1,6 @@
 //! Text ⇄ token ids, reproducing llama.cpp's tokenizers for GGUF vocabularies.
 //!
-//! Two vocabulary kinds are supported:
+//! Three vocabulary kinds are supported:
 //!
 //! * **byte-level BPE** (`tokenizer.ggml.model = "gpt2"`): the text is cut into words by
 //!   the regexes named by `tokenizer.ggml.pre` ([`PreTokenizer`]), every byte of a word is
@@ -8,9 +8,14 @@
 //!   first (see `bpe.rs`);
 //! * **SentencePiece** (`tokenizer.ggml.model = "llama"`): spaces become `▁` (U+2581), an
 //!   optional space is put in front, and adjacent pieces are merged highest score first,
-//!   with `<0xXX>` byte tokens for characters the vocabulary lacks (see `spm.rs`).
+//!   with `<0xXX>` byte tokens for characters the vocabulary lacks (see `spm.rs`);
+//! * **WordPiece** (`tokenizer.ggml.model = "bert"`): BERT's normalization (control
+//!   characters out, CJK ideographs spaced out, accents stripped and lowercased for an
+//!   uncased vocabulary), words split at whitespace and punctuation, and each word cut
+//!   longest piece first (see `wpm.rs`). This one follows the model's own Hugging Face
+//!   tokenizer rather than llama.cpp's, which mangles Hangul and Indic vowel signs.
 //!
-//! Before either runs, special tokens are cut out of the text (`special.rs`): control
+//! Before any of them runs, special tokens are cut out of the text (`special.rs`): control
 //! tokens (`<|im_start|>`, …) only when the caller asks for it (`parse_special`),
 //! user-defined tokens always, as llama.cpp does.
 //!
@@ -24,6 +29,7 @@ mod pretokenize;
 mod special;
 mod spm;
 mod stream;
+mod wpm;
 
 use std::collections::HashMap;
 
@@ -34,6 +40,7 @@ pub use stream::StreamDecoder;
 use bpe::BpeModel;
 use special::Fragment;
 use spm::SpmModel;
+use wpm::WpmModel;
 
 /// A token id: an index into the vocabulary.
 pub type TokenId = u32;
@@ -42,7 +49,7 @@ pub type TokenId = u32;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// `tokenizer.ggml.model` names an algorithm this crate does not implement.
-    #[error("unknown tokenizer model {0:?} (supported: \"gpt2\" = byte-level BPE, \"llama\" = SentencePiece)")]
+    #[error("unknown tokenizer model {0:?} (supported: \"gpt2\" = byte-level BPE, \"llama\" = SentencePiece, \"bert\" = WordPiece)")]
     UnknownModel(String),
     /// A metadata key the tokenizer cannot do without is absent from the GGUF file.
     #[error("the GGUF file has no {0} (it carries no tokenizer, or not one this crate can read)")]
@@ -80,6 +87,9 @@ pub enum TokenizerError {
         flag: &'static str,
         token: &'static str,
     },
+    /// A WordPiece vocabulary has no token for the words it cannot cut into pieces.
+    #[error("WordPiece vocabulary without an unknown token (no tokenizer.ggml.unknown_token_id inside the vocabulary, and no \"[UNK]\" token)")]
+    MissingUnknownToken,
     /// A pre-tokenizer regex failed to compile (a bug in this crate's tables).
     #[error("pre-tokenizer {pre:?}: regex {pattern:?} does not compile: {message}")]
     BadRegex {
@@ -96,6 +106,8 @@ pub enum TokenizerModel {
     Bpe,
     /// `"llama"`: SentencePiece, score-driven merging with byte fallback.
     Spm,
+    /// `"bert"`: WordPiece, BERT's normalization and greedy longest-match cutting.
+    Wpm,
 }
 
 impl TokenizerModel {
@@ -104,6 +116,7 @@ impl TokenizerModel {
         match name {
             "gpt2" => Some(TokenizerModel::Bpe),
             "llama" => Some(TokenizerModel::Spm),
+            "bert" => Some(TokenizerModel::Wpm),
             _ => None,
         }
     }
@@ -113,6 +126,7 @@ impl TokenizerModel {
         match self {
             TokenizerModel::Bpe => "gpt2",
             TokenizerModel::Spm => "llama",
+            TokenizerModel::Wpm => "bert",
         }
     }
 }
@@ -121,12 +135,14 @@ impl TokenizerModel {
 ///
 /// `None` means "not stated": the model's default applies, as in llama.cpp (for example
 /// SentencePiece vocabularies default to BOS = 1, EOS = 2, UNK = 0, add BOS, add a space
-/// prefix; BPE ones to no space prefix and, unless the pre-tokenizer says otherwise, no BOS).
+/// prefix; BPE ones to no space prefix and, unless the pre-tokenizer says otherwise, no BOS;
+/// WordPiece ones to `[CLS]` … `[SEP]` around the text and `[UNK]`, found by their text).
 #[derive(Debug, Clone, Default)]
 pub struct TokenizerSpec {
-    /// `tokenizer.ggml.model`: `"gpt2"` or `"llama"`.
+    /// `tokenizer.ggml.model`: `"gpt2"`, `"llama"` or `"bert"`.
     pub model: String,
-    /// `tokenizer.ggml.pre`: the pre-tokenizer of a BPE vocabulary (ignored for SPM).
+    /// `tokenizer.ggml.pre`: the pre-tokenizer of a BPE vocabulary (ignored for SPM and
+    /// WordPiece).
     pub pre: Option<String>,
     /// `tokenizer.ggml.tokens`: the text of every token, indexed by id.
     pub tokens: Vec<String>,
@@ -159,6 +175,11 @@ pub struct TokenizerSpec {
     pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix`
     pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.normalizer.lowercase`: whether a WordPiece vocabulary is uncased
+    /// (lowercase and strip accents). Converters write it only when true, so when absent
+    /// the vocabulary decides: uncased if lowercasing changes none of its pieces. Ignored
+    /// by the other models.
+    pub lowercase: Option<bool>,
     /// `general.name`: llama.cpp tweaks special-token attributes for a few models by name.
     pub model_name: Option<String>,
 }
@@ -185,6 +206,7 @@ pub struct SpecialTokens {
 enum Engine {
     Bpe(Box<BpeModel>),
     Spm(Box<SpmModel>),
+    Wpm(Box<WpmModel>),
 }
 
 /// A loaded tokenizer. Immutable once built; `Send + Sync`, so one can serve many threads.
@@ -287,6 +309,20 @@ impl Tokenizer {
                     }
                 }
             }
+            Engine::Wpm(wpm) => {
+                if add_special && self.add_bos {
+                    out.extend(self.special.bos);
+                }
+                let mut scratch = wpm::Scratch::default();
+                for fragment in &fragments {
+                    match *fragment {
+                        Fragment::Text(start, end) => {
+                            wpm.encode(self, &text[start..end], &mut out, &mut scratch)
+                        }
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
         }
         if add_special && self.add_eos {
             out.extend(self.special.eos);
@@ -295,11 +331,19 @@ impl Tokenizer {
     }
 
     /// The words the pre-tokenizer of a BPE vocabulary cuts `text` into (special tokens
-    /// are not looked for); the whole text, if not empty, for SentencePiece.
+    /// are not looked for); the whole text, if not empty, for SentencePiece. For WordPiece,
+    /// the spans of `text` that BERT's split makes words (whitespace between words, each
+    /// punctuation character and CJK ideograph alone), as written: the encoder normalizes
+    /// (lowercases, strips accents, drops control characters) before it splits.
     pub fn pre_tokenize<'t>(&self, text: &'t str) -> Vec<&'t str> {
         match &self.engine {
             Engine::Bpe(bpe) => bpe.split(text),
             Engine::Spm(_) => [text].into_iter().filter(|t| !t.is_empty()).collect(),
+            Engine::Wpm(_) => {
+                let mut words = Vec::new();
+                wpm::split_words(text, |w| words.push(w));
+                words
+            }
         }
     }
 
@@ -320,11 +364,31 @@ impl Tokenizer {
     /// the pieces joined, minus the leading space a SentencePiece model put in front, and
     /// for pre-tokenizers that ask for it (`gpt-2`, `llama-bpe`, `default`, …) the
     /// " ," / " ." / " 's" clean-up of spaces.
+    ///
+    /// WordPiece text is words separated by spaces, as the model's own decoder gives it:
+    /// word-initial pieces bring their space, continuation pieces join, a special token
+    /// shown (`special`) is a word of its own, the text does not start with a space, and
+    /// the clean-up of spaces applies (`"hello , world !"` → `"hello, world!"`).
     pub fn decode_bytes(&self, ids: &[u32], special: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut strip_space = self.add_space_prefix;
+        let wordpiece = self.model == TokenizerModel::Wpm;
         for &id in ids {
             let mut piece = self.token_to_piece(id, special);
+            if wordpiece {
+                if out.is_empty() {
+                    piece = piece.strip_prefix(b" ").unwrap_or(piece);
+                } else if !piece.is_empty()
+                    && !out.ends_with(b" ")
+                    && self.attrs[id as usize].intersects(
+                        TokenAttr::CONTROL | TokenAttr::UNKNOWN | TokenAttr::USER_DEFINED,
+                    )
+                {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(piece);
+                continue;
+            }
             if strip_space {
                 if let Some(rest) = piece.strip_prefix(b" ") {
                     piece = rest;
@@ -419,7 +483,8 @@ impl Tokenizer {
         self.add_eos
     }
 
-    /// Whether a space is put in front of the text (SentencePiece).
+    /// Whether a space is put in front of the text (SentencePiece; never for WordPiece,
+    /// whose pieces carry their own `▁`).
     pub fn add_space_prefix(&self) -> bool {
         self.add_space_prefix
     }

@@ -7,6 +7,7 @@ use std::ops::{BitOr, BitOrAssign};
 use super::bpe::BpeModel;
 use super::pretokenize::PreConfig;
 use super::spm::SpmModel;
+use super::wpm::WpmModel;
 use super::{
     Engine, PreTokenizer, SpecialTokens, Tokenizer, TokenizerError, TokenizerModel, TokenizerSpec,
 };
@@ -330,6 +331,27 @@ pub(super) fn build(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
             clean_spaces = false;
             ignore_merges = false;
         }
+        TokenizerModel::Wpm => {
+            // BERT's role tokens by their text; the file's ids, when given, win below.
+            let find = |text: &str| spec.tokens.iter().position(|t| t == text).map(|i| i as u32);
+            special.bos = find("[CLS]");
+            special.eos = find("[SEP]");
+            special.sep = special.eos;
+            special.unk = find("[UNK]");
+            special.pad = find("[PAD]");
+            special.mask = find("[MASK]");
+            // The name is kept for display only: every WordPiece vocabulary gets BERT's
+            // split (see `wpm.rs` for what "jina-v2-en" means here).
+            pre = PreTokenizer::Default;
+            pre_name = match spec.pre.as_deref() {
+                None | Some("") => "bert".to_string(),
+                Some(name) => name.to_string(),
+            };
+            add_bos = special.bos.is_some();
+            add_space_prefix = false;
+            clean_spaces = true;
+            ignore_merges = false;
+        }
     }
     if let Some(v) = spec.add_space_prefix {
         add_space_prefix = v;
@@ -421,7 +443,10 @@ pub(super) fn build(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
     if let Some(v) = spec.add_bos {
         add_bos = v;
     }
-    let add_eos = spec.add_eos.unwrap_or(false);
+    // A WordPiece text ends with [SEP] unless the file says otherwise.
+    let add_eos = spec
+        .add_eos
+        .unwrap_or(model == TokenizerModel::Wpm && special.eos.is_some());
     if add_bos && special.bos.is_none() {
         return Err(TokenizerError::MissingSpecialToken {
             flag: "tokenizer.ggml.add_bos_token",
@@ -581,6 +606,12 @@ pub(super) fn build(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
             &mut warnings,
         )?)),
         TokenizerModel::Spm => Engine::Spm(Box::new(SpmModel::new(&token_to_id, special.unk))),
+        TokenizerModel::Wpm => Engine::Wpm(Box::new(WpmModel::new(
+            &tokens,
+            &attrs,
+            special.unk,
+            spec.lowercase,
+        )?)),
     };
 
     let mut tok = Tokenizer {
@@ -620,6 +651,7 @@ fn render_piece(tok: &Tokenizer, id: u32) -> Vec<u8> {
         return match tok.model {
             TokenizerModel::Bpe => super::bpe::byte_level_decode(text),
             TokenizerModel::Spm => text.replace(super::spm::SPACE, " ").into_bytes(),
+            TokenizerModel::Wpm => super::wpm::render(text),
         };
     }
     if attr.contains(TokenAttr::BYTE) {

@@ -44,3 +44,15 @@ pub fn gemma3_path() -> PathBuf {
     assert!(p.is_file(), "Gemma 3 270M missing at {}: run `hearth pull gemma3-270m` first (the README's test command does)", p.display());
     p
 }
+
+/// all-MiniLM-L6-v2 as `hearth pull all-minilm` converts it, in the models directory.
+pub fn minilm_path() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hearth/models")
+        });
+    let p = dir.join("all-minilm-l6-v2-f32.gguf");
+    assert!(p.is_file(), "all-MiniLM-L6-v2 missing at {}: run `hearth pull all-minilm` first (the README's test command does)", p.display());
+    p
+}
