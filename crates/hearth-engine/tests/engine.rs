@@ -405,3 +405,51 @@ fn moe_models_batch_sixteen_like_they_run_alone() {
         eprintln!("ran: {arch}: 16 sequences batched equal each alone");
     }
 }
+
+/// Embedding requests queued together run on the engine thread, batched as they meet,
+/// and each vector is the one its input gets alone; an encoder refuses to generate, and
+/// inputs it cannot take are refused at once.
+#[test]
+fn embeddings_batch_on_the_engine_and_match_one_by_one() {
+    use hearth_engine::EmbedRequest;
+    use hearth_model::Pooling;
+    let model = Arc::new(Model::load(common::minilm_path()).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(4, 512, 2)).unwrap();
+    let ids: Vec<Vec<u32>> = ["a", "Hello world!", "The quick brown fox jumps."]
+        .iter()
+        .map(|t| model.tokenizer.encode(t, true, false))
+        .collect();
+    let rxs: Vec<_> = ids
+        .iter()
+        .map(|i| {
+            engine
+                .embed(EmbedRequest {
+                    inputs: vec![i.clone(), i[..2].to_vec()],
+                    pooling: Pooling::Mean,
+                })
+                .unwrap()
+        })
+        .collect();
+    for (rx, i) in rxs.into_iter().zip(&ids) {
+        let got = rx.blocking_recv().unwrap().unwrap();
+        let alone = model.embed(&[i, &i[..2]], Pooling::Mean).unwrap();
+        assert_eq!(got, alone);
+    }
+    assert!(matches!(
+        engine.submit(greedy(ids[0].clone(), 4)),
+        Err(EngineError::BadParameter(_))
+    ));
+    for bad in [
+        vec![],
+        vec![vec![]],
+        vec![vec![u32::MAX]],
+        vec![vec![101; 513]],
+    ] {
+        assert!(engine
+            .embed(EmbedRequest {
+                inputs: bad,
+                pooling: Pooling::Mean
+            })
+            .is_err());
+    }
+}

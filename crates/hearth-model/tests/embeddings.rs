@@ -113,3 +113,39 @@ fn bert_embeddings_match_the_float64_oracle() {
         .forward(&hearth_model::Batch::contiguous(&ids[0], 0, false), &mut kv)
         .is_err());
 }
+
+/// all-MiniLM-L6-v2 from text, with Hearth's WordPiece, against llama.cpp's vectors from
+/// its own: within cosine 0.9999 on every text but the two it tokenizes wrongly (Hangul,
+/// Devanagari vowel signs), where Hearth follows the model's tokenizer instead.
+#[test]
+fn bert_embeddings_from_text_match_llama_cpp_where_it_tokenizes_right() {
+    let model = Model::load(common::minilm_path()).unwrap();
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data_path("embeddings/minilm_llamacpp_f32.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let wrong: Vec<u64> = r["tokenization_differs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(wrong, [25, 28]);
+    let ids: Vec<Vec<u32>> = r["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| model.tokenizer.encode(t.as_str().unwrap(), true, false))
+        .collect();
+    let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let got = model.embed(&inputs, Pooling::Mean).unwrap();
+    for (i, (g, w)) in got.iter().zip(r["vectors_f32"].as_array().unwrap()).enumerate() {
+        let cos = cosine(g, &floats(w));
+        if wrong.contains(&(i as u64)) {
+            assert!(cos < 0.9999, "text {i} was expected to differ: cosine {cos}");
+        } else {
+            assert!(cos >= 0.9999, "text {i}: cosine {cos}");
+        }
+    }
+}
