@@ -47,19 +47,29 @@ impl Histogram {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).count
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    /// The samples of this histogram, each with `labels` (`model="x",` or empty) before
+    /// its bucket bound.
+    fn samples(&self, out: &mut String, name: &str, labels: &str) {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cum = 0;
         for (i, b) in self.bounds.iter().enumerate() {
             cum += s.buckets.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cum}");
         }
+        let braced = braces(labels);
         let _ = writeln!(
             out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            "{name}_bucket{{{labels}le=\"+Inf\"}} {}\n{name}_sum{braced} {}\n{name}_count{braced} {}",
             s.count, s.sum, s.count
         );
+    }
+}
+
+/// `{a="x"}` from `a="x",` (the label list with its trailing comma), or nothing.
+fn braces(labels: &str) -> String {
+    match labels.strip_suffix(',') {
+        Some(l) => format!("{{{l}}}"),
+        None => String::new(),
     }
 }
 
@@ -132,189 +142,245 @@ impl Default for Metrics {
     }
 }
 
-impl Metrics {
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut one = |name: &str, kind: &str, help: &str, v: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        };
-        let g = |a: &AtomicU64| a.load(Relaxed) as f64;
-        one(
-            "hearth_requests_running",
-            "gauge",
-            "Requests whose sequences are in the running batch.",
-            g(&self.requests_running),
-        );
-        one(
-            "hearth_requests_waiting",
-            "gauge",
-            "Requests queued for a place in the batch.",
-            g(&self.requests_waiting),
-        );
-        one(
-            "hearth_requests_total",
-            "counter",
-            "Requests accepted by the engine.",
-            g(&self.requests_total),
-        );
-        one(
-            "hearth_requests_cancelled_total",
-            "counter",
-            "Requests whose client went away before the end.",
-            g(&self.requests_cancelled),
-        );
-        one(
-            "hearth_preemptions_total",
-            "counter",
-            "Sequences preempted (blocks freed, recomputed later) for lack of KV blocks.",
-            g(&self.preemptions_total),
-        );
-        one(
-            "hearth_prompt_tokens_total",
-            "counter",
-            "Prompt tokens run through the model.",
-            g(&self.prompt_tokens_total),
-        );
-        one(
-            "hearth_generation_tokens_total",
-            "counter",
-            "Tokens generated.",
-            g(&self.generation_tokens_total),
-        );
-        let total = g(&self.kv_blocks_total);
-        let usage = if total > 0.0 {
-            g(&self.kv_blocks_used) / total
-        } else {
-            0.0
-        };
-        one(
-            "hearth_kv_cache_blocks_used",
-            "gauge",
-            "KV-cache blocks held by sequences.",
-            g(&self.kv_blocks_used),
-        );
-        one(
-            "hearth_kv_cache_blocks_total",
-            "gauge",
-            "KV-cache blocks in the pool.",
-            total,
-        );
-        one(
-            "hearth_kv_cache_usage_ratio",
-            "gauge",
-            "Fraction of KV-cache blocks in use.",
-            usage,
-        );
-        one(
-            "hearth_kv_cache_blocks_cached",
-            "gauge",
-            "Free KV-cache blocks that still hold a reusable prefix.",
-            g(&self.kv_blocks_cached),
-        );
-        one(
-            "hearth_prefix_cache_queries_total",
-            "counter",
-            "Prompt tokens looked up in the prefix cache.",
-            g(&self.prefix_cache_queries_total),
-        );
-        one(
-            "hearth_prefix_cache_hits_total",
-            "counter",
-            "Prompt tokens whose keys and values came from the prefix cache.",
-            g(&self.prefix_cache_hits_total),
-        );
-        one(
-            "hearth_spec_drafted_tokens_total",
-            "counter",
-            "Speculative decoding: tokens drafted.",
-            g(&self.spec_drafted_total),
-        );
-        one(
-            "hearth_spec_accepted_tokens_total",
-            "counter",
-            "Speculative decoding: drafted tokens the model confirmed.",
-            g(&self.spec_accepted_total),
-        );
-        let drafted = g(&self.spec_drafted_total);
-        one(
-            "hearth_spec_acceptance_ratio",
-            "gauge",
-            "Speculative decoding: confirmed over drafted tokens.",
+/// A gauge or counter family: its name, type, help, and how to read it from one engine.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Metrics) -> f64,
+);
+
+fn g(a: &AtomicU64) -> f64 {
+    a.load(Relaxed) as f64
+}
+
+fn kv_usage(m: &Metrics) -> f64 {
+    let total = g(&m.kv_blocks_total);
+    if total > 0.0 {
+        g(&m.kv_blocks_used) / total
+    } else {
+        0.0
+    }
+}
+
+const FAMILIES: &[Family] = &[
+    (
+        "hearth_requests_running",
+        "gauge",
+        "Requests whose sequences are in the running batch.",
+        |m| g(&m.requests_running),
+    ),
+    (
+        "hearth_requests_waiting",
+        "gauge",
+        "Requests queued for a place in the batch.",
+        |m| g(&m.requests_waiting),
+    ),
+    (
+        "hearth_requests_total",
+        "counter",
+        "Requests accepted by the engine.",
+        |m| g(&m.requests_total),
+    ),
+    (
+        "hearth_requests_cancelled_total",
+        "counter",
+        "Requests whose client went away before the end.",
+        |m| g(&m.requests_cancelled),
+    ),
+    (
+        "hearth_preemptions_total",
+        "counter",
+        "Sequences preempted (blocks freed, recomputed later) for lack of KV blocks.",
+        |m| g(&m.preemptions_total),
+    ),
+    (
+        "hearth_prompt_tokens_total",
+        "counter",
+        "Prompt tokens run through the model.",
+        |m| g(&m.prompt_tokens_total),
+    ),
+    (
+        "hearth_generation_tokens_total",
+        "counter",
+        "Tokens generated.",
+        |m| g(&m.generation_tokens_total),
+    ),
+    (
+        "hearth_kv_cache_blocks_used",
+        "gauge",
+        "KV-cache blocks held by sequences.",
+        |m| g(&m.kv_blocks_used),
+    ),
+    (
+        "hearth_kv_cache_blocks_total",
+        "gauge",
+        "KV-cache blocks in the pool.",
+        |m| g(&m.kv_blocks_total),
+    ),
+    (
+        "hearth_kv_cache_usage_ratio",
+        "gauge",
+        "Fraction of KV-cache blocks in use.",
+        kv_usage,
+    ),
+    (
+        "hearth_kv_cache_blocks_cached",
+        "gauge",
+        "Free KV-cache blocks that still hold a reusable prefix.",
+        |m| g(&m.kv_blocks_cached),
+    ),
+    (
+        "hearth_prefix_cache_queries_total",
+        "counter",
+        "Prompt tokens looked up in the prefix cache.",
+        |m| g(&m.prefix_cache_queries_total),
+    ),
+    (
+        "hearth_prefix_cache_hits_total",
+        "counter",
+        "Prompt tokens whose keys and values came from the prefix cache.",
+        |m| g(&m.prefix_cache_hits_total),
+    ),
+    (
+        "hearth_spec_drafted_tokens_total",
+        "counter",
+        "Speculative decoding: tokens drafted.",
+        |m| g(&m.spec_drafted_total),
+    ),
+    (
+        "hearth_spec_accepted_tokens_total",
+        "counter",
+        "Speculative decoding: drafted tokens the model confirmed.",
+        |m| g(&m.spec_accepted_total),
+    ),
+    (
+        "hearth_spec_acceptance_ratio",
+        "gauge",
+        "Speculative decoding: confirmed over drafted tokens.",
+        |m| {
+            let drafted = g(&m.spec_drafted_total);
             if drafted > 0.0 {
-                g(&self.spec_accepted_total) / drafted
+                g(&m.spec_accepted_total) / drafted
             } else {
                 0.0
-            },
-        );
-        one(
-            "hearth_engine_steps_total",
-            "counter",
-            "Forward passes run by the engine.",
-            g(&self.steps_total),
-        );
-        one(
-            "hearth_engine_batch_tokens_total",
-            "counter",
-            "Tokens run in all forward passes.",
-            g(&self.batch_tokens_total),
-        );
-        // The model-server protocol of Kubernetes inference gateways (the Gateway API
-        // Inference Extension's endpoint picker) reads vLLM's names.
-        one(
-            "vllm:num_requests_running",
-            "gauge",
-            "Alias of hearth_requests_running, for inference gateways.",
-            g(&self.requests_running),
-        );
-        one(
-            "vllm:num_requests_waiting",
-            "gauge",
-            "Alias of hearth_requests_waiting, for inference gateways.",
-            g(&self.requests_waiting),
-        );
-        one(
-            "vllm:kv_cache_usage_perc",
-            "gauge",
-            "Alias of hearth_kv_cache_usage_ratio (a fraction, 0 to 1), for inference gateways.",
-            usage,
-        );
+            }
+        },
+    ),
+    (
+        "hearth_engine_steps_total",
+        "counter",
+        "Forward passes run by the engine.",
+        |m| g(&m.steps_total),
+    ),
+    (
+        "hearth_engine_batch_tokens_total",
+        "counter",
+        "Tokens run in all forward passes.",
+        |m| g(&m.batch_tokens_total),
+    ),
+    // The model-server protocol of Kubernetes inference gateways (the Gateway API
+    // Inference Extension's endpoint picker) reads vLLM's names.
+    (
+        "vllm:num_requests_running",
+        "gauge",
+        "Alias of hearth_requests_running, for inference gateways.",
+        |m| g(&m.requests_running),
+    ),
+    (
+        "vllm:num_requests_waiting",
+        "gauge",
+        "Alias of hearth_requests_waiting, for inference gateways.",
+        |m| g(&m.requests_waiting),
+    ),
+    (
+        "vllm:kv_cache_usage_perc",
+        "gauge",
+        "Alias of hearth_kv_cache_usage_ratio (a fraction, 0 to 1), for inference gateways.",
+        kv_usage,
+    ),
+];
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric of one engine, unlabelled.
+    pub fn render(&self) -> String {
+        Metrics::render_models(&[("", self)])
+    }
+
+    /// The Prometheus text exposition of several engines' metrics, each sample labelled
+    /// `model="NAME"` (no label for an empty name): one HELP and TYPE per family.
+    pub fn render_models(engines: &[(&str, &Metrics)]) -> String {
+        let mut out = String::new();
+        // Label values escape backslash, quote and newline.
+        let labels: Vec<String> = engines
+            .iter()
+            .map(|(name, _)| match name {
+                n if n.is_empty() => String::new(),
+                n => format!(
+                    "model=\"{}\",",
+                    n.replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n")
+                ),
+            })
+            .collect();
+        for (name, kind, help, read) in FAMILIES {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((_, m), l) in engines.iter().zip(&labels) {
+                let _ = writeln!(out, "{name}{} {}", braces(l), read(m));
+            }
+        }
         let _ = writeln!(
             out,
-            "# HELP hearth_requests_finished_total Requests finished, by reason.\n# TYPE hearth_requests_finished_total counter\n\
-             hearth_requests_finished_total{{reason=\"stop\"}} {}\nhearth_requests_finished_total{{reason=\"length\"}} {}",
-            g(&self.requests_finished_stop),
-            g(&self.requests_finished_length)
+            "# HELP hearth_requests_finished_total Requests finished, by reason.\n# TYPE hearth_requests_finished_total counter"
         );
+        for ((_, m), l) in engines.iter().zip(&labels) {
+            let _ = writeln!(
+                out,
+                "hearth_requests_finished_total{{{l}reason=\"stop\"}} {}\nhearth_requests_finished_total{{{l}reason=\"length\"}} {}",
+                g(&m.requests_finished_stop),
+                g(&m.requests_finished_length)
+            );
+        }
         let _ = writeln!(
             out,
-            "# HELP vllm:cache_config_info The KV cache's configuration, for prefix-aware routing.\n\
-             # TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{block_size=\"{}\"}} 1",
-            g(&self.kv_block_size)
+            "# HELP vllm:cache_config_info The KV cache's configuration, for prefix-aware routing.\n# TYPE vllm:cache_config_info gauge"
         );
-        self.time_to_first_token.render(
-            &mut out,
-            "hearth_time_to_first_token_seconds",
-            "From the request's arrival to its first generated token.",
-        );
-        self.inter_token_latency.render(
-            &mut out,
-            "hearth_inter_token_latency_seconds",
-            "Between consecutive generated tokens of one request.",
-        );
-        self.e2e_request_latency.render(
-            &mut out,
-            "hearth_e2e_request_latency_seconds",
-            "From the request's arrival to its last token.",
-        );
-        self.queue_time.render(
-            &mut out,
-            "hearth_request_queue_time_seconds",
-            "From the request's arrival to its first scheduled step.",
-        );
+        for ((_, m), l) in engines.iter().zip(&labels) {
+            let _ = writeln!(
+                out,
+                "vllm:cache_config_info{{{l}block_size=\"{}\"}} 1",
+                g(&m.kv_block_size)
+            );
+        }
+        let histograms: [(&str, &str, fn(&Metrics) -> &Histogram); 4] = [
+            (
+                "hearth_time_to_first_token_seconds",
+                "From the request's arrival to its first generated token.",
+                |m| &m.time_to_first_token,
+            ),
+            (
+                "hearth_inter_token_latency_seconds",
+                "Between consecutive generated tokens of one request.",
+                |m| &m.inter_token_latency,
+            ),
+            (
+                "hearth_e2e_request_latency_seconds",
+                "From the request's arrival to its last token.",
+                |m| &m.e2e_request_latency,
+            ),
+            (
+                "hearth_request_queue_time_seconds",
+                "From the request's arrival to its first scheduled step.",
+                |m| &m.queue_time,
+            ),
+        ];
+        for (name, help, h) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for ((_, m), l) in engines.iter().zip(&labels) {
+                h(m).samples(&mut out, name, l);
+            }
+        }
         out
     }
 }
@@ -330,11 +396,47 @@ mod tests {
             h.observe(v);
         }
         let mut s = String::new();
-        h.render(&mut s, "x", "help");
+        h.samples(&mut s, "x", "");
         assert!(s.contains("x_bucket{le=\"0.1\"} 1\n"), "{s}");
         assert!(s.contains("x_bucket{le=\"1\"} 3\n"), "{s}");
         assert!(s.contains("x_bucket{le=\"+Inf\"} 4\n"), "{s}");
         assert!(s.contains("x_count 4\n"), "{s}");
+    }
+
+    #[test]
+    fn several_engines_render_one_family_with_a_sample_each() {
+        let (a, b) = (Metrics::default(), Metrics::default());
+        b.requests_total.fetch_add(3, Relaxed);
+        b.time_to_first_token.observe(0.2);
+        let s = Metrics::render_models(&[("small", &a), ("big\"one", &b)]);
+        assert_eq!(s.matches("# TYPE hearth_requests_total counter").count(), 1);
+        assert!(
+            s.contains("hearth_requests_total{model=\"small\"} 0\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("hearth_requests_total{model=\"big\\\"one\"} 3\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("hearth_requests_finished_total{model=\"small\",reason=\"stop\"} 0"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "hearth_time_to_first_token_seconds_bucket{model=\"big\\\"one\",le=\"0.25\"} 1"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("hearth_time_to_first_token_seconds_count{model=\"small\"} 0"),
+            "{s}"
+        );
+        assert_eq!(
+            s.matches("# TYPE hearth_time_to_first_token_seconds histogram")
+                .count(),
+            1
+        );
     }
 
     #[test]
