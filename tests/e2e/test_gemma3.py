@@ -27,7 +27,7 @@ def golden_case(i):
 
 def test_models_lists_gemma(gemma):
     ids = [m.id for m in gemma.openai().models.list().data]
-    assert ids == [GEMMA]
+    assert ids[0] == GEMMA
 
 
 def test_completion_matches_the_reference_tokens(gemma):

@@ -392,6 +392,11 @@ impl Engine {
         Ok(rx)
     }
 
+    /// Requests submitted and not finished (running, waiting, or queued to embed).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
     /// Cancels every request and stops the engine thread.
     pub fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown);

@@ -142,6 +142,9 @@ impl Default for Metrics {
     }
 }
 
+/// A histogram family: its name, help, and which of an engine's histograms it is.
+type HistogramFamily = (&'static str, &'static str, fn(&Metrics) -> &Histogram);
+
 /// A gauge or counter family: its name, type, help, and how to read it from one engine.
 type Family = (
     &'static str,
@@ -315,7 +318,7 @@ impl Metrics {
         let labels: Vec<String> = engines
             .iter()
             .map(|(name, _)| match name {
-                n if n.is_empty() => String::new(),
+                &"" => String::new(),
                 n => format!(
                     "model=\"{}\",",
                     n.replace('\\', "\\\\")
@@ -353,7 +356,7 @@ impl Metrics {
                 g(&m.kv_block_size)
             );
         }
-        let histograms: [(&str, &str, fn(&Metrics) -> &Histogram); 4] = [
+        let histograms: [HistogramFamily; 4] = [
             (
                 "hearth_time_to_first_token_seconds",
                 "From the request's arrival to its first generated token.",

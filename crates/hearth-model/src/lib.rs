@@ -26,7 +26,7 @@ pub use chat::{ChatMessage, ChatTemplate, ToolCall};
 pub use config::{ModelConfig, Pooling, MAX_CONTEXT};
 pub use error::{ModelError, Result};
 pub use fim::{Fim, FimPrompt, FimRequest};
-pub use kv_cache::{KvCache, KvLayer, KvType};
+pub use kv_cache::{available_memory, KvCache, KvLayer, KvType};
 pub use tokenizer::Tokenizer;
 
 /// Tokens to run through the network together, from one or more sequences.

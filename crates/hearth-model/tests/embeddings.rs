@@ -121,8 +121,7 @@ fn bert_embeddings_match_the_float64_oracle() {
 fn bert_embeddings_from_text_match_llama_cpp_where_it_tokenizes_right() {
     let model = Model::load(common::minilm_path()).unwrap();
     let r: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::data_path("embeddings/minilm_llamacpp_f32.json"))
-            .unwrap(),
+        &std::fs::read_to_string(common::data_path("embeddings/minilm_llamacpp_f32.json")).unwrap(),
     )
     .unwrap();
     let wrong: Vec<u64> = r["tokenization_differs"]
@@ -140,10 +139,17 @@ fn bert_embeddings_from_text_match_llama_cpp_where_it_tokenizes_right() {
         .collect();
     let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let got = model.embed(&inputs, Pooling::Mean).unwrap();
-    for (i, (g, w)) in got.iter().zip(r["vectors_f32"].as_array().unwrap()).enumerate() {
+    for (i, (g, w)) in got
+        .iter()
+        .zip(r["vectors_f32"].as_array().unwrap())
+        .enumerate()
+    {
         let cos = cosine(g, &floats(w));
         if wrong.contains(&(i as u64)) {
-            assert!(cos < 0.9999, "text {i} was expected to differ: cosine {cos}");
+            assert!(
+                cos < 0.9999,
+                "text {i} was expected to differ: cosine {cos}"
+            );
         } else {
             assert!(cos >= 0.9999, "text {i}: cosine {cos}");
         }

@@ -280,29 +280,31 @@ struct Prepared {
 async fn prompt(
     state: &Arc<AppState>,
     req: &MessagesRequest,
-) -> Result<(Tools, generate::ChatPrompt), ApiError> {
-    if !state.serves(&req.model) {
-        return Err(ApiError::unknown_model(&req.model, &state.opts.model_id).anthropic());
-    }
-    let ready = state.ready().map_err(ApiError::anthropic)?;
+) -> Result<(Arc<Ready>, Tools, generate::ChatPrompt), ApiError> {
+    let ready = state
+        .model(&req.model, None)
+        .await
+        .map_err(ApiError::anthropic)?;
     if let Some(name) = req.rest.keys().next() {
         return Err(bad(format!("{name} is not supported")));
     }
     if req.messages.is_empty() {
         return Err(bad("messages must not be empty"));
     }
-    let tools = request_tools(req, ready)?;
-    let kwargs = thinking_kwargs(req, ready)?;
+    let tools = request_tools(req, &ready)?;
+    let kwargs = thinking_kwargs(req, &ready)?;
     let msgs = tools.prepare(messages(req)?);
-    let chat = generate::chat_prompt(state, msgs, tools.template_value(), kwargs, Ending::Auto)
+    let chat = generate::chat_prompt(&ready, msgs, tools.template_value(), kwargs, Ending::Auto)
         .await
         .map_err(ApiError::anthropic)?;
-    Ok((tools, chat))
+    Ok((ready, tools, chat))
 }
 
-async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepared, ApiError> {
-    let (tools, chat) = prompt(state, req).await?;
-    let ready = state.ready().map_err(ApiError::anthropic)?;
+async fn prepare(
+    state: &Arc<AppState>,
+    req: &MessagesRequest,
+) -> Result<(Arc<Ready>, Prepared), ApiError> {
+    let (ready, tools, chat) = prompt(state, req).await?;
     let max_tokens = generate::resolve_max_tokens(
         chat.ids.len(),
         Some(
@@ -341,7 +343,7 @@ async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepare
                 None => g,
             };
             Some(
-                generate::compile(state, g, param)
+                generate::compile(&ready, g, param)
                     .await
                     .map_err(ApiError::anthropic)?,
             )
@@ -352,11 +354,12 @@ async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepare
     if stop.iter().any(String::is_empty) || stop.len() > 16 {
         return Err(bad("stop_sequences must be up to 16 non-empty strings"));
     }
-    Ok(Prepared {
+    let sampling = sampling(req, ready.model.config.n_vocab)?;
+    Ok((ready, Prepared {
         req: Request {
             prompt_ids: chat.ids,
             max_tokens,
-            sampling: sampling(req, ready.model.config.n_vocab)?,
+            sampling,
             stop,
             ignore_eos: false,
             logprobs: None,
@@ -364,7 +367,7 @@ async fn prepare(state: &Arc<AppState>, req: &MessagesRequest) -> Result<Prepare
         },
         tools,
         thinking: chat.thinking,
-    })
+    }))
 }
 
 fn usage(prompt: usize, output: usize, cached: usize) -> Value {
@@ -381,12 +384,11 @@ pub async fn messages_route(
         .await
         .map_err(ApiError::anthropic)?;
     let req: MessagesRequest = parse_json(&bytes).map_err(ApiError::anthropic)?;
-    let p = prepare(&state, &req).await?;
-    let ready = state.ready().map_err(ApiError::anthropic)?;
+    let (ready, p) = prepare(&state, &req).await?;
     let n_prompt = p.req.prompt_ids.len();
-    let rx = generate::submit(ready, p.req, 1).map_err(ApiError::anthropic)?;
+    let rx = generate::submit(&ready, p.req, 1).map_err(ApiError::anthropic)?;
     let id = new_id("msg");
-    let model = state.opts.model_id.clone();
+    let model = ready.id.clone();
     let (tools, thinking) = (p.tools, p.thinking);
     if !req.stream {
         let choice = generate::collect(rx, 1)
@@ -541,6 +543,6 @@ pub async fn count_tokens(
         .await
         .map_err(ApiError::anthropic)?;
     let req: MessagesRequest = parse_json(&bytes).map_err(ApiError::anthropic)?;
-    let (_, chat) = prompt(&state, &req).await?;
+    let (_, _, chat) = prompt(&state, &req).await?;
     Ok(Json(json!({"input_tokens": chat.ids.len()})).into_response())
 }

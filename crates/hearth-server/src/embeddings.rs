@@ -38,12 +38,12 @@ enum Input {
 /// the model's context is cut (keeping a final end-of-input token the tokenizer adds)
 /// when `truncate` is set, and refused otherwise.
 async fn embed(
-    state: &Arc<AppState>,
+    state: &AppState,
+    ready: &Arc<Ready>,
     input: Input,
     truncate: bool,
     dimensions: Option<i64>,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
-    let ready = state.ready()?;
     let pooling = pooling(state, ready)?;
     let n_embd = ready.model.config.n_embd;
     let dimensions = match dimensions {
@@ -72,7 +72,7 @@ async fn embed(
     } else {
         ready.engine.config.n_ctx
     };
-    let inputs = generate::blocking(state, move |ready| {
+    let inputs = generate::blocking(ready, move |ready| {
         let tok = &ready.model.tokenizer;
         let lists = match input {
             Input::Text(t) => vec![encode(ready, &t)?],
@@ -145,7 +145,7 @@ fn pooling(state: &AppState, ready: &Ready) -> Result<Pooling, ApiError> {
         _ => Err(ApiError::bad_request(format!(
             "model '{}' has no pooling for embeddings; start the server with \
              --pooling mean|cls|last to embed with it",
-            state.opts.model_id
+            ready.id
         ))
         .param("model")),
     }
@@ -173,9 +173,7 @@ pub async fn openai(
     if let Some(name) = req.rest.keys().next() {
         return Err(ApiError::bad_request(format!("{name} is not supported")).param(name.as_str()));
     }
-    if !state.serves(&req.model) {
-        return Err(ApiError::unknown_model(&req.model, &state.opts.model_id));
-    }
+    let ready = state.model(&req.model, None).await?;
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -186,7 +184,7 @@ pub async fn openai(
             .param("encoding_format"))
         }
     };
-    let (vectors, n_tokens) = embed(&state, req.input, false, req.dimensions).await?;
+    let (vectors, n_tokens) = embed(&state, &ready, req.input, false, req.dimensions).await?;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
@@ -203,7 +201,7 @@ pub async fn openai(
     Ok(Json(json!({
         "object": "list",
         "data": data,
-        "model": state.opts.model_id,
+        "model": ready.id,
         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
     })))
 }
@@ -215,8 +213,7 @@ struct OllamaEmbed {
     /// Cut inputs longer than the context (Ollama's default), else refuse them.
     truncate: Option<bool>,
     dimensions: Option<i64>,
-    /// Ollama's model residency; one model stays loaded here.
-    #[allow(dead_code)]
+    /// How long the model stays loaded once idle.
     keep_alive: Option<Value>,
     /// Generation settings; clients send them unset (null), which asks for nothing.
     #[serde(default)]
@@ -245,11 +242,14 @@ pub async fn ollama(
                 .ollama(),
         );
     }
-    if !state.serves(&req.model) {
-        return Err(ApiError::unknown_model(&req.model, &state.opts.model_id).ollama());
-    }
+    let keep_alive = crate::ollama::parse_keep_alive(&req.keep_alive).map_err(ApiError::ollama)?;
+    let ready = state
+        .model(&req.model, keep_alive)
+        .await
+        .map_err(ApiError::ollama)?;
     let (vectors, n_tokens) = embed(
         &state,
+        &ready,
         req.input,
         req.truncate.unwrap_or(true),
         req.dimensions,
@@ -257,7 +257,7 @@ pub async fn ollama(
     .await
     .map_err(ApiError::ollama)?;
     Ok(Json(json!({
-        "model": state.opts.model_id,
+        "model": ready.id,
         "embeddings": vectors,
         "total_duration": t0.elapsed().as_nanos() as u64,
         "load_duration": 0,
@@ -269,7 +269,6 @@ pub async fn ollama(
 struct OllamaEmbeddings {
     model: String,
     prompt: String,
-    #[allow(dead_code)]
     keep_alive: Option<Value>,
     #[serde(flatten)]
     rest: Map<String, Value>,
@@ -287,10 +286,12 @@ pub async fn ollama_legacy(
     )
     .map_err(ApiError::ollama)?;
     refuse_rest(&req.rest)?;
-    if !state.serves(&req.model) {
-        return Err(ApiError::unknown_model(&req.model, &state.opts.model_id).ollama());
-    }
-    let (mut vectors, _) = embed(&state, Input::Text(req.prompt), true, None)
+    let keep_alive = crate::ollama::parse_keep_alive(&req.keep_alive).map_err(ApiError::ollama)?;
+    let ready = state
+        .model(&req.model, keep_alive)
+        .await
+        .map_err(ApiError::ollama)?;
+    let (mut vectors, _) = embed(&state, &ready, Input::Text(req.prompt), true, None)
         .await
         .map_err(ApiError::ollama)?;
     Ok(Json(json!({"embedding": vectors.remove(0)})))

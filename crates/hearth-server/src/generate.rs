@@ -15,7 +15,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
 use crate::reasoning;
-use crate::state::{AppState, Ready};
+use crate::state::Ready;
 
 /// A chat's prompt.
 pub struct ChatPrompt {
@@ -28,11 +28,11 @@ pub struct ChatPrompt {
 /// Runs `f` on the ready model off the async threads: template rendering, tokenization
 /// and grammar compilation are CPU work that must not stall other requests (`/health`).
 pub async fn blocking<T: Send + 'static>(
-    state: &Arc<AppState>,
+    ready: &Arc<Ready>,
     f: impl FnOnce(&Ready) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || f(st.ready()?))
+    let r = ready.clone();
+    tokio::task::spawn_blocking(move || f(&r))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
@@ -77,13 +77,13 @@ impl Ending {
 /// `tools` in the template's variable and `kwargs` as further variables), or the plain
 /// concatenation for a model without a template.
 pub async fn chat_prompt(
-    state: &Arc<AppState>,
+    ready: &Arc<Ready>,
     messages: Vec<ChatMessage>,
     tools: Option<Value>,
     kwargs: serde_json::Map<String, Value>,
     ending: Ending,
 ) -> Result<ChatPrompt, ApiError> {
-    blocking(state, move |ready| {
+    blocking(ready, move |ready| {
         let model = &ready.model;
         let template = model.chat_template.as_ref();
         // A continued final assistant message is a prefill: its text opens the answer,
@@ -137,11 +137,11 @@ pub async fn chat_prompt(
 /// Compiles an output grammar off the async threads (a first compile builds the
 /// vocabulary's token trie); a grammar the engine refuses is a 400 naming `param`.
 pub async fn compile(
-    state: &Arc<AppState>,
+    ready: &Arc<Ready>,
     grammar: Grammar,
     param: &'static str,
 ) -> Result<Constraint, ApiError> {
-    blocking(state, move |ready| {
+    blocking(ready, move |ready| {
         ready
             .engine
             .compile(&grammar)
@@ -168,8 +168,8 @@ pub fn one_grammar(
 
 /// Tokens of a raw text prompt (special tokens in the text are honoured), off the async
 /// threads.
-pub async fn text_prompt(state: &Arc<AppState>, text: String) -> Result<Vec<u32>, ApiError> {
-    blocking(state, move |ready| {
+pub async fn text_prompt(ready: &Arc<Ready>, text: String) -> Result<Vec<u32>, ApiError> {
+    blocking(ready, move |ready| {
         Ok(ready.model.tokenizer.encode(&text, true, true))
     })
     .await

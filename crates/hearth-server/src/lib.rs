@@ -14,6 +14,7 @@ mod reasoning;
 mod responses;
 mod state;
 pub mod tools;
+mod ui;
 mod util;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub use error::ApiError;
+pub use ollama::parse_keep_alive;
 pub use state::{AppState, ServerOptions};
 
 /// Reported as `system_fingerprint` in OpenAI responses.
@@ -76,6 +78,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/tags", get(ollama::tags))
         .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))
+        .route("/api/delete", axum::routing::delete(ollama::delete))
+        .route("/api/copy", post(ollama::copy))
         .route("/api/version", get(ollama::version))
         .route("/", get(root).head(root))
         .route("/health", get(health))
@@ -143,9 +147,6 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
     );
     let state = Arc::new(AppState::new(opts));
 
-    let loader = state.clone();
-    let load = tokio::task::spawn_blocking(move || loader.load());
-
     let app = router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let limits = listen::Limits {
@@ -155,24 +156,25 @@ pub async fn run(opts: ServerOptions, drain: Duration) -> Result<(), ServerError
     };
     let server = tokio::spawn(listen::serve(listener, app, stop_rx, limits));
 
-    match load.await {
-        Ok(Ok(())) => {
-            let r = state.ready().expect("loaded");
-            eprintln!(
-                "hearth: model '{}' ready in {:.2} s; listening on http://{local}",
-                state.opts.model_id,
-                r.load_duration.as_secs_f64()
-            );
-        }
-        Ok(Err(e)) => {
+    match state.load_default().await {
+        Ok(r) => eprintln!(
+            "hearth: model '{}' ready in {:.2} s; listening on http://{local}",
+            r.id,
+            r.load_duration.as_secs_f64()
+        ),
+        Err(e) => {
             let _ = stop_tx.send(true);
             return Err(ServerError::Load(e));
         }
-        Err(e) => {
-            let _ = stop_tx.send(true);
-            return Err(ServerError::Load(format!("the loader failed: {e}")));
-        }
     }
+    // Models idle past their keep-alive are unloaded.
+    let reaper = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            reaper.reap();
+        }
+    });
 
     shutdown_signal().await;
     eprintln!(
@@ -215,11 +217,12 @@ async fn shutdown_signal() {
 }
 
 /// `Authorization: Bearer KEY` (the scheme in any case, or Anthropic's `x-api-key: KEY`)
-/// on every route but `/health` when an API key is set; the key is compared in constant
-/// time.
+/// on every route but `/health` and `/` when an API key is set; the key is compared in
+/// constant time. `/` stays open because a browser cannot send the key when it opens the
+/// chat page; the page holds no data and sends the key on every API call it makes.
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.opts.api_key {
-        if req.uri().path() != "/health" {
+        if !matches!(req.uri().path(), "/health" | "/") {
             let headers = req.headers();
             let bearer = headers
                 .get(header::AUTHORIZATION)
@@ -317,8 +320,10 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     dialect(e, uri.path())
 }
 
-async fn root() -> &'static str {
-    "Hearth is running"
+/// `GET /`: the web chat page for a browser (`Accept: text/html`), "Hearth is running"
+/// for anything else (`ui.rs`).
+async fn root(headers: header::HeaderMap) -> Response {
+    ui::root(headers).await
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -334,8 +339,13 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let ready = state.ready()?;
-    let mut text = ready.engine.metrics.render();
+    // Every loaded model's series, labelled by model.
+    let loaded = state.loaded();
+    let engines: Vec<(&str, &hearth_engine::metrics::Metrics)> = loaded
+        .iter()
+        .map(|(r, _)| (r.id.as_str(), &*r.engine.metrics))
+        .collect();
+    let mut text = hearth_engine::metrics::Metrics::render_models(&engines);
     text.push_str(&format!(
         "# HELP hearth_uptime_seconds Seconds since the server started.\n# TYPE hearth_uptime_seconds gauge\nhearth_uptime_seconds {}\n",
         state.started.elapsed().as_secs_f64()
@@ -354,7 +364,8 @@ struct TokenizeRequest {
 
 async fn tokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let req: TokenizeRequest = util::parse_json(&util::read_body(body, &state.opts).await?)?;
-    let tokens = generate::blocking(&state, move |ready| {
+    let ready = state.default_model().await?;
+    let tokens = generate::blocking(&ready, move |ready| {
         let ids = ready
             .model
             .tokenizer
@@ -378,7 +389,7 @@ struct DetokenizeRequest {
 
 async fn detokenize(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let req: DetokenizeRequest = util::parse_json(&util::read_body(body, &state.opts).await?)?;
-    let ready = state.ready()?;
+    let ready = state.default_model().await?;
     let n_vocab = ready.model.config.n_vocab;
     if let Some(&t) = req.tokens.iter().find(|&&t| t as usize >= n_vocab) {
         return Err(ApiError::bad_request(format!(

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
 use crate::generate;
-use crate::state::AppState;
+use crate::state::{AppState, Ready};
 use crate::util::{parse_json, read_body};
 
 #[derive(Deserialize, Debug)]
@@ -146,22 +146,22 @@ pub async fn completion(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    state.ready()?;
     refuse_unknown(&req)?;
+    let ready = state.default_model().await?;
     let prompt = match &req.prompt {
-        Some(Prompt::Text(t)) => generate::text_prompt(&state, t.clone()).await?,
+        Some(Prompt::Text(t)) => generate::text_prompt(&ready, t.clone()).await?,
         Some(Prompt::Tokens(ids)) => ids.clone(),
         None => return Err(bad("prompt is required").param("prompt")),
     };
-    run(state, req, prompt, false).await
+    run(ready, req, prompt, false).await
 }
 
 /// `POST /infill`: fills the gap between `input_prefix` and `input_suffix` with the
 /// model's FIM tokens ([`Fim`]); a model without them is refused.
 pub async fn infill(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let req: InfillRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    state.ready()?;
     refuse_unknown(&req.completion)?;
+    let ready = state.default_model().await?;
     let opening = match &req.completion.prompt {
         None => String::new(),
         Some(Prompt::Text(t)) => t.clone(),
@@ -176,7 +176,7 @@ pub async fn infill(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
         .map(|f| (f.filename.clone(), f.text.clone()))
         .collect();
     let (prefix, suffix) = (req.input_prefix.clone(), req.input_suffix.clone());
-    let fim = generate::blocking(&state, move |ready| {
+    let fim = generate::blocking(&ready, move |ready| {
         let tok = &ready.model.tokenizer;
         let fim = Fim::of(tok.special_tokens(), tok.add_bos()).ok_or_else(|| {
             ApiError::new(
@@ -206,7 +206,7 @@ pub async fn infill(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
             })
     })
     .await?;
-    run(state, req.completion, fim.ids, fim.truncated).await
+    run(ready, req.completion, fim.ids, fim.truncated).await
 }
 
 /// Refuses a field Hearth does not implement, by name (`n_probs: 0` asks for nothing).
@@ -224,12 +224,11 @@ fn refuse_unknown(req: &CompletionRequest) -> Result<(), ApiError> {
 /// Generates from `prompt` and answers in llama-server's shape (`truncated`: the input
 /// was cut to fit).
 async fn run(
-    state: Arc<AppState>,
+    ready: Arc<Ready>,
     req: CompletionRequest,
     prompt: Vec<u32>,
     truncated: bool,
 ) -> Result<Response, ApiError> {
-    let ready = state.ready()?;
     let max_tokens = match req.n_predict {
         None | Some(-1) => None,
         Some(n) => Some(n),
@@ -252,7 +251,7 @@ async fn run(
         ),
     ])?;
     let constraint = match grammar {
-        Some((param, g)) => Some(generate::compile(&state, g, param).await?),
+        Some((param, g)) => Some(generate::compile(&ready, g, param).await?),
         None => None,
     };
     let engine_req = Request {
@@ -264,8 +263,8 @@ async fn run(
         logprobs: None,
         constraint,
     };
-    let mut rx = generate::submit(ready, engine_req, 1)?;
-    let model = state.opts.model_id.clone();
+    let mut rx = generate::submit(&ready, engine_req, 1)?;
+    let model = ready.id.clone();
     if !req.stream {
         let choice = generate::collect(rx, 1).await?.remove(0);
         let s = choice.summary.expect("collected choices are finished");
@@ -307,7 +306,7 @@ async fn run(
 
 /// `GET /props`
 pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let ready = state.ready()?;
+    let ready = state.default_model().await?;
     let tok = &ready.model.tokenizer;
     let text = |id: Option<u32>| {
         id.map(|i| tok.token_text(i).to_string())
@@ -317,8 +316,8 @@ pub async fn props(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "default_generation_settings": {"n_ctx": ready.engine.config.n_ctx,
             "params": {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "n_predict": -1}},
         "total_slots": ready.engine.config.max_seqs,
-        "model_alias": state.opts.model_id,
-        "model_path": state.opts.model_path.display().to_string(),
+        "model_alias": ready.id,
+        "model_path": ready.info.path().display().to_string(),
         "chat_template": ready.model.chat_template.as_ref().map(|t| t.source()).unwrap_or(""),
         "bos_token": text(tok.bos_id()),
         "eos_token": text(tok.eos_id()),
@@ -339,7 +338,8 @@ pub async fn apply_template(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: ApplyTemplateRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    let text = generate::blocking(&state, move |ready| {
+    let ready = state.default_model().await?;
+    let text = generate::blocking(&ready, move |ready| {
         let t = ready
             .model
             .chat_template

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_engine::{Constraint, Event, Grammar, Request, SamplingParams, Summary};
@@ -18,7 +18,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use crate::error::ApiError;
 use crate::generate::{self, channel_body, Ending};
 use crate::reasoning::{self, OutputStream};
-use crate::state::{AppState, Ready};
+use crate::state::{AppState, KeepAlive, ModelInfo, Ready};
 use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
 use crate::util::{new_id, parse_json, read_body, rfc3339};
 
@@ -50,8 +50,7 @@ struct GenerateRequest {
     stream: Option<bool>,
     #[serde(default)]
     options: Options,
-    /// Accepted for compatibility: the model stays loaded for the server's lifetime.
-    #[allow(dead_code)]
+    /// How long the model stays loaded once idle.
     keep_alive: Option<Value>,
     /// `"json"` or a JSON schema: the output's shape.
     format: Option<Value>,
@@ -95,7 +94,7 @@ struct ChatRequest {
     stream: Option<bool>,
     #[serde(default)]
     options: Options,
-    #[allow(dead_code)]
+    /// How long the model stays loaded once idle.
     keep_alive: Option<Value>,
     format: Option<Value>,
     tools: Option<Value>,
@@ -129,7 +128,7 @@ fn format_grammar(format: &Option<Value>) -> Result<Option<Grammar>, ApiError> {
 
 /// The constraint of an Ollama request's `format`, on the answer after any thinking.
 async fn format_constraint(
-    state: &Arc<AppState>,
+    ready: &Arc<Ready>,
     format: &Option<Value>,
     thinking: Option<bool>,
 ) -> Result<Option<Constraint>, ApiError> {
@@ -143,7 +142,7 @@ async fn format_constraint(
         None => g,
     };
     Ok(Some(
-        generate::compile(state, g, "format")
+        generate::compile(ready, g, "format")
             .await
             .map_err(ApiError::ollama)?,
     ))
@@ -194,11 +193,74 @@ fn ollama_calls(calls: &[ToolCall]) -> Value {
         .collect()
 }
 
-fn check_model<'a>(state: &'a AppState, name: &str) -> Result<&'a Ready, ApiError> {
-    if !state.serves(name) {
-        return Err(ApiError::unknown_model(name, &state.opts.model_id).ollama());
+/// The model `name` names, loaded (or loading) for this request; `keep_alive` is the
+/// request's (Ollama's: a duration like "5m", seconds, 0 to unload once idle, negative to
+/// keep it loaded).
+async fn check_model(
+    state: &AppState,
+    name: &str,
+    keep_alive: &Option<Value>,
+) -> Result<Arc<Ready>, ApiError> {
+    let keep_alive = parse_keep_alive(keep_alive).map_err(ApiError::ollama)?;
+    state.model(name, keep_alive).await.map_err(ApiError::ollama)
+}
+
+/// Ollama's `keep_alive`: a number of seconds or a Go-style duration ("10m", "1h30m",
+/// "500ms"); 0 unloads the model once idle, a negative value keeps it loaded.
+pub fn parse_keep_alive(v: &Option<Value>) -> Result<KeepAlive, ApiError> {
+    let bad = |v: &Value| {
+        ApiError::bad_request(format!(
+            "keep_alive must be a duration such as \"5m\" or a number of seconds (got {v})"
+        ))
+        .param("keep_alive")
+    };
+    let secs = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| bad(v.as_ref().unwrap()))?,
+        Some(Value::String(s)) => parse_duration(s).ok_or_else(|| bad(v.as_ref().unwrap()))?,
+        Some(other) => return Err(bad(other)),
+    };
+    Ok(Some(if secs < 0.0 {
+        None
+    } else if secs.is_finite() && secs < 1e9 {
+        Some(Duration::from_secs_f64(secs))
+    } else {
+        return Err(bad(v.as_ref().unwrap()));
+    }))
+}
+
+/// Seconds in a Go-style duration: a signed sequence of numbers with units h, m, s, ms,
+/// us, ns (a bare number is seconds).
+fn parse_duration(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if let Ok(n) = rest.parse::<f64>() {
+        return Some(if neg { -n } else { n });
     }
-    state.ready().map_err(ApiError::ollama)
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&e| e > 0)?;
+        let n: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(if neg { -total } else { total })
 }
 
 /// Ollama's defaults for what the request leaves out.
@@ -319,7 +381,7 @@ fn merge(mut a: Value, b: Value) -> Value {
 /// separated, and calls to `tools` (chat) are parsed from the answer and sent as the
 /// message's `tool_calls`.
 async fn respond(
-    state: Arc<AppState>,
+    ready: Arc<Ready>,
     req: Request,
     stream: bool,
     route: &'static str,
@@ -327,9 +389,8 @@ async fn respond(
     tools: Tools,
     thinking: Option<bool>,
 ) -> Result<Response, ApiError> {
-    let ready = state.ready().map_err(ApiError::ollama)?;
-    let mut rx = generate::submit(ready, req, 1).map_err(ApiError::ollama)?;
-    let model = state.opts.model_id.clone();
+    let mut rx = generate::submit(&ready, req, 1).map_err(ApiError::ollama)?;
+    let model = ready.id.clone();
     let head = move || json!({"model": model, "created_at": rfc3339(SystemTime::now())});
     let message = move |content: &str, thought: &str, calls: Vec<ParsedCall>| {
         let mut msg = piece(content, thought);
@@ -405,10 +466,10 @@ async fn respond(
 }
 
 /// The reply to a request with nothing to generate: Ollama loads the model and says so.
-fn load_reply(state: &AppState, piece: Value) -> Response {
+fn load_reply(ready: &Ready, piece: Value) -> Response {
     Json(merge(
         merge(
-            json!({"model": state.opts.model_id, "created_at": rfc3339(SystemTime::now())}),
+            json!({"model": ready.id, "created_at": rfc3339(SystemTime::now())}),
             piece,
         ),
         json!({"done": true, "done_reason": "load"}),
@@ -425,16 +486,27 @@ pub async fn generate(
         .await
         .map_err(ApiError::ollama)?;
     let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
-    let ready = check_model(&state, &req.model)?;
+    // An empty request with keep_alive 0 unloads the model, without loading it first.
+    if req.prompt.is_empty()
+        && req.system.is_none()
+        && parse_keep_alive(&req.keep_alive).map_err(ApiError::ollama)? == Some(Some(Duration::ZERO))
+    {
+        refuse(&req.rest, false)?;
+        state.unload(&req.model).map_err(ApiError::ollama)?;
+        return Ok(Json(json!({"model": req.model, "created_at": rfc3339(SystemTime::now()),
+            "response": "", "done": true, "done_reason": "unload"}))
+        .into_response());
+    }
+    let ready = check_model(&state, &req.model, &req.keep_alive).await?;
     refuse(&req.rest, false)?;
-    let kwargs = think_kwargs(&req.think, ready)?;
+    let kwargs = think_kwargs(&req.think, &ready)?;
     if req.prompt.is_empty() && req.system.is_none() {
-        return Ok(load_reply(&state, json!({"response": ""})));
+        return Ok(load_reply(&ready, json!({"response": ""})));
     }
     let (prompt, thinking) = if req.raw || ready.model.chat_template.is_none() {
         let text = format!("{}{}", req.system.as_deref().unwrap_or(""), req.prompt);
         (
-            generate::text_prompt(&state, text)
+            generate::text_prompt(&ready, text)
                 .await
                 .map_err(ApiError::ollama)?,
             None,
@@ -445,17 +517,17 @@ pub async fn generate(
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::new("user", req.prompt.clone()));
-        let chat = generate::chat_prompt(&state, messages, None, kwargs, Ending::Auto)
+        let chat = generate::chat_prompt(&ready, messages, None, kwargs, Ending::Auto)
             .await
             .map_err(ApiError::ollama)?;
         (chat.ids, chat.thinking)
     };
-    let mut engine_req = engine_request(ready, prompt, &req.options).map_err(ApiError::ollama)?;
-    engine_req.constraint = format_constraint(&state, &req.format, thinking).await?;
+    let mut engine_req = engine_request(&ready, prompt, &req.options).map_err(ApiError::ollama)?;
+    engine_req.constraint = format_constraint(&ready, &req.format, thinking).await?;
     let no_tools = Tools::new(Vec::new(), ToolChoice::None, false, Syntax::Generic)
         .expect("no tools is valid");
     respond(
-        state.clone(),
+        ready.clone(),
         engine_req,
         req.stream.unwrap_or(true),
         "generate",
@@ -478,15 +550,15 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
         .await
         .map_err(ApiError::ollama)?;
     let req: ChatRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
-    let ready = check_model(&state, &req.model)?;
+    let ready = check_model(&state, &req.model, &req.keep_alive).await?;
     if req.messages.is_empty() {
         return Ok(load_reply(
-            &state,
+            &ready,
             json!({"message": {"role": "assistant", "content": ""}}),
         ));
     }
     refuse(&req.rest, req.messages.iter().any(|m| m.images.is_some()))?;
-    let kwargs = think_kwargs(&req.think, ready)?;
+    let kwargs = think_kwargs(&req.think, &ready)?;
     let mut messages = Vec::new();
     for m in &req.messages {
         if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
@@ -517,8 +589,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let tools = Tools::new(specs, ToolChoice::Auto, true, syntax)
         .map_err(|e| ApiError::bad_request(e).ollama())?;
     let messages = tools.prepare(messages);
-    let chat = generate::chat_prompt(
-        &state,
+    let chat = generate::chat_prompt(&ready,
         messages,
         tools.template_value(),
         kwargs,
@@ -526,10 +597,10 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     )
     .await
     .map_err(ApiError::ollama)?;
-    let mut engine_req = engine_request(ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
-    engine_req.constraint = format_constraint(&state, &req.format, chat.thinking).await?;
+    let mut engine_req = engine_request(&ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
+    engine_req.constraint = format_constraint(&ready, &req.format, chat.thinking).await?;
     respond(
-        state.clone(),
+        ready.clone(),
         engine_req,
         req.stream.unwrap_or(true),
         "chat",
@@ -546,8 +617,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     .await
 }
 
-fn details(ready: &Ready) -> Value {
-    let i = &ready.info;
+fn details(i: &ModelInfo) -> Value {
     json!({
         "parent_model": "",
         "format": "gguf",
@@ -558,34 +628,39 @@ fn details(ready: &Ready) -> Value {
     })
 }
 
-fn model_entry(ready: &Ready) -> Value {
-    let i = &ready.info;
+fn model_entry(i: &ModelInfo) -> Value {
     json!({
         "name": format!("{}:latest", i.id),
         "model": format!("{}:latest", i.id),
         "modified_at": rfc3339(i.modified),
         "size": i.size_bytes,
         "digest": i.digest(),
-        "details": details(ready),
+        "details": details(i),
     })
 }
 
-/// `GET /api/tags`
-pub async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let ready = state.ready().map_err(ApiError::ollama)?;
-    Ok(Json(json!({"models": [model_entry(ready)]})))
+/// `GET /api/tags`: every model this server serves, loaded or not.
+pub async fn tags(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<Value> = state.models().iter().map(|i| model_entry(i)).collect();
+    Json(json!({"models": models}))
 }
 
-/// `GET /api/ps`
-pub async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let ready = state.ready().map_err(ApiError::ollama)?;
-    let mut m = model_entry(ready);
-    // Loaded until the server stops: report an expiry far ahead, as Ollama does for
-    // keep_alive -1.
-    m["expires_at"] = json!("2318-01-01T00:00:00Z");
-    m["size_vram"] = json!(0);
-    m["context_length"] = json!(ready.engine.config.n_ctx);
-    Ok(Json(json!({"models": [m]})))
+/// `GET /api/ps`: the loaded models, with their footprint and when they unload.
+pub async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<Value> = state
+        .loaded()
+        .into_iter()
+        .map(|(r, expires)| {
+            let mut m = model_entry(&r.info);
+            // Kept loaded: an expiry far ahead, as Ollama reports keep_alive -1.
+            m["expires_at"] = json!(expires.map_or("2318-01-01T00:00:00Z".to_string(), rfc3339));
+            m["size"] = json!(r.footprint);
+            m["size_vram"] = json!(0);
+            m["context_length"] = json!(r.engine.config.n_ctx);
+            m
+        })
+        .collect();
+    Json(json!({"models": models}))
 }
 
 /// `POST /api/show`
@@ -598,7 +673,7 @@ pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
         .model
         .or(req.name)
         .ok_or_else(|| ApiError::bad_request("missing field `model`").ollama())?;
-    let ready = check_model(&state, &name)?;
+    let ready = check_model(&state, &name, &None).await?;
     let c = &ready.model.config;
     let arch = &c.arch;
     let template = ready
@@ -622,10 +697,10 @@ pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
     });
     Ok(Json(json!({
         "license": "",
-        "modelfile": format!("# Served by Hearth\nFROM {}\n", state.opts.model_path.display()),
+        "modelfile": format!("# Served by Hearth\nFROM {}\n", ready.info.path().display()),
         "parameters": "",
         "template": template,
-        "details": details(ready),
+        "details": details(&ready.info),
         "model_info": model_info,
         "capabilities": ["completion", "tools"],
         "modified_at": rfc3339(ready.info.modified),
@@ -635,4 +710,77 @@ pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
 /// `GET /api/version`
 pub async fn version() -> Json<Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteRequest {
+    #[serde(alias = "name")]
+    model: String,
+}
+
+/// `DELETE /api/delete`: stops serving a model, and deletes its file when it lives in the
+/// models directory (a file given with `-m` elsewhere is only no longer served).
+pub async fn delete(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(body, &state.opts).await.map_err(ApiError::ollama)?;
+    let req: DeleteRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let path = state.remove(&req.model).map_err(ApiError::ollama)?;
+    let ours = state
+        .opts
+        .models_dir
+        .as_ref()
+        .is_some_and(|d| path.parent().and_then(|p| p.canonicalize().ok()) == d.canonicalize().ok());
+    if ours {
+        std::fs::remove_file(&path).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot delete {}: {e}", path.display())).ollama()
+        })?;
+    }
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyRequest {
+    source: String,
+    destination: String,
+}
+
+/// `POST /api/copy`: serves a model under a second name, as a file in the models
+/// directory (a hard link where the file system allows, else a copy).
+pub async fn copy(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(body, &state.opts).await.map_err(ApiError::ollama)?;
+    let req: CopyRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let dest_name = req.destination.strip_suffix(":latest").unwrap_or(&req.destination).to_string();
+    if dest_name.is_empty()
+        || !dest_name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        || dest_name.starts_with('.')
+    {
+        return Err(ApiError::bad_request(format!(
+            "destination '{}' must be letters, digits, '.', '_' and '-'",
+            req.destination
+        ))
+        .param("destination")
+        .ollama());
+    }
+    let Some(dir) = state.opts.models_dir.clone() else {
+        return Err(ApiError::bad_request("this server has no models directory to copy into").ollama());
+    };
+    let src = state.path_of(&req.source).map_err(ApiError::ollama)?;
+    if state.serves(&dest_name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("model '{dest_name}' already exists"))
+            .param("destination")
+            .ollama());
+    }
+    let dest = dir.join(format!("{dest_name}.gguf"));
+    let d = dest.clone();
+    tokio::task::spawn_blocking(move || {
+        std::fs::hard_link(&src, &d).or_else(|_| std::fs::copy(&src, &d).map(|_| ()))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).ollama())?
+    .map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write {}: {e}", dest.display())).ollama()
+    })?;
+    state.add(&dest_name, dest).map_err(ApiError::ollama)?;
+    Ok(Json(json!({})))
 }

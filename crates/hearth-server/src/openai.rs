@@ -306,14 +306,11 @@ fn openai_calls(calls: &[ToolCall]) -> Value {
 }
 
 /// The served model, once the request names it and asks for nothing Hearth lacks.
-fn check_model<'a>(state: &'a AppState, c: &Common) -> Result<&'a Ready, ApiError> {
+async fn check_model(state: &AppState, c: &Common) -> Result<Arc<Ready>, ApiError> {
     if let Some(name) = c.rest.keys().next() {
         return Err(ApiError::bad_request(format!("{name} is not supported")).param(name.as_str()));
     }
-    if !state.serves(&c.model) {
-        return Err(ApiError::unknown_model(&c.model, &state.opts.model_id));
-    }
-    state.ready()
+    state.model(&c.model, None).await
 }
 
 /// Per request, what OpenAI's usage object reports beside the token counts.
@@ -367,7 +364,7 @@ pub async fn chat_completions(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: ChatRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    let ready = check_model(&state, &req.common)?;
+    let ready = check_model(&state, &req.common).await?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").param("messages"));
     }
@@ -423,7 +420,7 @@ pub async fn chat_completions(
         messages.push(msg);
     }
     let c = &req.common;
-    let tools = chat_tools(&req, ready)?;
+    let tools = chat_tools(&req, &ready)?;
     let template = ready.model.chat_template.as_ref();
     if req.reasoning_effort.is_some()
         && !reasoning::supported(template)
@@ -442,7 +439,7 @@ pub async fn chat_completions(
     let messages = tools.prepare(messages);
     let ending = Ending::from_fields(req.add_generation_prompt, req.continue_final_message)?;
     let chat =
-        generate::chat_prompt(&state, messages, tools.template_value(), kwargs, ending).await?;
+        generate::chat_prompt(&ready, messages, tools.template_value(), kwargs, ending).await?;
     let thinking = chat.thinking;
     let prompt = chat.ids;
     let mut grammars = format_grammars(c)?;
@@ -459,7 +456,7 @@ pub async fn chat_completions(
                 })?,
                 None => g,
             };
-            Some(generate::compile(&state, g, param).await?)
+            Some(generate::compile(&ready, g, param).await?)
         }
         None => None,
     };
@@ -500,9 +497,9 @@ pub async fn chat_completions(
     };
     let n = choice_count(c)?;
     let n_prompt = engine_req.prompt_ids.len();
-    let rx = generate::submit(ready, engine_req, n)?;
+    let rx = generate::submit(&ready, engine_req, n)?;
     let id = new_id("chatcmpl");
-    let (created, model) = (unix_now(), state.opts.model_id.clone());
+    let (created, model) = (unix_now(), ready.id.clone());
 
     if !c.stream {
         // A 400 while generating is the grammar failing on the way: its field is named.
@@ -519,7 +516,7 @@ pub async fn chat_completions(
                     let content: Vec<Value> = ch
                         .tokens
                         .iter()
-                        .filter_map(|(t, _, lp)| lp.as_ref().map(|lp| chat_logprob(ready, *t, lp)))
+                        .filter_map(|(t, _, lp)| lp.as_ref().map(|lp| chat_logprob(&ready, *t, lp)))
                         .collect();
                     json!({"content": content})
                 });
@@ -564,9 +561,9 @@ pub async fn chat_completions(
         object: "chat.completion.chunk",
         route: "chat",
     };
-    let st = state.clone();
+    let st = ready.clone();
     Ok(sse_response(rx, move |rx, btx| async move {
-        let Ok(ready) = st.ready() else { return };
+        let ready: &Ready = &st;
         let opening = (0..n).map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}));
         // Per choice: thinking split off, and text held back while it may be a tool call.
         let streams = std::sync::Mutex::new(
@@ -771,14 +768,14 @@ pub async fn completions(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    let ready = check_model(&state, &req.common)?;
+    let ready = check_model(&state, &req.common).await?;
     let c = &req.common;
     if req.echo {
         return Err(ApiError::bad_request("echo is not supported").param("echo"));
     }
     let prompt = match &req.prompt {
-        PromptSpec::Text(t) => generate::text_prompt(&state, t.clone()).await?,
-        PromptSpec::Texts(v) if v.len() == 1 => generate::text_prompt(&state, v[0].clone()).await?,
+        PromptSpec::Text(t) => generate::text_prompt(&ready, t.clone()).await?,
+        PromptSpec::Texts(v) if v.len() == 1 => generate::text_prompt(&ready, v[0].clone()).await?,
         PromptSpec::Texts(_) => {
             return Err(ApiError::bad_request(
                 "prompt must be one string (batches of prompts are not supported)",
@@ -806,7 +803,7 @@ pub async fn completions(
     let grammar = generate::one_grammar(format_grammars(c)?)?;
     let grammar_param = grammar.as_ref().map(|g| g.0);
     let constraint = match grammar {
-        Some((param, g)) => Some(generate::compile(&state, g, param).await?),
+        Some((param, g)) => Some(generate::compile(&ready, g, param).await?),
         None => None,
     };
     let engine_req = Request {
@@ -820,9 +817,9 @@ pub async fn completions(
     };
     let n = choice_count(c)?;
     let n_prompt = engine_req.prompt_ids.len();
-    let rx = generate::submit(ready, engine_req, n)?;
+    let rx = generate::submit(&ready, engine_req, n)?;
     let id = new_id("cmpl");
-    let (created, model) = (unix_now(), state.opts.model_id.clone());
+    let (created, model) = (unix_now(), ready.id.clone());
 
     if !c.stream {
         // A 400 while generating is the grammar failing on the way: its field is named.
@@ -838,7 +835,7 @@ pub async fn completions(
                 json!({
                     "index": i,
                     "text": ch.text,
-                    "logprobs": logprobs.map(|_| completion_logprobs(ready, &ch.tokens, 0)),
+                    "logprobs": logprobs.map(|_| completion_logprobs(&ready, &ch.tokens, 0)),
                     "finish_reason": s.finish_reason.as_str(),
                 })
             })
@@ -863,9 +860,9 @@ pub async fn completions(
         object: "text_completion",
         route: "completions",
     };
-    let st = state.clone();
+    let st = ready.clone();
     Ok(sse_response(rx, move |rx, btx| async move {
-        let Ok(ready) = st.ready() else { return };
+        let ready: &Ready = &st;
         let mut offsets = vec![0usize; n];
         let token = |i: usize, tok: u32, text: String, logprob: Option<TokenLogprob>| {
             if text.is_empty() && logprob.is_none() {
@@ -900,17 +897,16 @@ pub async fn completions(
 
 /// `GET /v1/models`
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"object": "list", "data": [model_object(&state)]}))
+    let data: Vec<Value> = state.models().iter().map(model_object).collect();
+    Json(json!({"object": "list", "data": data}))
 }
 
-fn model_object(state: &AppState) -> Value {
-    let created = state.ready().ok().map_or(0, |r| {
-        r.info
-            .modified
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    });
-    json!({"id": state.opts.model_id, "object": "model", "created": created, "owned_by": "hearth"})
+fn model_object(m: &Arc<crate::state::ModelInfo>) -> Value {
+    let created = m
+        .modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({"id": m.id, "object": "model", "created": created, "owned_by": "hearth"})
 }
 
 /// `GET /v1/models/{id}`
@@ -918,8 +914,7 @@ pub async fn model(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.serves(&id) {
-        return Err(ApiError::unknown_model(&id, &state.opts.model_id));
-    }
-    Ok(Json(model_object(&state)))
+    let m = state.models().into_iter().find(|m| m.id == id.strip_suffix(":latest").unwrap_or(&id));
+    let m = m.ok_or_else(|| state.unknown(&id))?;
+    Ok(Json(model_object(&m)))
 }

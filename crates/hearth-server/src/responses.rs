@@ -128,15 +128,12 @@ fn response_object(id: &str, msg_id: &str, model: &str, text: &str, s: Option<&S
 /// `POST /v1/responses`
 pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let req: ResponsesRequest = parse_json(&read_body(body, &state.opts).await?)?;
-    if !state.serves(&req.model) {
-        return Err(ApiError::unknown_model(&req.model, &state.opts.model_id));
-    }
-    let ready = state.ready()?;
+    let ready = state.model(&req.model, None).await?;
     if let Some(k) = req.rest.keys().next() {
         return Err(bad(format!("{k} is not supported")));
     }
     let chat =
-        generate::chat_prompt(&state, messages(&req)?, None, Map::new(), Ending::Auto).await?;
+        generate::chat_prompt(&ready, messages(&req)?, None, Map::new(), Ending::Auto).await?;
     let max_tokens = generate::resolve_max_tokens(
         chat.ids.len(),
         req.max_output_tokens,
@@ -168,8 +165,8 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
         logprobs: None,
         constraint: None,
     };
-    let mut rx = generate::submit(ready, engine_req, 1)?;
-    let (id, msg_id, model) = (new_id("resp"), new_id("msg"), state.opts.model_id.clone());
+    let mut rx = generate::submit(&ready, engine_req, 1)?;
+    let (id, msg_id, model) = (new_id("resp"), new_id("msg"), ready.id.clone());
     if !req.stream {
         let choice = generate::collect(rx, 1).await?.remove(0);
         let s = choice.summary.expect("collected choices are finished");
