@@ -355,19 +355,22 @@ async fn prepare(
         return Err(bad("stop_sequences must be up to 16 non-empty strings"));
     }
     let sampling = sampling(req, ready.model.config.n_vocab)?;
-    Ok((ready, Prepared {
-        req: Request {
-            prompt_ids: chat.ids,
-            max_tokens,
-            sampling,
-            stop,
-            ignore_eos: false,
-            logprobs: None,
-            constraint,
+    Ok((
+        ready,
+        Prepared {
+            req: Request {
+                prompt_ids: chat.ids,
+                max_tokens,
+                sampling,
+                stop,
+                ignore_eos: false,
+                logprobs: None,
+                constraint,
+            },
+            tools,
+            thinking: chat.thinking,
         },
-        tools,
-        thinking: chat.thinking,
-    }))
+    ))
 }
 
 fn usage(prompt: usize, output: usize, cached: usize) -> Value {

@@ -202,7 +202,10 @@ async fn check_model(
     keep_alive: &Option<Value>,
 ) -> Result<Arc<Ready>, ApiError> {
     let keep_alive = parse_keep_alive(keep_alive).map_err(ApiError::ollama)?;
-    state.model(name, keep_alive).await.map_err(ApiError::ollama)
+    state
+        .model(name, keep_alive)
+        .await
+        .map_err(ApiError::ollama)
 }
 
 /// Ollama's `keep_alive`: a number of seconds or a Go-style duration ("10m", "1h30m",
@@ -247,7 +250,9 @@ fn parse_duration(s: &str) -> Option<f64> {
             .filter(|&e| e > 0)?;
         let n: f64 = rest[..end].parse().ok()?;
         rest = &rest[end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -489,12 +494,15 @@ pub async fn generate(
     // An empty request with keep_alive 0 unloads the model, without loading it first.
     if req.prompt.is_empty()
         && req.system.is_none()
-        && parse_keep_alive(&req.keep_alive).map_err(ApiError::ollama)? == Some(Some(Duration::ZERO))
+        && parse_keep_alive(&req.keep_alive).map_err(ApiError::ollama)?
+            == Some(Some(Duration::ZERO))
     {
         refuse(&req.rest, false)?;
         state.unload(&req.model).map_err(ApiError::ollama)?;
-        return Ok(Json(json!({"model": req.model, "created_at": rfc3339(SystemTime::now()),
-            "response": "", "done": true, "done_reason": "unload"}))
+        return Ok(Json(
+            json!({"model": req.model, "created_at": rfc3339(SystemTime::now()),
+            "response": "", "done": true, "done_reason": "unload"}),
+        )
         .into_response());
     }
     let ready = check_model(&state, &req.model, &req.keep_alive).await?;
@@ -589,7 +597,8 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let tools = Tools::new(specs, ToolChoice::Auto, true, syntax)
         .map_err(|e| ApiError::bad_request(e).ollama())?;
     let messages = tools.prepare(messages);
-    let chat = generate::chat_prompt(&ready,
+    let chat = generate::chat_prompt(
+        &ready,
         messages,
         tools.template_value(),
         kwargs,
@@ -597,7 +606,8 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     )
     .await
     .map_err(ApiError::ollama)?;
-    let mut engine_req = engine_request(&ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
+    let mut engine_req =
+        engine_request(&ready, chat.ids, &req.options).map_err(ApiError::ollama)?;
     engine_req.constraint = format_constraint(&ready, &req.format, chat.thinking).await?;
     respond(
         ready.clone(),
@@ -721,18 +731,25 @@ struct DeleteRequest {
 
 /// `DELETE /api/delete`: stops serving a model, and deletes its file when it lives in the
 /// models directory (a file given with `-m` elsewhere is only no longer served).
-pub async fn delete(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let bytes = read_body(body, &state.opts).await.map_err(ApiError::ollama)?;
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(body, &state.opts)
+        .await
+        .map_err(ApiError::ollama)?;
     let req: DeleteRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
     let path = state.remove(&req.model).map_err(ApiError::ollama)?;
-    let ours = state
-        .opts
-        .models_dir
-        .as_ref()
-        .is_some_and(|d| path.parent().and_then(|p| p.canonicalize().ok()) == d.canonicalize().ok());
+    let ours = state.opts.models_dir.as_ref().is_some_and(|d| {
+        path.parent().and_then(|p| p.canonicalize().ok()) == d.canonicalize().ok()
+    });
     if ours {
         std::fs::remove_file(&path).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot delete {}: {e}", path.display())).ollama()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot delete {}: {e}", path.display()),
+            )
+            .ollama()
         })?;
     }
     Ok(Json(json!({})))
@@ -748,11 +765,19 @@ struct CopyRequest {
 /// `POST /api/copy`: serves a model under a second name, as a file in the models
 /// directory (a hard link where the file system allows, else a copy).
 pub async fn copy(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let bytes = read_body(body, &state.opts).await.map_err(ApiError::ollama)?;
+    let bytes = read_body(body, &state.opts)
+        .await
+        .map_err(ApiError::ollama)?;
     let req: CopyRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
-    let dest_name = req.destination.strip_suffix(":latest").unwrap_or(&req.destination).to_string();
+    let dest_name = req
+        .destination
+        .strip_suffix(":latest")
+        .unwrap_or(&req.destination)
+        .to_string();
     if dest_name.is_empty()
-        || !dest_name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        || !dest_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         || dest_name.starts_with('.')
     {
         return Err(ApiError::bad_request(format!(
@@ -763,13 +788,18 @@ pub async fn copy(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
         .ollama());
     }
     let Some(dir) = state.opts.models_dir.clone() else {
-        return Err(ApiError::bad_request("this server has no models directory to copy into").ollama());
+        return Err(
+            ApiError::bad_request("this server has no models directory to copy into").ollama(),
+        );
     };
     let src = state.path_of(&req.source).map_err(ApiError::ollama)?;
     if state.serves(&dest_name) {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("model '{dest_name}' already exists"))
-            .param("destination")
-            .ollama());
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("model '{dest_name}' already exists"),
+        )
+        .param("destination")
+        .ollama());
     }
     let dest = dir.join(format!("{dest_name}.gguf"));
     let d = dest.clone();
@@ -779,7 +809,11 @@ pub async fn copy(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).ollama())?
     .map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write {}: {e}", dest.display())).ollama()
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write {}: {e}", dest.display()),
+        )
+        .ollama()
     })?;
     state.add(&dest_name, dest).map_err(ApiError::ollama)?;
     Ok(Json(json!({})))

@@ -96,7 +96,10 @@ impl ModelInfo {
             id: id.to_string(),
             size_bytes: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            family: file.get_str("general.architecture").unwrap_or("").to_string(),
+            family: file
+                .get_str("general.architecture")
+                .unwrap_or("")
+                .to_string(),
             n_params: file
                 .tensors()
                 .iter()
@@ -183,7 +186,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(opts: ServerOptions) -> AppState {
-        let mut slots = vec![Slot::new(opts.model_id.clone(), opts.model_path.clone(), opts.keep_alive)];
+        let mut slots = vec![Slot::new(
+            opts.model_id.clone(),
+            opts.model_path.clone(),
+            opts.keep_alive,
+        )];
         for (id, path) in &opts.other_models {
             if !slots.iter().any(|s| s.id == *id) {
                 slots.push(Slot::new(id.clone(), path.clone(), opts.keep_alive));
@@ -221,7 +228,11 @@ impl AppState {
 
     /// The file of the model `name` names.
     pub fn path_of(&self, name: &str) -> Result<PathBuf, ApiError> {
-        Ok(self.slot(name).ok_or_else(|| self.unknown(name))?.path.clone())
+        Ok(self
+            .slot(name)
+            .ok_or_else(|| self.unknown(name))?
+            .path
+            .clone())
     }
 
     /// Serves the model file at `path` as `id` from now on (`/api/copy`); a name already
@@ -229,7 +240,11 @@ impl AppState {
     pub fn add(&self, id: &str, path: PathBuf) -> Result<(), ApiError> {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if slots.iter().any(|s| s.id == id) {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("model '{id}' already exists")).param("destination"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("model '{id}' already exists"),
+            )
+            .param("destination"));
         }
         slots.push(Slot::new(id.to_string(), path, self.opts.keep_alive));
         Ok(())
@@ -241,11 +256,25 @@ impl AppState {
         let slot = self.slot(name).ok_or_else(|| self.unknown(name))?;
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if Arc::ptr_eq(&slots[0], &slot) {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("'{}' is the server's default model; it cannot be deleted while served", slot.id)).param("model"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "'{}' is the server's default model; it cannot be deleted while served",
+                    slot.id
+                ),
+            )
+            .param("model"));
         }
         let loaded = slot.loaded.try_lock().map(|c| c.is_some()).unwrap_or(true);
         if loaded && !slot.unload_if_idle() {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("model '{}' is in use; try again when its requests are done", slot.id)).param("model"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "model '{}' is in use; try again when its requests are done",
+                    slot.id
+                ),
+            )
+            .param("model"));
         }
         slots.retain(|s| !Arc::ptr_eq(s, &slot));
         Ok(slot.path.clone())
@@ -296,9 +325,16 @@ impl AppState {
             .collect()
     }
 
-    async fn load_slot(&self, slot: &Arc<Slot>, keep_alive: KeepAlive) -> Result<Arc<Ready>, ApiError> {
+    async fn load_slot(
+        &self,
+        slot: &Arc<Slot>,
+        keep_alive: KeepAlive,
+    ) -> Result<Arc<Ready>, ApiError> {
         if self.stopping.load(Ordering::Acquire) {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            ));
         }
         let mut cell = slot.loaded.lock().await;
         {
@@ -316,19 +352,30 @@ impl AppState {
         let fp = tokio::task::spawn_blocking(move || estimate(&opts, &path))
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load '{id}': {e}")))?;
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot load '{id}': {e}"),
+                )
+            })?;
         self.make_room(slot, fp)?;
         let need = fp.total();
         let (opts, path, id) = (self.opts.clone(), slot.path.clone(), slot.id.clone());
         let info = slot.info().ok_or_else(|| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the file of '{}'", slot.id))
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the file of '{}'", slot.id),
+            )
         })?;
         let ready = tokio::task::spawn_blocking(move || load(&opts, &id, &path, need, info))
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         let ready = Arc::new(ready);
-        slot.usage.lock().unwrap_or_else(|e| e.into_inner()).footprint = Some(need);
+        slot.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .footprint = Some(need);
         *cell = Some(ready.clone());
         Ok(ready)
     }
@@ -419,7 +466,10 @@ impl AppState {
     /// if it is idle, else once its requests are done. Nothing is loaded for it.
     pub fn unload(&self, name: &str) -> Result<(), ApiError> {
         let slot = self.slot(name).ok_or_else(|| self.unknown(name))?;
-        slot.usage.lock().unwrap_or_else(|e| e.into_inner()).keep_alive = Some(Duration::ZERO);
+        slot.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep_alive = Some(Duration::ZERO);
         slot.unload_if_idle();
         Ok(())
     }
@@ -472,7 +522,10 @@ impl Slot {
     }
 
     fn footprint(&self) -> Option<usize> {
-        self.usage.lock().unwrap_or_else(|e| e.into_inner()).footprint
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .footprint
     }
 
     /// Drops the loaded model if no request holds or runs on it; whether it did.
@@ -483,7 +536,10 @@ impl Slot {
         match cell.as_ref() {
             Some(r) if is_idle(r) => {
                 tracing::info!(model = %self.id, "unloading");
-                self.usage.lock().unwrap_or_else(|e| e.into_inner()).footprint = None;
+                self.usage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .footprint = None;
                 *cell = None;
                 true
             }
@@ -579,7 +635,9 @@ pub struct Footprint {
 
 impl Footprint {
     pub fn total(&self) -> usize {
-        self.weights.saturating_add(self.kv).saturating_add(self.scratch)
+        self.weights
+            .saturating_add(self.kv)
+            .saturating_add(self.scratch)
     }
 }
 
@@ -593,7 +651,8 @@ fn load(
     info: Arc<ModelInfo>,
 ) -> Result<Ready, String> {
     let t0 = Instant::now();
-    let model = Arc::new(Model::load(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?);
+    let model =
+        Arc::new(Model::load(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?);
     let c = &model.config;
     let (mut cfg, kv_bytes) = plan(o, c)?;
     if let Some(p) = &o.draft_model_path {
