@@ -3,7 +3,9 @@
 mod bench;
 mod convert;
 mod embed;
+mod hf;
 mod info;
+mod manage;
 mod models;
 mod perplexity;
 mod quantize;
@@ -32,10 +34,14 @@ enum Command {
     Run(run::RunArgs),
     /// Serve the model over HTTP: OpenAI- and Ollama-compatible APIs, many users at once.
     Serve(serve::ServeArgs),
-    /// Download a known model into the models directory.
+    /// Download a model into the models directory: a known model, a GGUF from Hugging
+    /// Face (hf.co/OWNER/REPO[:QUANT]) or a GGUF file's http(s):// URL.
     Pull {
-        /// Model name (default: the default model).
+        /// Known model name, hf.co/OWNER/REPO[:QUANT] or URL (default: the default model).
         model: Option<String>,
+        /// The sha256 a URL's file must have (hex), when the server states none.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -61,6 +67,40 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print texts' embedding vectors as JSON.
     Embed(embed::EmbedArgs),
+    /// List the models a running server has loaded.
+    Ps {
+        #[command(flatten)]
+        addr: manage::ServerAddr,
+    },
+    /// Unload a model from a running server.
+    Stop {
+        model: String,
+        #[command(flatten)]
+        addr: manage::ServerAddr,
+    },
+    /// Show a model's details and what serving it takes.
+    Show {
+        /// Model name or GGUF path.
+        model: Option<String>,
+        /// The context to size the KV cache for [default: the model's, at most 8192].
+        #[arg(short = 'c', long)]
+        ctx_size: Option<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete a model from the models directory.
+    Rm {
+        model: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Copy a model to a new name in the models directory.
+    Cp {
+        source: String,
+        destination: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Convert a Hugging Face model folder (safetensors) to GGUF, as llama.cpp's converter does.
     Convert(convert::ConvertArgs),
 }
@@ -108,12 +148,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Serve(a) => serve::serve(a),
-        Command::Pull { model, common } => {
+        Command::Pull {
+            model,
+            sha256,
+            common,
+        } => {
             let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);
-            match models::find_known(name) {
-                Some(m) => models::pull(m, &common.dir()).map(|_| ()),
-                None => Err(anyhow::anyhow!(
-                    "unknown model '{name}' (known: {})",
+            match (hf::Source::parse(name), models::find_known(name)) {
+                (Err(e), _) => Err(e),
+                (Ok(Some(source)), _) => {
+                    hf::pull(&source, &common.dir(), sha256.as_deref()).map(|_| ())
+                }
+                (Ok(None), _) if sha256.is_some() => Err(anyhow::anyhow!(
+                    "--sha256 applies to URLs; a known model's sha256 is built in"
+                )),
+                (Ok(None), Some(m)) => models::pull(m, &common.dir()).map(|_| ()),
+                (Ok(None), None) => Err(anyhow::anyhow!(
+                    "unknown model '{name}' (known: {}; or pull hf.co/OWNER/REPO[:QUANT], or the https:// URL of a .gguf file)",
                     models::KNOWN_MODELS
                         .iter()
                         .map(|m| m.name)
@@ -129,6 +180,19 @@ fn main() -> ExitCode {
         Command::Quantize(a) => quantize::quantize(a),
         Command::Bench(a) => bench::bench(a),
         Command::Embed(a) => embed::embed(a),
+        Command::Ps { addr } => manage::ps(&addr),
+        Command::Stop { model, addr } => manage::stop(&addr, &model),
+        Command::Show {
+            model,
+            ctx_size,
+            common,
+        } => manage::show(model.as_deref(), &common, ctx_size),
+        Command::Rm { model, common } => manage::rm(&model, &common),
+        Command::Cp {
+            source,
+            destination,
+            common,
+        } => manage::cp(&source, &destination, &common),
         Command::Convert(a) => convert::convert(a),
     };
     match result {

@@ -136,7 +136,9 @@ pub fn find_known(name: &str) -> Option<&'static KnownModel> {
     })
 }
 
-/// Resolves `-m` to a file: an existing path, or a known model (pulled if `auto_pull`).
+/// Resolves `-m` to a file: an existing path, a known model (pulled if `auto_pull`), or
+/// the name of a file in the models directory (what `hearth pull` saved from Hugging Face
+/// or a URL), with or without `.gguf`.
 pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathBuf> {
     let name = model.unwrap_or(DEFAULT_MODEL);
     let as_path = Path::new(name);
@@ -155,6 +157,18 @@ pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathB
             "model '{}' is not downloaded yet; run `hearth pull {}`",
             known.name,
             known.name
+        );
+    }
+    if !name.contains(['/', '\\']) && !name.is_empty() && !name.starts_with('.') {
+        for candidate in [dir.join(name), dir.join(format!("{name}.gguf"))] {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    if let Ok(Some(source)) = crate::hf::Source::parse(name) {
+        bail!(
+            "'{name}' is not downloaded by `-m`: run `hearth pull {source}` first, then pass the file name it saves"
         );
     }
     if let Ok(meta) = std::fs::metadata(name) {
@@ -415,6 +429,27 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name a served model file goes by: the known model's name, else the file's stem.
+pub fn id_of(path: &Path) -> String {
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    match find_known(file) {
+        Some(k) => k.name.to_string(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+    }
+}
+
+/// The name a model given as `-m arg` goes by: a known name's canonical name, else the
+/// file's.
+pub fn served_name(arg: &str, path: &Path) -> String {
+    match find_known(arg) {
+        Some(k) => k.name.to_string(),
+        None => id_of(path),
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,26 @@ use crate::{models, Common};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Model name or GGUF path [default: smollm2-135m-instruct, pulled on first use].
+    /// Model name or GGUF path; repeatable. The first is the default model, loaded at
+    /// start; every model here and in the models directory is served by name and loads
+    /// on its first request [default: smollm2-135m-instruct, pulled on first use].
     #[arg(short, long)]
-    pub model: Option<String>,
-    /// The name clients use for the model [default: the known model's name, or the file's stem].
+    pub model: Vec<String>,
+    /// The name clients use for the first model [default: the known model's name, or the
+    /// file's stem].
     #[arg(long)]
     pub alias: Option<String>,
+    /// How long a model stays loaded once idle: a duration such as 5m, 1h or 30s; 0
+    /// unloads at once, -1 keeps it loaded. A request's `keep_alive` overrides it.
+    #[arg(long, default_value = "5m", allow_hyphen_values = true)]
+    pub keep_alive: String,
+    /// Models loaded at once at most; the least recently used idle one unloads first.
+    #[arg(long, default_value_t = 3)]
+    pub max_loaded: usize,
+    /// Memory the loaded models may take together, in MiB (weights, KV caches, scratch)
+    /// [default: what the system has available].
+    #[arg(long)]
+    pub max_memory: Option<usize>,
     /// Address to listen on (use 0.0.0.0 to accept other machines).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -94,16 +108,38 @@ pub struct ServeArgs {
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
-    let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
-    let model_id = match (&a.alias, a.model.as_deref().map(models::find_known)) {
+    let dir = a.common.dir();
+    let first = a.model.first().map(String::as_str);
+    let path = models::resolve(first, &dir, true)?;
+    let model_id = match (&a.alias, first.map(models::find_known)) {
         (Some(alias), _) => alias.clone(),
         (None, Some(Some(k))) => k.name.to_string(),
         (None, None) => models::DEFAULT_MODEL.to_string(),
-        (None, Some(None)) => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into()),
+        (None, Some(None)) => models::id_of(&path),
     };
+    // Every other model: the further -m's, then the models directory's GGUF files.
+    let mut other_models = Vec::new();
+    for m in a.model.iter().skip(1) {
+        let p = models::resolve(Some(m), &dir, true)?;
+        other_models.push((models::served_name(m, &p), p));
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "gguf") && p.is_file())
+            .collect();
+        files.sort();
+        for p in files {
+            let same = |q: &std::path::Path| q.canonicalize().ok() == p.canonicalize().ok();
+            if !same(&path) && !other_models.iter().any(|(_, q)| same(q)) {
+                other_models.push((models::id_of(&p), p));
+            }
+        }
+    }
+    let keep_alive = parse_keep_alive(&a.keep_alive)?;
+    if a.max_loaded == 0 {
+        bail!("--max-loaded must be at least 1");
+    }
     let n_threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -116,6 +152,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let opts = ServerOptions {
         model_path: path,
         model_id,
+        other_models,
+        keep_alive,
+        max_loaded: a.max_loaded,
+        models_dir: Some(dir.clone()),
+        memory_budget: a.max_memory.map(|m| m << 20),
         host: a.host,
         port: a.port,
         n_threads,
@@ -166,4 +207,14 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         .context("cannot start the HTTP runtime")?;
     rt.block_on(hearth_server::run(opts, Duration::from_secs(a.drain)))?;
     Ok(())
+}
+
+/// `--keep-alive`: a duration such as "5m", "1h30m", "30s" or a number of seconds; a
+/// negative one keeps models loaded (`None`).
+fn parse_keep_alive(s: &str) -> Result<Option<Duration>> {
+    let v = serde_json::Value::String(s.to_string());
+    match hearth_server::parse_keep_alive(&Some(v)) {
+        Ok(k) => Ok(k.flatten()),
+        Err(_) => bail!("--keep-alive {s:?} is not a duration (5m, 1h, 30s, 0, -1)"),
+    }
 }
