@@ -433,7 +433,10 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The name a served model file goes by: the known model's name, else the file's stem.
 pub fn id_of(path: &Path) -> String {
-    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
     match find_known(file) {
         Some(k) => k.name.to_string(),
         None => path

@@ -1,12 +1,14 @@
-//! `hearth run`: one prompt, piped stdin, or an interactive chat.
+//! `hearth run`: one prompt, piped stdin, or an interactive chat (the chat itself is in
+//! `chat.rs`; this file loads the model, starts the engine and runs one turn).
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use hearth_engine::{
     DraftModel, Engine, EngineConfig, Event, Grammar, Request, SamplingParams, SpecConfig, Summary,
@@ -15,7 +17,12 @@ use hearth_model::{ChatMessage, KvType, Model};
 
 use crate::{models, Common};
 
-#[derive(Args)]
+// The interactive chat (chat.rs) is a child of this module: it shares the one-shot
+// path's request and streaming code.
+#[path = "chat.rs"]
+mod chat;
+
+#[derive(Args, Clone)]
 pub struct RunArgs {
     /// Model name or GGUF path [default: smollm2-135m-instruct, pulled on first use].
     #[arg(short, long)]
@@ -199,11 +206,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         Some(p) if p.trim().is_empty() => bail!("the prompt is empty"),
         Some(p) => {
             let messages = system_messages(&a, p);
-            let ids = prompt_ids(&model, &a, &messages)?;
+            let ids = prompt_ids(&model, &a, &messages, None)?;
             let g = generate(&engine, &a, ids.clone(), sampling)?;
             report(&a, &ids, &g, load_duration);
         }
-        None => chat(&model, &engine, &a, sampling, load_duration)?,
+        None => chat::chat(&model, &engine, &a, &path, load_duration)?,
     }
     Ok(())
 }
@@ -217,11 +224,17 @@ fn system_messages(a: &RunArgs, user: String) -> Vec<ChatMessage> {
     m
 }
 
-/// The prompt's token ids: the chat template applied to `messages`, or with `--raw` (or a
-/// model without a template) the last message's text as is.
-fn prompt_ids(model: &Model, a: &RunArgs, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+/// The prompt's token ids: the chat template applied to `messages` (with `kwargs` as the
+/// template's further variables), or with `--raw` (or a model without a template) the last
+/// message's text as is.
+fn prompt_ids(
+    model: &Model,
+    a: &RunArgs,
+    messages: &[ChatMessage],
+    kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Vec<u32>> {
     let text = match (&model.chat_template, a.raw) {
-        (Some(t), false) => t.render(messages, true)?,
+        (Some(t), false) => t.render_with(messages, true, None, kwargs)?,
         _ => messages
             .last()
             .map(|m| m.content.clone())
@@ -247,12 +260,31 @@ fn output_grammar(a: &RunArgs) -> Result<Option<Grammar>> {
     Ok(a.grammar.as_ref().map(read).transpose()?.map(Grammar::Gbnf))
 }
 
+/// One answer to `ids`, streamed to stdout as it comes (unless `--json`).
 fn generate(
     engine: &Engine,
     a: &RunArgs,
     ids: Vec<u32>,
     sampling: SamplingParams,
 ) -> Result<Generation> {
+    let mut rx = submit(engine, a, ids, sampling)?;
+    let mut answer = Answer::new(a);
+    while let Some(ev) = rx.blocking_recv() {
+        if let Some(g) = answer.take(ev)? {
+            return Ok(g);
+        }
+    }
+    bail!("the engine stopped")
+}
+
+/// Queues the request for `ids` with `a`'s options (token budget, stop strings, grammar);
+/// its events arrive on the receiver, and dropping the receiver cancels it.
+fn submit(
+    engine: &Engine,
+    a: &RunArgs,
+    ids: Vec<u32>,
+    sampling: SamplingParams,
+) -> Result<UnboundedReceiver<Event>> {
     let n_ctx = engine.config.n_ctx;
     if ids.len() >= n_ctx {
         bail!(
@@ -278,38 +310,62 @@ fn generate(
         logprobs: None,
         constraint,
     };
-    let mut rx = engine.submit(req)?;
-    let mut out = std::io::stdout().lock();
-    let stream = !a.json;
-    let (mut generated_ids, mut text) = (Vec::new(), String::new());
-    let mut put = |t: &str, text: &mut String| {
-        if stream {
-            let _ = out.write_all(t.as_bytes());
-            let _ = out.flush();
+    Ok(engine.submit(req)?)
+}
+
+/// An answer as its events arrive: written to stdout token by token (unless `--json`) and
+/// collected.
+struct Answer {
+    stream: bool,
+    generated_ids: Vec<u32>,
+    text: String,
+}
+
+impl Answer {
+    fn new(a: &RunArgs) -> Answer {
+        Answer {
+            stream: !a.json,
+            generated_ids: Vec::new(),
+            text: String::new(),
         }
-        text.push_str(t);
-    };
-    while let Some(ev) = rx.blocking_recv() {
+    }
+
+    /// Takes the next event; at the last one, returns the whole generation.
+    fn take(&mut self, ev: Event) -> Result<Option<Generation>> {
         match ev {
-            Event::Token { id, text: t, .. } => {
-                generated_ids.push(id);
-                put(&t, &mut text);
+            Event::Token { id, text, .. } => {
+                self.generated_ids.push(id);
+                self.put(&text);
+                Ok(None)
             }
-            Event::Done { text: t, summary } => {
-                put(&t, &mut text);
-                if stream {
-                    let _ = writeln!(out);
+            Event::Done { text, summary } => {
+                self.put(&text);
+                if self.stream {
+                    println!();
                 }
-                return Ok(Generation {
-                    generated_ids,
-                    text,
+                Ok(Some(Generation {
+                    generated_ids: std::mem::take(&mut self.generated_ids),
+                    text: std::mem::take(&mut self.text),
                     summary,
-                });
+                }))
             }
             Event::Error(e) => bail!(e),
         }
     }
-    bail!("the engine stopped")
+
+    /// The text so far, of an answer stopped before its end.
+    fn into_text(self) -> String {
+        self.text
+    }
+
+    fn put(&mut self, t: &str) {
+        if self.stream {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+        }
+        self.text.push_str(t);
+    }
 }
 
 fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
@@ -370,58 +426,4 @@ fn report(a: &RunArgs, prompt_ids: &[u32], g: &Generation, load: Duration) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Multi-turn chat on a terminal. The engine's prefix cache keeps the conversation's keys
-/// and values, so each turn only runs its new tokens. `/clear` starts over, `/bye` (or
-/// Ctrl-D) quits.
-fn chat(
-    model: &Model,
-    engine: &Engine,
-    a: &RunArgs,
-    sampling: SamplingParams,
-    mut load: Duration,
-) -> Result<()> {
-    let mut messages: Vec<ChatMessage> = a
-        .system
-        .iter()
-        .map(|s| ChatMessage::new("system", s.clone()))
-        .collect();
-    let base = messages.clone();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    eprintln!(
-        "Chatting with {} (/clear to start over, /bye or Ctrl-D to quit)",
-        model.config.name.as_deref().unwrap_or("the model")
-    );
-    loop {
-        eprint!(">>> ");
-        let _ = std::io::stderr().flush();
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        match line.trim() {
-            "" => continue,
-            "/bye" | "/exit" | "/quit" => break,
-            "/clear" => {
-                messages = base.clone();
-                eprintln!("(conversation cleared)");
-                continue;
-            }
-            _ => {}
-        }
-        messages.push(ChatMessage::new("user", line));
-        let ids = prompt_ids(model, a, &messages)?;
-        match generate(engine, a, ids.clone(), sampling.clone()) {
-            Ok(g) => {
-                report(a, &ids, &g, load);
-                load = Duration::ZERO; // the model was loaded once, before the first turn
-                messages.push(ChatMessage::new("assistant", g.text));
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                messages.pop();
-            }
-        }
-    }
-    Ok(())
 }

@@ -914,7 +914,10 @@ pub async fn model(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = state.models().into_iter().find(|m| m.id == id.strip_suffix(":latest").unwrap_or(&id));
+    let m = state
+        .models()
+        .into_iter()
+        .find(|m| m.id == id.strip_suffix(":latest").unwrap_or(&id));
     let m = m.ok_or_else(|| state.unknown(&id))?;
     Ok(Json(model_object(&m)))
 }
