@@ -197,12 +197,12 @@ pub fn rope_angles(
     }
 }
 
-/// GELU with the exact error function, `0.5 x (1 + erf(x / sqrt 2))` (BERT's), in f64 and
-/// rounded once.
+/// GELU with the error function, `0.5 x (1 + erf(x / sqrt 2))` (BERT's), in f32 with
+/// musl's `erff` (within an ulp or so of the exact function; the tanh approximation some
+/// engines use is off by up to 1e-3).
 #[inline]
 pub fn gelu_erf(x: f32) -> f32 {
-    let x = x as f64;
-    (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// The tanh approximation of GELU, `0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`,

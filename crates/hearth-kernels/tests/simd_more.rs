@@ -114,6 +114,8 @@ fn gemm_is_vec_dot<W: WeightBlock>(name: &str) {
 fn float_twins_are_close_to_exact() {
     // Products of f16 (bf16) values are exact; only the f32 sums round.
     twin_close_to_f64::<f16>("f16", vec_dot_f16_ref, 1e-6);
+    // f32 products round too.
+    twin_close_to_f64::<f32>("f32", vec_dot_f32_ref, 1e-5);
     twin_close_to_f64::<bf16>("bf16", vec_dot_bf16_ref, 1e-6);
 }
 
@@ -245,9 +247,15 @@ mod x86 {
             eprintln!("no AVX2 on this CPU: SIMD kernels not exercised");
             return;
         }
+        vec_dot_matches::<f32>("f32", x86_float::vec_dot_f32, vec_dot_f32_ref);
         vec_dot_matches::<f16>("f16", x86_float::vec_dot_f16, vec_dot_f16_ref);
         vec_dot_matches::<bf16>("bf16", x86_float::vec_dot_bf16, vec_dot_bf16_ref);
         // SAFETY (each gemm call below): AVX2, FMA and F16C were checked above.
+        gemm_matches::<f32>(
+            "f32",
+            |nb, w, a, o| unsafe { x86_float::gemm_f32(nb, w, a, o) },
+            vec_dot_f32_ref,
+        );
         gemm_matches::<f16>(
             "f16",
             |nb, w, a, o| unsafe { x86_float::gemm_f16(nb, w, a, o) },

@@ -136,7 +136,9 @@ impl Encoder {
 
             let h = &mut h[..n * l.up.b.len()];
             l.up.forward(&x, h);
-            h.iter_mut().for_each(|v| *v = ops::gelu_erf(*v));
+            each_chunk(h, l.up.b.len(), |rows| {
+                rows.iter_mut().for_each(|v| *v = ops::gelu_erf(*v))
+            });
             l.down.forward(h, &mut d);
             l.out_norm.add_then(&mut x, &mut d);
             std::mem::swap(&mut x, &mut d);

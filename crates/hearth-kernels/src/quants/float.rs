@@ -140,10 +140,52 @@ impl Quantize for f32 {
 impl WeightBlock for f32 {
     type Act = f32;
 
+    /// The AVX2 kernel when the ISA allows, else the scalar twin [`vec_dot_f32_ref`].
     #[inline]
     fn vec_dot(w: &[Self], a: &[Self::Act]) -> f32 {
-        dot_lanes(w, a, 0.0, |v| v)
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_float::vec_dot_f32(w, a) };
+        }
+        vec_dot_f32_ref(w, a)
     }
+
+    #[inline]
+    fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx2 {
+            // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.
+            return unsafe { crate::simd::x86_float::gemm_f32(nb, w, a, out) };
+        }
+        crate::gemm_with(nb, w, a, out, vec_dot_f32_ref)
+    }
+}
+
+/// Scalar twin of the AVX2 F32 kernels: 16 f32 lanes (element `i` in lane `i % 16`),
+/// each step `w.mul_add(a, acc)` (one rounding, as the kernels' FMA), a partial last
+/// chunk padded with zeros, lanes summed pairwise at the end.
+#[inline]
+pub fn vec_dot_f32_ref(w: &[f32], a: &[f32]) -> f32 {
+    assert_eq!(w.len(), a.len(), "vec_dot: row lengths differ");
+    let mut acc = [0.0f32; LANES];
+    let (wc, ac) = (w.chunks_exact(LANES), a.chunks_exact(LANES));
+    let (wr, ar) = (wc.remainder(), ac.remainder());
+    for (wc, ac) in wc.zip(ac) {
+        for ((s, &x), &y) in acc.iter_mut().zip(wc).zip(ac) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    if !wr.is_empty() {
+        // Padded with zeros, as the kernels do (`0 * 0 + acc` also turns -0 into +0).
+        let (mut wp, mut ap) = ([0.0f32; LANES], [0.0f32; LANES]);
+        wp[..wr.len()].copy_from_slice(wr);
+        ap[..ar.len()].copy_from_slice(ar);
+        for ((s, &x), &y) in acc.iter_mut().zip(&wp).zip(&ap) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    reduce_lanes(acc)
 }
 
 impl Quantize for f16 {

@@ -1,4 +1,5 @@
-//! AVX2 kernels for plain-float weights: F16 (× f16 activations) and BF16 (× bf16).
+//! AVX2 kernels for plain-float weights: F32 (× f32 activations), F16 (× f16) and BF16
+//! (× bf16).
 //!
 //! The scalar twin is `dot_lanes` in `quants/float.rs`: element `i` goes to f32 lane
 //! `i % 16` (here: lanes 0..8 in one register, 8..16 in another), a partial last chunk is
@@ -9,7 +10,8 @@
 //! exponents stay in f32's normal range), so `fma(w, a, acc)` rounds exactly as
 //! `acc + w * a` does: the FMA kernels are bit-identical to the twin. BF16 products
 //! (8 × 8 bits) can leave f32's range, so the BF16 kernels multiply and add separately,
-//! as the twin does.
+//! as the twin does. F32 fuses: its twin computes `w.mul_add(a, acc)`, one rounding,
+//! which is also the more accurate sum.
 //!
 //! The tiled products (`gemm_*`) widen the activations to f32 once per call (exact), then
 //! run tiles of rows × tokens in which every output keeps its own two accumulators and
@@ -36,6 +38,15 @@ trait Elem: Copy {
     const FUSED: bool;
     /// Eight elements at `p` as f32 lanes (exact).
     unsafe fn load8(p: *const Self) -> __m256;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const FUSED: bool = true;
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
 }
 
 impl Elem for f16 {
@@ -100,6 +111,15 @@ unsafe fn vec_dot<E: Elem>(w: &[E], a: &[E]) -> f32 {
         );
     }
     hsum(_mm256_add_ps(acc0, acc1))
+}
+
+/// F32 × f32 dot product, bit for bit the scalar `f32::vec_dot` twin.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_f32(w: &[f32], a: &[f32]) -> f32 {
+    vec_dot(w, a)
 }
 
 /// F16 × f16 dot product, bit for bit the scalar `f16::vec_dot` twin.
@@ -256,6 +276,16 @@ unsafe fn gemm<'o, E: Elem>(n: usize, w: &[E], a: &[E], out: impl crate::IntoGem
         };
     }
     SCRATCH.with(|c| c.set(buf));
+}
+
+/// Tiled F32 × f32: `out[t * n_rows + r]` is [`vec_dot_f32`] of weight row `r` and
+/// activation row `t` (rows of `n` elements), bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_f32<'o>(n: usize, w: &[f32], a: &[f32], out: impl crate::IntoGemmOut<'o>) {
+    gemm(n, w, a, out)
 }
 
 /// Tiled F16 × f16: `out[t * n_rows + r]` is [`vec_dot_f16`] of weight row `r` and
