@@ -1,6 +1,7 @@
 """Health, tokenizer endpoints and Prometheus metrics."""
 
 import json
+import re
 
 from conftest import MODEL, wait_for
 
@@ -91,7 +92,8 @@ def test_gateway_metrics_rise_under_load_and_fall_back(server):
         assert status == 200
         return text
 
-    assert 'vllm:cache_config_info{block_size="16"} 1' in raw()
+    # Every series carries the model's label beside its own.
+    assert re.search(r'vllm:cache_config_info\{model="[^"]+",block_size="16"\} 1', raw()), raw()
     done = threading.Event()
     peak = {"running": 0, "waiting": 0, "usage": 0.0}
 
