@@ -8,9 +8,11 @@ mod info;
 mod manage;
 mod models;
 mod perplexity;
+mod progress;
 mod quantize;
 mod run;
 mod serve;
+mod shards;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

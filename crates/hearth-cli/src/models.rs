@@ -421,13 +421,15 @@ fn extract_and_convert(
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path)?;
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut f, &mut hasher)?;
+    std::io::copy(&mut f, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
