@@ -8,20 +8,9 @@ use std::path::PathBuf;
 use common::{assert_clean_error, hearth, stdout};
 
 /// The Hugging Face folder `hearth pull all-minilm` keeps beside the GGUF file, in the
-/// models directory (`$HEARTH_MODELS`, else `$XDG_CACHE_HOME/hearth/models`, else
-/// `~/.cache/hearth/models`, as `pull` has it).
+/// models directory.
 fn minilm_folder() -> PathBuf {
-    let var = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let models = var("HEARTH_MODELS").unwrap_or_else(|| {
-        var("XDG_CACHE_HOME")
-            .unwrap_or_else(|| var("HOME").expect("HOME").join(".cache"))
-            .join("hearth/models")
-    });
-    let dir = models.join("all-minilm-l6-v2");
+    let dir = common::models_dir().join("all-minilm-l6-v2");
     assert!(
         dir.join("model.safetensors").is_file(),
         "{} missing: run `hearth pull all-minilm` first (the README's test command does)",

@@ -9,6 +9,9 @@
 //! `tests/data/embeddings/llamacpp_converted_metadata.txt`. The error cases use small
 //! synthetic folders.
 
+#[path = "../../hearth-model/tests/common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -23,20 +26,9 @@ const LLAMACPP_F32_SHA256: &str =
 const LLAMACPP_F16_SHA256: &str =
     "7e01259cec4346ed6884939d130b8b103472ab310dc296a60cf1349d90e5541a";
 
-fn models_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("HEARTH_MODELS").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
-    cache.join("hearth/models")
-}
-
 /// The pulled GGUF and the folder it was converted from.
 fn minilm() -> (PathBuf, PathBuf) {
-    let dir = models_dir();
+    let dir = common::models_dir();
     let gguf = dir.join("all-minilm-l6-v2-f32.gguf");
     let folder = dir.join("all-minilm-l6-v2");
     assert!(

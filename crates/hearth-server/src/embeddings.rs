@@ -67,11 +67,8 @@ async fn embed(
         ))
         .param("input"));
     }
-    let n_ctx = if ready.model.is_encoder() {
-        ready.model.config.n_ctx_train
-    } else {
-        ready.engine.config.n_ctx
-    };
+    // An encoder's engine context is its trained one (`state::plan`).
+    let n_ctx = ready.engine.config.n_ctx;
     let inputs = generate::blocking(ready, move |ready| {
         let tok = &ready.model.tokenizer;
         let lists = match input {

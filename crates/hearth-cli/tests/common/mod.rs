@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 #[path = "../../../hearth-model/tests/common/mod.rs"]
 mod model;
 
-pub use model::{data_path, gemma3_path, model_path};
+pub use model::{data_path, gemma3_path, model_path, models_dir};
 
 /// `hearth ARGS…`, run to completion.
 pub fn hearth(args: &[&str]) -> Output {
