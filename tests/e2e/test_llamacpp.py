@@ -124,3 +124,6 @@ def test_infill_without_fim_tokens_is_refused(server):
     assert status == 501 and "fill-in-the-middle" in v["error"]["message"], v
     status, v = server.post_json("/infill", {"input_prefix": "a", "n_probs": 5})
     assert status == 400 and v["error"]["param"] == "n_probs", v
+    status, v = server.post_json("/infill", {"input_prefix": "a", "input_extra": [
+        {"filename": "f.py", "text": "x", "language": "python"}]})
+    assert status == 400 and "language" in v["error"]["message"], v

@@ -59,7 +59,9 @@ struct CompletionRequest {
     rest: Map<String, Value>,
 }
 
+/// One `input_extra` entry; any other field is refused by name.
 #[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 struct ExtraFile {
     #[serde(default)]
     filename: String,
