@@ -269,6 +269,31 @@ mod x86 {
     }
 
     #[test]
+    fn avx512_f32_tiles_match_twin() {
+        let avx512 = have_avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        if !avx512 {
+            eprintln!("no AVX-512 on this CPU: its F32 tiles not exercised");
+            return;
+        }
+        // SAFETY: AVX-512 F, AVX2 and FMA were checked above.
+        gemm_matches::<f32>(
+            "f32 avx512",
+            |nb, w, a, o| unsafe { hearth_kernels::simd::x86_avx512_float::gemm_f32(nb, w, a, o) },
+            vec_dot_f32_ref,
+        );
+        // The dispatching entry point, with whatever ISA this process runs.
+        gemm_matches::<f32>(
+            "f32 dispatched",
+            |nb, w, a, o| f32::gemm(nb, w, a, o),
+            vec_dot_f32_ref,
+        );
+    }
+
+    #[test]
     fn avx2_q5_kernels_match_twins() {
         if !have_avx2() {
             return;

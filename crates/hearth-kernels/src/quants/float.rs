@@ -151,8 +151,15 @@ impl WeightBlock for f32 {
         vec_dot_f32_ref(w, a)
     }
 
+    /// AVX-512's wider tiles, else AVX2's, else the twin per output.
     #[inline]
     fn gemm<'o>(nb: usize, w: &[Self], a: &[Self::Act], out: impl crate::IntoGemmOut<'o>) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() >= crate::Isa::Avx512 {
+            // SAFETY: `isa()` reports AVX-512 (with AVX2 and FMA) only when the CPU has
+            // them.
+            return unsafe { crate::simd::x86_avx512_float::gemm_f32(nb, w, a, out) };
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::isa() >= crate::Isa::Avx2 {
             // SAFETY: `isa()` reports AVX2 (with FMA and F16C) only when the CPU has them.

@@ -15,6 +15,8 @@ pub mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_attention;
 #[cfg(target_arch = "x86_64")]
+pub mod x86_avx512_float;
+#[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_ops;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512_q4_1x16;

@@ -28,6 +28,50 @@ pub unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// [`crate::ops::gelu_erf_rows_ref`] on sixteen lanes at a time (a masked last chunk).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, AVX2 and FMA.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn gelu_erf(x: &mut [f32]) {
+    use crate::ops::{ERF_A, ERF_P};
+    let n = x.len();
+    let c = _mm512_set1_ps;
+    let one = c(1.0);
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let m: __mmask16 = if left >= 16 {
+            0xffff
+        } else {
+            ((1u32 << left) - 1) as u16
+        };
+        // SAFETY: the mask covers elements i..min(i + 16, n) only.
+        let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+        let z = _mm512_abs_ps(_mm512_mul_ps(v, c(std::f32::consts::FRAC_1_SQRT_2)));
+        let t = _mm512_div_ps(one, _mm512_fmadd_ps(c(ERF_P), z, one));
+        let mut poly = _mm512_fmadd_ps(c(ERF_A[4]), t, c(ERF_A[3]));
+        poly = _mm512_fmadd_ps(poly, t, c(ERF_A[2]));
+        poly = _mm512_fmadd_ps(poly, t, c(ERF_A[1]));
+        poly = _mm512_fmadd_ps(poly, t, c(ERF_A[0]));
+        poly = _mm512_mul_ps(poly, t);
+        let e = expf_poly(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z)));
+        // fnmadd(a, b, c) = fma(-a, b, c); then the magnitude with x's sign (copysign).
+        let erf = _mm512_castps_si512(_mm512_fnmadd_ps(poly, e, one));
+        let erf = _mm512_or_si512(
+            _mm512_andnot_si512(sign, erf),
+            _mm512_and_si512(sign, _mm512_castps_si512(v)),
+        );
+        let y = _mm512_mul_ps(
+            _mm512_mul_ps(c(0.5), v),
+            _mm512_add_ps(one, _mm512_castsi512_ps(erf)),
+        );
+        _mm512_mask_storeu_ps(x.as_mut_ptr().add(i), m, y);
+        i += 16;
+    }
+}
+
 /// [`crate::ops::silu`]: `x / (1 + e^(0 - x))`.
 #[inline(always)]
 unsafe fn silu(x: __m512) -> __m512 {
