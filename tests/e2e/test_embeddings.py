@@ -116,7 +116,8 @@ def test_what_cannot_be_embedded_is_a_clear_400(minilm, server):
     status, v = server.post_json("/v1/embeddings", {"model": MODEL, "input": "Hi"})
     assert status == 400 and "--pooling" in v["error"]["message"], v
     status, v = minilm.post_json("/v1/rerank", {"model": MINILM, "query": "a", "documents": ["b"]})
-    assert status == 501, v
+    assert status == 400 and v["error"]["param"] == "model", v
+    assert MINILM in v["error"]["message"] and "reranker" in v["error"]["message"], v
     # Both servers still serve.
     close(minilm.openai().embeddings.create(model=MINILM, input=TEXTS[0]).data[0].embedding, 0)
     status, _ = server.post_json("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 1})

@@ -1,4 +1,5 @@
-//! BERT (`BertModel`): llama.cpp's `bert` architecture.
+//! BERT (`BertModel`, and `BertForSequenceClassification` cross-encoders): llama.cpp's
+//! `bert` architecture.
 //!
 //! Tensor names, Hugging Face → GGUF (`N` the layer; a `bert.` prefix and the old
 //! `gamma`/`beta` spellings of norm weights and biases are accepted):
@@ -19,6 +20,24 @@
 //! `embeddings.position_ids`, the pooler and the masked-LM / next-sentence heads are not
 //! used for embeddings and are left out. Any other tensor is an error, as is a missing
 //! one or one whose shape does not follow from `config.json`.
+//!
+//! A `BertForSequenceClassification` with one label (a reranker such as
+//! cross-encoder/ms-marco-MiniLM-L-6-v2) also keeps its head, under llama.cpp's
+//! classifier names, and is written with `bert.pooling_type` 4 (rank) and
+//! `bert.classifier.output_labels` (its `id2label`, by id):
+//!
+//! | Hugging Face            | GGUF          | run as (llama.cpp's rank pooling)      |
+//! |-------------------------|---------------|----------------------------------------|
+//! | `bert.pooler.dense`     | `cls`         | `tanh(cls · h[CLS] + b)`               |
+//! | `classifier`            | `cls.output`  | `cls.output · that + b`: the score     |
+//!
+//! Two departures from llama.cpp's converter, both so that the file computes what the
+//! model computes: llama.cpp drops `bert.pooler.dense` (its BERT converter assumes an
+//! embedding model), so its file scores `classifier(h[CLS])` instead of
+//! `classifier(tanh(pooler(h[CLS])))` (the ranking mostly survives, the scale does not);
+//! and it writes no pooling type for a folder without `modules.json`, so llama-server
+//! needs `--reranking`. llama.cpp's runtime applies `cls` with tanh and then `cls.output`,
+//! so it runs Hearth's file as the model does.
 
 use std::collections::HashSet;
 
@@ -42,11 +61,14 @@ struct Hparams {
     /// `type_vocab_size`: the token-type (segment) embeddings.
     n_token_types: usize,
     f_norm_eps: f32,
+    /// A sequence classifier's labels (`id2label`, by id): the head is kept.
+    labels: Option<Vec<String>>,
 }
 
 impl Hparams {
-    fn read(f: &HfFolder) -> Result<Hparams, ConvertError> {
+    fn read(f: &HfFolder, classifier: bool) -> Result<Hparams, ConvertError> {
         let hp = Hparams {
+            labels: if classifier { Some(labels(f)?) } else { None },
             n_vocab: f.config_usize("vocab_size")?,
             n_ctx: f.config_usize("max_position_embeddings")?,
             n_embd: f.config_usize("hidden_size")?,
@@ -90,6 +112,10 @@ impl Hparams {
             "position_embd.weight" => vec![self.n_ctx, e],
             "token_types.weight" => vec![self.n_token_types, e],
             "token_embd_norm.weight" | "token_embd_norm.bias" => vec![e],
+            "cls.weight" if self.labels.is_some() => vec![e, e],
+            "cls.bias" if self.labels.is_some() => vec![e],
+            "cls.output.weight" => vec![self.labels.as_ref()?.len(), e],
+            "cls.output.bias" => vec![self.labels.as_ref()?.len()],
             _ => {
                 let rest = gguf_name.strip_prefix("blk.")?;
                 let (layer, what) = rest.split_once('.')?;
@@ -141,6 +167,16 @@ impl Hparams {
         ]
         .into_iter()
         .map(String::from);
+        let head = [
+            "cls.weight",
+            "cls.bias",
+            "cls.output.weight",
+            "cls.output.bias",
+        ]
+        .into_iter()
+        .filter(|_| self.labels.is_some())
+        .map(String::from);
+        let globals = globals.chain(head);
         let layers = (0..self.n_layer).flat_map(|il| {
             PER_LAYER.into_iter().flat_map(move |t| {
                 ["weight", "bias"].map(|suffix| format!("blk.{il}.{t}.{suffix}"))
@@ -158,7 +194,8 @@ enum Mapped {
 }
 
 /// The GGUF name of a Hugging Face BERT tensor, or `None` for a tensor BERT does not have.
-fn map_name(hf: &str) -> Option<Mapped> {
+/// A sequence classifier (`classifier`) keeps its pooler and classification head.
+fn map_name(hf: &str, classifier: bool) -> Option<Mapped> {
     let name = hf.strip_prefix("bert.").unwrap_or(hf);
     let name = if let Some(n) = name.strip_suffix(".gamma") {
         format!("{n}.weight")
@@ -167,6 +204,15 @@ fn map_name(hf: &str) -> Option<Mapped> {
     } else {
         name.to_owned()
     };
+    if classifier {
+        match name.as_str() {
+            "pooler.dense.weight" => return Some(Mapped::Gguf("cls.weight".into())),
+            "pooler.dense.bias" => return Some(Mapped::Gguf("cls.bias".into())),
+            "classifier.weight" => return Some(Mapped::Gguf("cls.output.weight".into())),
+            "classifier.bias" => return Some(Mapped::Gguf("cls.output.bias".into())),
+            _ => {}
+        }
+    }
     if name == "embeddings.position_ids"
         || name.starts_with("pooler.")
         || name.starts_with("cls.predictions")
@@ -265,17 +311,65 @@ fn pooling_type(f: &HfFolder) -> Result<Option<u32>, ConvertError> {
     Ok(Some(t))
 }
 
-/// Converts a BERT folder.
-pub fn convert(f: &HfFolder, out: OutType) -> Result<Converted, ConvertError> {
-    let hp = Hparams::read(f)?;
-    let pooling = pooling_type(f)?;
+/// A sequence classifier's labels from `config.json`'s `id2label` (ordered by id; absent,
+/// `num_labels` labels `LABEL_i`, Hugging Face's default being 2). Only one label (a
+/// relevance score: a reranker) is supported.
+fn labels(f: &HfFolder) -> Result<Vec<String>, ConvertError> {
+    let labels: Vec<String> = match f.config.get("id2label") {
+        Some(Json::Object(m)) => {
+            let mut by_id = Vec::with_capacity(m.len());
+            for (k, v) in m {
+                let id: usize = k.parse().map_err(|_| {
+                    ConvertError::Config(format!("id2label has a key '{k}' that is not an id"))
+                })?;
+                let label = v.as_str().ok_or_else(|| {
+                    ConvertError::Config(format!("id2label[{k}] is {v}, not a string"))
+                })?;
+                by_id.push((id, label.to_owned()));
+            }
+            by_id.sort();
+            by_id.into_iter().map(|(_, l)| l).collect()
+        }
+        Some(other) => {
+            return Err(ConvertError::Config(format!(
+                "id2label must be an object, got {other}"
+            )))
+        }
+        // Hugging Face's default labels; only one is of use, so no more are made.
+        None => {
+            let n = f.config_usize_or("num_labels", Some(2))?;
+            (0..n.min(2)).map(|i| format!("LABEL_{i}")).collect()
+        }
+    };
+    if labels.len() != 1 {
+        let n = match f.config.get("id2label") {
+            Some(_) => labels.len(),
+            None => f.config_usize_or("num_labels", Some(2))?,
+        };
+        return Err(ConvertError::Config(format!(
+            "a BertForSequenceClassification with {n} labels is a classifier, not a \
+             reranker; hearth convert supports single-label cross-encoders (one relevance \
+             score)"
+        )));
+    }
+    Ok(labels)
+}
+
+/// Converts a BERT folder; `classifier` for a `BertForSequenceClassification`
+/// cross-encoder (its pooler and head kept, pooling `rank`).
+pub fn convert(f: &HfFolder, out: OutType, classifier: bool) -> Result<Converted, ConvertError> {
+    let hp = Hparams::read(f, classifier)?;
+    let pooling = match classifier {
+        true => Some(4),
+        false => pooling_type(f)?,
+    };
 
     // The tensors, in file order, named and checked against the hyperparameters before
     // anything is sized by those (the vocabulary by `n_vocab`).
     let mut checked = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for t in f.tensors() {
-        let gguf_name = match map_name(t.name) {
+        let gguf_name = match map_name(t.name, classifier) {
             Some(Mapped::Gguf(n)) => n,
             Some(Mapped::Skip) => continue,
             None => {
@@ -305,7 +399,8 @@ pub fn convert(f: &HfFolder, out: OutType) -> Result<Converted, ConvertError> {
         }
         checked.push((gguf_name, t));
     }
-    if seen.len() as u64 != 5 + 16 * hp.n_layer as u64 {
+    let n_head_tensors = if classifier { 4 } else { 0 };
+    if seen.len() as u64 != 5 + n_head_tensors + 16 * hp.n_layer as u64 {
         if let Some(missing) = hp.required().find(|n| !seen.contains(n)) {
             return Err(ConvertError::tensor(
                 &missing,
@@ -345,6 +440,9 @@ pub fn convert(f: &HfFolder, out: OutType) -> Result<Converted, ConvertError> {
     if let Some(p) = pooling {
         w.add_kv("bert.pooling_type", p);
     }
+    if let Some(labels) = &hp.labels {
+        w.add_kv("bert.classifier.output_labels", labels.clone());
+    }
     w.add_kv("general.quantization_version", QUANTIZATION_VERSION);
     vocab.write(&mut w, u32_of(hp.n_token_types));
 
@@ -366,7 +464,7 @@ mod tests {
     use super::*;
 
     fn gguf(hf: &str) -> Option<String> {
-        match map_name(hf)? {
+        match map_name(hf, false)? {
             Mapped::Gguf(n) => Some(n),
             Mapped::Skip => Some("(skip)".into()),
         }
@@ -394,6 +492,23 @@ mod tests {
         assert_eq!(gguf("embeddings.position_ids").unwrap(), "(skip)");
         assert!(gguf("encoder.layer.0.crossattention.self.query.weight").is_none());
         assert!(gguf("lm_head.weight").is_none());
+    }
+
+    #[test]
+    fn a_cross_encoder_keeps_its_pooler_and_head() {
+        let head = |hf| match map_name(hf, true) {
+            Some(Mapped::Gguf(n)) => n,
+            _ => panic!("{hf} is not kept"),
+        };
+        assert_eq!(head("bert.pooler.dense.weight"), "cls.weight");
+        assert_eq!(head("bert.pooler.dense.bias"), "cls.bias");
+        assert_eq!(head("classifier.weight"), "cls.output.weight");
+        assert_eq!(head("classifier.bias"), "cls.output.bias");
+        assert_eq!(
+            head("bert.encoder.layer.1.output.dense.bias"),
+            "blk.1.ffn_down.bias"
+        );
+        assert!(map_name("classifier.weight", false).is_none());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! Embedding requests share the thread: each step first runs the waiting ones (up to the
 //! token budget, at least one request) as one batch through [`Model::embed`], then the
 //! generation step. An input's vector never depends on what else is in its batch.
+//! Reranking requests (pooling `rank`: a cross-encoder's query-document pairs, one score
+//! each) take the same queue and batch with each other.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,6 +25,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hearth_model::encoder::EncoderInput;
 use hearth_model::{Batch, KvType, Model, Pooling};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
@@ -119,11 +122,17 @@ pub struct Request {
     pub constraint: Option<Constraint>,
 }
 
-/// Inputs (token ids) to embed, one L2-normalized vector each.
+/// Inputs (token ids) to embed, one L2-normalized vector each; or, with pooling
+/// [`Pooling::Rank`], query-document pairs for a cross-encoder to score, one vector of one
+/// value each (the raw relevance logit, [`Model::rerank`]).
 #[derive(Debug, Clone)]
 pub struct EmbedRequest {
     pub inputs: Vec<Vec<u32>>,
     pub pooling: Pooling,
+    /// For [`Pooling::Rank`], each input's `[CLS] query [SEP]` length (token type 0; the
+    /// rest is the document, type 1), as [`Model::rerank_input`] gives it; empty for
+    /// the other poolings.
+    pub n_first: Vec<usize>,
 }
 
 /// The vectors of an [`EmbedRequest`], in input order.
@@ -353,11 +362,32 @@ impl Engine {
         if req.inputs.is_empty() || req.inputs.iter().any(Vec::is_empty) {
             return Err(EngineError::EmptyPrompt);
         }
-        if !matches!(req.pooling, Pooling::Mean | Pooling::Cls | Pooling::Last) {
+        if req.pooling == Pooling::Rank {
+            if !self.model.can_rerank() {
+                return Err(EngineError::BadParameter(
+                    "this model cannot rerank: it has no one-label classification head".into(),
+                ));
+            }
+            if req.n_first.len() != req.inputs.len()
+                || req
+                    .n_first
+                    .iter()
+                    .zip(&req.inputs)
+                    .any(|(&n, i)| n > i.len())
+            {
+                return Err(EngineError::BadParameter(
+                    "each pair needs the length of its first segment, within the pair".into(),
+                ));
+            }
+        } else if !matches!(req.pooling, Pooling::Mean | Pooling::Cls | Pooling::Last) {
             return Err(EngineError::BadParameter(format!(
                 "pooling '{}' does not give one vector per input",
                 req.pooling.name()
             )));
+        } else if !req.n_first.is_empty() {
+            return Err(EngineError::BadParameter(
+                "segment lengths are for reranking (pooling 'rank') only".into(),
+            ));
         }
         let n_ctx = if self.model.is_encoder() {
             self.model.config.n_ctx_train
@@ -586,11 +616,22 @@ impl<'m> Scheduler<'m> {
             n_tokens += n;
             jobs.extend(self.embeds.pop_front());
         }
-        let inputs: Vec<&[u32]> = jobs
-            .iter()
-            .flat_map(|j| j.req.inputs.iter().map(Vec::as_slice))
-            .collect();
-        let result = self.model.embed(&inputs, pooling);
+        let result = if pooling == Pooling::Rank {
+            let pairs: Vec<EncoderInput> = jobs
+                .iter()
+                .flat_map(|j| j.req.inputs.iter().zip(&j.req.n_first))
+                .map(|(tokens, &n_first)| EncoderInput { tokens, n_first })
+                .collect();
+            self.model
+                .rerank(&pairs)
+                .map(|scores| scores.into_iter().map(|s| vec![s]).collect())
+        } else {
+            let inputs: Vec<&[u32]> = jobs
+                .iter()
+                .flat_map(|j| j.req.inputs.iter().map(Vec::as_slice))
+                .collect();
+            self.model.embed(&inputs, pooling)
+        };
         self.metrics.steps_total.fetch_add(1, Relaxed);
         self.metrics
             .prompt_tokens_total

@@ -426,6 +426,7 @@ fn embeddings_batch_on_the_engine_and_match_one_by_one() {
                 .embed(EmbedRequest {
                     inputs: vec![i.clone(), i[..2].to_vec()],
                     pooling: Pooling::Mean,
+                    n_first: Vec::new(),
                 })
                 .unwrap()
         })
@@ -448,7 +449,78 @@ fn embeddings_batch_on_the_engine_and_match_one_by_one() {
         assert!(engine
             .embed(EmbedRequest {
                 inputs: bad,
-                pooling: Pooling::Mean
+                pooling: Pooling::Mean,
+                n_first: Vec::new(),
+            })
+            .is_err());
+    }
+}
+
+/// Reranking requests (a cross-encoder's query-document pairs, pooling `rank`) batch on
+/// the engine thread like embeddings, and each score is the one its pair gets alone; the
+/// engine refuses a pair without its segment length, and an embedding model refuses to
+/// rerank.
+#[test]
+fn rerank_pairs_batch_on_the_engine_and_match_one_by_one() {
+    use hearth_engine::EmbedRequest;
+    use hearth_model::encoder::EncoderInput;
+    use hearth_model::Pooling;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-cross-encoder.gguf");
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/rerank/tiny-cross-encoder");
+    hearth_convert::convert_file(&folder, &path, hearth_convert::OutType::F32).unwrap();
+    let model = Arc::new(Model::load(&path).unwrap());
+    let engine = Engine::start(model.clone(), EngineConfig::new(4, 512, 2)).unwrap();
+    let tok = |t: &str| model.tokenizer.encode(t, false, false);
+    let query = tok("what is a panda?");
+    let pairs: Vec<(Vec<u32>, usize)> = ["a bear in China", "hi", "music and the war"]
+        .iter()
+        .map(|d| model.rerank_input(&query, &tok(d), 128, false).unwrap())
+        .collect();
+    let rxs: Vec<_> = (0..3)
+        .map(|k| {
+            let mine: Vec<_> = pairs.iter().skip(k).cloned().collect();
+            engine
+                .embed(EmbedRequest {
+                    inputs: mine.iter().map(|p| p.0.clone()).collect(),
+                    pooling: Pooling::Rank,
+                    n_first: mine.iter().map(|p| p.1).collect(),
+                })
+                .unwrap()
+        })
+        .collect();
+    for (k, rx) in rxs.into_iter().enumerate() {
+        let got = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(got.len(), 3 - k);
+        for (g, (t, n)) in got.iter().zip(pairs.iter().skip(k)) {
+            let alone = model
+                .rerank(&[EncoderInput {
+                    tokens: t,
+                    n_first: *n,
+                }])
+                .unwrap();
+            assert_eq!(g, &alone, "request {k}");
+        }
+    }
+    let (t, n) = pairs[0].clone();
+    for n_first in [Vec::new(), vec![t.len() + 1], vec![n, n]] {
+        let bad = EmbedRequest {
+            inputs: vec![t.clone()],
+            pooling: Pooling::Rank,
+            n_first,
+        };
+        assert!(engine.embed(bad.clone()).is_err(), "{bad:?}");
+    }
+    let minilm = common::models_dir().join("all-minilm-l6-v2-f32.gguf");
+    if minilm.is_file() {
+        let m = Arc::new(Model::load(&minilm).unwrap());
+        let e = Engine::start(m, EngineConfig::new(4, 512, 2)).unwrap();
+        assert!(e
+            .embed(EmbedRequest {
+                inputs: vec![t],
+                pooling: Pooling::Rank,
+                n_first: vec![n],
             })
             .is_err());
     }

@@ -2,9 +2,11 @@
 //! embeddings summed and normalized, then per layer `x = norm(x + attention(x))` and
 //! `x = norm(x + ffn(x))` (post-LayerNorm), the attention bidirectional within each input.
 //! There is no KV cache: a batch is whole inputs, and the result is every token's final
-//! hidden state, which [`crate::Model::embed`] pools.
+//! hidden state, which [`crate::Model::embed`] pools. A cross-encoder (a reranker) also has
+//! a classification head ([`RankHead`]) that turns an input's first (`[CLS]`) hidden state
+//! into its relevance score ([`crate::Model::rerank`]).
 
-use hearth_kernels::ops;
+use hearth_kernels::{ops, WeightBlock};
 
 use crate::layers::each_chunk;
 use crate::layers::norm::{Norm, NormKind};
@@ -62,13 +64,55 @@ pub struct Encoder {
     pub position_embd: QTensor,
     /// `[n_token_types][n_embd]`, where the model has segment embeddings.
     pub token_types: Option<QTensor>,
+    /// Rows of `token_types` (0 without it). With fewer than two, every token is type 0.
+    pub n_token_types: usize,
     /// `[n_embd]`: LayerNorm of the summed embeddings.
     pub embd_norm: Norm,
     pub layers: Vec<EncoderBlock>,
+    /// A cross-encoder's classification head (`cls`, `cls.output`), where the file has one.
+    pub head: Option<RankHead>,
+}
+
+/// A cross-encoder's classification head, llama.cpp's rank pooling for BERT: the `[CLS]`
+/// hidden state `h`, then `tanh(cls h + b)` where the file has `cls` (Hugging Face's
+/// `bert.pooler.dense`), then `cls.output` (its `classifier`): one score per label.
+pub struct RankHead {
+    /// `[n_embd] -> [n_embd]`, then tanh.
+    pub cls: Option<Linear>,
+    /// `[n_embd] -> [n_labels]`.
+    pub out: Linear,
+}
+
+impl RankHead {
+    /// Number of scores per input (labels).
+    pub fn n_out(&self) -> usize {
+        self.out.b.len()
+    }
+
+    /// The scores of the `[CLS]` rows `h` (`[n][n_embd]`), `[n][n_out]`. Each row's scores
+    /// depend only on that row.
+    pub fn forward(&self, h: &[f32]) -> Vec<f32> {
+        let n_embd = self.out.w.ne[0];
+        let n = h.len() / n_embd;
+        let pooled = match &self.cls {
+            Some(cls) => {
+                let mut p = vec![0.0f32; n * n_embd];
+                cls.forward(h, &mut p);
+                p.iter_mut().for_each(|v| *v = v.tanh());
+                p
+            }
+            None => h.to_vec(),
+        };
+        let mut out = vec![0.0f32; n * self.n_out()];
+        self.out.forward(&pooled, &mut out);
+        out
+    }
 }
 
 /// One input: its tokens, of which those from `n_first` on belong to the second segment
-/// (token type 1: a cross-encoder's document after its query).
+/// (token type 1: a cross-encoder's document after its query, as the model's own
+/// tokenizer marks a pair; llama.cpp gives every token type 0). A model with one token
+/// type gives all tokens that one.
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderInput<'a> {
     pub tokens: &'a [u32],
@@ -104,7 +148,8 @@ impl Encoder {
                 self.position_embd.dequantize_row(pos, &mut t);
                 row.iter_mut().zip(&t).for_each(|(a, b)| *a += b);
                 if let Some(types) = &self.token_types {
-                    types.dequantize_row(usize::from(pos >= input.n_first), &mut t);
+                    let ty = usize::from(pos >= input.n_first && self.n_token_types > 1);
+                    types.dequantize_row(ty, &mut t);
                     row.iter_mut().zip(&t).for_each(|(a, b)| *a += b);
                 }
             }
@@ -136,9 +181,7 @@ impl Encoder {
 
             let h = &mut h[..n * l.up.b.len()];
             l.up.forward(&x, h);
-            each_chunk(h, l.up.b.len(), |rows| {
-                rows.iter_mut().for_each(|v| *v = ops::gelu_erf(*v))
-            });
+            each_chunk(h, l.up.b.len(), ops::gelu_erf_rows);
             l.down.forward(h, &mut d);
             l.out_norm.add_then(&mut x, &mut d);
             std::mem::swap(&mut x, &mut d);
@@ -168,29 +211,34 @@ impl Encoder {
             let (start, head) = (*start, *head);
             let len = o.len() / hd;
             let col = head * hd;
-            let mut p = vec![0.0f32; len];
-            for i in 0..len {
-                let qi = &q[(start + i) * n_embd + col..][..hd];
-                let mut max = f32::NEG_INFINITY;
-                for (j, pj) in p.iter_mut().enumerate() {
-                    let kj = &k[(start + j) * n_embd + col..][..hd];
-                    *pj = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
-                    max = max.max(*pj);
-                }
-                let mut sum = 0.0f64;
-                for pj in p.iter_mut() {
-                    *pj = (*pj - max).exp();
-                    sum += *pj as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                let oi = &mut o[i * hd..(i + 1) * hd];
-                oi.fill(0.0);
-                for (j, &pj) in p.iter().enumerate() {
-                    let vj = &v[(start + j) * n_embd + col..][..hd];
-                    let w = pj * inv;
-                    oi.iter_mut().zip(vj).for_each(|(a, b)| *a += w * b);
+            // The head's queries and keys `[len][hd]`, and its values transposed
+            // `[hd][len]`, contiguous for the tiled products.
+            let mut qh = vec![0.0f32; len * hd];
+            let mut kh = vec![0.0f32; len * hd];
+            let mut vt = vec![0.0f32; hd * len];
+            for j in 0..len {
+                let row = (start + j) * n_embd + col;
+                qh[j * hd..][..hd].copy_from_slice(&q[row..][..hd]);
+                kh[j * hd..][..hd].copy_from_slice(&k[row..][..hd]);
+                for (d, &x) in v[row..][..hd].iter().enumerate() {
+                    vt[d * len + j] = x;
                 }
             }
+            // Scores `[len][len]` (query i, key j), then each row's softmax in place.
+            let mut p = vec![0.0f32; len * len];
+            f32::gemm(hd, &kh, &qh, &mut p[..]);
+            for row in p.chunks_exact_mut(len) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+                let mut sum = 0.0f64;
+                for x in row.iter_mut() {
+                    *x = (*x * scale - max).exp();
+                    sum += *x as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                row.iter_mut().for_each(|x| *x *= inv);
+            }
+            // Outputs `[len][hd]`: each query's weights against the values.
+            f32::gemm(len, &vt, &p, &mut o[..]);
         });
         for (start, head, o) in results {
             let col = head * hd;

@@ -175,8 +175,13 @@ impl Model {
         let n_embd = c.n_embd;
         if !matches!(pooling, Pooling::Mean | Pooling::Cls | Pooling::Last) {
             return Err(ModelError::Unsupported(format!(
-                "pooling '{}' does not give one vector per input",
-                pooling.name()
+                "pooling '{}' does not give one vector per input{}",
+                pooling.name(),
+                if pooling == Pooling::Rank {
+                    " (a reranker scores pairs: Model::rerank)"
+                } else {
+                    ""
+                }
             )));
         }
         for input in inputs {
@@ -256,15 +261,141 @@ impl Model {
         }
     }
 
+    /// Whether this model scores query-document pairs ([`Model::rerank`]): an encoder with
+    /// a one-label classification head (a cross-encoder).
+    pub fn can_rerank(&self) -> bool {
+        matches!(&self.net, Net::Encoder(e) if e.head.as_ref().is_some_and(|h| h.n_out() == 1))
+    }
+
+    /// A cross-encoder's input for a query and a document, each tokenized without special
+    /// tokens: `[CLS] query [SEP] document [SEP]` (the model's BOS where it adds one, its
+    /// EOS, else SEP, after each part, as llama.cpp and the Hugging Face tokenizer's pair
+    /// template both make it), and the length of `[CLS] query [SEP]`, token type 0; the
+    /// rest is type 1. A pair longer than `max_len` is cut longest-first (a token off the
+    /// end of the longer part until it fits, the Hugging Face tokenizer's default) when
+    /// `truncate` is set, and refused otherwise.
+    pub fn rerank_input(
+        &self,
+        query: &[u32],
+        document: &[u32],
+        max_len: usize,
+        truncate: bool,
+    ) -> Result<(Vec<u32>, usize)> {
+        let tok = &self.tokenizer;
+        let bos = tok.bos_id().filter(|_| tok.add_bos());
+        let sep = tok.eos_id().or(tok.special_tokens().sep).ok_or_else(|| {
+            ModelError::Unsupported(
+                "the vocabulary has no EOS or SEP token to separate a query from a document".into(),
+            )
+        })?;
+        let n_special = usize::from(bos.is_some()) + 2;
+        let (mut nq, mut nd) = (query.len(), document.len());
+        if nq + nd + n_special > max_len {
+            if !truncate || max_len < n_special + 2 {
+                return Err(ModelError::ContextOverflow {
+                    needed: nq + nd + n_special,
+                    n_ctx: max_len,
+                    n_ctx_train: self.config.n_ctx_train,
+                });
+            }
+            while nq + nd + n_special > max_len {
+                if nq > nd {
+                    nq -= 1;
+                } else {
+                    nd -= 1;
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(nq + nd + n_special);
+        ids.extend(bos);
+        ids.extend_from_slice(&query[..nq]);
+        ids.push(sep);
+        let n_first = ids.len();
+        ids.extend_from_slice(&document[..nd]);
+        ids.push(sep);
+        Ok((ids, n_first))
+    }
+
+    /// A cross-encoder's relevance score for each input, a query-document pair (`[CLS]
+    /// query [SEP] document [SEP]`, the tokens from `n_first` on of token type 1): the raw
+    /// logit of its classification head over the `[CLS]` hidden state, as the model's own
+    /// (Hugging Face) forward pass gives it, before any sigmoid. The inputs run as one
+    /// batch; a pair's score does not depend on the others. Inputs must be non-empty,
+    /// within the vocabulary and the trained context, and `n_first` within the input.
+    pub fn rerank(&self, inputs: &[encoder::EncoderInput]) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let Net::Encoder(e) = &self.net else {
+            return Err(ModelError::Unsupported(
+                "reranking needs a cross-encoder; this model is a decoder".into(),
+            ));
+        };
+        let head = match &e.head {
+            Some(h) if h.n_out() == 1 => h,
+            Some(h) => {
+                return Err(ModelError::Unsupported(format!(
+                    "this model's classifier gives {} scores; reranking needs one",
+                    h.n_out()
+                )))
+            }
+            None => {
+                return Err(ModelError::Unsupported(
+                    "this encoder has no classification head (cls.output): it embeds, and \
+                     cannot rerank"
+                        .into(),
+                ))
+            }
+        };
+        for input in inputs {
+            if input.tokens.is_empty() {
+                return Err(ModelError::BadBatch("an input has no tokens".into()));
+            }
+            if input.n_first > input.tokens.len() {
+                return Err(ModelError::BadBatch(format!(
+                    "an input's first segment ({}) is longer than the input ({})",
+                    input.n_first,
+                    input.tokens.len()
+                )));
+            }
+            if let Some(&t) = input.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+                return Err(ModelError::BadBatch(format!(
+                    "token id {t} is outside the vocabulary ({})",
+                    c.n_vocab
+                )));
+            }
+            if input.tokens.len() > c.n_ctx_train {
+                return Err(ModelError::ContextOverflow {
+                    needed: input.tokens.len(),
+                    n_ctx: c.n_ctx_train,
+                    n_ctx_train: c.n_ctx_train,
+                });
+            }
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n_embd = c.n_embd;
+        team::with_team(|| {
+            let h = e.forward(inputs);
+            // Each input's first row, its [CLS] token: `[n_inputs][n_embd]`.
+            let mut cls = Vec::with_capacity(inputs.len() * n_embd);
+            let mut at = 0;
+            for input in inputs {
+                cls.extend_from_slice(&h[at * n_embd..(at + 1) * n_embd]);
+                at += input.tokens.len();
+            }
+            Ok(head.forward(&cls))
+        })
+    }
+
     /// The underlying GGUF file.
     pub fn gguf(&self) -> &Arc<GgufFile> {
         &self.file
     }
 
     /// Checks that this model's heads can be cached in `kv_type` (the block types need
-    /// heads of whole blocks of 32).
+    /// heads of whole blocks of 32). An encoder has no KV cache: any type will do.
     pub fn check_kv_type(&self, kv_type: KvType) -> Result<()> {
-        if kv_type.supports(self.config.head_dim) {
+        if self.is_encoder() || kv_type.supports(self.config.head_dim) {
             Ok(())
         } else {
             Err(ModelError::BadHyperparameter(format!(

@@ -1,17 +1,18 @@
 //! Embeddings: OpenAI's `POST /v1/embeddings`, Ollama's `POST /api/embed` and its older
-//! `POST /api/embeddings`. Texts are tokenized off the async threads and embedded by the
-//! engine ([`hearth_engine::Engine::embed`]), batched with whatever else is running.
+//! `POST /api/embeddings`; and reranking, `POST /v1/rerank` (llama-server's, Jina's and
+//! Cohere's shape) with a cross-encoder. Texts are tokenized off the async threads and
+//! embedded or scored by the engine ([`hearth_engine::Engine::embed`]), batched with
+//! whatever else is running.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine as _;
 use hearth_engine::EmbedRequest;
-use hearth_model::Pooling;
+use hearth_model::{ModelError, Pooling};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -109,7 +110,11 @@ async fn embed(
     })
     .await?;
     let n_tokens = inputs.iter().map(Vec::len).sum();
-    let rx = ready.engine.embed(EmbedRequest { inputs, pooling })?;
+    let rx = ready.engine.embed(EmbedRequest {
+        inputs,
+        pooling,
+        n_first: Vec::new(),
+    })?;
     let mut vectors = rx
         .await
         .map_err(|_| ApiError::from(hearth_engine::EngineError::Stopped))??;
@@ -139,6 +144,12 @@ fn encode(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
 fn pooling(state: &AppState, ready: &Ready) -> Result<Pooling, ApiError> {
     match state.opts.pooling.or(ready.model.config.pooling) {
         Some(p @ (Pooling::Mean | Pooling::Cls | Pooling::Last)) => Ok(p),
+        Some(Pooling::Rank) => Err(ApiError::bad_request(format!(
+            "model '{}' is a reranker (pooling rank): it scores documents against a query \
+             at /v1/rerank, and does not embed",
+            ready.id
+        ))
+        .param("model")),
         _ => Err(ApiError::bad_request(format!(
             "model '{}' has no pooling for embeddings; start the server with \
              --pooling mean|cls|last to embed with it",
@@ -305,12 +316,181 @@ fn refuse_rest(rest: &Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v1/rerank`, `/rerank`: reranking needs a cross-encoder (a BERT with a
-/// classification head, pooling `rank`), which Hearth does not run yet.
-pub async fn rerank() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "reranking is not supported yet: it needs a cross-encoder model, which Hearth does \
-         not run; embed the query and documents with /v1/embeddings and compare them",
-    )
+// ----------------------------------------------------------------------------
+// Reranking: `POST /v1/rerank` and `/rerank`, in llama-server's shape, which is Jina's and
+// Cohere's (`model`, `query`, `documents`, `top_n`, `return_documents`; `results` of
+// `index` and `relevance_score`, best first).
+
+/// Documents in one rerank request at most (Cohere's recommended limit).
+pub const MAX_DOCUMENTS: usize = 1000;
+
+/// A document: a string, or (Cohere v1, Jina) an object with its `text`.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum Document {
+    Text(String),
+    Object(Map<String, Value>),
+}
+
+#[derive(Deserialize, Debug)]
+struct RerankRequest {
+    model: String,
+    query: Value,
+    documents: Vec<Document>,
+    /// Only the best `top_n` results (all when absent).
+    top_n: Option<i64>,
+    /// Each result also carries its document (`{"text": ...}`).
+    #[serde(default)]
+    return_documents: bool,
+    /// Cut a pair longer than the model's context (longest part first) instead of
+    /// refusing it.
+    #[serde(default)]
+    truncate: bool,
+    /// The classifier's raw logits (llama-server's scores) instead of their sigmoid.
+    #[serde(default)]
+    raw_scores: bool,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// `POST /v1/rerank`, `/rerank`: scores each document against the query with a
+/// cross-encoder (a model with pooling `rank`, as `hearth convert` writes a
+/// `BertForSequenceClassification`), best first.
+///
+/// `relevance_score` is the sigmoid of the model's logit, in [0, 1], as Cohere's and
+/// Jina's APIs and sentence-transformers' `CrossEncoder` give it for a one-label model
+/// (clients threshold on it); `raw_scores: true` returns the logit itself, as
+/// llama-server does. The order is the same either way.
+pub async fn rerank(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let req: RerankRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    if let Some(name) = req.rest.keys().next() {
+        return Err(ApiError::bad_request(format!("{name} is not supported")).param(name.as_str()));
+    }
+    let query = match &req.query {
+        Value::String(q) if !q.is_empty() => q.clone(),
+        Value::String(_) => return Err(ApiError::bad_request("query is empty").param("query")),
+        _ => return Err(ApiError::bad_request("query must be a string").param("query")),
+    };
+    let n_docs = req.documents.len();
+    if n_docs == 0 || n_docs > MAX_DOCUMENTS {
+        return Err(ApiError::bad_request(format!(
+            "documents must hold 1 to {MAX_DOCUMENTS} documents (got {n_docs})"
+        ))
+        .param("documents"));
+    }
+    let top_n = match req.top_n {
+        None => n_docs,
+        Some(n) if n >= 1 => (n as u64).min(n_docs as u64) as usize,
+        Some(n) => {
+            return Err(
+                ApiError::bad_request(format!("top_n must be at least 1 (got {n})")).param("top_n"),
+            )
+        }
+    };
+    let mut texts = Vec::with_capacity(n_docs);
+    for (i, d) in req.documents.into_iter().enumerate() {
+        match d {
+            Document::Text(t) => texts.push(t),
+            Document::Object(mut m) => {
+                let text = match m.remove("text") {
+                    Some(Value::String(t)) => t,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "documents[{i}] must be a string or an object with a string 'text'"
+                        ))
+                        .param(format!("documents[{i}].text")))
+                    }
+                };
+                if let Some(k) = m.keys().next() {
+                    return Err(ApiError::bad_request(format!(
+                        "documents[{i}].{k} is not supported (a document is its text)"
+                    ))
+                    .param(format!("documents[{i}].{k}")));
+                }
+                texts.push(text);
+            }
+        }
+    }
+    let ready = state.model(&req.model, None).await?;
+    let can_rerank = matches!(
+        state.opts.pooling.or(ready.model.config.pooling),
+        Some(Pooling::Rank)
+    ) && ready.model.can_rerank();
+    if !can_rerank {
+        return Err(ApiError::bad_request(format!(
+            "model '{}' is not a reranker: reranking needs a cross-encoder (pooling rank, \
+             such as a BertForSequenceClassification converted by hearth convert)",
+            ready.id
+        ))
+        .param("model"));
+    }
+    // An encoder's engine context is its trained one (`state::plan`).
+    let n_ctx = ready.engine.config.n_ctx;
+    let truncate = req.truncate;
+    let texts = Arc::new(texts);
+    let docs = texts.clone();
+    let pairs = generate::blocking(&ready, move |ready| {
+        let model = &ready.model;
+        let q = model.tokenizer.encode(&query, false, false);
+        docs.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let d = model.tokenizer.encode(d, false, false);
+                model
+                    .rerank_input(&q, &d, n_ctx, truncate)
+                    .map_err(|e| match e {
+                        ModelError::ContextOverflow { needed, .. } => {
+                            ApiError::bad_request(format!(
+                                "documents[{i}] with the query is {needed} tokens, more than \
+                                 the model's context of {n_ctx}; shorten it, or set \
+                                 truncate: true"
+                            ))
+                            .param(format!("documents[{i}]"))
+                            .code("context_length_exceeded")
+                        }
+                        other => ApiError::bad_request(other.to_string()).param("model"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let n_tokens: usize = pairs.iter().map(|p| p.0.len()).sum();
+    let (inputs, n_first) = pairs.into_iter().unzip();
+    let rx = ready.engine.embed(EmbedRequest {
+        inputs,
+        pooling: Pooling::Rank,
+        n_first,
+    })?;
+    let scores = rx
+        .await
+        .map_err(|_| ApiError::from(hearth_engine::EngineError::Stopped))??;
+    let mut ranked: Vec<(usize, f32)> = scores.iter().map(|s| s[0]).enumerate().collect();
+    // Best first; equal scores keep the documents' order.
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(top_n);
+    let results: Vec<Value> = ranked
+        .into_iter()
+        .map(|(index, logit)| {
+            let score = if req.raw_scores {
+                logit as f64
+            } else {
+                1.0 / (1.0 + (-(logit as f64)).exp())
+            };
+            let mut r = json!({"index": index, "relevance_score": score});
+            if req.return_documents {
+                r["document"] = json!({"text": texts[index]});
+            }
+            r
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": crate::util::new_id("rerank"),
+        "object": "list",
+        "model": ready.id,
+        "results": results,
+        "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+    })))
 }

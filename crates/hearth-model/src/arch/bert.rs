@@ -1,13 +1,15 @@
 //! BERT: an encoder with learned absolute positions, token-type (segment) embeddings,
 //! biases on every projection, post-LayerNorm layers and a GELU FFN (sentence-embedding
-//! models such as all-MiniLM-L6-v2).
+//! models such as all-MiniLM-L6-v2). A cross-encoder (pooling `rank`, e.g.
+//! ms-marco-MiniLM-L-6-v2) also has the classification head `cls` (optional: the pooler,
+//! with tanh) and `cls.output` (the scores).
 
 use std::sync::Arc;
 
 use hearth_gguf::GgufFile;
 
 use crate::decoder::Weights;
-use crate::encoder::{Encoder, EncoderBlock, Linear};
+use crate::encoder::{Encoder, EncoderBlock, Linear, RankHead};
 use crate::error::{ModelError, Result};
 use crate::tensor::QTensor;
 use crate::ModelConfig;
@@ -34,17 +36,49 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Encoder> {
             w.vec(name, "bias", n_embd)?,
         ))
     };
-    let token_types = match file.tensor("token_types.weight") {
+    let (token_types, n_token_types) = match file.tensor("token_types.weight") {
         Some(t) => {
             let n_types = t.shape.get(1).copied().unwrap_or(1) as usize;
-            Some(QTensor::load(
-                file,
-                "token_types.weight",
-                [n_embd, n_types],
-            )?)
+            let types = QTensor::load(file, "token_types.weight", [n_embd, n_types])?;
+            (Some(types), n_types)
         }
-        None => None,
+        None => (None, 0),
     };
+    // A bias is optional in llama.cpp's head; absent, it is zero.
+    let head_linear = |name: &str, n_out: usize| -> Result<Linear> {
+        Ok(Linear {
+            w: w.t(name, [n_embd, n_out])?,
+            b: if w.has(name, "bias") {
+                w.vec(name, "bias", n_out)?
+            } else {
+                vec![0.0; n_out]
+            },
+        })
+    };
+    let head = if w.has("cls.output", "weight") {
+        let n_out = file
+            .tensor("cls.output.weight")
+            .and_then(|t| t.shape.get(1).copied())
+            .unwrap_or(1) as usize;
+        let cls = if w.has("cls", "weight") {
+            Some(head_linear("cls", n_embd)?)
+        } else {
+            None
+        };
+        Some(RankHead {
+            cls,
+            out: head_linear("cls.output", n_out)?,
+        })
+    } else {
+        None
+    };
+    if c.pooling == Some(crate::Pooling::Rank) && head.is_none() {
+        return Err(ModelError::BadHyperparameter(
+            "pooling_type rank needs a classification head (cls.output), which the file \
+             does not have"
+                .into(),
+        ));
+    }
     let layers = (0..c.n_layer)
         .map(|il| {
             let blk = format!("blk.{il}");
@@ -65,7 +99,9 @@ pub fn load(file: &Arc<GgufFile>, c: &ModelConfig) -> Result<Encoder> {
         token_embd: w.t("token_embd", [n_embd, c.n_vocab])?,
         position_embd: w.t("position_embd", [n_embd, c.n_ctx_train])?,
         token_types,
+        n_token_types,
         embd_norm: norm("token_embd_norm")?,
         layers,
+        head,
     })
 }
