@@ -11,8 +11,11 @@ use hearth_convert::OutType;
 
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The model folder: config.json, model*.safetensors, tokenizer.json or vocab.txt
-    /// (and, for sentence-transformers models, modules.json and the pooling config).
+    /// The model folder: config.json, model*.safetensors, and the tokenizer (tokenizer.json,
+    /// tokenizer.model or vocab.txt, with tokenizer_config.json); for sentence-transformers
+    /// models also modules.json and the pooling config. Architectures: BERT (embedding
+    /// models and one-label cross-encoders), Llama/Mistral, Qwen 2, Qwen 3, Gemma 3 (text)
+    /// and Phi-3.
     hf_dir: PathBuf,
     /// Output GGUF file; written to a temporary file and renamed into place when complete.
     output: PathBuf,

@@ -261,4 +261,23 @@ impl HfFolder {
             })
         })
     }
+
+    /// Every tensor, file by file, each file's sorted by name (llama.cpp's order).
+    pub fn tensors_by_name(&self) -> impl Iterator<Item = TensorRef<'_>> {
+        self.parts.iter().flat_map(|p| {
+            let mut order: Vec<usize> = (0..p.tensors.len()).collect();
+            order.sort_by(|&a, &b| p.tensors[a].0.cmp(&p.tensors[b].0));
+            order.into_iter().map(move |i| {
+                let (name, info) = &p.tensors[i];
+                let (begin, end) = info.data_offsets;
+                // In bounds, as in `tensors`.
+                TensorRef {
+                    name,
+                    dtype: info.dtype,
+                    shape: &info.shape,
+                    bytes: &p.map[p.data_start + begin..p.data_start + end],
+                }
+            })
+        })
+    }
 }

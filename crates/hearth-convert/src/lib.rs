@@ -4,8 +4,14 @@
 //! The file has the tensor names, metadata keys and tokenizer fields that llama.cpp's
 //! converter (`convert_hf_to_gguf.py`) writes for the same folder, so llama.cpp loads
 //! Hearth's file and Hearth loads llama.cpp's. The supported architecture is BERT
-//! (`BertModel`, e.g. sentence-transformers' all-MiniLM-L6-v2); anything else is an error
-//! that names it.
+//! (`BertModel`, e.g. sentence-transformers' all-MiniLM-L6-v2, and single-label
+//! `BertForSequenceClassification` cross-encoders, rerankers such as
+//! ms-marco-MiniLM-L-6-v2: see `bert.rs` for the two places where their file departs
+//! from llama.cpp's); and the decoders of `decoder.rs` (`LlamaForCausalLM`,
+//! `MistralForCausalLM`, `Qwen2ForCausalLM`, `Qwen3ForCausalLM`, `Gemma3ForCausalLM`,
+//! `Phi3ForCausalLM`), whose vocabularies come from `tokenizer.model` (`spm.rs`) or
+//! `tokenizer.json` (`bpe.rs`) with `special.rs`'s special tokens and chat template.
+//! Anything else is an error that names it.
 //!
 //! What is read:
 //! - `config.json`: the architecture and the hyperparameters (`n_embd`, `n_head`, ...).
@@ -27,8 +33,12 @@
 //! rounding, `floor(|x| + 0.5)` in f32, can differ from `roundf` just below one half).
 
 mod bert;
+mod bpe;
 mod card;
+mod decoder;
 mod folder;
+mod special;
+mod spm;
 mod vocab;
 
 use std::fmt;
@@ -126,7 +136,12 @@ pub enum ConvertError {
     },
     #[error("config.json: {0}")]
     Config(String),
-    #[error("unknown architecture '{0}': hearth convert supports BERT (BertModel)")]
+    #[error(
+        "unknown architecture '{0}': hearth convert supports BERT (BertModel, and \
+         BertForSequenceClassification rerankers) and the decoders LlamaForCausalLM, \
+         MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM and \
+         Phi3ForCausalLM"
+    )]
     UnknownArchitecture(String),
     #[error("no model*.safetensors file in {}", .0.display())]
     NoSafetensors(PathBuf),
@@ -169,8 +184,12 @@ pub fn convert(dir: &Path, out: OutType) -> Result<Converted, ConvertError> {
     let config = HfFolder::read_config(dir)?;
     let arch = HfFolder::architecture(&config)?;
     match arch.as_str() {
-        "BertModel" | "BertForMaskedLM" => bert::convert(&HfFolder::open(dir, config)?, out),
-        _ => Err(ConvertError::UnknownArchitecture(arch)),
+        "BertModel" | "BertForMaskedLM" => bert::convert(&HfFolder::open(dir, config)?, out, false),
+        "BertForSequenceClassification" => bert::convert(&HfFolder::open(dir, config)?, out, true),
+        other => match decoder::Family::from_hf(other) {
+            Some(family) => decoder::convert(&HfFolder::open(dir, config)?, family, out),
+            None => Err(ConvertError::UnknownArchitecture(arch)),
+        },
     }
 }
 

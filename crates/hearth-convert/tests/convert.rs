@@ -570,10 +570,10 @@ fn err(dir: &Path) -> String {
 #[test]
 fn unknown_architecture_is_an_error() {
     let dir = tiny_folder();
-    let config = CONFIG.replace("BertModel", "LlamaForCausalLM");
+    let config = CONFIG.replace("BertModel", "MambaForCausalLM");
     std::fs::write(dir.path().join("config.json"), config).unwrap();
     let e = err(dir.path());
-    assert!(e.contains("unknown architecture 'LlamaForCausalLM'"), "{e}");
+    assert!(e.contains("unknown architecture 'MambaForCausalLM'"), "{e}");
 }
 
 #[test]
