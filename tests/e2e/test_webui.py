@@ -5,6 +5,7 @@ Playwright downloads; scripts/e2e installs the package with apt when it can. Wit
 or without the `playwright` package, every test here is skipped with the reason.
 """
 
+import json
 import os
 import re
 
@@ -220,8 +221,8 @@ def test_stop_cancels_the_request_on_the_server(page, server):
 
 def test_model_picker_switches_models(page):
     """Each model picked (the served one and up to two more, when the server lists more)
-    is the one the request names; the served model answers. Another listed model may be
-    one that cannot chat (an embedding model): its refusal is shown inline."""
+    is the one the request names; the served model answers. (Embedding models are not
+    listed: test_model_picker_lists_only_chat_models.)"""
     pg = page.page
     pg.locator("#model option").first.wait_for(state="attached")
     ids = pg.locator("#model option").evaluate_all("os => os.map(o => o.value)")
@@ -331,4 +332,27 @@ def test_api_key_asked_for_kept_and_sent(browser):
         assert not p.dialogs, p.dialogs
     finally:
         p.close()
+        s.stop()
+
+
+def test_model_picker_lists_only_chat_models(browser):
+    """An embedding model (all-minilm, a BERT file) is served and listed by /v1/models with
+    its capabilities, but the page's picker offers only the models that can chat."""
+    s = Server(["-m", MODEL, "-m", "all-minilm", "--parallel", "2"])
+    try:
+        status, body = s.request("GET", "/v1/models")
+        caps = {m["id"]: m["capabilities"] for m in json.loads(body)["data"]}
+        assert caps["all-minilm-l6-v2"] == ["embedding"], caps
+        assert "completion" in caps[MODEL], caps
+        chat_models = sorted(i for i, c in caps.items() if "completion" in c)
+        p = Page(browser, s)
+        try:
+            p.page.locator("#model option").first.wait_for(state="attached")
+            ids = p.page.locator("#model option").evaluate_all("os => os.map(o => o.value)")
+            assert sorted(ids) == chat_models, (ids, caps)
+            assert "all-minilm-l6-v2" not in ids
+            assert not p.errors, p.errors
+        finally:
+            p.close()
+    finally:
         s.stop()

@@ -38,6 +38,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use hearth_server::{PullEvent, PullSink};
+
 use crate::models::{hex, sha256_file};
 use crate::progress::{human, Progress};
 use crate::shards::join_shards;
@@ -161,6 +163,16 @@ impl std::fmt::Display for Source {
 /// Pulls `source` into `dir` and returns the path of the GGUF file. `sha256` is the
 /// digest a URL's file must have (`--sha256`).
 pub fn pull(source: &Source, dir: &Path, sha256: Option<&str>) -> Result<PathBuf> {
+    pull_with(source, dir, sha256, None)
+}
+
+/// [`pull`], also reporting progress to `sink` (the server's `/api/pull`).
+pub fn pull_with(
+    source: &Source,
+    dir: &Path,
+    sha256: Option<&str>,
+    sink: Option<PullSink>,
+) -> Result<PathBuf> {
     let sha256 = match sha256 {
         Some(s) if is_sha256(&s.to_ascii_lowercase()) => Some(s.to_ascii_lowercase()),
         Some(s) => bail!("--sha256 must be 64 hexadecimal digits, got '{s}'"),
@@ -170,7 +182,8 @@ pub fn pull(source: &Source, dir: &Path, sha256: Option<&str>) -> Result<PathBuf
         .with_context(|| format!("cannot create models directory {}", dir.display()))?;
     // The token goes to the Hub's host, also when a URL points there.
     let hub = endpoint();
-    let http = Http::new(hub.as_deref().ok());
+    let mut http = Http::new(hub.as_deref().ok());
+    http.sink = sink;
     let plan = match source {
         Source::Hub { owner, repo, quant } => {
             if sha256.is_some() {
@@ -669,6 +682,9 @@ fn fetch_plan(http: &Http, plan: &Plan, dir: &Path) -> Result<PathBuf> {
         shards.push(shard);
     }
     eprintln!("joining {n} shards into {}", plan.name);
+    if let Some(sink) = &http.sink {
+        sink(PullEvent::Status(format!("joining {n} shards")));
+    }
     let partial = partial_path(&dest);
     if let Err(e) = join_shards(&shards, &partial) {
         let _ = std::fs::remove_file(&partial);
@@ -780,6 +796,9 @@ fn download(http: &Http, part: &Part, dest: &Path, label: &str) -> Result<Got> {
         }
     }
     let fetched = fetched.ok_or_else(|| anyhow!("cannot download {label}"))?;
+    if let Some(sink) = &http.sink {
+        sink(PullEvent::Verifying);
+    }
     let corrupt = |why: String| -> anyhow::Error {
         let _ = std::fs::remove_file(&partial);
         anyhow!("{why}; the corrupted download was removed, run the same command again to fetch it anew")
@@ -916,7 +935,12 @@ fn fetch_into(http: &Http, part: &Part, partial: &Path, label: &str) -> Result<F
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut body = reply.response.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 20];
-    let mut progress = Progress::new(label, total, have);
+    let digest = match &part.sha256 {
+        Some(s) => format!("sha256:{s}"),
+        None => part.local.clone(),
+    };
+    let mut progress =
+        Progress::new(label, total, have).report_to(http.sink.clone(), &part.local, digest);
     let result = loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break Ok(()),
@@ -1116,6 +1140,8 @@ struct Http {
     agent: ureq::Agent,
     token: Option<String>,
     token_origin: Option<Origin>,
+    /// Where progress also goes (`/api/pull`).
+    sink: Option<PullSink>,
 }
 
 /// The final answer to a request, with what the first answer of its redirect chain said.
@@ -1202,6 +1228,7 @@ impl Http {
                 .ok()
                 .filter(|t| !t.trim().is_empty()),
             token_origin: endpoint.and_then(Origin::of),
+            sink: None,
         }
     }
 

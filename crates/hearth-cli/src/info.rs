@@ -32,6 +32,29 @@ pub fn list(dir: &Path) -> Result<()> {
             seen.push(file_name);
         }
     }
+    // Models made by `hearth create`: a manifest over a base file.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        for p in files {
+            let Some(name) = hearth_server::modelfile::manifest_name(&p) else {
+                continue;
+            };
+            match hearth_server::modelfile::Manifest::read(&p) {
+                Ok(m) => {
+                    let base = m.gguf_path(&p);
+                    let size = std::fs::metadata(&base).map(|m| m.len()).unwrap_or(0);
+                    println!(
+                        "{name:<40} {:>7.1} MB  {} (created from {})",
+                        size as f64 / 1e6,
+                        p.display(),
+                        base.display()
+                    );
+                }
+                Err(e) => println!("{name:<40} {:>10}  {} ({e})", "?", p.display()),
+            }
+        }
+    }
     for m in KNOWN_MODELS
         .iter()
         .filter(|m| !seen.iter().any(|s| s == m.file_name))

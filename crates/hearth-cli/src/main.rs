@@ -9,6 +9,7 @@ mod manage;
 mod models;
 mod perplexity;
 mod progress;
+mod pull;
 mod quantize;
 mod run;
 mod serve;
@@ -69,6 +70,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print texts' embedding vectors as JSON.
     Embed(embed::EmbedArgs),
+    /// Score documents against a query with a reranker (cross-encoder), as JSON.
+    Rerank(embed::RerankArgs),
     /// List the models a running server has loaded.
     Ps {
         #[command(flatten)]
@@ -100,6 +103,16 @@ enum Command {
     Cp {
         source: String,
         destination: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Make a model from a Modelfile (FROM, PARAMETER, SYSTEM, TEMPLATE), stored as a small
+    /// manifest in the models directory.
+    Create {
+        name: String,
+        /// The Modelfile.
+        #[arg(short, long, default_value = "Modelfile")]
+        file: PathBuf,
         #[command(flatten)]
         common: Common,
     },
@@ -182,6 +195,7 @@ fn main() -> ExitCode {
         Command::Quantize(a) => quantize::quantize(a),
         Command::Bench(a) => bench::bench(a),
         Command::Embed(a) => embed::embed(a),
+        Command::Rerank(a) => embed::rerank(a),
         Command::Ps { addr } => manage::ps(&addr),
         Command::Stop { model, addr } => manage::stop(&addr, &model),
         Command::Show {
@@ -195,6 +209,7 @@ fn main() -> ExitCode {
             destination,
             common,
         } => manage::cp(&source, &destination, &common),
+        Command::Create { name, file, common } => manage::create(&name, &file, &common),
         Command::Convert(a) => convert::convert(a),
     };
     match result {

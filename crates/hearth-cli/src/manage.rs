@@ -1,12 +1,15 @@
 //! Model management: `hearth ps` and `hearth stop` ask a running server; `hearth show`,
-//! `hearth rm` and `hearth cp` work on the models directory.
+//! `hearth rm`, `hearth cp` and `hearth create` work on the models directory (a created
+//! model is a manifest there, read and written by `hearth_server::modelfile`, as the
+//! server's `/api/create` does).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hearth_gguf::GgufFile;
 use hearth_model::ModelConfig;
+use hearth_server::modelfile::{self, Manifest, Modelfile, MANIFEST_SUFFIX};
 use serde_json::{json, Value};
 
 use crate::models;
@@ -103,7 +106,15 @@ pub fn stop(addr: &ServerAddr, model: &str) -> Result<()> {
 
 /// `hearth show MODEL`: what the file is, and what serving it takes.
 pub fn show(model: Option<&str>, common: &Common, ctx_size: Option<usize>) -> Result<()> {
-    let path = models::resolve(model, &common.dir(), false)?;
+    let served = models::resolve_served(model, &common.dir(), false)?;
+    let recipe = match modelfile::manifest_name(&served) {
+        Some(_) => Some(Manifest::read(&served)?),
+        None => None,
+    };
+    let path = match &recipe {
+        Some(m) => m.gguf_path(&served),
+        None => served.clone(),
+    };
     let file = GgufFile::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let c = ModelConfig::from_gguf(&file).context("cannot read the model's hyperparameters")?;
     let n_params: u64 = file
@@ -127,16 +138,34 @@ pub fn show(model: Option<&str>, common: &Common, ctx_size: Option<usize>) -> Re
     if let Some(p) = c.pooling {
         println!("    pooling             {}", p.name());
     }
-    let caps = if hearth_model::arch::find(&c.arch)
-        .is_some_and(|a| matches!(a.load, hearth_model::arch::Loader::Encoder(_)))
-    {
-        "embedding"
-    } else if file.get_str("tokenizer.chat_template").is_some() {
-        "completion, chat"
-    } else {
-        "completion"
-    };
-    println!("    capabilities        {caps}");
+    let template = recipe.as_ref().and_then(|m| m.template.as_deref());
+    let caps = modelfile::capabilities(&file, template);
+    println!("    capabilities        {}", caps.join(", "));
+    if let Some(m) = &recipe {
+        println!("  Created model ({})", served.display());
+        if !m.parameters.is_empty() {
+            println!("  Parameters");
+            for line in m.parameters_text().lines() {
+                println!("    {line}");
+            }
+        }
+        if let Some(s) = &m.system {
+            println!("  System");
+            for line in s.lines() {
+                println!("    {line}");
+            }
+        }
+        if let Some(t) = &m.template {
+            println!("  Template");
+            for line in t.lines() {
+                println!("    {line}");
+            }
+        }
+        println!("  Modelfile");
+        for line in m.modelfile(&served).lines() {
+            println!("    {line}");
+        }
+    }
     // What `hearth serve` would allocate with its defaults (f16-sized q8_0 rows aside:
     // the KV estimate uses the default q8_0 cache, 512 MiB at most).
     let n_ctx = ctx_size.unwrap_or(c.n_ctx_train.min(8192));
@@ -163,7 +192,8 @@ fn mib(b: usize) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-/// `hearth rm MODEL`: deletes a model file from the models directory.
+/// `hearth rm MODEL`: deletes a model file from the models directory (a created model's
+/// manifest only, never its base).
 pub fn rm(model: &str, common: &Common) -> Result<()> {
     let dir = common.dir();
     let path = in_dir(model, &dir)?;
@@ -180,19 +210,24 @@ pub fn rm(model: &str, common: &Common) -> Result<()> {
 /// link where the file system allows, else a copy).
 pub fn cp(src: &str, dest: &str, common: &Common) -> Result<()> {
     let dir = common.dir();
-    let from = models::resolve(Some(src), &dir, false)?;
-    if dest.is_empty()
-        || dest.starts_with('.')
-        || !dest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        bail!("'{dest}' is not a model name: use letters, digits, '.', '_' and '-'");
+    let from = models::resolve_served(Some(src), &dir, false)?;
+    modelfile::check_name(dest)?;
+    for taken in [
+        dir.join(format!("{dest}.gguf")),
+        dir.join(format!("{dest}{MANIFEST_SUFFIX}")),
+    ] {
+        if taken.exists() {
+            bail!("'{dest}' already exists ({})", taken.display());
+        }
+    }
+    if modelfile::manifest_name(&from).is_some() {
+        // A created model: a copy of its manifest, naming the same base.
+        let to = dir.join(format!("{dest}{MANIFEST_SUFFIX}"));
+        Manifest::read(&from)?.relocated(&from, &dir).write(&to)?;
+        println!("copied '{src}' to '{dest}'");
+        return Ok(());
     }
     let to = dir.join(format!("{dest}.gguf"));
-    if to.exists() {
-        bail!("'{dest}' already exists ({})", to.display());
-    }
     std::fs::hard_link(&from, &to)
         .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
         .with_context(|| format!("cannot write {}", to.display()))?;
@@ -203,7 +238,7 @@ pub fn cp(src: &str, dest: &str, common: &Common) -> Result<()> {
 /// The file of `model` inside `dir` (by name, known name, or file name); a file outside
 /// the models directory is not `hearth rm`'s to delete.
 fn in_dir(model: &str, dir: &Path) -> Result<std::path::PathBuf> {
-    let path = models::resolve(Some(model), dir, false)?;
+    let path = models::resolve_served(Some(model), dir, false)?;
     let inside = path.parent().and_then(|p| p.canonicalize().ok()) == dir.canonicalize().ok();
     if !inside {
         bail!(
@@ -213,4 +248,55 @@ fn in_dir(model: &str, dir: &Path) -> Result<std::path::PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// `hearth create NAME -f Modelfile`: a model made of a base and the Modelfile's
+/// parameters, system prompt and template, stored as `NAME.hearth.json` in the models
+/// directory (the weights are not copied). `FROM` is a GGUF path (relative to the
+/// Modelfile's folder), a created model (its settings are inherited) or a model name.
+/// Creating a created model's name again replaces it.
+pub fn create(name: &str, modelfile_path: &Path, common: &Common) -> Result<()> {
+    let dir = common.dir();
+    let name = name.strip_suffix(":latest").unwrap_or(name);
+    modelfile::check_name(name)?;
+    if models::find_known(name).is_some() {
+        bail!("'{name}' is the name of a known model; pick another name");
+    }
+    for taken in [dir.join(name), dir.join(format!("{name}.gguf"))] {
+        if taken.is_file() {
+            bail!(
+                "'{name}' already exists as a GGUF file ({}); pick another name",
+                taken.display()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(modelfile_path)
+        .with_context(|| format!("cannot read {}", modelfile_path.display()))?;
+    let mf = Modelfile::parse(&text).with_context(|| format!("{}", modelfile_path.display()))?;
+    let from = mf.from.clone().unwrap_or_default();
+    let folder = modelfile_path.parent().unwrap_or(Path::new("."));
+    let as_path = folder.join(&from);
+    let (base, parent): (PathBuf, Option<Manifest>) = if as_path.is_file() {
+        (as_path, None)
+    } else if let Some(m) = models::created(&from, &dir) {
+        let parent = Manifest::read(&m)?;
+        (parent.gguf_path(&m), Some(parent))
+    } else {
+        let p =
+            models::resolve(Some(&from), &dir, false).with_context(|| format!("FROM {from}"))?;
+        (p, None)
+    };
+    GgufFile::open(&base)
+        .with_context(|| format!("FROM {from}: cannot read {}", base.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create models directory {}", dir.display()))?;
+    let manifest = Manifest::new(&mf, &base, parent.as_ref(), &dir)?;
+    let path = dir.join(format!("{name}{MANIFEST_SUFFIX}"));
+    manifest.write(&path)?;
+    println!(
+        "created '{name}' from {} ({})",
+        base.display(),
+        path.display()
+    );
+    Ok(())
 }

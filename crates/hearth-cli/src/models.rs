@@ -159,6 +159,12 @@ pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathB
             known.name
         );
     }
+    if let Some(m) = created(name, dir) {
+        bail!(
+            "'{name}' is a model made by `hearth create` ({}): `hearth serve` serves it with its Modelfile's settings; this command takes a GGUF model, such as its base",
+            m.display()
+        );
+    }
     if !name.contains(['/', '\\']) && !name.is_empty() && !name.starts_with('.') {
         for candidate in [dir.join(name), dir.join(format!("{name}.gguf"))] {
             if candidate.is_file() {
@@ -187,6 +193,25 @@ pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathB
         "unknown model '{name}': not a GGUF file path and not a known model name (known: {})",
         known.join(", ")
     )
+}
+
+/// The manifest of the created model `name` in `dir` (`hearth create`), if there is one.
+pub fn created(name: &str, dir: &Path) -> Option<PathBuf> {
+    let name = name.strip_suffix(":latest").unwrap_or(name);
+    hearth_server::modelfile::check_name(name).ok()?;
+    let p = dir.join(format!(
+        "{name}{}",
+        hearth_server::modelfile::MANIFEST_SUFFIX
+    ));
+    p.is_file().then_some(p)
+}
+
+/// [`resolve`] for what the server serves: a created model's manifest too.
+pub fn resolve_served(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathBuf> {
+    match model.and_then(|m| created(m, dir)) {
+        Some(p) => Ok(p),
+        None => resolve(model, dir, auto_pull),
+    }
 }
 
 /// Fetches `m` into `dir` and returns its path.
@@ -435,6 +460,9 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The name a served model file goes by: the known model's name, else the file's stem.
 pub fn id_of(path: &Path) -> String {
+    if let Some(name) = hearth_server::modelfile::manifest_name(path) {
+        return name.to_string();
+    }
     let file = path
         .file_name()
         .and_then(|f| f.to_str())

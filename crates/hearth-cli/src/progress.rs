@@ -4,6 +4,8 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use hearth_server::{PullEvent, PullSink};
+
 /// A progress bar on stderr: redrawn in place on a terminal, otherwise a line per tenth.
 pub struct Progress {
     label: String,
@@ -15,6 +17,10 @@ pub struct Progress {
     tty: bool,
     /// The next tenth (or, size unknown, the next 100 MB) a plain line is printed at.
     next_mark: u64,
+    /// Where progress events also go (`/api/pull`'s stream), with the file's name and
+    /// digest, and when the last one went.
+    sink: Option<(PullSink, String, String)>,
+    last_sent: Option<Instant>,
 }
 
 impl Progress {
@@ -28,6 +34,8 @@ impl Progress {
             last_draw: None,
             tty: std::io::stderr().is_terminal(),
             next_mark: 0,
+            sink: None,
+            last_sent: None,
         };
         p.next_mark = p.mark(start_at) + 1;
         if start_at > 0 {
@@ -44,8 +52,37 @@ impl Progress {
         }
     }
 
+    /// Also reports to `sink` (a few times a second, and at the end), as `file` with
+    /// `digest`.
+    pub fn report_to(mut self, sink: Option<PullSink>, file: &str, digest: String) -> Progress {
+        self.sink = sink.map(|s| (s, file.to_string(), digest));
+        self.send(true);
+        self
+    }
+
+    fn send(&mut self, now: bool) {
+        let Some((sink, file, digest)) = &self.sink else {
+            return;
+        };
+        if !now
+            && self
+                .last_sent
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last_sent = Some(Instant::now());
+        sink(PullEvent::Downloading {
+            file: file.clone(),
+            digest: digest.clone(),
+            total: self.total.unwrap_or(0),
+            completed: self.done,
+        });
+    }
+
     pub fn update(&mut self, done: u64) {
         self.done = done;
+        self.send(false);
         if self.tty {
             if self
                 .last_draw
@@ -61,6 +98,7 @@ impl Progress {
     }
 
     pub fn finish(&mut self) {
+        self.send(true);
         if self.tty {
             eprintln!("\r{}\x1b[K", self.line());
         } else if self.done != self.start_at && self.mark(self.done) + 1 != self.next_mark {

@@ -110,29 +110,34 @@ pub struct ServeArgs {
 pub fn serve(a: ServeArgs) -> Result<()> {
     let dir = a.common.dir();
     let first = a.model.first().map(String::as_str);
-    let path = models::resolve(first, &dir, true)?;
+    let path = models::resolve_served(first, &dir, true)?;
     let model_id = match (&a.alias, first.map(models::find_known)) {
         (Some(alias), _) => alias.clone(),
         (None, Some(Some(k))) => k.name.to_string(),
         (None, None) => models::DEFAULT_MODEL.to_string(),
         (None, Some(None)) => models::id_of(&path),
     };
-    // Every other model: the further -m's, then the models directory's GGUF files.
+    // Every other model: the further -m's, then the models directory's GGUF files and
+    // created models' manifests (`hearth create`).
     let mut other_models = Vec::new();
     for m in a.model.iter().skip(1) {
-        let p = models::resolve(Some(m), &dir, true)?;
+        let p = models::resolve_served(Some(m), &dir, true)?;
         other_models.push((models::served_name(m, &p), p));
     }
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut files: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "gguf") && p.is_file())
+            .filter(|p| {
+                let gguf = p.extension().is_some_and(|x| x == "gguf");
+                (gguf || hearth_server::modelfile::manifest_name(p).is_some()) && p.is_file()
+            })
             .collect();
         files.sort();
         for p in files {
             let same = |q: &std::path::Path| q.canonicalize().ok() == p.canonicalize().ok();
-            if !same(&path) && !other_models.iter().any(|(_, q)| same(q)) {
-                other_models.push((models::id_of(&p), p));
+            let id = models::id_of(&p);
+            if !same(&path) && !other_models.iter().any(|(n, q)| same(q) || *n == id) {
+                other_models.push((id, p));
             }
         }
     }
@@ -172,6 +177,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         cors_origins: a.cors_origins,
         read_timeout: std::time::Duration::from_secs(a.read_timeout.max(1)),
         write_timeout: std::time::Duration::from_secs(a.write_timeout.max(1)),
+        puller: Some(crate::pull::puller(dir.clone())),
         pooling: a
             .pooling
             .as_deref()

@@ -16,10 +16,11 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
 use crate::generate::{self, Ending};
+use crate::modelfile::Dialect;
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
-use crate::util::{new_id, parse_json, read_body};
+use crate::util::{new_id, read_body};
 
 #[derive(Deserialize, Debug)]
 #[serde(untagged)]
@@ -386,7 +387,9 @@ pub async fn messages_route(
     let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::anthropic)?;
-    let req: MessagesRequest = parse_json(&bytes).map_err(ApiError::anthropic)?;
+    let req: MessagesRequest = state
+        .parse_request(&bytes, Dialect::Anthropic)
+        .map_err(ApiError::anthropic)?;
     let (ready, p) = prepare(&state, &req).await?;
     let n_prompt = p.req.prompt_ids.len();
     let rx = generate::submit(&ready, p.req, 1).map_err(ApiError::anthropic)?;
@@ -545,7 +548,9 @@ pub async fn count_tokens(
     let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::anthropic)?;
-    let req: MessagesRequest = parse_json(&bytes).map_err(ApiError::anthropic)?;
+    let req: MessagesRequest = state
+        .parse_request(&bytes, Dialect::Anthropic)
+        .map_err(ApiError::anthropic)?;
     let (_, _, chat) = prompt(&state, &req).await?;
     Ok(Json(json!({"input_tokens": chat.ids.len()})).into_response())
 }

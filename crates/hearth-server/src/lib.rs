@@ -8,7 +8,9 @@ mod error;
 mod generate;
 pub mod listen;
 mod llamacpp;
+pub mod modelfile;
 mod ollama;
+mod ollama_models;
 mod openai;
 mod reasoning;
 mod responses;
@@ -33,7 +35,7 @@ use serde_json::json;
 
 pub use error::ApiError;
 pub use ollama::parse_keep_alive;
-pub use state::{AppState, ServerOptions};
+pub use state::{AppState, PullEvent, PullFailure, PullSink, Pulled, Puller, ServerOptions};
 
 /// Reported as `system_fingerprint` in OpenAI responses.
 pub(crate) const FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"));
@@ -76,7 +78,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
         .route("/api/tags", get(ollama::tags))
-        .route("/api/show", post(ollama::show))
+        .route("/api/show", post(ollama_models::show))
+        .route("/api/create", post(ollama_models::create))
+        .route("/api/pull", post(ollama_models::pull))
         .route("/api/ps", get(ollama::ps))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/api/copy", post(ollama::copy))

@@ -17,6 +17,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
 use crate::generate;
+use crate::modelfile::Dialect;
 use crate::state::{AppState, Ready};
 use crate::util::{parse_json, read_body};
 
@@ -147,7 +148,8 @@ pub async fn completion(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    let req: CompletionRequest =
+        state.parse_request(&read_body(body, &state.opts).await?, Dialect::LlamaCpp)?;
     refuse_unknown(&req)?;
     let ready = state.default_model().await?;
     let prompt = match &req.prompt {

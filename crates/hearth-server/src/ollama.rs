@@ -1,5 +1,6 @@
 //! The Ollama API: `/api/generate`, `/api/chat` (NDJSON streaming by default), and the
-//! model endpoints `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
+//! model endpoints `/api/tags`, `/api/ps`, `/api/delete`, `/api/copy`, `/api/version`
+//! (`/api/show`, `/api/create` and `/api/pull` are in `ollama_models.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,6 +18,8 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
 use crate::generate::{self, channel_body, Ending};
+use crate::modelfile::{Dialect, Manifest, MANIFEST_SUFFIX};
+use crate::ollama_models::details;
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, KeepAlive, ModelInfo, Ready};
 use crate::tools::{self, ParsedCall, Syntax, ToolChoice, Tools};
@@ -102,12 +105,6 @@ struct ChatRequest {
     /// Any other field is one Hearth does not implement: refused by name, not ignored.
     #[serde(flatten)]
     rest: Map<String, Value>,
-}
-
-#[derive(Deserialize, Debug)]
-struct ShowRequest {
-    model: Option<String>,
-    name: Option<String>,
 }
 
 /// Ollama's `format`: `"json"` (any JSON object) or a JSON schema; `""` is none.
@@ -490,7 +487,9 @@ pub async fn generate(
     let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::ollama)?;
-    let req: GenerateRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let req: GenerateRequest = state
+        .parse_request(&bytes, Dialect::OllamaGenerate)
+        .map_err(ApiError::ollama)?;
     // An empty request with keep_alive 0 unloads the model, without loading it first.
     if req.prompt.is_empty()
         && req.system.is_none()
@@ -557,7 +556,9 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let bytes = read_body(body, &state.opts)
         .await
         .map_err(ApiError::ollama)?;
-    let req: ChatRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
+    let req: ChatRequest = state
+        .parse_request(&bytes, Dialect::OllamaChat)
+        .map_err(ApiError::ollama)?;
     let ready = check_model(&state, &req.model, &req.keep_alive).await?;
     if req.messages.is_empty() {
         return Ok(load_reply(
@@ -627,17 +628,6 @@ pub async fn chat(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     .await
 }
 
-fn details(i: &ModelInfo) -> Value {
-    json!({
-        "parent_model": "",
-        "format": "gguf",
-        "family": i.family,
-        "families": [i.family],
-        "parameter_size": i.parameter_size(),
-        "quantization_level": i.quantization,
-    })
-}
-
 fn model_entry(i: &ModelInfo) -> Value {
     json!({
         "name": format!("{}:latest", i.id),
@@ -646,6 +636,9 @@ fn model_entry(i: &ModelInfo) -> Value {
         "size": i.size_bytes,
         "digest": i.digest(),
         "details": details(i),
+        // Not in Ollama's listing (its /api/show has them): what the model can do, for
+        // the web page's model picker.
+        "capabilities": i.capabilities,
     })
 }
 
@@ -671,50 +664,6 @@ pub async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
         })
         .collect();
     Json(json!({"models": models}))
-}
-
-/// `POST /api/show`
-pub async fn show(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let bytes = read_body(body, &state.opts)
-        .await
-        .map_err(ApiError::ollama)?;
-    let req: ShowRequest = parse_json(&bytes).map_err(ApiError::ollama)?;
-    let name = req
-        .model
-        .or(req.name)
-        .ok_or_else(|| ApiError::bad_request("missing field `model`").ollama())?;
-    let ready = check_model(&state, &name, &None).await?;
-    let c = &ready.model.config;
-    let arch = &c.arch;
-    let template = ready
-        .model
-        .gguf()
-        .get_str("tokenizer.chat_template")
-        .unwrap_or_default()
-        .to_string();
-    let model_info = json!({
-        "general.architecture": arch,
-        "general.parameter_count": ready.info.n_params,
-        format!("{arch}.context_length"): c.n_ctx_train,
-        format!("{arch}.embedding_length"): c.n_embd,
-        format!("{arch}.block_count"): c.n_layer,
-        format!("{arch}.feed_forward_length"): c.n_ff,
-        format!("{arch}.attention.head_count"): c.n_head,
-        format!("{arch}.attention.head_count_kv"): c.n_head_kv,
-        format!("{arch}.rope.freq_base"): c.rope_freq_base,
-        "tokenizer.ggml.model": ready.model.tokenizer.model().gguf_name(),
-        "tokenizer.ggml.vocab_size": c.n_vocab,
-    });
-    Ok(Json(json!({
-        "license": "",
-        "modelfile": format!("# Served by Hearth\nFROM {}\n", ready.info.path().display()),
-        "parameters": "",
-        "template": template,
-        "details": details(&ready.info),
-        "model_info": model_info,
-        "capabilities": ["completion", "tools"],
-        "modified_at": rfc3339(ready.info.modified),
-    })))
 }
 
 /// `GET /api/version`
@@ -801,9 +750,21 @@ pub async fn copy(State(state): State<Arc<AppState>>, body: Body) -> Result<Json
         .param("destination")
         .ollama());
     }
-    let dest = dir.join(format!("{dest_name}.gguf"));
+    // A created model's copy is a copy of its manifest; a GGUF's, a link or a copy.
+    let created = crate::modelfile::manifest_name(&src).is_some();
+    let dest = match created {
+        true => dir.join(format!("{dest_name}{MANIFEST_SUFFIX}")),
+        false => dir.join(format!("{dest_name}.gguf")),
+    };
     let d = dest.clone();
     tokio::task::spawn_blocking(move || {
+        if created {
+            let m = Manifest::read(&src).map_err(|e| std::io::Error::other(e.0))?;
+            return m
+                .relocated(&src, &dir)
+                .write(&d)
+                .map_err(|e| std::io::Error::other(e.0));
+        }
         std::fs::hard_link(&src, &d).or_else(|_| std::fs::copy(&src, &d).map(|_| ()))
     })
     .await

@@ -16,10 +16,11 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
 use crate::generate::{self, Choice, Ending};
+use crate::modelfile::Dialect;
 use crate::reasoning::{self, OutputStream};
 use crate::state::{AppState, Ready};
 use crate::tools::{self, Syntax, ToolChoice, Tools};
-use crate::util::{new_id, parse_json, read_body, unix_now};
+use crate::util::{new_id, read_body, unix_now};
 
 #[derive(Deserialize, Debug)]
 #[serde(untagged)]
@@ -363,7 +364,8 @@ pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    let req: ChatRequest =
+        state.parse_request(&read_body(body, &state.opts).await?, Dialect::OpenAiChat)?;
     let ready = check_model(&state, &req.common).await?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").param("messages"));
@@ -767,7 +769,10 @@ pub async fn completions(
     State(state): State<Arc<AppState>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    let req: CompletionRequest = state.parse_request(
+        &read_body(body, &state.opts).await?,
+        Dialect::OpenAiCompletion,
+    )?;
     let ready = check_model(&state, &req.common).await?;
     let c = &req.common;
     if req.echo {
@@ -906,7 +911,10 @@ fn model_object(m: &Arc<crate::state::ModelInfo>) -> Value {
         .modified
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    json!({"id": m.id, "object": "model", "created": created, "owned_by": "hearth"})
+    // `capabilities` is not OpenAI's: Ollama's names for what the model does, so that a
+    // client (the web page) can tell a chat model from an embedding model.
+    json!({"id": m.id, "object": "model", "created": created, "owned_by": "hearth",
+           "capabilities": m.capabilities})
 }
 
 /// `GET /v1/models/{id}`

@@ -15,8 +15,9 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::error::ApiError;
 use crate::generate::{self, Ending};
+use crate::modelfile::Dialect;
 use crate::state::AppState;
-use crate::util::{new_id, parse_json, read_body, unix_now};
+use crate::util::{new_id, read_body, unix_now};
 
 #[derive(Deserialize, Debug)]
 struct ResponsesRequest {
@@ -127,7 +128,8 @@ fn response_object(id: &str, msg_id: &str, model: &str, text: &str, s: Option<&S
 
 /// `POST /v1/responses`
 pub async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let req: ResponsesRequest = parse_json(&read_body(body, &state.opts).await?)?;
+    let req: ResponsesRequest =
+        state.parse_request(&read_body(body, &state.opts).await?, Dialect::Responses)?;
     let ready = state.model(&req.model, None).await?;
     if let Some(k) = req.rest.keys().next() {
         return Err(bad(format!("{k} is not supported")));

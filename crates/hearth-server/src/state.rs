@@ -15,6 +15,7 @@ use hearth_gguf::GgufFile;
 use hearth_model::{KvType, Model, ModelConfig};
 
 use crate::error::ApiError;
+use crate::modelfile::{self, Dialect, Manifest};
 
 /// Largest context `hearth serve` gives a model by default (`--ctx-size` asks for more).
 pub const DEFAULT_MAX_CTX: usize = 8192;
@@ -71,6 +72,57 @@ pub struct ServerOptions {
     pub draft_model_path: Option<PathBuf>,
     /// How embeddings pool token vectors; `None` = the model's own `pooling_type`.
     pub pooling: Option<hearth_model::Pooling>,
+    /// What `/api/pull` downloads with (the binary installs its puller); `None` makes
+    /// `/api/pull` a 501.
+    pub puller: Option<Puller>,
+}
+
+/// A pull's progress, as Ollama's `/api/pull` streams it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullEvent {
+    /// A file is downloading: `completed` of `total` bytes (`total` unknown: 0).
+    Downloading {
+        file: String,
+        /// `sha256:HEX` when the source states it, else the file's name.
+        digest: String,
+        total: u64,
+        completed: u64,
+    },
+    /// The download is complete and its sha256 is being checked.
+    Verifying,
+    /// Anything else worth a status line (joining shards, converting).
+    Status(String),
+}
+
+/// What a pull made: the model's name (as `hearth serve` would serve the file) and file.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Why a pull failed: `not_found` for a name that names no model (a 404), otherwise the
+/// source could not be had (a 502).
+#[derive(Debug, Clone)]
+pub struct PullFailure {
+    pub not_found: bool,
+    pub message: String,
+}
+
+/// Where a pull reports its progress.
+pub type PullSink = Arc<dyn Fn(PullEvent) + Send + Sync>;
+
+/// Downloads a model by name (blocking; run off the async threads), reporting progress.
+pub type PullFn = dyn Fn(&str, PullSink) -> Result<Pulled, PullFailure> + Send + Sync;
+
+/// The function `/api/pull` downloads with; the server crate knows no download protocol.
+#[derive(Clone)]
+pub struct Puller(pub Arc<PullFn>);
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Puller")
+    }
 }
 
 /// Facts about the served model, for the listing endpoints.
@@ -81,21 +133,41 @@ pub struct ModelInfo {
     pub family: String,
     pub n_params: u64,
     pub quantization: String,
-    /// sha256 of the file, computed once on first use.
+    /// Ollama's capabilities (`completion`, `embedding`, `tools`, `thinking`, `insert`).
+    pub capabilities: Vec<&'static str>,
+    /// A created model's manifest (`hearth create`, `/api/create`).
+    pub recipe: Option<Arc<Manifest>>,
+    /// sha256 of the served file (a created model's manifest), computed once on first use.
     digest: OnceLock<String>,
+    /// The GGUF file.
     path: PathBuf,
+    /// The served file: the GGUF, or a created model's manifest.
+    file: PathBuf,
 }
 
 impl ModelInfo {
-    /// The facts of the model file at `path`, served as `id` (metadata only: nothing is
-    /// loaded).
+    /// The facts of the model file at `path` (a GGUF, or a created model's manifest and
+    /// its base GGUF), served as `id` (metadata only: nothing is loaded).
     pub fn read(id: &str, path: &std::path::Path) -> Result<ModelInfo, String> {
-        let file = GgufFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let recipe = match modelfile::manifest_name(path) {
+            Some(_) => Some(Arc::new(Manifest::read(path).map_err(|e| e.0)?)),
+            None => None,
+        };
+        let gguf = match &recipe {
+            Some(m) => m.gguf_path(path),
+            None => path.to_path_buf(),
+        };
+        let file = GgufFile::open(&gguf).map_err(|e| format!("{}: {e}", gguf.display()))?;
+        let size = std::fs::metadata(&gguf).map_err(|e| e.to_string())?.len();
         let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
         Ok(ModelInfo {
             id: id.to_string(),
-            size_bytes: meta.len(),
+            size_bytes: size,
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            capabilities: modelfile::capabilities(
+                &file,
+                recipe.as_ref().and_then(|m| m.template.as_deref()),
+            ),
             family: file
                 .get_str("general.architecture")
                 .unwrap_or("")
@@ -106,18 +178,31 @@ impl ModelInfo {
                 .map(|t| t.shape.iter().product::<u64>())
                 .sum(),
             quantization: quantization_name(&file),
+            recipe,
             digest: OnceLock::new(),
-            path: path.to_path_buf(),
+            path: gguf,
+            file: path.to_path_buf(),
         })
     }
 
+    /// The GGUF file.
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
 
+    /// The served file: the GGUF, or a created model's manifest.
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+
+    /// Whether it can chat or complete text (an embedding model cannot).
+    pub fn generates(&self) -> bool {
+        self.capabilities.contains(&"completion")
+    }
+
     pub fn digest(&self) -> &str {
         self.digest
-            .get_or_init(|| sha256_file(&self.path).unwrap_or_default())
+            .get_or_init(|| sha256_file(&self.file).unwrap_or_default())
     }
 
     /// Parameter count the way Ollama prints it ("135M", "1.7B").
@@ -179,6 +264,8 @@ pub struct AppState {
     pub started: Instant,
     /// The default model first; `/api/copy` and `/api/delete` add and remove others.
     slots: std::sync::RwLock<Vec<Arc<Slot>>>,
+    /// Further names of served models (`(alias, id)`): the name a model was pulled as.
+    aliases: std::sync::RwLock<Vec<(String, String)>>,
     /// The default model finished its first load (`/health`).
     up: AtomicBool,
     stopping: AtomicBool,
@@ -200,6 +287,7 @@ impl AppState {
             opts,
             started: Instant::now(),
             slots: std::sync::RwLock::new(slots),
+            aliases: Default::default(),
             up: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         }
@@ -281,10 +369,61 @@ impl AppState {
     }
 
     /// The slot a request's model name picks (also as `name:latest`, as Ollama clients
-    /// say).
+    /// say, or by an alias).
     fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         let name = name.strip_suffix(":latest").unwrap_or(name);
-        self.slots().into_iter().find(|s| s.id == name)
+        let slots = self.slots();
+        if let Some(s) = slots.iter().find(|s| s.id == name) {
+            return Some(s.clone());
+        }
+        let aliases = self.aliases.read().unwrap_or_else(|e| e.into_inner());
+        let id = &aliases.iter().find(|(a, _)| a == name)?.1;
+        slots.into_iter().find(|s| s.id == *id)
+    }
+
+    /// Serves the model `id` under `alias` too (for the life of this process).
+    pub fn add_alias(&self, alias: &str, id: &str) {
+        let alias = alias.strip_suffix(":latest").unwrap_or(alias);
+        if alias != id && !self.serves(alias) {
+            let mut aliases = self.aliases.write().unwrap_or_else(|e| e.into_inner());
+            aliases.push((alias.to_string(), id.to_string()));
+        }
+    }
+
+    /// The facts of the model `name` names (metadata only: nothing is loaded).
+    pub fn info(&self, name: &str) -> Result<Arc<ModelInfo>, ApiError> {
+        let slot = self.slot(name).ok_or_else(|| self.unknown(name))?;
+        slot.info().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the file of '{}'", slot.id),
+            )
+        })
+    }
+
+    /// Parses a request body in `dialect`, after filling in the defaults of the created
+    /// model its `model` field names (the default model's when it names none); see
+    /// [`modelfile::apply`].
+    pub fn parse_request<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        dialect: Dialect,
+    ) -> Result<T, ApiError> {
+        let peek = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+        let recipe = peek.as_ref().and_then(|v| {
+            let slot = match v.get("model") {
+                Some(serde_json::Value::String(n)) => self.slot(n),
+                None => self.slots().first().cloned(),
+                Some(_) => None,
+            };
+            slot?.info()?.recipe.clone()
+        });
+        let (Some(mut v), Some(m)) = (peek, recipe) else {
+            return crate::util::parse_json(bytes);
+        };
+        modelfile::apply(dialect, &mut v, &m);
+        serde_json::from_value(v)
+            .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
     }
 
     /// Whether `name` is a model this server serves.
@@ -348,7 +487,17 @@ impl AppState {
             return Ok(r.clone());
         }
         // Size it before allocating anything, and make room.
-        let (opts, path, id) = (self.opts.clone(), slot.path.clone(), slot.id.clone());
+        let info = slot.info().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the file of '{}'", slot.id),
+            )
+        })?;
+        let (opts, path, id) = (
+            self.opts.clone(),
+            info.path().to_path_buf(),
+            slot.id.clone(),
+        );
         let fp = tokio::task::spawn_blocking(move || estimate(&opts, &path))
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -360,13 +509,11 @@ impl AppState {
             })?;
         self.make_room(slot, fp)?;
         let need = fp.total();
-        let (opts, path, id) = (self.opts.clone(), slot.path.clone(), slot.id.clone());
-        let info = slot.info().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read the file of '{}'", slot.id),
-            )
-        })?;
+        let (opts, path, id) = (
+            self.opts.clone(),
+            info.path().to_path_buf(),
+            slot.id.clone(),
+        );
         let ready = tokio::task::spawn_blocking(move || load(&opts, &id, &path, need, info))
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -651,8 +798,16 @@ fn load(
     info: Arc<ModelInfo>,
 ) -> Result<Ready, String> {
     let t0 = Instant::now();
-    let model =
-        Arc::new(Model::load(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?);
+    let mut model =
+        Model::load(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+    // A created model's TEMPLATE replaces the file's chat template.
+    if let Some(t) = info.recipe.as_ref().and_then(|m| m.template.as_deref()) {
+        model.chat_template = Some(
+            hearth_model::ChatTemplate::new(t, &model.tokenizer)
+                .map_err(|e| format!("the TEMPLATE of '{id}' does not compile: {e}"))?,
+        );
+    }
+    let model = Arc::new(model);
     let c = &model.config;
     let (mut cfg, kv_bytes) = plan(o, c)?;
     if let Some(p) = &o.draft_model_path {

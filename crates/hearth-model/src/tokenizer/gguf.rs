@@ -43,12 +43,9 @@ impl TokenizerSpec {
             sep_id: id("tokenizer.ggml.seperator_token_id"),
             pad_id: id("tokenizer.ggml.padding_token_id"),
             mask_id: id("tokenizer.ggml.mask_token_id"),
-            fim_pre_id: id("tokenizer.ggml.fim_pre_token_id")
-                .or_else(|| id("tokenizer.ggml.prefix_token_id")),
-            fim_suf_id: id("tokenizer.ggml.fim_suf_token_id")
-                .or_else(|| id("tokenizer.ggml.suffix_token_id")),
-            fim_mid_id: id("tokenizer.ggml.fim_mid_token_id")
-                .or_else(|| id("tokenizer.ggml.middle_token_id")),
+            fim_pre_id: fim_id(f, FIM_KEYS[0]),
+            fim_suf_id: fim_id(f, FIM_KEYS[1]),
+            fim_mid_id: fim_id(f, FIM_KEYS[2]),
             fim_pad_id: id("tokenizer.ggml.fim_pad_token_id"),
             fim_rep_id: id("tokenizer.ggml.fim_rep_token_id"),
             fim_sep_id: id("tokenizer.ggml.fim_sep_token_id"),
@@ -59,6 +56,36 @@ impl TokenizerSpec {
             model_name: f.get_str("general.name").map(str::to_string),
         })
     }
+}
+
+/// The keys of the fill-in-the-middle prefix, suffix and middle token ids: llama.cpp's
+/// current name, then its older one.
+const FIM_KEYS: [(&str, &str); 3] = [
+    (
+        "tokenizer.ggml.fim_pre_token_id",
+        "tokenizer.ggml.prefix_token_id",
+    ),
+    (
+        "tokenizer.ggml.fim_suf_token_id",
+        "tokenizer.ggml.suffix_token_id",
+    ),
+    (
+        "tokenizer.ggml.fim_mid_token_id",
+        "tokenizer.ggml.middle_token_id",
+    ),
+];
+
+fn fim_id(f: &GgufFile, (key, old): (&str, &str)) -> Option<u32> {
+    f.get_u32(key).or_else(|| f.get_u32(old))
+}
+
+/// Whether a GGUF file's vocabulary has the three fill-in-the-middle tokens (prefix,
+/// suffix, middle) that infill needs, each named by its metadata key or recognized by its
+/// text as [`Tokenizer::from_gguf`] would; read from the metadata alone, without building
+/// the tokenizer.
+pub fn gguf_has_fim(f: &GgufFile) -> bool {
+    let tokens = f.get_str_array("tokenizer.ggml.tokens").unwrap_or(&[]);
+    super::special::has_fim(FIM_KEYS.map(|k| fim_id(f, k)), tokens)
 }
 
 impl Tokenizer {

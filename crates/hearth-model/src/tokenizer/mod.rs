@@ -33,6 +33,7 @@ mod wpm;
 
 use std::collections::HashMap;
 
+pub use gguf::gguf_has_fim;
 pub use pretokenize::PreTokenizer;
 pub use special::TokenAttr;
 pub use stream::StreamDecoder;

@@ -237,6 +237,14 @@ const FIM_MID_TEXTS: &[&str] = &[
     "<|code_middle|>",
     "<|middle|>",
 ];
+/// Whether the fill-in-the-middle prefix, suffix and middle tokens are all there: each
+/// given by id, or found in `tokens` by one of the texts the tokenizer recognizes it by.
+pub(super) fn has_fim(ids: [Option<u32>; 3], tokens: &[String]) -> bool {
+    [FIM_PRE_TEXTS, FIM_SUF_TEXTS, FIM_MID_TEXTS]
+        .iter()
+        .zip(ids)
+        .all(|(texts, id)| id.is_some() || tokens.iter().any(|t| texts.contains(&t.as_str())))
+}
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
 const FIM_REP_TEXTS: &[&str] = &[
     "<|fim_repo|>",
@@ -670,4 +678,21 @@ pub(super) fn parse_byte_token(text: &str) -> Option<u8> {
         return None;
     }
     u8::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_fim;
+
+    #[test]
+    fn fim_tokens_are_found_by_id_or_by_text() {
+        let tokens: Vec<String> = ["a", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "b"]
+            .map(String::from)
+            .to_vec();
+        assert!(has_fim([None; 3], &tokens));
+        assert!(has_fim([Some(7), Some(8), Some(9)], &[]));
+        assert!(has_fim([Some(7), None, None], &tokens[1..4]));
+        assert!(!has_fim([None; 3], &tokens[..3]), "no middle token");
+        assert!(!has_fim([Some(1), Some(2), None], &["<PRE>".to_string()]));
+    }
 }
