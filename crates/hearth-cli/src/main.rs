@@ -18,7 +18,7 @@ mod shards;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -159,9 +159,12 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<usize> {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    // Parsed by hand (as `Cli::parse` does) to keep the matches: `run` asks which options
+    // were given, for a created model's defaults.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(a, matches.subcommand_matches("run")),
         Command::Serve(a) => serve::serve(a),
         Command::Pull {
             model,

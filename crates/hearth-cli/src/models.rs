@@ -161,7 +161,7 @@ pub fn resolve(model: Option<&str>, dir: &Path, auto_pull: bool) -> Result<PathB
     }
     if let Some(m) = created(name, dir) {
         bail!(
-            "'{name}' is a model made by `hearth create` ({}): `hearth serve` serves it with its Modelfile's settings; this command takes a GGUF model, such as its base",
+            "'{name}' is a model made by `hearth create` ({}): `hearth serve` and `hearth run` use it with its Modelfile's settings; this command takes a GGUF model, such as its base",
             m.display()
         );
     }

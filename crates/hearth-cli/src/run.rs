@@ -16,6 +16,7 @@ use hearth_engine::{
 use hearth_model::{ChatMessage, KvType, Model};
 
 use crate::{models, Common};
+use hearth_server::modelfile::Manifest;
 
 // The interactive chat (chat.rs) is a child of this module: it shares the one-shot
 // path's request and streaming code.
@@ -127,6 +128,60 @@ impl RunArgs {
     }
 }
 
+/// A created model's Modelfile (`hearth create`) as this run's defaults: each PARAMETER for
+/// the option it names unless that option was given on the command line (`given`), its
+/// SYSTEM unless `--system` was.
+fn apply_created(a: &mut RunArgs, given: Option<&clap::ArgMatches>, m: &Manifest) -> Result<()> {
+    use clap::parser::ValueSource;
+    for (name, v) in &m.parameters {
+        // The option's id (its field) where it is not the parameter's own name.
+        let id = match name.as_str() {
+            "temperature" => "temp",
+            "num_predict" => "max_tokens",
+            "num_ctx" => "ctx_size",
+            other => other,
+        };
+        if given.and_then(|g| g.value_source(id)) == Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let bad = || {
+            format!("the created model's PARAMETER {name} {v} is not a value `hearth run` takes")
+        };
+        let float = || v.as_f64().map(|f| f as f32).with_context(bad);
+        let count = || {
+            v.as_i64()
+                .and_then(|i| usize::try_from(i).ok())
+                .with_context(bad)
+        };
+        match name.as_str() {
+            "temperature" => a.temp = float()?,
+            "top_p" => a.top_p = float()?,
+            "min_p" => a.min_p = float()?,
+            "repeat_penalty" => a.repeat_penalty = float()?,
+            "presence_penalty" => a.presence_penalty = float()?,
+            "frequency_penalty" => a.frequency_penalty = float()?,
+            "top_k" => a.top_k = count()?,
+            "repeat_last_n" => a.repeat_last_n = count()?,
+            "num_predict" => a.max_tokens = count()?,
+            "num_ctx" => a.ctx_size = Some(count()?),
+            "seed" => a.seed = Some(count()? as u64),
+            "stop" => {
+                a.stop = v
+                    .as_array()
+                    .with_context(bad)?
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            }
+            _ => bail!(bad()),
+        }
+    }
+    if a.system.is_none() {
+        a.system = m.system.clone();
+    }
+    Ok(())
+}
+
 /// The result of one generation.
 struct Generation {
     generated_ids: Vec<u32>,
@@ -134,7 +189,7 @@ struct Generation {
     summary: Summary,
 }
 
-pub fn run(a: RunArgs) -> Result<()> {
+pub fn run(mut a: RunArgs, given: Option<&clap::ArgMatches>) -> Result<()> {
     let n_threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -148,11 +203,26 @@ pub fn run(a: RunArgs) -> Result<()> {
     if n_threads > cores {
         eprintln!("warning: --threads {n_threads} is more than the {cores} cores here; it will be slower, not faster");
     }
-    let path = models::resolve(a.model.as_deref(), &a.common.dir(), true)?;
+    let dir = a.common.dir();
+    let created = a.model.as_deref().and_then(|m| models::created(m, &dir));
+    let (path, template) = match &created {
+        Some(manifest) => {
+            let m = Manifest::read(manifest).map_err(|e| anyhow::anyhow!(e.0))?;
+            apply_created(&mut a, given, &m)?;
+            (m.gguf_path(manifest), m.template)
+        }
+        None => (models::resolve(a.model.as_deref(), &dir, true)?, None),
+    };
     let t_load = Instant::now();
-    let model = Arc::new(
-        Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?,
-    );
+    let mut model =
+        Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+    if let Some(t) = template {
+        model.chat_template = Some(
+            hearth_model::ChatTemplate::new(&t, &model.tokenizer)
+                .with_context(|| "the created model's TEMPLATE does not compile")?,
+        );
+    }
+    let model = Arc::new(model);
     let load_duration = t_load.elapsed();
     let sampling = a.sampling();
     sampling

@@ -187,8 +187,50 @@ fn what_a_modelfile_may_not_say_is_a_clear_error() {
         &run(d, &["create", "other", "-f", mf]),
         "already exists as a GGUF file",
     );
-    // `hearth run` takes GGUF models; a created one is named as what it is.
+    // Commands that take a GGUF file name a created model as what it is.
     stdout(&run(d, &["create", "pirate", "-f", mf]));
-    let o = run(d, &["run", "-m", "pirate", "hi"]);
+    let o = run(d, &["tokenize", "-m", "pirate", "hi"]);
     assert_clean_error(&o, "made by `hearth create`");
+}
+
+/// `hearth run` on a created model is its base run with the Modelfile's SYSTEM and
+/// PARAMETERs, each given option winning over its PARAMETER.
+#[test]
+fn run_applies_the_modelfile() {
+    let tmp = setup();
+    let d = tmp.path();
+    let mf = d.join("Greedy");
+    std::fs::write(
+        &mf,
+        "FROM smollm2\nPARAMETER temperature 0\nPARAMETER num_predict 6\nSYSTEM Be brief.\n",
+    )
+    .unwrap();
+    stdout(&run(d, &["create", "greedy", "-f", mf.to_str().unwrap()]));
+    let json = |args: &[&str]| -> Value {
+        let mut all = vec!["run", "--json", "-t", "1"];
+        all.extend(args);
+        serde_json::from_str(&stdout(&run(d, &all))).unwrap()
+    };
+    let created = json(&["-m", "greedy", "Name a colour."]);
+    let base = json(&[
+        "-m",
+        "SmolLM2-135M-Instruct.Q4_1",
+        "--system",
+        "Be brief.",
+        "--temp",
+        "0",
+        "-n",
+        "6",
+        "Name a colour.",
+    ]);
+    assert_eq!(created["prompt_ids"], base["prompt_ids"], "SYSTEM applied");
+    assert_eq!(created["generated_ids"], base["generated_ids"]);
+    assert_eq!(created["generated_ids"].as_array().unwrap().len(), 6);
+    // A given option wins over the PARAMETER.
+    let three = json(&["-m", "greedy", "-n", "3", "Name a colour."]);
+    assert_eq!(three["generated_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        three["generated_ids"].as_array().unwrap()[..],
+        base["generated_ids"].as_array().unwrap()[..3]
+    );
 }

@@ -161,6 +161,9 @@ fn kernels(c: &mut Criterion) {
     // K-quants need rows of 256: the FFN's down projection.
     bench_gemm::<BlockQ4_K>(c, "q4_k", &[(1536, 576)], &[1, 16]);
     bench_gemm::<BlockQ6_K>(c, "q6_k", &[(1536, 576)], &[1, 16]);
+    // F32 (an embedding model's weights): MiniLM's task shapes, rows of 384 (Q/K/V, the
+    // output and up projections) and of 1536 (down); `HEARTH_ISA=avx2` for the AVX2 tile.
+    bench_gemm::<f32>(c, "f32", &[(384, 96), (1536, 24)], &[16, 64]);
     // The tied output layer (49152 rows): decode, and a 16-sequence batch.
     bench_gemm::<BlockQ8_0>(c, "q8_0", &[(576, 49152)], &[1, 16]);
     bench_x16::<BlockQ8_0, _>(
