@@ -95,6 +95,34 @@ def test_cohere_shape_with_document_objects(reranker):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_text_embeddings_inference_shape(reranker):
+    query = PAIRS[0][0]
+    idx, docs, logits = group(query)
+    # TEI: no model (the server's one), `texts`, `return_text`; a bare list answers.
+    status, v = reranker.post_json("/rerank", {"query": query, "texts": docs,
+                                              "return_text": True})
+    assert status == 200, v
+    assert isinstance(v, list) and len(v) == len(docs), v
+    assert [r["index"] for r in v] == sorted(range(len(docs)), key=lambda i: -logits[i])
+    for r in v:
+        assert abs(r["score"] - sigmoid(logits[r["index"]])) < BOUND, r
+        assert r["text"] == docs[r["index"]]
+    status, v = reranker.post_json("/rerank", {"query": query, "texts": docs,
+                                              "raw_scores": True})
+    assert status == 200, v
+    for r in v:
+        assert abs(r["score"] - logits[r["index"]]) < BOUND and "text" not in r, r
+    # Mixed shapes are refused by name.
+    for body, param in [
+        ({"texts": docs, "documents": docs}, "texts"),
+        ({"texts": docs, "return_documents": True}, "return_documents"),
+        ({"documents": docs, "return_text": True}, "return_text"),
+        ({"texts": docs, "truncation_direction": "left"}, "truncation_direction"),
+    ]:
+        status, v = reranker.post_json("/rerank", {"query": query, **body})
+        assert status == 400 and v["error"]["param"] == param, (body, v)
+
+
 def test_long_pairs_are_refused_or_truncated(reranker):
     long_doc = " ".join(["school"] * 200)  # 200 tokens: more than the context of 128
     status, v = reranker.post_json("/v1/rerank", {

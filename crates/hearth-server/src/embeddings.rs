@@ -1,6 +1,6 @@
 //! Embeddings: OpenAI's `POST /v1/embeddings`, Ollama's `POST /api/embed` and its older
-//! `POST /api/embeddings`; and reranking, `POST /v1/rerank` (llama-server's, Jina's and
-//! Cohere's shape) with a cross-encoder. Texts are tokenized off the async threads and
+//! `POST /api/embeddings`; and reranking, `POST /v1/rerank` (llama-server's, Jina's,
+//! Cohere's and TEI's shapes) with a cross-encoder. Texts are tokenized off the async threads and
 //! embedded or scored by the engine ([`hearth_engine::Engine::embed`]), batched with
 //! whatever else is running.
 
@@ -334,9 +334,17 @@ enum Document {
 
 #[derive(Deserialize, Debug)]
 struct RerankRequest {
-    model: String,
+    /// The server's default model when absent (llama-server and TEI serve one).
+    model: Option<String>,
     query: Value,
-    documents: Vec<Document>,
+    /// llama-server's, Jina's and Cohere's documents.
+    documents: Option<Vec<Document>>,
+    /// Text Embeddings Inference's name for them; with it the answer is TEI's (a bare
+    /// list of `index`, `score` and, with `return_text`, `text`).
+    texts: Option<Vec<String>>,
+    /// TEI: each result also carries its text.
+    #[serde(default)]
+    return_text: bool,
     /// Only the best `top_n` results (all when absent).
     top_n: Option<i64>,
     /// Each result also carries its document (`{"text": ...}`).
@@ -360,7 +368,9 @@ struct RerankRequest {
 /// `relevance_score` is the sigmoid of the model's logit, in [0, 1], as Cohere's and
 /// Jina's APIs and sentence-transformers' `CrossEncoder` give it for a one-label model
 /// (clients threshold on it); `raw_scores: true` returns the logit itself, as
-/// llama-server does. The order is the same either way.
+/// llama-server does. The order is the same either way. With `texts` instead of
+/// `documents` the request and answer are Text Embeddings Inference's: `return_text`, and
+/// a bare list of `index` and `score`. Without `model`, the server's default model.
 pub async fn rerank(
     State(state): State<Arc<AppState>>,
     body: Body,
@@ -374,7 +384,33 @@ pub async fn rerank(
         Value::String(_) => return Err(ApiError::bad_request("query is empty").param("query")),
         _ => return Err(ApiError::bad_request("query must be a string").param("query")),
     };
-    let n_docs = req.documents.len();
+    let tei = req.texts.is_some();
+    let documents = match (req.documents, req.texts) {
+        (Some(d), None) => d,
+        (None, Some(t)) => t.into_iter().map(Document::Text).collect(),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give the documents as documents or as texts (TEI's name), not both",
+            )
+            .param("texts"))
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request("documents (or texts) is required").param("documents"))
+        }
+    };
+    if req.return_text && !tei {
+        return Err(ApiError::bad_request(
+            "return_text goes with texts (TEI's shape); with documents, use return_documents",
+        )
+        .param("return_text"));
+    }
+    if req.return_documents && tei {
+        return Err(ApiError::bad_request(
+            "return_documents goes with documents; with texts (TEI's shape), use return_text",
+        )
+        .param("return_documents"));
+    }
+    let n_docs = documents.len();
     if n_docs == 0 || n_docs > MAX_DOCUMENTS {
         return Err(ApiError::bad_request(format!(
             "documents must hold 1 to {MAX_DOCUMENTS} documents (got {n_docs})"
@@ -391,7 +427,7 @@ pub async fn rerank(
         }
     };
     let mut texts = Vec::with_capacity(n_docs);
-    for (i, d) in req.documents.into_iter().enumerate() {
+    for (i, d) in documents.into_iter().enumerate() {
         match d {
             Document::Text(t) => texts.push(t),
             Document::Object(mut m) => {
@@ -414,7 +450,10 @@ pub async fn rerank(
             }
         }
     }
-    let ready = state.model(&req.model, None).await?;
+    let ready = match &req.model {
+        Some(name) => state.model(name, None).await?,
+        None => state.default_model().await?,
+    };
     let can_rerank = matches!(
         state.opts.pooling.or(ready.model.config.pooling),
         Some(Pooling::Rank)
@@ -479,6 +518,13 @@ pub async fn rerank(
             } else {
                 1.0 / (1.0 + (-(logit as f64)).exp())
             };
+            if tei {
+                let mut r = json!({"index": index, "score": score});
+                if req.return_text {
+                    r["text"] = json!(texts[index]);
+                }
+                return r;
+            }
             let mut r = json!({"index": index, "relevance_score": score});
             if req.return_documents {
                 r["document"] = json!({"text": texts[index]});
@@ -486,6 +532,9 @@ pub async fn rerank(
             r
         })
         .collect();
+    if tei {
+        return Ok(Json(Value::Array(results)));
+    }
     Ok(Json(json!({
         "id": crate::util::new_id("rerank"),
         "object": "list",
