@@ -57,16 +57,8 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         .map(|t| model.tokenizer.encode(t, true, false))
         .collect();
     let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-    let n_threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if n_threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n_threads)
-        .build()?;
-    let vectors = pool.install(|| model.embed(&inputs, pooling))?;
+    crate::init_threads(a.threads)?;
+    let vectors = model.embed(&inputs, pooling)?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     println!(
         "{}",
@@ -140,16 +132,8 @@ pub fn rerank(a: RerankArgs) -> Result<()> {
             n_first: *n_first,
         })
         .collect();
-    let n_threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if n_threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n_threads)
-        .build()?;
-    let logits = pool.install(|| model.rerank(&inputs))?;
+    crate::init_threads(a.threads)?;
+    let logits = model.rerank(&inputs)?;
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]));
     let results: Vec<_> = order

@@ -56,15 +56,14 @@ fn content(v: Option<&Json>) -> Option<String> {
     }
 }
 
-fn template_special(item: Option<&Json>) -> Option<String> {
-    item?
-        .get("SpecialToken")?
-        .get("id")?
-        .as_str()
-        .map(str::to_owned)
+/// The id of a post-processor template item's special token
+/// (`{"SpecialToken": {"id": "[CLS]"}}`).
+pub fn template_special(item: Option<&Json>) -> Option<&str> {
+    item?.get("SpecialToken")?.get("id")?.as_str()
 }
 
-fn template_sequence(item: Option<&Json>) -> Option<&str> {
+/// The id of a template item's sequence (`{"Sequence": {"id": "A"}}`).
+pub fn template_sequence(item: Option<&Json>) -> Option<&str> {
     item?.get("Sequence")?.get("id")?.as_str()
 }
 
@@ -279,7 +278,7 @@ impl SpecialVocab {
                     let mut first = None;
                     let mut last = None;
                     if single.len() > 1 {
-                        first = template_special(single.first());
+                        first = template_special(single.first()).map(str::to_owned);
                         if let Some(f) = &first {
                             if !has_tc {
                                 bos = Some(Json::String(f.clone()));
@@ -295,7 +294,7 @@ impl SpecialVocab {
                             }
                             self.set_add("bos", is(&bos, f) || is(&cls, f), true);
                         }
-                        last = template_special(single.last());
+                        last = template_special(single.last()).map(str::to_owned);
                         if let Some(l) = &last {
                             if !has_tc {
                                 eos = Some(Json::String(l.clone()));
@@ -317,9 +316,11 @@ impl SpecialVocab {
                     if pair.is_empty() {
                         continue;
                     }
-                    let start =
-                        usize::from(first.is_some() && template_special(pair.first()) == first);
-                    let stop = if last.is_some() && template_special(pair.last()) == last {
+                    let start = usize::from(
+                        first.is_some() && template_special(pair.first()) == first.as_deref(),
+                    );
+                    let stop = if last.is_some() && template_special(pair.last()) == last.as_deref()
+                    {
                         pair.len() - 1
                     } else {
                         pair.len()
@@ -339,13 +340,13 @@ impl SpecialVocab {
                     let is_sep = |t: &str| is(&sep, t) || is(&eos, t);
                     let mut add_sep = false;
                     if let Some(t) = template_special(middle.first()) {
-                        if is_sep(&t) && last.is_none() {
+                        if is_sep(t) && last.is_none() {
                             add_sep = true;
                         }
                     }
                     if middle.len() == 2 {
                         if let Some(t) = template_special(middle.get(1)) {
-                            if is_sep(&t) {
+                            if is_sep(t) {
                                 add_sep = true;
                             }
                         }

@@ -32,6 +32,7 @@ use hearth_gguf::{GgufWriter, Value};
 use serde_json::Value as Json;
 
 use crate::folder::{read_json_opt, HfFolder};
+use crate::special::{looks_special, template_sequence, template_special};
 use crate::ConvertError;
 
 const NORMAL: i32 = 1;
@@ -70,14 +71,6 @@ fn tokenizer_err(msg: impl Into<String>) -> ConvertError {
     ConvertError::Tokenizer(msg.into())
 }
 
-/// Whether an added token that is not marked special still looks like a control token.
-fn looks_special(token: &str) -> bool {
-    matches!(token, "<pad>" | "<mask>")
-        || (token.starts_with("<|") && token.ends_with("|>") && token.len() >= 4)
-        || token.starts_with("<start_of_")
-        || token.starts_with("<end_of_")
-}
-
 /// The content of a `tokenizer_config.json` token entry: a string, or `{"content": ...}`.
 fn token_content(v: Option<&Json>) -> Option<&str> {
     match v? {
@@ -98,15 +91,6 @@ fn normalizer_lowercases(n: &Json) -> bool {
             .is_some_and(|v| v.iter().any(normalizer_lowercases)),
         _ => false,
     }
-}
-
-/// The id of a template item's special token (`{"SpecialToken": {"id": "[CLS]"}}`).
-fn template_special(item: Option<&Json>) -> Option<&str> {
-    item?.get("SpecialToken")?.get("id")?.as_str()
-}
-
-fn template_sequence(item: Option<&Json>) -> Option<&str> {
-    item?.get("Sequence")?.get("id")?.as_str()
 }
 
 /// Resolution of special tokens and their add flags, in the order llama.cpp decides them.

@@ -687,6 +687,28 @@ mod tests {
         assert_eq!(gelu_erf(-30.0), 0.0);
     }
 
+    /// Inputs for a twin test: every 9973rd f32 bit pattern (every exponent, both
+    /// signs, NaNs), 80,000 steps of `step` around zero, and the special values.
+    #[cfg(target_arch = "x86_64")]
+    fn sweep(step: f32) -> Vec<f32> {
+        let mut x: Vec<f32> = (0..=u32::MAX / 9973)
+            .map(|i| f32::from_bits(i.wrapping_mul(9973)))
+            .collect();
+        x.extend((-40000..40000).map(|i| i as f32 * step));
+        x.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+        ]);
+        x
+    }
+
     /// The AVX-512 GELU against its scalar twin, bit for bit (NaN for NaN), over every
     /// exponent of both signs, the special values and every tail length.
     #[test]
@@ -696,19 +718,7 @@ mod tests {
             eprintln!("skipped: no AVX-512");
             return;
         }
-        let mut x: Vec<f32> = (0..=u32::MAX / 9973)
-            .map(|i| f32::from_bits(i.wrapping_mul(9973)))
-            .collect();
-        x.extend((-40000..40000).map(|i| i as f32 * 0.0005));
-        x.extend([
-            0.0,
-            -0.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            1e-45,
-            -1e-45,
-        ]);
+        let x = sweep(0.0005);
         for len in (0..48).chain([x.len()]) {
             let (mut want, mut got) = (x[..len].to_vec(), x[..len].to_vec());
             gelu_erf_rows_ref(&mut want);
@@ -734,21 +744,7 @@ mod tests {
             eprintln!("skipped: no AVX-512");
             return;
         }
-        let mut gate: Vec<f32> = (0..=u32::MAX / 9973)
-            .map(|i| f32::from_bits(i.wrapping_mul(9973)))
-            .collect();
-        gate.extend((-40000..40000).map(|i| i as f32 * 0.005));
-        gate.extend([
-            0.0,
-            -0.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            f32::MIN_POSITIVE,
-            -f32::MIN_POSITIVE,
-            1e-45,
-            -1e-45,
-        ]);
+        let mut gate = sweep(0.005);
         gate.extend([
             87.3, 88.7, 103.0, 104.0, 132.9, 133.1, 134.0, -87.3, -88.7, -103.0, -104.0, -132.9,
             -133.1, -134.0,

@@ -31,7 +31,14 @@ unsafe fn tile<const R: usize, const T: usize>(
     if i < n {
         // The twin pads the last chunk of both rows with zeros: it is read under a mask,
         // which gives zeros past the row and reads nothing there.
-        step::<R, T>(&mut acc, w, n, a, i, ((1u32 << (n - i)) - 1) as u16);
+        step::<R, T>(
+            &mut acc,
+            w,
+            n,
+            a,
+            i,
+            super::x86_avx512_ops::tail_mask(n - i),
+        );
     }
     let mut res = [[0.0f32; T]; R];
     if R == 4 && T == 4 {

@@ -14,12 +14,7 @@ pub unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
     let n = gate.len();
     let mut i = 0;
     while i < n {
-        let left = n - i;
-        let m: __mmask16 = if left >= 16 {
-            0xffff
-        } else {
-            ((1u32 << left) - 1) as u16
-        };
+        let m = tail_mask(n - i);
         // SAFETY: the mask covers elements i..min(i + 16, n) of both slices only.
         let x = _mm512_maskz_loadu_ps(m, gate.as_ptr().add(i));
         let u = _mm512_maskz_loadu_ps(m, up.as_ptr().add(i));
@@ -41,12 +36,7 @@ pub unsafe fn gelu_erf(x: &mut [f32]) {
     let sign = _mm512_set1_epi32(i32::MIN);
     let mut i = 0;
     while i < n {
-        let left = n - i;
-        let m: __mmask16 = if left >= 16 {
-            0xffff
-        } else {
-            ((1u32 << left) - 1) as u16
-        };
+        let m = tail_mask(n - i);
         // SAFETY: the mask covers elements i..min(i + 16, n) only.
         let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
         let z = _mm512_abs_ps(_mm512_mul_ps(v, c(std::f32::consts::FRAC_1_SQRT_2)));
@@ -69,6 +59,17 @@ pub unsafe fn gelu_erf(x: &mut [f32]) {
         );
         _mm512_mask_storeu_ps(x.as_mut_ptr().add(i), m, y);
         i += 16;
+    }
+}
+
+/// The lanes of a chunk with `left` elements still to go: all sixteen, or the first
+/// `left`.
+#[inline(always)]
+pub(crate) fn tail_mask(left: usize) -> __mmask16 {
+    if left >= 16 {
+        0xffff
+    } else {
+        ((1u32 << left) - 1) as u16
     }
 }
 
